@@ -1,0 +1,204 @@
+"""The `forecast` command: train, serve, and inspect or promote registry versions.
+
+Any expected failure prints one readable line to stderr and exits 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from forecast.errors import ForecastError, InvalidInput
+from forecast.manifest import TrainingConfig
+from forecast.registry import PRODUCTION, Registry
+from forecast.settings import get_settings
+
+logger = logging.getLogger("forecast")
+
+# flag -> TrainingConfig field; a flag left out keeps the config file's or production's value
+_TRAIN_FLAGS = {
+    "arch": "arch", "horizon": "horizon", "input_size": "input_size", "hidden_size": "hidden_size",
+    "num_layers": "num_layers", "dropout": "dropout", "freq": "freq", "target": "target",
+    "val_size": "val_size", "test_size": "test_size", "seed": "seed", "max_epochs": "max_epochs",
+    "device": "device", "scaling": "scaling", "scaler": "scaler", "batch_size": "batch_size",
+    "learning_rate": "learning_rate", "patience": "patience",
+}
+# Settings that describe the data or the run, not the model: --retrain does not carry them over.
+_PER_RUN_FIELDS = {"device", "seed"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="forecast", description="RNN/LSTM/GRU forecasting: train, serve, manage models")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="fit a model on history and write a new registry version")
+    train.add_argument("--data", required=True, help="CSV or Parquet file (long or wide), or 'etth1' for the bundled set")
+    train.add_argument("--name", required=True, help="model name in the registry")
+    train.add_argument("--arch", choices=["rnn", "lstm", "gru"])
+    train.add_argument("--horizon", type=int, help="steps to forecast (H)")
+    train.add_argument("--input-size", type=int, help="input window length (L)")
+    train.add_argument("--hidden-size", type=int)
+    train.add_argument("--num-layers", type=int)
+    train.add_argument("--dropout", type=float)
+    train.add_argument("--freq", help="pandas frequency (inferred when left out)")
+    train.add_argument("--target", help="value column (long format) or series column (wide format)")
+    train.add_argument("--val-size", type=int, help="validation points at the end of each series' history (default H)")
+    train.add_argument("--test-size", type=int, help="test points at the end of each series (default H)")
+    train.add_argument("--scaling", choices=["window", "global"])
+    train.add_argument("--scaler", choices=["standard", "minmax", "robust"], help="scaler of --scaling global")
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--learning-rate", type=float)
+    train.add_argument("--patience", type=int, help="epochs without validation improvement before stopping")
+    train.add_argument("--registry", help="registry root (default $FORECAST_REGISTRY or ./models)")
+    train.add_argument("--promote", action="store_true", help="move 'production' here if it beats production on this test data")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--max-epochs", type=int)
+    train.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    train.add_argument("--config", help="JSON or TOML file with training settings (flags override it)")
+    train.add_argument("--retrain", action="store_true", help="reuse the production version's configuration")
+    train.add_argument("--warm-start", action="store_true", help="start from the production version's weights")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    serve = commands.add_parser("serve", help="start the forecasting API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--registry", help="registry root (default $FORECAST_REGISTRY or ./models)")
+
+    models = commands.add_parser("models", help="list, show or promote registry versions")
+    models.add_argument("--registry", help="registry root (default $FORECAST_REGISTRY or ./models)")
+    actions = models.add_subparsers(dest="action")
+    actions.add_parser("list", help="every model with its versions and aliases")
+    show = actions.add_parser("show", help="one model's versions and metrics")
+    show.add_argument("name")
+    promote = actions.add_parser("promote", help="point an alias at a version")
+    promote.add_argument("name")
+    promote.add_argument("version", type=int)
+    promote.add_argument("--alias", default=PRODUCTION)
+    return parser
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    return Registry(args.registry or get_settings().registry)
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    source = Path(path)
+    try:
+        text = source.read_text()
+        raw = tomllib.loads(text) if source.suffix.lower() == ".toml" else json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"cannot read config file {path!r}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"config file {path!r} must hold a table/object of training settings")
+    return {str(key).replace("-", "_"): value for key, value in raw.items()}
+
+
+def training_config(args: argparse.Namespace, registry: Registry) -> TrainingConfig:
+    settings: dict[str, Any] = {}
+    if args.retrain or args.warm_start:
+        production = registry.manifest(args.name, registry.resolve(args.name, alias=PRODUCTION))
+        settings.update(production.training.model_dump(exclude=_PER_RUN_FIELDS))
+    if args.config:
+        settings.update(_read_config_file(args.config))
+    for flag, field in _TRAIN_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            settings[field] = value
+    missing = [f"--{name.replace('_', '-')}" for name in ("arch", "horizon", "input_size") if name not in settings]
+    if missing:
+        raise InvalidInput(f"missing {', '.join(missing)} (or pass --retrain to reuse the production version's configuration)")
+    try:
+        return TrainingConfig.model_validate(settings)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise InvalidInput(f"training setting {where}: {error['msg']}") from exc
+
+
+def command_train(args: argparse.Namespace) -> int:
+    from forecast.job import run_training  # torch import is slow; only the commands that need it pay
+
+    registry = _registry(args)
+    config = training_config(args, registry)
+    outcome = run_training(
+        args.data, args.name, config, registry, promote=args.promote, warm_start=args.warm_start,
+        progress=not args.quiet,
+    )
+    test = outcome.manifest.metrics["test"]
+    print(f"wrote {outcome.name} version {outcome.version} to {outcome.path}")
+    print(f"{outcome.promotion_note}")
+    print(f"{'test':<16}{'mae':>12}{'mse':>12}{'rmse':>12}{'smape':>10}{'mase':>10}")
+    for method in ("model", "naive", "seasonal_naive"):
+        m = test[method]
+        print(f"{method:<16}{m['mae']:>12.4f}{m['mse']:>12.4f}{m['rmse']:>12.4f}{m['smape']:>10.2f}{m['mase']:>10.3f}")
+    coverage = ", ".join(f"{level}%: {value:.3f}" for level, value in outcome.manifest.intervals.coverage.items())
+    print(f"interval coverage on test: {coverage}")
+    return 0
+
+
+def command_models(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    if args.action in (None, "list"):
+        names = registry.list_models()
+        if not names:
+            print(f"no models in {registry.root}")
+        for name in names:
+            aliases = registry.aliases(name)
+            print(f"{name}: versions {registry.versions(name)}, aliases {json.dumps(aliases, sort_keys=True)}")
+        return 0
+    if args.action == "show":
+        versions = registry.versions(args.name)
+        if not versions:
+            registry.resolve(args.name)  # raises ModelNotFound with the known names
+        aliases = registry.aliases(args.name)
+        print(f"{args.name}: aliases {json.dumps(aliases, sort_keys=True)}")
+        for version in versions:
+            manifest = registry.manifest(args.name, version)
+            test = manifest.metrics["test"]
+            tags = [alias for alias, v in aliases.items() if v == version]
+            print(
+                f"  v{version} {manifest.arch} L={manifest.input_size} H={manifest.horizon} freq={manifest.freq} "
+                f"created {manifest.created_at:%Y-%m-%d %H:%M} test mse {test['model']['mse']:.4f} "
+                f"(naive {test['naive']['mse']:.4f}, seasonal naive {test['seasonal_naive']['mse']:.4f})"
+                + (f" [{', '.join(tags)}]" if tags else "")
+            )
+        return 0
+    with registry.locked(args.name):
+        registry.set_alias(args.name, args.alias, args.version)
+    print(f"{args.name}: alias {args.alias} -> version {args.version}")
+    return 0
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    from api.server import serve
+
+    return serve(host=args.host, port=args.port, registry=args.registry)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handlers = {"train": command_train, "models": command_models, "serve": command_serve}
+    try:
+        return handlers[args.command](args)
+    except ForecastError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The library's exceptions: each names the offending series or value and says how to fix it.
+
+The API maps these classes to HTTP status codes in one place (`api/errors.py`); the CLI prints
+their message as one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class ForecastError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+    def __init__(self, message: str, *, series_id: str | None = None) -> None:
+        self.series_id = series_id
+        prefix = f"series {series_id!r}: " if series_id is not None else ""
+        super().__init__(prefix + message)
+
+
+class InvalidInput(ForecastError):
+    """The caller's data or request is wrong; nothing was computed or written."""
+
+
+class MissingColumns(InvalidInput):
+    pass
+
+
+class NonNumericValues(InvalidInput):
+    pass
+
+
+class NonFiniteValues(InvalidInput):
+    pass
+
+
+class BadTimestamps(InvalidInput):
+    """Unparseable, duplicate, unsorted or irregular timestamps."""
+
+
+class FrequencyError(InvalidInput):
+    """A frequency that cannot be inferred, or one that differs from the model's."""
+
+
+class SeriesTooShort(InvalidInput):
+    pass
+
+
+class InvalidRequest(InvalidInput):
+    """A request parameter out of range: horizon, interval level, duplicate ids, limits."""
+
+
+class RequestTooLarge(InvalidRequest):
+    pass
+
+
+class InvalidName(InvalidInput):
+    pass
+
+
+class NotFound(ForecastError):
+    """A model, version or alias that the registry does not hold."""
+
+
+class ModelNotFound(NotFound):
+    pass
+
+
+class VersionNotFound(NotFound):
+    pass
+
+
+class RegistryCorrupt(ForecastError):
+    """A version whose files fail their checksum or whose manifest does not validate."""
+
+
+class Overloaded(ForecastError):
+    """The batcher's queue is full: retry later."""
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class DeadlineExceeded(ForecastError):
+    """A queued request waited longer than its deadline."""
+
+
+class ShuttingDown(Overloaded):
+    """The service is draining and takes no new work."""

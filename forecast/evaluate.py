@@ -1,0 +1,116 @@
+"""Evaluation of a predictor on a block (validation or test) over every forecast origin, beside
+the naive and seasonal-naive baselines, on the data's original scale."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from forecast.baselines import naive, seasonal_naive
+from forecast.data import Dataset
+from forecast.intervals import Calibration, interval_bounds
+from forecast.metrics import forecast_metrics, mase_scale
+from forecast.predictor import Predictor
+from forecast.windows import Blocks, SeriesStore, block_origins, gather, series_of_origins
+
+_CHUNK = 8192
+
+
+@dataclass(slots=True)
+class BlockResult:
+    origins: np.ndarray  # (W,) absolute
+    actual: np.ndarray  # (W, H)
+    forecast: np.ndarray  # (W, H)
+    spread: np.ndarray  # (W,)
+    metrics: dict[str, dict[str, float]]  # method -> metric -> value
+
+
+def mase_scales(store: SeriesStore, blocks: Blocks, period: int) -> np.ndarray:
+    """(S,) MASE denominators from each series' training part only."""
+    values = store.values.numpy().astype(np.float64)
+    return np.array(
+        [
+            mase_scale(values[start : start + int(train_end)], period)
+            for start, train_end in zip(store.offsets[:-1], blocks.train_end, strict=True)
+        ]
+    )
+
+
+def predict_origins(predictor: Predictor, store: SeriesStore, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Forecasts (W, H) and window scales (W,) for absolute origins, gathered chunk by chunk."""
+    config = predictor.config
+    means, spreads = [], []
+    for start in range(0, len(origins), _CHUNK):
+        batch = gather(store, origins[start : start + _CHUNK], input_size=config.input_size, horizon=config.horizon)
+        prediction = predictor.predict(batch.history, batch.features)
+        means.append(prediction.mean)
+        spreads.append(prediction.spread)
+    return np.concatenate(means), np.concatenate(spreads)
+
+
+def evaluate_block(
+    predictor: Predictor,
+    store: SeriesStore,
+    blocks: Blocks,
+    block: str,
+    *,
+    season_length: int,
+    scales: np.ndarray,
+) -> BlockResult:
+    config = predictor.config
+    origins = block_origins(store, blocks, block, input_size=config.input_size, horizon=config.horizon)
+    values = store.values.numpy().astype(np.float64)
+    future = origins[:, None] + np.arange(config.horizon)  # (W, H)
+    actual = values[future]
+    forecast, spread = predict_origins(predictor, store, origins)
+    series_index = series_of_origins(store, origins)
+    window_scales = scales[series_index]
+    starts = store.offsets[:-1][series_index]
+    methods = {
+        "model": forecast,
+        "naive": naive(values, origins, config.horizon),
+        "seasonal_naive": seasonal_naive(values, origins, config.horizon, season_length, starts),
+    }
+    metrics = {method: forecast_metrics(actual, predicted, window_scales) for method, predicted in methods.items()}
+    return BlockResult(origins=origins, actual=actual, forecast=forecast, spread=spread, metrics=metrics)
+
+
+def report_samples(
+    dataset: Dataset,
+    store: SeriesStore,
+    result: BlockResult,
+    calibration: Calibration,
+    *,
+    input_size: int,
+    max_series: int = 6,
+    per_series: int = 3,
+) -> list[dict[str, object]]:
+    """Actual vs forecast at a few test origins (first, middle, last) of the first series."""
+    series_index = series_of_origins(store, result.origins)
+    samples: list[dict[str, object]] = []
+    lower, upper = interval_bounds(result.forecast, result.spread, calibration, 80.0)
+    for index in range(min(max_series, len(dataset.series))):
+        rows = np.flatnonzero(series_index == index)
+        if len(rows) == 0:
+            continue
+        picks = sorted({int(rows[0]), int(rows[len(rows) // 2]), int(rows[-1])})[:per_series]
+        series = dataset.series[index]
+        for row in picks:
+            position = int(result.origins[row] - store.offsets[index])
+            context = slice(max(0, position - input_size), position)
+            horizon = result.forecast.shape[1]
+            samples.append(
+                {
+                    "series_id": series.series_id,
+                    "origin": series.timestamps[position].isoformat(),
+                    "history_timestamps": [t.isoformat() for t in series.timestamps[context]],
+                    "history": [round(float(v), 6) for v in series.values[context]],
+                    "timestamps": [t.isoformat() for t in series.timestamps[position : position + horizon]],
+                    "actual": [round(float(v), 6) for v in result.actual[row]],
+                    "forecast": [round(float(v), 6) for v in result.forecast[row]],
+                    "lower_80": [round(float(v), 6) for v in lower[row]],
+                    "upper_80": [round(float(v), 6) for v in upper[row]],
+                }
+            )
+    return samples

@@ -1,0 +1,66 @@
+"""Calendar features derived from timestamps, chosen by the data's frequency.
+
+Each feature is a sine/cosine pair so that hour 23 sits next to hour 0. The names go into the
+manifest; training and serving compute them with this one function from the timestamps alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+
+# feature name -> (position within its cycle, cycle length)
+_CYCLES = {
+    "minute_of_hour": (lambda t: t.minute.to_numpy(), 60.0),
+    "hour_of_day": (lambda t: t.hour.to_numpy(), 24.0),
+    "day_of_week": (lambda t: t.dayofweek.to_numpy(), 7.0),
+    "day_of_year": (lambda t: t.dayofyear.to_numpy() - 1, 366.0),
+    "week_of_year": (lambda t: t.isocalendar().week.to_numpy().astype(np.int64) - 1, 53.0),
+    "month_of_year": (lambda t: t.month.to_numpy() - 1, 12.0),
+}
+FEATURE_NAMES = tuple(_CYCLES)
+
+
+def default_features(freq: str) -> list[str]:
+    """The calendar cycles shorter than a year that a series of this frequency can show."""
+    offset = to_offset(freq)
+    step = pd.Timedelta(offset.nanos) if hasattr(offset, "nanos") and _is_fixed(offset) else None
+    if step is not None:
+        if step < pd.Timedelta(hours=1):
+            return ["minute_of_hour", "hour_of_day", "day_of_week"]
+        if step < pd.Timedelta(days=1):
+            return ["hour_of_day", "day_of_week"]
+        if step < pd.Timedelta(days=7):
+            return ["day_of_week", "day_of_year"]
+        return ["week_of_year"]
+    name = offset.name.upper()
+    if name.startswith("W"):
+        return ["week_of_year"]
+    if name.startswith(("M", "BM", "SM", "CBM")):
+        return ["month_of_year"]
+    return []
+
+
+def _is_fixed(offset: pd.DateOffset) -> bool:
+    try:
+        offset.nanos  # noqa: B018 - raises for calendar offsets such as MonthEnd
+    except ValueError:
+        return False
+    return True
+
+
+def calendar_features(timestamps: pd.DatetimeIndex, names: list[str]) -> np.ndarray:
+    """(T, 2 * len(names)) float32: sin and cos of each named cycle."""
+    columns: list[np.ndarray] = []
+    for name in names:
+        position_of, cycle = _CYCLES[name]
+        angle = 2.0 * np.pi * np.asarray(position_of(timestamps), dtype=np.float64) / cycle
+        columns.extend([np.sin(angle), np.cos(angle)])
+    if not columns:
+        return np.zeros((len(timestamps), 0), dtype=np.float32)
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def future_timestamps(last: pd.Timestamp, freq: str, horizon: int) -> pd.DatetimeIndex:
+    return pd.date_range(start=last, periods=horizon + 1, freq=freq)[1:]

@@ -1,0 +1,75 @@
+"""Prediction intervals by split-conformal calibration, per horizon step.
+
+Scores are absolute errors divided by each window's scale, so one calibration serves series
+of any magnitude. The manifest keeps, for every calibrated level, the score quantile per step;
+a request's level between two calibrated ones is interpolated.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pydantic import BaseModel
+
+from forecast.errors import InvalidRequest
+
+CALIBRATED_LEVELS: tuple[float, ...] = tuple(float(level) for level in range(1, 100)) + (99.5,)
+REPORTED_LEVELS: tuple[float, ...] = (50.0, 80.0, 90.0, 95.0)
+
+
+class Calibration(BaseModel):
+    levels: list[float]
+    quantiles: list[list[float]]  # (n_levels, H) score quantile per level and horizon step
+    n_windows: int
+    coverage: dict[str, float] = {}  # level -> empirical coverage on the test block
+
+
+def conformity_scores(actual: np.ndarray, forecast: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """(W, H) absolute errors in units of each window's scale; spread is (W,) or (W, 1)."""
+    return np.abs(actual - forecast) / np.reshape(spread, (-1, 1))
+
+
+def calibrate(scores: np.ndarray) -> Calibration:
+    """Split-conformal quantiles with the finite-sample correction ceil((n + 1) * level) / n."""
+    n_windows = scores.shape[0]
+    rows = []
+    for level in CALIBRATED_LEVELS:
+        rank = min(1.0, math.ceil((n_windows + 1) * level / 100.0) / n_windows)
+        rows.append([round(float(q), 6) for q in np.quantile(scores, rank, axis=0, method="higher")])
+    return Calibration(levels=list(CALIBRATED_LEVELS), quantiles=rows, n_windows=n_windows)
+
+
+def check_levels(levels: list[float], calibration: Calibration) -> None:
+    highest = calibration.levels[-1]
+    for level in levels:
+        if not 0.0 < level < 100.0:
+            raise InvalidRequest(f"interval level {level} must lie strictly between 0 and 100 (percent)")
+        if level > highest:
+            raise InvalidRequest(f"interval level {level} is above the highest calibrated level {highest}")
+
+
+def score_quantile(calibration: Calibration, level: float, horizon: int) -> np.ndarray:
+    """(H,) score quantile for one level, interpolated between calibrated levels (0 at level 0)."""
+    table = np.asarray(calibration.quantiles, dtype=np.float64)[:, :horizon]  # (n_levels, H)
+    grid = np.concatenate([[0.0], calibration.levels])
+    table = np.vstack([np.zeros((1, table.shape[1])), table])
+    return np.array([np.interp(level, grid, table[:, step]) for step in range(table.shape[1])])
+
+
+def interval_bounds(
+    forecast: np.ndarray, spread: np.ndarray, calibration: Calibration, level: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """forecast (W, H), spread (W,) -> lower and upper (W, H)."""
+    width = score_quantile(calibration, level, forecast.shape[1])[None, :] * np.reshape(spread, (-1, 1))
+    return forecast - width, forecast + width
+
+
+def empirical_coverage(
+    actual: np.ndarray, forecast: np.ndarray, spread: np.ndarray, calibration: Calibration
+) -> dict[str, float]:
+    coverage = {}
+    for level in REPORTED_LEVELS:
+        lower, upper = interval_bounds(forecast, spread, calibration, level)
+        coverage[f"{level:g}"] = float(np.mean((actual >= lower) & (actual <= upper)))
+    return coverage

@@ -1,0 +1,115 @@
+"""The manifest: a version's full description as a pydantic model, stored as manifest.json.
+
+It holds everything needed to rebuild the network and its preprocessing (no pickle: weights
+live in model.safetensors, everything else here), plus metrics, calibration and provenance.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from forecast.intervals import Calibration
+from forecast.networks import Architecture, NetworkConfig
+from forecast.scaling import GlobalScaler, ScalingMode, ScalingParams
+
+MANIFEST_FILE = "manifest.json"
+WEIGHTS_FILE = "model.safetensors"
+REPORT_FILE = "report.json"
+
+# metrics[block][method][metric], e.g. metrics["test"]["model"]["mse"]
+Metrics = dict[str, dict[str, dict[str, float]]]
+
+
+class TrainingConfig(BaseModel):
+    """The training job's settings: from flags, a --config file, or a production version (--retrain)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arch: Architecture
+    input_size: int = Field(ge=1)
+    horizon: int = Field(ge=1)
+    hidden_size: int = Field(default=64, ge=1)
+    num_layers: int = Field(default=1, ge=1)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    linear_skip: bool = True
+    freq: str | None = None
+    target: str | None = None
+    id_column: str = "series_id"
+    timestamp_column: str = "timestamp"
+    value_column: str = "value"
+    scaling: ScalingMode = "window"
+    scaler: GlobalScaler = "standard"
+    features: list[str] | None = Field(default=None, description="calendar features; None picks them by frequency")
+    val_size: int | None = Field(default=None, ge=1, description="defaults to the horizon")
+    test_size: int | None = Field(default=None, ge=1, description="defaults to the horizon")
+    max_epochs: int = Field(default=30, ge=1)
+    patience: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    learning_rate: float = Field(default=3e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    clip_norm: float = Field(default=1.0, gt=0)
+    windows_per_epoch: int = Field(default=100_000, ge=1, description="sampled afresh each epoch when there are more")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class DataFingerprint(BaseModel):
+    sha256: str
+    source: str
+    n_series: int
+    n_points: int
+    first_timestamp: datetime
+    last_timestamp: datetime
+
+
+class EpochRecord(BaseModel):
+    epoch: int
+    train_loss: float
+    val_loss: float
+    learning_rate: float
+    seconds: float
+
+
+class Provenance(BaseModel):
+    forecast: str
+    torch: str
+    python: str
+    device: str
+
+
+class Manifest(BaseModel):
+    format_version: Literal[1] = 1
+    name: str
+    version: int
+    created_at: datetime
+    network: NetworkConfig
+    training: TrainingConfig
+    freq: str
+    features: list[str]
+    scaling: ScalingParams
+    season_length: int
+    mase_period: int
+    data: DataFingerprint
+    metrics: Metrics
+    intervals: Calibration
+    epochs_run: int
+    best_epoch: int
+    timings: dict[str, float]
+    provenance: Provenance
+    parent_version: int | None = None
+    files: dict[str, str] = Field(default_factory=dict, description="file name -> sha256")
+
+    @property
+    def arch(self) -> Architecture:
+        return self.network.arch
+
+    @property
+    def input_size(self) -> int:
+        return self.network.input_size
+
+    @property
+    def horizon(self) -> int:
+        return self.network.horizon

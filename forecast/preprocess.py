@@ -1,0 +1,33 @@
+"""The one preprocessing path from raw windows to network inputs and back.
+
+The training job, its evaluation and the API all call `encode` and `decode`; nothing else
+scales values or builds the network's input, so training and serving cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from forecast.scaling import ScalingParams, scale, unscale, window_stats
+
+
+@dataclass(slots=True)
+class Encoded:
+    inputs: torch.Tensor  # (B, L, 1 + F) scaled values then calendar features
+    loc: torch.Tensor  # (B, 1)
+    spread: torch.Tensor  # (B, 1)
+
+
+def encode(history: torch.Tensor, features: torch.Tensor, params: ScalingParams) -> Encoded:
+    """history (B, L) raw values, features (B, L, F) -> network inputs and the window's scale."""
+    loc, spread = window_stats(history, params)
+    scaled = scale(history, loc, spread)  # (B, L)
+    inputs = torch.cat([scaled.unsqueeze(-1), features], dim=-1)  # (B, L, 1 + F)
+    return Encoded(inputs=inputs, loc=loc, spread=spread)
+
+
+def decode(forecast_scaled: torch.Tensor, encoded: Encoded) -> torch.Tensor:
+    """(B, H) scaled forecasts -> (B, H) on the data's original scale."""
+    return unscale(forecast_scaled, encoded.loc, encoded.spread)

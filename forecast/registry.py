@@ -1,0 +1,218 @@
+"""The model registry on disk: versioned, append-only, atomic.
+
+    <root>/<name>/versions/<N>/manifest.json | model.safetensors | report.json
+    <root>/<name>/aliases.json
+
+A version is written into a private staging folder and renamed into place in one step, so it
+is invisible until complete and a killed writer leaves no half version. Renaming onto an
+existing non-empty folder fails, so two writers that pick the same N cannot clobber each
+other: the loser takes N + 1. Aliases are rewritten through a temporary file and os.replace.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from forecast.errors import InvalidName, ModelNotFound, RegistryCorrupt, VersionNotFound
+from forecast.manifest import MANIFEST_FILE, Manifest
+
+logger = logging.getLogger(__name__)
+
+PRODUCTION = "production"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_STAGING = ".staging"
+_STALE_STAGING_S = 24 * 3600
+
+
+def check_name(name: str, what: str = "model name") -> str:
+    """Names become path components: allow only a safe alphabet so none can leave the registry."""
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise InvalidName(
+            f"invalid {what} {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def sha256_bytes(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _write_synced(path: Path, payload: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class Registry:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def model_dir(self, name: str) -> Path:
+        return self.root / check_name(name)
+
+    def list_models(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if _NAME.fullmatch(p.name) and self.versions(p.name))
+
+    def versions(self, name: str) -> list[int]:
+        folder = self.model_dir(name) / "versions"
+        if not folder.is_dir():
+            return []
+        return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / MANIFEST_FILE).is_file())
+
+    def aliases(self, name: str) -> dict[str, int]:
+        path = self.model_dir(name) / "aliases.json"
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise RegistryCorrupt(f"model {name!r}: aliases.json is unreadable ({exc})") from exc
+        return {str(alias): int(version) for alias, version in raw.items()}
+
+    def resolve(self, name: str, version: int | None = None, alias: str | None = None) -> int:
+        """The version a request means: an explicit version, else the alias, else production."""
+        known = self.versions(name)
+        if not known:
+            raise ModelNotFound(f"model {name!r} is not in the registry; known models: {self.list_models()}")
+        if version is not None:
+            if version not in known:
+                raise VersionNotFound(f"model {name!r} has no version {version}; versions: {known}")
+            return version
+        wanted = check_name(alias, "alias") if alias is not None else PRODUCTION
+        aliases = self.aliases(name)
+        if wanted not in aliases:
+            raise VersionNotFound(f"model {name!r} has no alias {wanted!r}; aliases: {sorted(aliases)}")
+        return aliases[wanted]
+
+    def version_dir(self, name: str, version: int) -> Path:
+        return self.model_dir(name) / "versions" / str(version)
+
+    def read_file(self, name: str, version: int, filename: str, manifest: Manifest) -> bytes:
+        """A version's file, refused unless its sha256 matches the manifest's."""
+        expected = manifest.files.get(filename)
+        if expected is None:
+            raise RegistryCorrupt(f"model {name!r} version {version}: {filename} is not listed in the manifest")
+        try:
+            payload = (self.version_dir(name, version) / filename).read_bytes()
+        except OSError as exc:
+            raise RegistryCorrupt(f"model {name!r} version {version}: cannot read {filename} ({exc})") from exc
+        if sha256_bytes(payload) != expected:
+            raise RegistryCorrupt(
+                f"model {name!r} version {version}: {filename} fails its sha256 check (file altered or corrupt); "
+                "retrain or restore the version"
+            )
+        return payload
+
+    def manifest(self, name: str, version: int) -> Manifest:
+        path = self.version_dir(name, version) / MANIFEST_FILE
+        try:
+            return Manifest.model_validate_json(path.read_bytes())
+        except FileNotFoundError as exc:
+            raise VersionNotFound(f"model {name!r} has no version {version}") from exc
+        except (OSError, ValidationError, ValueError) as exc:
+            first = str(exc).splitlines()[0]
+            raise RegistryCorrupt(f"model {name!r} version {version}: manifest.json is invalid ({first})") from exc
+
+    # ---- writing -------------------------------------------------------------------------
+
+    @contextmanager
+    def locked(self, name: str) -> Iterator[None]:
+        """An exclusive lock on one model's aliases (read-modify-write of aliases.json)."""
+        folder = self.model_dir(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / ".lock", "a+") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def publish(self, name: str, files: dict[str, bytes], build_manifest: Callable[[int, dict[str, str]], Manifest]) -> int:
+        """Write a new version atomically and return its number.
+
+        `build_manifest(version, sha256_by_file)` is called once per attempted version number so
+        the manifest names the version it finally lands as.
+        """
+        folder = self.model_dir(name)
+        staging_root = folder / _STAGING
+        (folder / "versions").mkdir(parents=True, exist_ok=True)
+        staging_root.mkdir(exist_ok=True)
+        self._sweep_stale_staging(staging_root)
+        staging = staging_root / f"{os.getpid()}-{uuid.uuid4().hex}"
+        staging.mkdir()
+        try:
+            digests = {}
+            for filename, payload in files.items():
+                _write_synced(staging / filename, payload)
+                digests[filename] = sha256_bytes(payload)
+            candidate = max(self._all_version_numbers(name), default=0) + 1
+            while True:
+                manifest = build_manifest(candidate, digests)
+                _write_synced(staging / MANIFEST_FILE, manifest.model_dump_json(indent=2).encode())
+                _fsync_dir(staging)
+                try:
+                    os.rename(staging, folder / "versions" / str(candidate))
+                except OSError as exc:
+                    if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
+                    candidate += 1  # another writer took this number first
+                    continue
+                _fsync_dir(folder / "versions")
+                return candidate
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _all_version_numbers(self, name: str) -> list[int]:
+        folder = self.model_dir(name) / "versions"
+        return [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+
+    def _sweep_stale_staging(self, staging_root: Path) -> None:
+        """Staging folders of writers killed long ago; never visible, only disk space."""
+        cutoff = time.time() - _STALE_STAGING_S
+        for leftover in staging_root.iterdir():
+            try:
+                if leftover.stat().st_mtime < cutoff:
+                    shutil.rmtree(leftover, ignore_errors=True)
+            except OSError:
+                continue
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        """Point an alias at a version; callers hold `locked(name)` when they read first."""
+        check_name(alias, "alias")
+        if version not in self.versions(name):
+            raise VersionNotFound(f"model {name!r} has no version {version}; versions: {self.versions(name)}")
+        aliases = self.aliases(name)
+        aliases[alias] = version
+        folder = self.model_dir(name)
+        temporary = folder / f".aliases-{uuid.uuid4().hex}.json"
+        _write_synced(temporary, json.dumps(aliases, indent=2, sort_keys=True).encode())
+        os.replace(temporary, folder / "aliases.json")
+        _fsync_dir(folder)
+        logger.info("alias %s of %s -> version %d", alias, name, version)

@@ -1,0 +1,40 @@
+"""The one settings object: environment variables prefixed FORECAST_, validated at start-up."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FORECAST_", extra="ignore", frozen=True)
+
+    registry: str = "./models"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Batcher defaults chosen from bench/serve.py; see the README's serving section.
+    max_batch_size: int = Field(default=64, ge=1, le=4096)
+    max_wait_ms: float = Field(default=2.0, ge=0.0, le=1000.0)
+    queue_limit: int = Field(default=2048, ge=1)
+    request_timeout_s: float = Field(default=30.0, gt=0.0)
+    reload_seconds: float = Field(default=2.0, gt=0.0)
+    max_series_per_request: int = Field(default=1000, ge=1)
+    max_points_per_series: int = Field(default=50_000, ge=1)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Benchmark only: replace the network by a no-op to measure the HTTP ceiling.
+    bench_noop_model: bool = False
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,112 @@
+"""Windows as index arithmetic over the stored series: nothing of size data x input_size exists.
+
+All series are concatenated into one array; a window is identified by its origin, the
+absolute position of its first target point. A batch of windows is gathered on demand from a
+batch of origins, so peak memory follows the data (one int64 per origin), not the windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from forecast.data import Dataset, SeriesTooShort
+from forecast.errors import InvalidInput
+from forecast.features import calendar_features
+
+
+@dataclass(slots=True)
+class SeriesStore:
+    values: torch.Tensor  # (N,) float32, every series end to end
+    features: torch.Tensor  # (N, F) float32 calendar features of each point
+    offsets: np.ndarray  # (S + 1,) int64: series s occupies [offsets[s], offsets[s + 1])
+    series_ids: list[str]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+@dataclass(slots=True)
+class Blocks:
+    """Per-series block boundaries, relative to each series' start: [0, train_end) is training."""
+
+    train_end: np.ndarray  # (S,) int64
+    validation_end: np.ndarray  # (S,) int64; the test block is [validation_end, length)
+
+
+def build_store(dataset: Dataset, feature_names: list[str]) -> SeriesStore:
+    lengths = np.array([len(s) for s in dataset.series], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    values = np.concatenate([s.values for s in dataset.series]).astype(np.float32)
+    features = np.concatenate([calendar_features(s.timestamps, feature_names) for s in dataset.series])
+    return SeriesStore(
+        values=torch.from_numpy(values),
+        features=torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)),
+        offsets=offsets,
+        series_ids=[s.series_id for s in dataset.series],
+    )
+
+
+def split_blocks(store: SeriesStore, *, input_size: int, horizon: int, val_size: int, test_size: int) -> Blocks:
+    """The last `test_size` points of each series are test, the `val_size` before validation."""
+    if val_size < horizon or test_size < horizon:
+        raise InvalidInput(
+            f"--val-size ({val_size}) and --test-size ({test_size}) must each be at least the horizon ({horizon}) "
+            "so that every block holds one whole forecast"
+        )
+    minimum = input_size + horizon + val_size + test_size
+    for series_id, length in zip(store.series_ids, store.lengths, strict=True):
+        if length < minimum:
+            raise SeriesTooShort(
+                f"has {int(length)} points but needs at least {minimum} "
+                f"(input size {input_size} + horizon {horizon} + validation {val_size} + test {test_size})",
+                series_id=series_id,
+            )
+    validation_end = store.lengths - test_size
+    return Blocks(train_end=validation_end - val_size, validation_end=validation_end)
+
+
+def origins_between(
+    store: SeriesStore, start: np.ndarray, end: np.ndarray, *, input_size: int, horizon: int
+) -> np.ndarray:
+    """Absolute origins t whose targets [t, t + H) lie in [start, end) of their series and whose
+    input [t - L, t) lies inside the series. Stride 1. Returns (W,) int64."""
+    first = np.maximum(start, input_size)
+    last = end - horizon  # inclusive
+    counts = np.clip(last - first + 1, 0, None)
+    total = int(counts.sum())
+    series_of = np.repeat(np.arange(len(counts)), counts)
+    step = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    return store.offsets[:-1][series_of] + first[series_of] + step
+
+
+def block_origins(store: SeriesStore, blocks: Blocks, block: str, *, input_size: int, horizon: int) -> np.ndarray:
+    zeros = np.zeros_like(blocks.train_end)
+    bounds = {
+        "train": (zeros, blocks.train_end),
+        "validation": (blocks.train_end, blocks.validation_end),
+        "test": (blocks.validation_end, store.lengths),
+    }[block]
+    return origins_between(store, *bounds, input_size=input_size, horizon=horizon)
+
+
+def series_of_origins(store: SeriesStore, origins: np.ndarray) -> np.ndarray:
+    """Index of the series each absolute origin belongs to. (W,) int64."""
+    return np.searchsorted(store.offsets, origins, side="right") - 1
+
+
+@dataclass(slots=True)
+class WindowBatch:
+    history: torch.Tensor  # (B, L) raw values of the input window
+    features: torch.Tensor  # (B, L, F) calendar features of the input window
+    target: torch.Tensor  # (B, H) raw values to forecast
+
+
+def gather(store: SeriesStore, origins: np.ndarray | torch.Tensor, *, input_size: int, horizon: int) -> WindowBatch:
+    origin = torch.as_tensor(origins, dtype=torch.int64)[:, None]  # (B, 1)
+    past = origin + torch.arange(-input_size, 0)  # (B, L)
+    future = origin + torch.arange(horizon)  # (B, H)
+    return WindowBatch(history=store.values[past], features=store.features[past], target=store.values[future])

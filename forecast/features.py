@@ -25,7 +25,7 @@ FEATURE_NAMES = tuple(_CYCLES)
 def default_features(freq: str) -> list[str]:
     """The calendar cycles shorter than a year that a series of this frequency can show."""
     offset = to_offset(freq)
-    step = pd.Timedelta(offset.nanos) if hasattr(offset, "nanos") and _is_fixed(offset) else None
+    step = pd.Timedelta(offset.nanos) if _is_fixed(offset) else None
     if step is not None:
         if step < pd.Timedelta(hours=1):
             return ["minute_of_hour", "hour_of_day", "day_of_week"]

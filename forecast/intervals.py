@@ -31,12 +31,15 @@ def conformity_scores(actual: np.ndarray, forecast: np.ndarray, spread: np.ndarr
 
 
 def calibrate(scores: np.ndarray) -> Calibration:
-    """Split-conformal quantiles with the finite-sample correction ceil((n + 1) * level) / n."""
+    """Split-conformal quantiles with the finite-sample correction: the k-th smallest score,
+    k = ceil((n + 1) * level), per horizon step (np.quantile at k / n with method="higher" would
+    take the (k + 1)-th, one rank too wide)."""
     n_windows = scores.shape[0]
+    ordered = np.sort(scores, axis=0)  # (n, H)
     rows = []
     for level in CALIBRATED_LEVELS:
-        rank = min(1.0, math.ceil((n_windows + 1) * level / 100.0) / n_windows)
-        rows.append([round(float(q), 6) for q in np.quantile(scores, rank, axis=0, method="higher")])
+        rank = min(n_windows, math.ceil((n_windows + 1) * level / 100.0))  # 1-based
+        rows.append([round(float(q), 6) for q in ordered[rank - 1]])
     return Calibration(levels=list(CALIBRATED_LEVELS), quantiles=rows, n_windows=n_windows)
 
 

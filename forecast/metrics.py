@@ -20,13 +20,13 @@ def season_length(freq: str) -> int:
     if step is not None:
         if step < pd.Timedelta(days=1):
             return max(1, int(pd.Timedelta(days=1) / step))  # one day: 24 for hourly data
-        if name in {"B", "C"}:
-            return 5
         if step == pd.Timedelta(days=1):
             return 7
         if step == pd.Timedelta(days=7):
             return 52
         return 1
+    if name in {"B", "C"}:  # business days are calendar offsets (no fixed nanos): a 5-day week
+        return 5
     if name.startswith("W"):
         return 52
     if name.startswith(("Q", "BQ")):

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     max_series_per_request: int = Field(default=1000, ge=1)
     max_points_per_series: int = Field(default=50_000, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # Seconds between SIGTERM (readiness off) and closing the listening socket.
+    shutdown_grace_s: float = Field(default=1.0, ge=0.0, le=300.0)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Benchmark only: replace the network by a no-op to measure the HTTP ceiling.
     bench_noop_model: bool = False

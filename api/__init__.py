@@ -1,0 +1,1 @@
+"""The forecasting REST API (FastAPI): routes, schemas, error mapping and the dashboard."""

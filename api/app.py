@@ -1,0 +1,71 @@
+"""The FastAPI application factory and its lifespan: the engine starts and stops with the app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from api.errors import install_error_handlers
+from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from api.routes import forecast, health, models
+from forecast import __version__
+from forecast.engine import Engine
+from forecast.registry import Registry
+from forecast.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = Engine(Registry(settings.registry), settings)
+        app.state.engine = engine
+        app.state.draining = False
+        await engine.start()
+        logger.info("serving registry %s on %s", settings.registry, engine.device)
+        try:
+            yield
+        finally:
+            await engine.stop()
+
+    app = FastAPI(
+        title="Forecast API",
+        version=__version__,
+        description="Forecasts from RNN, LSTM and GRU models trained into a versioned registry.",
+        lifespan=lifespan,
+    )
+    app.dependency_overrides[get_settings] = lambda: settings
+    install_error_handlers(app)
+    app.include_router(forecast.router)
+    app.include_router(models.router)
+    app.include_router(health.router)
+    if (STATIC / "index.html").exists():
+        app.mount("/dashboard", StaticFiles(directory=STATIC, html=True), name="dashboard")
+
+        @app.get("/", include_in_schema=False)
+        async def root() -> RedirectResponse:
+            return RedirectResponse("/dashboard/")
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app

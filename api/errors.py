@@ -1,0 +1,91 @@
+"""The one place where library exceptions become HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from forecast.errors import (
+    DeadlineExceeded,
+    ForecastError,
+    InvalidInput,
+    InvalidName,
+    NotFound,
+    Overloaded,
+    RegistryCorrupt,
+    RequestTooLarge,
+)
+
+logger = logging.getLogger(__name__)
+
+# Most specific first: the first matching class decides the status.
+_STATUS: list[tuple[type[ForecastError], int, str]] = [
+    (RequestTooLarge, 413, "too_large"),
+    (InvalidName, 422, "invalid_name"),
+    (InvalidInput, 422, "invalid_input"),
+    (NotFound, 404, "not_found"),
+    (Overloaded, 503, "overloaded"),
+    (DeadlineExceeded, 504, "deadline_exceeded"),
+    (RegistryCorrupt, 500, "registry_corrupt"),
+]
+
+
+def status_of(exc: ForecastError) -> tuple[int, str]:
+    for kind, status, label in _STATUS:
+        if isinstance(exc, kind):
+            return status, label
+    return 500, "internal"
+
+
+def error_response(exc: ForecastError) -> JSONResponse:
+    status, label = status_of(exc)
+    headers = {}
+    if isinstance(exc, Overloaded):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+    body = {"error": label, "message": str(exc), "series_id": exc.series_id}
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def _readable(error: dict[str, object]) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")  # type: ignore[attr-defined]
+    return f"{location}: {error.get('msg')}" if location else str(error.get("msg"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ForecastError)
+    async def _library_error(request: Request, exc: ForecastError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        series_id = _series_id_of(exc.body, errors[0]) if errors else None
+        message = "; ".join(_readable(e) for e in errors[:5])
+        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors[:20]]
+        prefix = f"series {series_id!r}: " if series_id else ""
+        return JSONResponse(
+            status_code=422,
+            content={"error": "invalid_request", "message": prefix + message, "series_id": series_id, "detail": detail},
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.status_code, content={"error": "http", "message": str(exc.detail), "series_id": None},
+            headers=getattr(exc, "headers", None),
+        )
+
+
+def _series_id_of(body: object, error: dict[str, object]) -> str | None:
+    """Name the series a validation error is about, when the body got that far."""
+    location = list(error.get("loc", ()))  # type: ignore[call-overload]
+    if len(location) >= 3 and location[:2] == ["body", "series"] and isinstance(location[2], int):
+        try:
+            return str(body["series"][location[2]]["id"])  # type: ignore[index]
+        except (TypeError, KeyError, IndexError):
+            return f"#{location[2]}"
+    return None

@@ -1,0 +1,74 @@
+"""POST /v1/forecast: validate the posted series against the model, window and scale them as in
+training, run them through the model's batcher, and return forecasts with intervals."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from api.deps import EngineDep, SettingsDep
+from api.errors import status_of
+from api.schemas import ErrorBody, ForecastRequest, ForecastResponse
+from forecast.errors import ForecastError, InvalidRequest, RequestTooLarge
+from forecast.inference import assemble, check_request, prepare_series
+from forecast.telemetry import REQUEST_LATENCY, REQUESTS
+
+router = APIRouter(prefix="/v1", tags=["forecast"])
+
+_ERRORS = {code: {"model": ErrorBody} for code in (404, 413, 422, 503, 504)}
+
+
+def _check_limits(body: ForecastRequest, max_series: int, max_points: int) -> None:
+    if len(body.series) > max_series:
+        raise RequestTooLarge(f"{len(body.series)} series in one request; the limit is {max_series} (FORECAST_MAX_SERIES_PER_REQUEST)")
+    for series in body.series:
+        if len(series.values) > max_points:
+            raise RequestTooLarge(
+                f"{len(series.values)} points; the limit is {max_points} per series (FORECAST_MAX_POINTS_PER_SERIES)",
+                series_id=series.id,
+            )
+    duplicates = [series_id for series_id, count in Counter(s.id for s in body.series).items() if count > 1]
+    if duplicates:
+        raise InvalidRequest(f"duplicate series ids {duplicates[:5]}; each series needs its own id")
+
+
+@router.post("/forecast", response_model=ForecastResponse, responses=_ERRORS)  # type: ignore[arg-type]
+async def forecast(body: ForecastRequest, engine: EngineDep, settings: SettingsDep) -> JSONResponse:
+    started = time.perf_counter()
+    version_label, status = "", 200
+    try:
+        _check_limits(body, settings.max_series_per_request, settings.max_points_per_series)
+        async with engine.lease(body.model, body.version, body.alias) as served:
+            manifest = served.manifest
+            version_label = str(manifest.version)
+            horizon = check_request(manifest, body.horizon, body.levels)
+            prepared = [
+                prepare_series(
+                    manifest, s.id, s.values, timestamps=s.timestamps, start=s.start, freq=s.freq, horizon=horizon
+                )
+                for s in body.series
+            ]
+            windows = [p.window for p in prepared]
+            if settings.bench_noop_model:
+                outputs = served.run_batch(windows)
+            else:
+                outputs = await served.batcher.submit(windows, timeout_s=settings.request_timeout_s)
+            forecasts = [asdict(assemble(manifest, p, o, body.levels)) for p, o in zip(prepared, outputs, strict=True)]
+    except ForecastError as exc:
+        status = status_of(exc)[0]
+        raise
+    finally:
+        REQUESTS.labels(body.model, version_label, str(status)).inc()
+        REQUEST_LATENCY.labels(body.model).observe(time.perf_counter() - started)
+    content = {
+        "model": {"name": manifest.name, "version": manifest.version, "arch": manifest.arch},
+        "forecasts": [
+            {"id": f["series_id"], "timestamps": f["timestamps"], "mean": f["mean"], "intervals": f["intervals"]}
+            for f in forecasts
+        ],
+    }
+    return JSONResponse(content)

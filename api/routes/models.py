@@ -1,0 +1,80 @@
+"""GET /v1/models...: what the registry holds and what the server serves. Read-only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.deps import EngineDep, RegistryDep
+from api.schemas import ModelList, ModelSummary, VersionSummary
+from forecast.errors import ModelNotFound, RegistryCorrupt
+from forecast.manifest import REPORT_FILE
+from forecast.registry import Registry, check_name
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+def _summary(registry: Registry, name: str, served: dict[str, int]) -> ModelSummary:
+    versions = registry.versions(name)
+    if not versions:
+        raise ModelNotFound(f"model {name!r} is not in the registry; known models: {registry.list_models()}")
+    aliases = registry.aliases(name)
+    summaries = []
+    for version in versions:
+        try:
+            manifest = registry.manifest(name, version)
+        except RegistryCorrupt:
+            continue  # listed by the server log and metrics; not shown as if it were usable
+        summaries.append(
+            VersionSummary(
+                version=version,
+                arch=manifest.arch,
+                input_size=manifest.input_size,
+                horizon=manifest.horizon,
+                freq=manifest.freq,
+                created_at=manifest.created_at,
+                aliases=sorted(a for a, v in aliases.items() if v == version),
+                test_metrics=manifest.metrics.get("test", {}),
+            )
+        )
+    return ModelSummary(name=name, versions=summaries, aliases=aliases, served=served)
+
+
+@router.get("", response_model=ModelList)
+async def list_models(registry: RegistryDep, engine: EngineDep) -> ModelList:
+    def read() -> ModelList:
+        return ModelList(models=[_summary(registry, n, engine.served_aliases(n)) for n in registry.list_models()])
+
+    return await asyncio.to_thread(read)
+
+
+@router.get("/{name}", response_model=ModelSummary)
+async def get_model(name: str, registry: RegistryDep, engine: EngineDep) -> ModelSummary:
+    check_name(name)
+    return await asyncio.to_thread(_summary, registry, name, engine.served_aliases(name))
+
+
+@router.get("/{name}/versions/{version}")
+async def get_version(name: str, version: int, registry: RegistryDep) -> dict[str, Any]:
+    """The version's manifest: hyperparameters, metrics, calibration, provenance."""
+    check_name(name)
+    registry.resolve(name, version)
+    manifest = await asyncio.to_thread(registry.manifest, name, version)
+    return manifest.model_dump(mode="json")
+
+
+@router.get("/{name}/versions/{version}/report")
+async def get_report(name: str, version: int, registry: RegistryDep) -> dict[str, Any]:
+    """Loss per epoch and actual-vs-forecast samples of the test block, for the dashboard."""
+    check_name(name)
+    registry.resolve(name, version)
+
+    def read() -> dict[str, Any]:
+        manifest = registry.manifest(name, version)
+        report: dict[str, Any] = json.loads(registry.read_file(name, version, REPORT_FILE, manifest))
+        return report
+
+    return await asyncio.to_thread(read)

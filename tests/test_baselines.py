@@ -1,0 +1,57 @@
+"""The baselines on a known sequence: naive repeats the last value, seasonal naive the last
+season, falling back to naive when a window has less than one season of its own history."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from forecast.baselines import naive, seasonal_naive
+
+
+@pytest.fixture
+def values() -> np.ndarray:
+    """Two series end to end: a = 10..17 at [0, 8), b = 100..107 at [8, 16)."""
+    return np.concatenate([np.arange(10.0, 18.0), np.arange(100.0, 108.0)])
+
+
+STARTS = np.array([0, 8])
+
+
+def test_naive_repeats_the_value_before_the_origin(values: np.ndarray) -> None:
+    forecast = naive(values, np.array([5, 8 + 3]), horizon=3)
+    np.testing.assert_array_equal(forecast, [[14, 14, 14], [102, 102, 102]])
+
+
+def test_seasonal_naive_repeats_the_last_season(values: np.ndarray) -> None:
+    origins = np.array([6, 8 + 3])
+    forecast = seasonal_naive(values, origins, horizon=5, season=3, series_starts=STARTS[[0, 1]])
+    # a at position 6: the season before is values[3:6] = 13, 14, 15, then it repeats
+    np.testing.assert_array_equal(forecast[0], [13, 14, 15, 13, 14])
+    # b at position 3: exactly one season of history, b's own 100, 101, 102
+    np.testing.assert_array_equal(forecast[1], [100, 101, 102, 100, 101])
+
+
+def test_seasonal_naive_falls_back_to_naive_without_a_full_season(values: np.ndarray) -> None:
+    # b at position 2 has two points of history, less than a season of 3: naive (101), never
+    # values from series a before it.
+    forecast = seasonal_naive(values, np.array([8 + 2]), horizon=4, season=3, series_starts=STARTS[[1]])
+    np.testing.assert_array_equal(forecast, [[101, 101, 101, 101]])
+
+
+def test_seasonal_naive_with_season_one_is_naive(values: np.ndarray) -> None:
+    origins = np.array([3, 7, 9, 15])
+    series_starts = np.array([0, 0, 8, 8])
+    np.testing.assert_array_equal(
+        seasonal_naive(values, origins, horizon=4, season=1, series_starts=series_starts),
+        naive(values, origins, horizon=4),
+    )
+
+
+def test_seasonal_naive_is_exact_on_a_periodic_series() -> None:
+    pattern = np.array([3.0, -1.0, 4.0, 1.0, -5.0, 9.0])
+    values = np.tile(pattern, 5)  # one series of 30 points, season 6
+    origins = np.arange(6, 30 - 8 + 1)
+    forecast = seasonal_naive(values, origins, horizon=8, season=6, series_starts=np.zeros_like(origins))
+    actual = values[origins[:, None] + np.arange(8)]
+    np.testing.assert_array_equal(forecast, actual)

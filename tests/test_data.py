@@ -1,0 +1,271 @@
+"""Loading and validation: long and wide tables from CSV or Parquet, the bundled ETTh1, and one
+specific, readable error per kind of bad input, naming the series."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecast.data import Columns, Dataset, load_dataset, require_length
+from forecast.errors import (
+    BadTimestamps,
+    FrequencyError,
+    InvalidInput,
+    MissingColumns,
+    NonFiniteValues,
+    NonNumericValues,
+    SeriesTooShort,
+)
+
+
+def _long_frame() -> pd.DataFrame:
+    stamps = pd.date_range("2024-03-01", periods=6, freq="D")
+    return pd.DataFrame(
+        {
+            "series_id": ["store-1"] * 6 + ["store-2"] * 6,
+            "timestamp": list(stamps) * 2,
+            "value": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0],
+        }
+    )
+
+
+def _write_csv(tmp_path: Path, frame: pd.DataFrame, name: str = "data.csv") -> Path:
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _write_long_csv(tmp_path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    """Rows of raw text, exactly as a user's file would hold them."""
+    path = tmp_path / "long.csv"
+    path.write_text("series_id,timestamp,value\n" + "".join(f"{s},{t},{v}\n" for s, t, v in rows))
+    return path
+
+
+def _hourly_rows(series_id: str, values: list[str], start: str = "2024-01-01 00:00") -> list[tuple[str, str, str]]:
+    stamps = pd.date_range(start, periods=len(values), freq="h")
+    return [(series_id, str(stamp), value) for stamp, value in zip(stamps, values, strict=True)]
+
+
+def _assert_long_dataset(dataset: Dataset) -> None:
+    assert dataset.freq == "D"
+    assert [s.series_id for s in dataset.series] == ["store-1", "store-2"]
+    np.testing.assert_array_equal(dataset.series[1].values, [10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
+    assert dataset.series[0].values.dtype == np.float64
+    assert dataset.series[0].timestamps[0] == pd.Timestamp("2024-03-01")
+    assert dataset.n_points == 12
+
+
+def test_long_csv_loads(tmp_path: Path) -> None:
+    _assert_long_dataset(load_dataset(_write_csv(tmp_path, _long_frame())))
+
+
+def test_long_parquet_loads_the_same_as_csv(tmp_path: Path) -> None:
+    path = tmp_path / "data.parquet"
+    _long_frame().to_parquet(path, index=False)
+    from_parquet = load_dataset(path)
+    _assert_long_dataset(from_parquet)
+    assert from_parquet.fingerprint() == load_dataset(_write_csv(tmp_path, _long_frame())).fingerprint()
+
+
+def test_configurable_column_names(tmp_path: Path) -> None:
+    frame = _long_frame().rename(columns={"series_id": "shop", "timestamp": "day", "value": "sales"})
+    path = _write_csv(tmp_path, frame)
+    _assert_long_dataset(load_dataset(path, columns=Columns(series_id="shop", timestamp="day", value="sales")))
+
+
+def test_wide_csv_loads_one_series_per_column(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {"date": pd.date_range("2024-01-01", periods=5, freq="h"), "a": [1, 2, 3, 4, 5], "b": [5, 4, 3, 2, 1.5]}
+    )
+    dataset = load_dataset(_write_csv(tmp_path, frame))
+    assert dataset.freq == "h"
+    assert {s.series_id: s.values.tolist() for s in dataset.series} == {
+        "a": [1, 2, 3, 4, 5],
+        "b": [5, 4, 3, 2, 1.5],
+    }
+    only_b = load_dataset(_write_csv(tmp_path, frame), target="b")
+    assert [s.series_id for s in only_b.series] == ["b"]
+
+
+def test_wide_table_with_ragged_series_trims_leading_and_trailing_empty_cells(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_text(
+        "date,early,late,full\n"
+        "2024-01-01,1,,10\n"
+        "2024-01-02,2,,11\n"
+        "2024-01-03,3,7,12\n"
+        "2024-01-04,,8,13\n"
+        "2024-01-05,,9,14\n"
+    )
+    dataset = load_dataset(path)
+    by_id = {s.series_id: s for s in dataset.series}
+    assert by_id["early"].values.tolist() == [1, 2, 3]
+    assert list(by_id["early"].timestamps.day) == [1, 2, 3]
+    assert by_id["late"].values.tolist() == [7, 8, 9]
+    assert list(by_id["late"].timestamps.day) == [3, 4, 5]
+    assert len(by_id["full"]) == 5
+
+
+def test_wide_table_with_a_hole_inside_a_series_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_text("date,ok,holey\n2024-01-01,1,1\n2024-01-02,2,\n2024-01-03,3,3\n2024-01-04,4,4\n")
+    with pytest.raises(NonFiniteValues, match=r"'holey'.*2024-01-02"):
+        load_dataset(path)
+
+
+def test_bundled_etth1_loads_its_oil_temperature_target() -> None:
+    dataset = load_dataset("etth1", target="OT")
+    assert dataset.freq == "h"
+    assert [s.series_id for s in dataset.series] == ["OT"]
+    series = dataset.series[0]
+    assert len(series) == 17420
+    assert series.timestamps[0] == pd.Timestamp("2016-07-01 00:00:00")
+    assert bool(np.isfinite(series.values).all())
+
+
+# --- each kind of bad input, its own exception, naming the series ---------------------------------
+
+
+def test_missing_columns_lists_what_was_found(tmp_path: Path) -> None:
+    path = _write_csv(tmp_path, _long_frame().drop(columns=["value"]))
+    with pytest.raises(MissingColumns) as caught:
+        load_dataset(path)
+    message = str(caught.value)
+    assert "'value'" in message and "series_id" in message and "timestamp" in message
+
+
+def test_no_timestamp_column_at_all_is_missing_columns(tmp_path: Path) -> None:
+    path = _write_csv(tmp_path, pd.DataFrame({"when": ["2024-01-01"], "x": [1.0]}))
+    with pytest.raises(MissingColumns, match=r"found columns.*'when'.*'x'"):
+        load_dataset(path)
+
+
+def test_wide_target_that_does_not_exist_is_missing_columns(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"date": pd.date_range("2024-01-01", periods=4, freq="D"), "a": [1, 2, 3, 4]})
+    with pytest.raises(MissingColumns, match=r"'OT'.*found columns.*'a'"):
+        load_dataset(_write_csv(tmp_path, frame), target="OT")
+
+
+def test_a_value_that_is_not_a_number_is_named_with_its_series(tmp_path: Path) -> None:
+    rows = _hourly_rows("good", ["1", "2", "3", "4"]) + _hourly_rows("sensor-7", ["1.5", "2.5", "oops", "4"])
+    with pytest.raises(NonNumericValues) as caught:
+        load_dataset(_write_long_csv(tmp_path, rows))
+    message = str(caught.value)
+    assert caught.value.series_id == "sensor-7"
+    assert "'sensor-7'" in message and "'oops'" in message and "2024-01-01 02:00:00" in message
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", ""])
+def test_missing_nan_or_infinite_values_are_refused(tmp_path: Path, bad: str) -> None:
+    rows = _hourly_rows("meter-3", ["1", "2", bad, "4", "5"])
+    with pytest.raises(NonFiniteValues) as caught:
+        load_dataset(_write_long_csv(tmp_path, rows))
+    assert caught.value.series_id == "meter-3"
+    assert "'meter-3'" in str(caught.value) and "2024-01-01 02:00:00" in str(caught.value)
+
+
+def test_duplicate_timestamps_are_named(tmp_path: Path) -> None:
+    rows = [
+        ("dup", t, v)
+        for t, v in [
+            ("2024-01-01 00:00", "1"),
+            ("2024-01-01 01:00", "2"),
+            ("2024-01-01 01:00", "3"),
+            ("2024-01-01 02:00", "4"),
+        ]
+    ]
+    with pytest.raises(BadTimestamps, match=r"'dup'.*duplicate timestamp 2024-01-01 01:00:00"):
+        load_dataset(_write_long_csv(tmp_path, rows))
+
+
+def test_unsorted_timestamps_are_named(tmp_path: Path) -> None:
+    rows = [
+        ("shuffled", t, v)
+        for t, v in [
+            ("2024-01-01 00:00", "1"),
+            ("2024-01-01 02:00", "2"),
+            ("2024-01-01 01:00", "3"),
+            ("2024-01-01 03:00", "4"),
+        ]
+    ]
+    with pytest.raises(BadTimestamps, match=r"'shuffled'.*unsorted timestamp 2024-01-01 01:00:00"):
+        load_dataset(_write_long_csv(tmp_path, rows))
+
+
+def test_unparseable_timestamp_is_named(tmp_path: Path) -> None:
+    rows = [*_hourly_rows("x1", ["1", "2", "3"]), ("x1", "not-a-date", "4")]
+    with pytest.raises(BadTimestamps, match=r"'x1'.*'not-a-date'"):
+        load_dataset(_write_long_csv(tmp_path, rows))
+
+
+def test_irregular_spacing_without_a_frequency_cannot_be_inferred(tmp_path: Path) -> None:
+    stamps = ["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 02:00", "2024-01-01 05:00", "2024-01-01 06:00"]
+    rows = [("gappy", t, str(i)) for i, t in enumerate(stamps)]
+    with pytest.raises(FrequencyError) as caught:
+        load_dataset(_write_long_csv(tmp_path, rows))
+    assert caught.value.series_id == "gappy"
+    assert "2024-01-01 05:00:00" in str(caught.value)  # where the spacing breaks
+
+
+def test_irregular_spacing_against_a_given_frequency_is_named(tmp_path: Path) -> None:
+    stamps = ["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 03:00", "2024-01-01 04:00"]
+    rows = [("gappy", t, str(i)) for i, t in enumerate(stamps)]
+    with pytest.raises(BadTimestamps, match=r"'gappy'.*expected 2024-01-01 02:00:00.*got 2024-01-01 03:00:00"):
+        load_dataset(_write_long_csv(tmp_path, rows), freq="h")
+
+
+def test_series_of_different_frequencies_are_refused(tmp_path: Path) -> None:
+    rows = _hourly_rows("hourly", ["1", "2", "3", "4"]) + [
+        ("daily", str(t.date()), "1") for t in pd.date_range("2024-01-01", periods=4, freq="D")
+    ]
+    with pytest.raises(FrequencyError, match="different frequencies"):
+        load_dataset(_write_long_csv(tmp_path, rows))
+
+
+def test_unknown_frequency_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FrequencyError, match="'fortnightly'"):
+        load_dataset(_write_long_csv(tmp_path, _hourly_rows("a", ["1", "2", "3"])), freq="fortnightly")
+
+
+def test_too_short_series_is_named_by_require_length(tmp_path: Path) -> None:
+    rows = _hourly_rows("long-enough", [str(i) for i in range(10)]) + _hourly_rows("stub", ["1", "2", "3", "4"])
+    dataset = load_dataset(_write_long_csv(tmp_path, rows))
+    require_length(dataset, 4, "input size 2 + horizon 2")  # exactly long enough passes
+    with pytest.raises(SeriesTooShort) as caught:
+        require_length(dataset, 5, "input size 3 + horizon 2")
+    assert caught.value.series_id == "stub"
+    assert "'stub'" in str(caught.value) and "4 points" in str(caught.value) and "input size 3" in str(caught.value)
+
+
+def test_missing_file_and_unknown_type_are_invalid_input(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="does not exist"):
+        load_dataset(tmp_path / "nope.csv")
+    odd = tmp_path / "data.xlsx"
+    odd.write_text("x")
+    with pytest.raises(InvalidInput, match="unknown file type"):
+        load_dataset(odd)
+
+
+# --- fingerprint ---------------------------------------------------------------------------------
+
+
+def test_fingerprint_is_stable_and_follows_every_value(tmp_path: Path) -> None:
+    path = _write_csv(tmp_path, _long_frame())
+    reference = load_dataset(path).fingerprint()
+    assert load_dataset(path).fingerprint() == reference  # same data, same digest
+    assert len(reference) == 64
+
+    changed_value = _long_frame()
+    changed_value.loc[8, "value"] += 1e-9
+    assert load_dataset(_write_csv(tmp_path, changed_value, "v.csv")).fingerprint() != reference
+
+    shifted = _long_frame()
+    shifted["timestamp"] = shifted["timestamp"] + pd.Timedelta(days=1)
+    assert load_dataset(_write_csv(tmp_path, shifted, "t.csv")).fingerprint() != reference
+
+    renamed = _long_frame().replace({"series_id": {"store-2": "store-3"}})
+    assert load_dataset(_write_csv(tmp_path, renamed, "r.csv")).fingerprint() != reference

@@ -1,0 +1,322 @@
+"""The seed text's three cells, written out by hand, against torch's modules with the same weights.
+
+Each hand-written cell reads its weights from the torch module (`weight_ih_l{k}`, `weight_hh_l{k}`,
+`bias_ih_l{k}`, `bias_hh_l{k}`, split into torch's gate order: LSTM i, f, g, o; GRU r, z, n) and
+steps through a sequence in float64. RNN and LSTM match the seed's equations exactly; for GRU the
+tests pin down torch's variant and show that it departs from the seed's form in one place only:
+the reset gate is applied after the hidden matmul instead of before it.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from forecast.networks import Forecaster, NetworkConfig
+
+ATOL = 1e-6
+N_FEATURES, HIDDEN, STEPS, BATCH = 3, 5, 12, 4
+
+
+@pytest.fixture
+def sequence() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(BATCH, STEPS, N_FEATURES, generator=generator, dtype=torch.float64)  # (B, T, F)
+
+
+def _layer_weights(module: nn.RNNBase, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (
+        getattr(module, f"weight_ih_l{layer}").detach(),
+        getattr(module, f"weight_hh_l{layer}").detach(),
+        getattr(module, f"bias_ih_l{layer}").detach(),
+        getattr(module, f"bias_hh_l{layer}").detach(),
+    )
+
+
+def _matvec(weight: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+    """weight (out, in), vector (B, in) -> (B, out): the seed's W x for a batch."""
+    return vector @ weight.T
+
+
+# --- the seed's cells, one time step each -------------------------------------------------------
+
+
+def seed_rnn_step(
+    x: torch.Tensor, h: torch.Tensor, U: torch.Tensor, W: torch.Tensor, b_h: torch.Tensor
+) -> torch.Tensor:
+    """h_t = tanh(U x_t + W h_{t-1} + b_h)."""
+    return torch.tanh(_matvec(U, x) + _matvec(W, h) + b_h)
+
+
+def seed_lstm_step(
+    x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, weights: tuple[torch.Tensor, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """i, f, o = sigmoid(W_x* x + W_h* h + b_*); g = tanh(W_xg x + W_hg h + b_g);
+    c_t = f*c_{t-1} + i*g; h_t = o*tanh(c_t)."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    W_xi, W_xf, W_xg, W_xo = w_ih.chunk(4)  # torch's gate order: i, f, g, o
+    W_hi, W_hf, W_hg, W_ho = w_hh.chunk(4)
+    # torch keeps two bias vectors per gate; the seed's b_* is their sum.
+    b_i, b_f, b_g, b_o = (b_ih + b_hh).chunk(4)
+    i = torch.sigmoid(_matvec(W_xi, x) + _matvec(W_hi, h) + b_i)
+    f = torch.sigmoid(_matvec(W_xf, x) + _matvec(W_hf, h) + b_f)
+    o = torch.sigmoid(_matvec(W_xo, x) + _matvec(W_ho, h) + b_o)
+    g = torch.tanh(_matvec(W_xg, x) + _matvec(W_hg, h) + b_g)
+    c_next = f * c + i * g
+    return o * torch.tanh(c_next), c_next
+
+
+def _gru_gates(x: torch.Tensor, h: torch.Tensor, weights: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Reset r and update z (identical in torch and the seed), plus the candidate's pieces."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    W_ir, W_iz, W_in = w_ih.chunk(3)  # torch's gate order: r, z, n
+    W_hr, W_hz, W_hn = w_hh.chunk(3)
+    b_ir, b_iz, b_in = b_ih.chunk(3)
+    b_hr, b_hz, b_hn = b_hh.chunk(3)
+    r = torch.sigmoid(_matvec(W_ir, x) + b_ir + _matvec(W_hr, h) + b_hr)
+    z = torch.sigmoid(_matvec(W_iz, x) + b_iz + _matvec(W_hz, h) + b_hz)
+    return r, z, W_in, b_in, W_hn, b_hn
+
+
+def torch_variant_gru_step(x: torch.Tensor, h: torch.Tensor, weights: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """torch's GRU: n = tanh(W_in x + b_in + r*(W_hn h + b_hn)); h_t = (1-z)*n + z*h_{t-1}."""
+    r, z, W_in, b_in, W_hn, b_hn = _gru_gates(x, h, weights)
+    n = torch.tanh(_matvec(W_in, x) + b_in + r * (_matvec(W_hn, h) + b_hn))
+    return (1 - z) * n + z * h
+
+
+def seed_gru_step(x: torch.Tensor, h: torch.Tensor, weights: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The seed's GRU: g = tanh(W_xg x + W_hg (r*h_{t-1})); h_t = z*h_{t-1} + (1-z)*g.
+    The seed has no biases; the tests compare it with a bias-free torch GRU (or with biases
+    that only steer the gates)."""
+    r, z, W_xg, b_in, W_hg, b_hn = _gru_gates(x, h, weights)
+    g = torch.tanh(_matvec(W_xg, x) + b_in + _matvec(W_hg, r * h) + b_hn)
+    return z * h + (1 - z) * g
+
+
+def _unroll(step, inputs: torch.Tensor, hidden: int):  # type: ignore[no-untyped-def]
+    """Run a one-step cell over (B, T, F) from a zero state; returns (B, T, hidden)."""
+    h = torch.zeros(inputs.shape[0], hidden, dtype=inputs.dtype)
+    outputs = []
+    for t in range(inputs.shape[1]):
+        h = step(inputs[:, t], h)
+        outputs.append(h)
+    return torch.stack(outputs, dim=1)
+
+
+def _module(kind: type[nn.RNNBase], num_layers: int = 1, seed: int = 1, **kwargs: object) -> nn.RNNBase:
+    torch.manual_seed(seed)
+    return kind(N_FEATURES, HIDDEN, num_layers=num_layers, batch_first=True, **kwargs).double()
+
+
+# --- RNN ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_torch_rnn_computes_the_seed_elman_equations(sequence: torch.Tensor, num_layers: int) -> None:
+    rnn = _module(nn.RNN, num_layers, nonlinearity="tanh")
+    torch.manual_seed(2)
+    readout = nn.Linear(HIDDEN, 2).double()  # O_t = V h_t + b_o
+
+    layer_input = sequence
+    for layer in range(num_layers):
+        U, W, b_ih, b_hh = _layer_weights(rnn, layer)
+        layer_input = _unroll(lambda x, h, U=U, W=W, b=b_ih + b_hh: seed_rnn_step(x, h, U, W, b), layer_input, HIDDEN)
+    V, b_o = readout.weight.detach(), readout.bias.detach()
+    expected_output = layer_input @ V.T + b_o  # (B, T, 2)
+
+    with torch.no_grad():
+        hidden_states, last = rnn(sequence)
+        output = readout(hidden_states)
+    torch.testing.assert_close(hidden_states, layer_input, atol=ATOL, rtol=0)
+    torch.testing.assert_close(last[-1], layer_input[:, -1], atol=ATOL, rtol=0)
+    torch.testing.assert_close(output, expected_output, atol=ATOL, rtol=0)
+
+
+# --- LSTM -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_torch_lstm_computes_the_seed_lstm_equations(sequence: torch.Tensor, num_layers: int) -> None:
+    lstm = _module(nn.LSTM, num_layers)
+    layer_input = sequence
+    last_cells = []
+    for layer in range(num_layers):
+        weights = _layer_weights(lstm, layer)
+        h = torch.zeros(BATCH, HIDDEN, dtype=torch.float64)
+        c = torch.zeros(BATCH, HIDDEN, dtype=torch.float64)
+        outputs = []
+        for t in range(STEPS):
+            h, c = seed_lstm_step(layer_input[:, t], h, c, weights)
+            outputs.append(h)
+        layer_input = torch.stack(outputs, dim=1)
+        last_cells.append(c)
+
+    with torch.no_grad():
+        hidden_states, (last_h, last_c) = lstm(sequence)
+    torch.testing.assert_close(hidden_states, layer_input, atol=ATOL, rtol=0)
+    torch.testing.assert_close(last_h[-1], layer_input[:, -1], atol=ATOL, rtol=0)
+    torch.testing.assert_close(last_c, torch.stack(last_cells), atol=ATOL, rtol=0)
+
+
+def test_lstm_gate_order_matters(sequence: torch.Tensor) -> None:
+    """The check above is sharp: reading the chunks in the wrong order (i, f, o, g) misses."""
+    lstm = _module(nn.LSTM)
+    w_ih, w_hh, b_ih, b_hh = _layer_weights(lstm, 0)
+
+    def swap(tensor: torch.Tensor) -> torch.Tensor:
+        i, f, g, o = tensor.chunk(4)
+        return torch.cat([i, f, o, g])
+
+    wrong = (swap(w_ih), swap(w_hh), swap(b_ih), swap(b_hh))
+    h = c = torch.zeros(BATCH, HIDDEN, dtype=torch.float64)
+    for t in range(STEPS):
+        h, c = seed_lstm_step(sequence[:, t], h, c, wrong)
+    with torch.no_grad():
+        hidden_states, _ = lstm(sequence)
+    assert (hidden_states[:, -1] - h).abs().max() > 1e-2
+
+
+# --- GRU ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_torch_gru_computes_its_reset_after_variant(sequence: torch.Tensor, num_layers: int) -> None:
+    gru = _module(nn.GRU, num_layers)
+    layer_input = sequence
+    for layer in range(num_layers):
+        weights = _layer_weights(gru, layer)
+        layer_input = _unroll(lambda x, h, w=weights: torch_variant_gru_step(x, h, w), layer_input, HIDDEN)
+    with torch.no_grad():
+        hidden_states, last = gru(sequence)
+    torch.testing.assert_close(hidden_states, layer_input, atol=ATOL, rtol=0)
+    torch.testing.assert_close(last[-1], layer_input[:, -1], atol=ATOL, rtol=0)
+
+
+def _bias_free_gru() -> tuple[nn.GRU, tuple[torch.Tensor, ...]]:
+    """A GRU without biases, as the seed writes it; zero biases keep the hand-written cells uniform."""
+    gru = _module(nn.GRU, bias=False)
+    zeros = torch.zeros(3 * HIDDEN, dtype=torch.float64)
+    weights = (gru.weight_ih_l0.detach(), gru.weight_hh_l0.detach(), zeros, zeros)
+    return gru, weights
+
+
+def test_seed_gru_form_departs_from_torch_once_the_state_is_nonzero(sequence: torch.Tensor) -> None:
+    gru, weights = _bias_free_gru()
+    with torch.no_grad():
+        torch_states, _ = gru(sequence)
+    seed_states = _unroll(lambda x, h: seed_gru_step(x, h, weights), sequence, HIDDEN)
+
+    # Step 1 starts from h_0 = 0: r*(W h) = W(r*h) = 0, so the two forms agree there ...
+    torch.testing.assert_close(seed_states[:, 0], torch_states[:, 0], atol=ATOL, rtol=0)
+    # ... and from step 2 on they differ, by far more than rounding.
+    assert (seed_states[:, 1:] - torch_states[:, 1:]).abs().max() > 1e-3
+
+
+def test_seed_and_torch_gru_differ_only_in_where_the_reset_gate_goes(sequence: torch.Tensor) -> None:
+    _, weights = _bias_free_gru()
+    generator = torch.Generator().manual_seed(3)
+    h_prev = torch.randn(BATCH, HIDDEN, generator=generator, dtype=torch.float64)
+    x = sequence[:, 0]
+    r, z, W_xg, _, W_hg, _ = _gru_gates(x, h_prev, weights)
+
+    torch_step = torch_variant_gru_step(x, h_prev, weights)
+    seed_step = seed_gru_step(x, h_prev, weights)
+    assert (torch_step - seed_step).abs().max() > 1e-3
+
+    # Same gates, same state update: putting torch's candidate into the seed's update
+    # (h = z*h + (1-z)*g) reproduces torch, so the candidate is the whole difference ...
+    n_torch = torch.tanh(_matvec(W_xg, x) + r * _matvec(W_hg, h_prev))  # reset after the matmul
+    torch.testing.assert_close(z * h_prev + (1 - z) * n_torch, torch_step, atol=1e-12, rtol=0)
+    g_seed = torch.tanh(_matvec(W_xg, x) + _matvec(W_hg, r * h_prev))  # reset before the matmul
+    torch.testing.assert_close(z * h_prev + (1 - z) * g_seed, seed_step, atol=1e-12, rtol=0)
+    # ... and within it, r*(W h) is diag(r) W h while the seed's W (r*h) is W diag(r) h.
+    assert (r * _matvec(W_hg, h_prev) - _matvec(W_hg, r * h_prev)).abs().max() > 1e-3
+
+
+def test_seed_and_torch_gru_agree_when_the_reset_gate_is_all_ones(sequence: torch.Tensor) -> None:
+    """With r = 1 everywhere, r*(W h + b) = W(r*h) + b: the forms coincide, biases included."""
+    gru = _module(nn.GRU)
+    with torch.no_grad():
+        gru.bias_ih_l0[:HIDDEN] = 40.0  # reset gate's bias: sigmoid(40) == 1.0 in float64
+    weights = _layer_weights(gru, 0)
+    r, *_ = _gru_gates(sequence[:, 0], torch.ones(BATCH, HIDDEN, dtype=torch.float64), weights)
+    assert bool((r == 1.0).all())
+
+    with torch.no_grad():
+        torch_states, _ = gru(sequence)
+    seed_states = _unroll(lambda x, h: seed_gru_step(x, h, weights), sequence, HIDDEN)
+    torch.testing.assert_close(seed_states, torch_states, atol=ATOL, rtol=0)
+
+
+# --- the forecaster -------------------------------------------------------------------------------
+
+
+def _config(arch: str, **overrides: object) -> NetworkConfig:
+    fields: dict[str, object] = {
+        "arch": arch,
+        "input_size": 16,
+        "horizon": 6,
+        "n_features": 3,
+        "hidden_size": 8,
+        "num_layers": 2,
+        "dropout": 0.2,
+    }
+    fields.update(overrides)
+    return NetworkConfig.model_validate(fields)
+
+
+@pytest.fixture
+def windows() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(4)
+    return torch.randn(7, 16, 3, generator=generator)  # (B, L, F)
+
+
+@pytest.mark.parametrize("arch", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("linear_skip", [True, False])
+def test_untrained_forecaster_is_exactly_the_naive_forecast(
+    windows: torch.Tensor, arch: str, linear_skip: bool
+) -> None:
+    torch.manual_seed(5)
+    network = Forecaster(_config(arch, linear_skip=linear_skip))
+    for training in (False, True):  # dropout is on in train mode and must not break it
+        network.train(training)
+        with torch.no_grad():
+            forecast = network(windows)
+        assert forecast.shape == (7, 6)
+        naive = windows[:, -1, :1].expand(7, 6)  # last scaled value, repeated
+        assert torch.equal(forecast, naive)
+
+
+@pytest.mark.parametrize("arch", ["rnn", "lstm", "gru"])
+def test_config_round_trips_through_json_and_rebuilds_the_network(windows: torch.Tensor, arch: str) -> None:
+    config = _config(arch, linear_skip=True)
+    torch.manual_seed(6)
+    original = Forecaster(config).eval()
+    with torch.no_grad():  # move off the naive start so the comparison below is not trivial
+        for parameter in original.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+
+    restored_config = NetworkConfig.model_validate_json(config.model_dump_json())
+    assert restored_config == config
+    rebuilt = Forecaster(restored_config).eval()
+    rebuilt.load_state_dict(original.state_dict(), strict=True)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(windows), original(windows))
+        assert not torch.equal(original(windows), windows[:, -1, :1].expand(7, 6))
+
+
+def test_a_different_config_does_not_load_the_weights() -> None:
+    """Strict loading is a real check: a network of another size refuses the state dict."""
+    original = Forecaster(_config("lstm"))
+    other = Forecaster(_config("lstm", hidden_size=9))
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        other.load_state_dict(original.state_dict(), strict=True)
+
+
+def test_loss_is_zero_for_a_perfect_forecast(windows: torch.Tensor) -> None:
+    network = Forecaster(_config("gru")).eval()
+    naive = windows[:, -1, :1].expand(7, 6)
+    assert network.loss(windows, naive).item() == 0.0
+    assert network.loss(windows, naive + 1.0).item() == pytest.approx(1.0)

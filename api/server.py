@@ -33,11 +33,16 @@ class DrainingServer(uvicorn.Server):
         if target is not None:
             target.state.draining = True
         if self._draining or self.grace_s <= 0:
-            super().handle_exit(sig, frame)
+            self._begin_shutdown(sig)
             return
         self._draining = True
         logger.warning("shutdown requested: readiness off, draining for %.1fs", self.grace_s)
-        threading.Timer(self.grace_s, super().handle_exit, args=(sig, None)).start()
+        threading.Timer(self.grace_s, self._begin_shutdown, args=(sig,)).start()
+
+    def _begin_shutdown(self, sig: int) -> None:
+        super().handle_exit(sig, None)
+        # uvicorn re-raises the captured signal after shutdown; a completed drain exits 0 instead.
+        self._captured_signals.clear()
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, registry: str | None = None) -> int:

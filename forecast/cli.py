@@ -75,13 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list, show or promote registry versions")
     models.add_argument("--registry", help="registry root (default $FORECAST_REGISTRY or ./models)")
     actions = models.add_subparsers(dest="action")
-    actions.add_parser("list", help="every model with its versions and aliases")
+    listing = actions.add_parser("list", help="every model with its versions and aliases")
     show = actions.add_parser("show", help="one model's versions and metrics")
     show.add_argument("name")
     promote = actions.add_parser("promote", help="point an alias at a version")
     promote.add_argument("name")
     promote.add_argument("version", type=int)
     promote.add_argument("--alias", default=PRODUCTION)
+    for action in (listing, show, promote):  # `models list --registry X` as well as `models --registry X list`
+        action.add_argument("--registry", default=argparse.SUPPRESS, help="registry root")
     return parser
 
 

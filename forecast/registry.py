@@ -94,7 +94,9 @@ class Registry:
             return {}
         except (OSError, ValueError) as exc:
             raise RegistryCorrupt(f"model {name!r}: aliases.json is unreadable ({exc})") from exc
-        return {str(alias): int(version) for alias, version in raw.items()}
+        if not isinstance(raw, dict) or not all(type(version) is int for version in raw.values()):
+            raise RegistryCorrupt(f"model {name!r}: aliases.json must map alias names to version numbers; got {raw!r}")
+        return {str(alias): version for alias, version in raw.items()}
 
     def resolve(self, name: str, version: int | None = None, alias: str | None = None) -> int:
         """The version a request means: an explicit version, else the alias, else production."""

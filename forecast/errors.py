@@ -86,3 +86,7 @@ class DeadlineExceeded(ForecastError):
 
 class ShuttingDown(Overloaded):
     """The service is draining and takes no new work."""
+
+
+class ClientDisconnected(ForecastError):
+    """The client hung up while its series were queued; its work was dropped."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 
 from forecast.errors import InvalidRequest
 
@@ -23,6 +23,18 @@ class Calibration(BaseModel):
     quantiles: list[list[float]]  # (n_levels, H) score quantile per level and horizon step
     n_windows: int
     coverage: dict[str, float] = {}  # level -> empirical coverage on the test block
+    _table: tuple[np.ndarray, np.ndarray] | None = PrivateAttr(default=None)
+
+    def table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(levels with 0 prepended, quantiles with a zero row prepended) as arrays, built once:
+        every served request with intervals reads it."""
+        if self._table is None:
+            quantiles = np.asarray(self.quantiles, dtype=np.float64)
+            self._table = (
+                np.concatenate([[0.0], self.levels]),
+                np.vstack([np.zeros((1, quantiles.shape[1])), quantiles]),
+            )
+        return self._table
 
 
 def conformity_scores(actual: np.ndarray, forecast: np.ndarray, spread: np.ndarray) -> np.ndarray:
@@ -54,10 +66,11 @@ def check_levels(levels: list[float], calibration: Calibration) -> None:
 
 def score_quantile(calibration: Calibration, level: float, horizon: int) -> np.ndarray:
     """(H,) score quantile for one level, interpolated between calibrated levels (0 at level 0)."""
-    table = np.asarray(calibration.quantiles, dtype=np.float64)[:, :horizon]  # (n_levels, H)
-    grid = np.concatenate([[0.0], calibration.levels])
-    table = np.vstack([np.zeros((1, table.shape[1])), table])
-    return np.array([np.interp(level, grid, table[:, step]) for step in range(table.shape[1])])
+    grid, table = calibration.table()
+    upper = int(np.clip(np.searchsorted(grid, level), 1, len(grid) - 1))
+    weight = (level - grid[upper - 1]) / (grid[upper] - grid[upper - 1])
+    row: np.ndarray = table[upper - 1, :horizon] * (1.0 - weight) + table[upper, :horizon] * weight
+    return row
 
 
 def interval_bounds(

@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=64, ge=1, le=4096)
     max_wait_ms: float = Field(default=2.0, ge=0.0, le=1000.0)
     queue_limit: int = Field(default=2048, ge=1)
+    # Intra-op threads of torch in the server; 0 keeps torch's default (one per core).
+    torch_threads: int = Field(default=0, ge=0, le=256)
     request_timeout_s: float = Field(default=30.0, gt=0.0)
     reload_seconds: float = Field(default=2.0, gt=0.0)
     max_series_per_request: int = Field(default=1000, ge=1)

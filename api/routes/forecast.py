@@ -3,17 +3,20 @@ training, run them through the model's batcher, and return forecasts with interv
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Coroutine
+from typing import Any
 from collections import Counter
-from dataclasses import asdict
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import EngineDep, SettingsDep
 from api.errors import status_of
 from api.schemas import ErrorBody, ForecastRequest, ForecastResponse
-from forecast.errors import ForecastError, InvalidRequest, RequestTooLarge
+from forecast.batcher import BatchOutput
+from forecast.errors import ClientDisconnected, ForecastError, InvalidRequest, RequestTooLarge
 from forecast.inference import assemble, check_request, prepare_series
 from forecast.telemetry import REQUEST_LATENCY, REQUESTS
 
@@ -36,8 +39,28 @@ def _check_limits(body: ForecastRequest, max_series: int, max_points: int) -> No
         raise InvalidRequest(f"duplicate series ids {duplicates[:5]}; each series needs its own id")
 
 
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        continue
+
+
+async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, list[BatchOutput]]) -> list[BatchOutput]:
+    """Await the batcher, but give up when the client hangs up: cancelling drops the request's
+    queued series, so a client that timed out costs no forward pass."""
+    answer = asyncio.ensure_future(work)
+    hang_up = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({answer, hang_up}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hang_up.cancel()
+    if not answer.done():
+        answer.cancel()
+        raise ClientDisconnected("the client disconnected before its forecast was ready")
+    return answer.result()
+
+
 @router.post("/forecast", response_model=ForecastResponse, responses=_ERRORS)  # type: ignore[arg-type]
-async def forecast(body: ForecastRequest, engine: EngineDep, settings: SettingsDep) -> JSONResponse:
+async def forecast(request: Request, body: ForecastRequest, engine: EngineDep, settings: SettingsDep) -> JSONResponse:
     started = time.perf_counter()
     version_label, status = "", 200
     try:
@@ -56,8 +79,10 @@ async def forecast(body: ForecastRequest, engine: EngineDep, settings: SettingsD
             if settings.bench_noop_model:
                 outputs = served.run_batch(windows)
             else:
-                outputs = await served.batcher.submit(windows, timeout_s=settings.request_timeout_s)
-            forecasts = [asdict(assemble(manifest, p, o, body.levels)) for p, o in zip(prepared, outputs, strict=True)]
+                outputs = await _unless_disconnected(
+                    request, served.batcher.submit(windows, timeout_s=settings.request_timeout_s)
+                )
+            forecasts = [assemble(manifest, p, o, body.levels) for p, o in zip(prepared, outputs, strict=True)]
     except ForecastError as exc:
         status = status_of(exc)[0]
         raise
@@ -67,7 +92,7 @@ async def forecast(body: ForecastRequest, engine: EngineDep, settings: SettingsD
     content = {
         "model": {"name": manifest.name, "version": manifest.version, "arch": manifest.arch},
         "forecasts": [
-            {"id": f["series_id"], "timestamps": f["timestamps"], "mean": f["mean"], "intervals": f["intervals"]}
+            {"id": f.series_id, "timestamps": f.timestamps, "mean": f.mean, "intervals": f.intervals}
             for f in forecasts
         ],
     }

@@ -1,0 +1,269 @@
+"""Serving benchmark: requests/s, series/s and p50/p99 latency of the real server under wrk.
+
+For two models (small: LSTM 1 x 64, input 168; large: LSTM 2 x 256, input 336; horizon 24),
+at 1, 16, 64 and 256 concurrent connections, with 1 and 32 series per request, it runs
+  - batching on (the defaults) and off (FORECAST_MAX_BATCH_SIZE=1),
+  - the HTTP ceiling: the same server, route, parsing, validation and response, with the
+    network replaced by a no-op (FORECAST_BENCH_NOOP_MODEL=1),
+  - the model ceiling: the raw batched forward of the same network, in this process, at the
+    mean batch size the batching server formed.
+All ratios in the output compare numbers measured in this one run, on this machine.
+
+    python bench/serve.py [--duration 5] [--quick] [--sweep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import emit, machine  # noqa: E402
+from forecast.data import BUNDLED_SETS  # noqa: E402
+from forecast.job import run_training  # noqa: E402
+from forecast.manifest import TrainingConfig  # noqa: E402
+from forecast.predictor import load_predictor  # noqa: E402
+from forecast.registry import Registry  # noqa: E402
+
+MODELS = {
+    "small": {"hidden_size": 64, "num_layers": 1, "input_size": 168},
+    "large": {"hidden_size": 256, "num_layers": 2, "input_size": 336},
+}
+HORIZON = 24
+CONCURRENCY = (1, 16, 64, 256)
+SERIES_PER_REQUEST = (1, 32)
+LUA = Path(__file__).with_name("post.lua")
+
+
+def train_models(registry: Registry, data: Path) -> None:
+    """Serving speed does not depend on accuracy: one short epoch each."""
+    for name, shape in MODELS.items():
+        config = TrainingConfig(
+            arch="lstm", horizon=HORIZON, max_epochs=1, windows_per_epoch=1024, val_size=HORIZON * 4,
+            test_size=HORIZON * 4, device="cpu", **shape,
+        )  # fmt: skip
+        run_training(data, name, config, registry, progress=False)
+
+
+def request_body(input_size: int, series_count: int, values: np.ndarray) -> str:
+    series = [
+        {"id": f"s{i}", "start": "2017-01-01T00:00:00", "freq": "h", "values": values[i : i + input_size].round(3).tolist()}
+        for i in range(series_count)
+    ]
+    return httpx.Request("POST", "http://x", json={"model": "m", "series": series}).content.decode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    def __init__(self, registry: Path, **settings: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "FORECAST_REGISTRY": str(registry), "FORECAST_SHUTDOWN_GRACE_S": "0"}
+        env.update({f"FORECAST_{k.upper()}": v for k, v in settings.items()})
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "forecast.cli", "serve", "--port", str(self.port)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("server did not become ready")
+
+    def batch_stats(self, model: str) -> tuple[float, float]:
+        """(sum, count) of the batch-size histogram of one model."""
+        text = httpx.get(f"{self.url}/metrics").text
+        total = re.search(rf'forecast_batch_size_sum{{model="{model}",version="1"}} ([0-9.e+]+)', text)
+        count = re.search(rf'forecast_batch_size_count{{model="{model}",version="1"}} ([0-9.e+]+)', text)
+        return (float(total.group(1)) if total else 0.0, float(count.group(1)) if count else 0.0)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([0-9.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def wrk(url: str, body: Path, connections: int, duration_s: float) -> dict[str, float]:
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--latency", "--timeout", "30s", "-s", str(LUA),
+         f"{url}/v1/forecast"],
+        env={**os.environ, "WRK_BODY": str(body)}, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    latency = dict(re.findall(r"^\s+(50|99)%\s+([0-9.]+(?:us|ms|s))", output, flags=re.M))
+    failed = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = re.search(r"Socket errors: (.*)", output)
+    return {
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([0-9.]+)", output).group(1)),  # type: ignore[union-attr]
+        "p50_ms": _ms(latency["50"]),
+        "p99_ms": _ms(latency["99"]),
+        "failed": int(failed.group(1)) if failed else 0,
+        "socket_errors": errors.group(1) if errors else "",
+    }
+
+
+def load_curve(server: Server, model: str, bodies: dict[int, Path], duration_s: float, concurrency: tuple[int, ...]) -> list[dict[str, Any]]:
+    rows = []
+    for series_count, body in bodies.items():
+        for connections in concurrency:
+            wrk(server.url, body, connections, 1.0)  # warm-up, not recorded
+            before = server.batch_stats(model)
+            result = wrk(server.url, body, connections, duration_s)
+            after = server.batch_stats(model)
+            batches = after[1] - before[1]
+            result.update(
+                series_per_request=series_count,
+                connections=connections,
+                series_per_s=result["requests_per_s"] * series_count,
+                mean_batch_size=(after[0] - before[0]) / batches if batches else None,
+            )
+            rows.append(result)
+            print(model, result, file=sys.stderr)
+    return rows
+
+
+def model_ceiling(registry: Registry, name: str, batch_sizes: list[int]) -> dict[int, float]:
+    """Series/s of the raw forward pass alone, at each batch size (same threads as the server)."""
+    manifest, predictor = load_predictor(registry, name, 1, torch.device("cpu"))
+    features = 2 * len(manifest.features)
+    ceiling = {}
+    for batch in batch_sizes:
+        history = torch.randn(batch, manifest.input_size).add_(30.0)
+        calendar = torch.randn(batch, manifest.input_size, features)
+        with torch.inference_mode():
+            predictor.forward_raw(history, calendar)
+            runs, started = 0, time.perf_counter()
+            while time.perf_counter() - started < 1.0:
+                predictor.forward_raw(history, calendar)
+                runs += 1
+        ceiling[batch] = runs * batch / (time.perf_counter() - started)
+    return ceiling
+
+
+def ceiling_at(ceiling: dict[int, float], batch: float | None) -> float:
+    sizes = sorted(ceiling)
+    return float(np.interp(batch or 1.0, sizes, [ceiling[s] for s in sizes]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per load point")
+    parser.add_argument("--quick", action="store_true", help="only 64 connections")
+    parser.add_argument("--sweep", action="store_true", help="also sweep batch size and wait on the large model")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench/serve.py needs wrk: apt-get install wrk")
+    concurrency = (64,) if args.quick else CONCURRENCY
+    workdir = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    frame = pd.read_csv(BUNDLED_SETS["etth1"])[["date", "OT"]].iloc[:4000]
+    data = workdir / "ett.csv"
+    frame.to_csv(data, index=False)
+    registry = Registry(workdir / "registry")
+    train_models(registry, data)
+    values = frame["OT"].to_numpy()
+    result: dict[str, Any] = {"machine": machine(), "duration_s": args.duration, "models": {}}
+    for name, shape in MODELS.items():
+        bodies = {}
+        for count in SERIES_PER_REQUEST:
+            path = workdir / f"{name}-{count}.json"
+            path.write_text(request_body(shape["input_size"], count, values).replace('"model":"m"', f'"model":"{name}"'))
+            bodies[count] = path
+        curves: dict[str, Any] = {}
+        for mode, settings in {
+            "http_ceiling": {"bench_noop_model": "1"},
+            "batching": {},
+            "unbatched": {"max_batch_size": "1"},
+        }.items():
+            server = Server(registry.root, **settings)
+            try:
+                curves[mode] = load_curve(server, name, bodies, args.duration, concurrency)
+            finally:
+                server.stop()
+        formed = sorted({round(r["mean_batch_size"] or 1) for r in curves["batching"]} | {1, 8, 32, 64})
+        ceiling = model_ceiling(registry, name, formed)
+        for row in curves["batching"]:
+            row["model_ceiling_series_per_s"] = ceiling_at(ceiling, row["mean_batch_size"])
+        result["models"][name] = {"shape": shape, "curves": curves, "model_ceiling_series_per_s": ceiling}
+    result["bars"] = bars(result["models"])
+    if args.sweep:
+        result["sweep"] = sweep(registry, workdir, values, args.duration)
+    shutil.rmtree(workdir, ignore_errors=True)
+    emit("serve_quick" if args.quick else "serve", result)
+
+
+def _row(curve: list[dict[str, Any]], series: int, connections: int) -> dict[str, Any]:
+    return next(r for r in curve if r["series_per_request"] == series and r["connections"] == connections)
+
+
+def bars(models: dict[str, Any]) -> dict[str, Any]:
+    large, small = models["large"]["curves"], models["small"]["curves"]
+    speedup = _row(large["batching"], 1, 64)["requests_per_s"] / _row(large["unbatched"], 1, 64)["requests_per_s"]
+    small_share = _row(small["batching"], 1, 64)["requests_per_s"] / _row(small["http_ceiling"], 1, 64)["requests_per_s"]
+    many = {}
+    for name, model in models.items():
+        row = _row(model["curves"]["batching"], 32, 64)
+        http = _row(model["curves"]["http_ceiling"], 32, 64)["series_per_s"]
+        lower = min(http, row["model_ceiling_series_per_s"])
+        many[name] = {"served_series_per_s": row["series_per_s"], "http_ceiling": http,
+                      "model_ceiling": row["model_ceiling_series_per_s"], "share_of_lower_ceiling": row["series_per_s"] / lower}  # fmt: skip
+    return {
+        "1_large_64_clients_batching_speedup": {"value": speedup, "bar": 2.5, "pass": speedup >= 2.5},
+        "2_small_64_clients_share_of_http_ceiling": {"value": small_share, "bar": 0.7, "pass": small_share >= 0.7},
+        "3_32_series_share_of_lower_ceiling": {
+            **many, "bar": 0.5, "pass": all(m["share_of_lower_ceiling"] >= 0.5 for m in many.values())
+        },
+    }
+
+
+def sweep(registry: Registry, workdir: Path, values: np.ndarray, duration_s: float) -> list[dict[str, Any]]:
+    """Large model, 64 single-series clients: throughput and p99 per batch size and wait."""
+    body = workdir / "sweep.json"
+    body.write_text(request_body(MODELS["large"]["input_size"], 1, values).replace('"model":"m"', '"model":"large"'))
+    rows = []
+    for max_batch in (16, 64, 256):
+        for wait_ms in (0, 2, 10):
+            server = Server(registry.root, max_batch_size=str(max_batch), max_wait_ms=str(wait_ms))
+            try:
+                wrk(server.url, body, 64, 1.0)
+                row = wrk(server.url, body, 64, duration_s)
+            finally:
+                server.stop()
+            row.update(max_batch_size=max_batch, max_wait_ms=wait_ms)
+            rows.append(row)
+            print("sweep", row, file=sys.stderr)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Training speed and memory: windows per second and peak RSS, ours against a plain torch loop
+of the same network measured in the same run, on ETTh1 and on synthetic data up to 10 million
+points (10,000 series x 1,000).
+
+"Plain torch loop" is how such a model is usually trained: every window materialised up front
+(`unfold`), a shuffled DataLoader over a TensorDataset, batch 128. Ours gathers each batch by
+index arithmetic from the stored series (forecast.windows) and runs forecast.train.fit.
+Both count training windows per second of wall time with validation included.
+
+Each measurement runs in its own child process so that its peak RSS is its own.
+
+    python bench/train_speed.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import emit, machine  # noqa: E402
+from forecast.data import BUNDLED_SETS, Dataset, Series  # noqa: E402
+from forecast.features import default_features  # noqa: E402
+from forecast.manifest import TrainingConfig  # noqa: E402
+from forecast.networks import Forecaster, NetworkConfig  # noqa: E402
+from forecast.preprocess import encode  # noqa: E402
+from forecast.scaling import ScalingParams, scale  # noqa: E402
+from forecast.train import fit  # noqa: E402
+from forecast.windows import block_origins, build_store, gather, split_blocks  # noqa: E402
+
+INPUT_SIZE, HORIZON = 168, 24
+# NeuralForecast's LSTM anchor: 2 layers x 128, windows batch 128 (about 250 windows/s here).
+NETWORK = {"hidden_size": 128, "num_layers": 2}
+ANCHORS = {"neuralforecast_lstm_2x128_batch128": 250.0, "darts_blockrnn_lstm_1x128_batch32": 700.0}
+
+
+def ett_dataset() -> Dataset:
+    frame = pd.read_csv(BUNDLED_SETS["etth1"]).iloc[:14_400]
+    stamps = pd.DatetimeIndex(pd.to_datetime(frame["date"]))
+    return Dataset([Series("OT", stamps, frame["OT"].to_numpy(np.float64))], freq="h", source="etth1")
+
+
+def synthetic_dataset(n_series: int, length: int) -> Dataset:
+    rng = np.random.default_rng(0)
+    stamps = pd.date_range("2020-01-01", periods=length, freq="h")
+    steps = np.arange(length)
+    series = []
+    for index in range(n_series):
+        values = 10 + np.sin(2 * np.pi * steps / 24 + index) + rng.normal(0, 0.3, length).cumsum() * 0.05
+        series.append(Series(f"s{index}", stamps, values))
+    return Dataset(series, freq="h", source="synthetic")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_ours(dataset: Dataset, arch: str, windows: int, batch_size: int, epochs: int) -> dict[str, Any]:
+    features = default_features(dataset.freq)
+    store = build_store(dataset, features)
+    blocks = split_blocks(store, input_size=INPUT_SIZE, horizon=HORIZON, val_size=HORIZON, test_size=HORIZON)
+    train = block_origins(store, blocks, "train", input_size=INPUT_SIZE, horizon=HORIZON)
+    validation = block_origins(store, blocks, "validation", input_size=INPUT_SIZE, horizon=HORIZON)[:2048]
+    config = TrainingConfig(
+        arch=arch, input_size=INPUT_SIZE, horizon=HORIZON, max_epochs=epochs, patience=epochs, batch_size=batch_size,
+        windows_per_epoch=windows, device="cpu", **NETWORK,
+    )  # fmt: skip
+    network = NetworkConfig(arch=arch, input_size=INPUT_SIZE, horizon=HORIZON, n_features=1 + 2 * len(features), **NETWORK)
+    started = time.perf_counter()
+    result = fit(store, train, validation, network, ScalingParams(mode="window"), config, torch.device("cpu"), progress=False)
+    seconds = time.perf_counter() - started
+    trained = min(windows, len(train)) * len(result.epochs)
+    return {"windows_per_s": trained / seconds, "windows": trained, "seconds": seconds, "peak_rss_mb": _peak_rss_mb(),
+            "train_windows_available": len(train)}  # fmt: skip
+
+
+def run_plain(dataset: Dataset, arch: str, windows: int, batch_size: int, epochs: int) -> dict[str, Any]:
+    """The usual loop: materialised windows, DataLoader, the same network (zero-init head)."""
+    features = default_features(dataset.freq)
+    store = build_store(dataset, features)
+    blocks = split_blocks(store, input_size=INPUT_SIZE, horizon=HORIZON, val_size=HORIZON, test_size=HORIZON)
+    train = block_origins(store, blocks, "train", input_size=INPUT_SIZE, horizon=HORIZON)
+    validation = block_origins(store, blocks, "validation", input_size=INPUT_SIZE, horizon=HORIZON)[:2048]
+    rng = np.random.default_rng(0)
+    chosen = np.sort(rng.choice(train, min(windows, len(train)), replace=False))
+    params = ScalingParams(mode="window")
+
+    def materialise(origins: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = gather(store, origins, input_size=INPUT_SIZE, horizon=HORIZON)
+        encoded = encode(batch.history, batch.features, params)
+        return encoded.inputs.clone(), scale(batch.target, encoded.loc, encoded.spread)
+
+    torch.manual_seed(0)
+    network = Forecaster(NetworkConfig(arch=arch, input_size=INPUT_SIZE, horizon=HORIZON, n_features=1 + 2 * len(features), **NETWORK))
+    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3)
+    started = time.perf_counter()
+    inputs, targets = materialise(chosen)  # (W, L, F) all at once, as a TensorDataset needs
+    val_inputs, val_targets = materialise(validation)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(inputs, targets), batch_size=batch_size, shuffle=True)
+    for _ in range(epochs):
+        network.train()
+        for x, y in loader:
+            loss = network.loss(x, y)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+            optimizer.step()
+        network.eval()
+        with torch.no_grad():
+            for start in range(0, len(val_inputs), batch_size):
+                network.loss(val_inputs[start : start + batch_size], val_targets[start : start + batch_size])
+    seconds = time.perf_counter() - started
+    return {"windows_per_s": len(chosen) * epochs / seconds, "windows": len(chosen) * epochs, "seconds": seconds,
+            "peak_rss_mb": _peak_rss_mb(), "materialised_mb": (inputs.nbytes + targets.nbytes) / 2**20}  # fmt: skip
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement in a fresh process; returns its JSON result."""
+    output = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, check=True
+    ).stdout
+    return dict(json.loads(output.strip().splitlines()[-1]))
+
+
+def child_main(spec: dict[str, Any]) -> None:
+    if spec["data"] == "etth1":
+        dataset = ett_dataset()
+    else:
+        dataset = synthetic_dataset(spec["n_series"], spec["length"])
+    baseline_rss = _peak_rss_mb()
+    runner = run_ours if spec["loop"] == "ours" else run_plain
+    result = runner(dataset, spec["arch"], spec["windows"], spec["batch_size"], spec["epochs"])
+    result["rss_before_training_mb"] = baseline_rss
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--child")
+    args = parser.parse_args()
+    if args.child:
+        child_main(json.loads(args.child))
+        return
+    windows = 2048 if args.quick else 8192
+    speed = []
+    for arch in ("lstm", "gru"):
+        row: dict[str, Any] = {"arch": arch, "data": "ETTh1 (14,400 rows)", "network": NETWORK, "input_size": INPUT_SIZE, "horizon": HORIZON}
+        row["plain_torch_batch128"] = child({"data": "etth1", "loop": "plain", "arch": arch, "windows": windows, "batch_size": 128, "epochs": 1})
+        row["ours_batch128"] = child({"data": "etth1", "loop": "ours", "arch": arch, "windows": windows, "batch_size": 128, "epochs": 1})
+        row["ours_batch256"] = child({"data": "etth1", "loop": "ours", "arch": arch, "windows": windows, "batch_size": 256, "epochs": 1})
+        plain = row["plain_torch_batch128"]["windows_per_s"]
+        row["speedup_vs_plain"] = {k: row[k]["windows_per_s"] / plain for k in ("ours_batch128", "ours_batch256")}
+        speed.append(row)
+        print(row, file=sys.stderr)
+    memory = []
+    sizes = [(1_000, 1_000), (3_000, 1_000), (10_000, 1_000)] if not args.quick else [(1_000, 1_000), (3_000, 1_000)]
+    for n_series, length in sizes:
+        spec = {"data": "synthetic", "n_series": n_series, "length": length, "loop": "ours", "arch": "lstm", "windows": 4096, "batch_size": 256, "epochs": 1}
+        result = child(spec)
+        points = n_series * length
+        result.update(points=points, materialised_windows_would_need_mb=points * INPUT_SIZE * 5 * 4 / 2**20)
+        memory.append(result)
+        print(result, file=sys.stderr)
+    emit("train_speed_quick" if args.quick else "train_speed", {"machine": machine(), "anchors_windows_per_s": ANCHORS, "speed": speed, "memory": memory})
+
+
+if __name__ == "__main__":
+    main()

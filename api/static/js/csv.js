@@ -1,0 +1,89 @@
+// CSV in, CSV out: the pasted or uploaded series parsed into a forecast request, and the API's
+// forecast written as a CSV for download.
+
+import { tsSeconds } from "./format.js";
+
+const ID_NAMES = ["series_id", "id", "series", "unique_id", "item_id"];
+const TIME_NAMES = ["timestamp", "time", "date", "datetime", "ds"];
+const VALUE_NAMES = ["value", "y", "target", "ot"];
+
+function splitLine(text, delimiter) {
+  return text.split(delimiter).map((field) => field.trim().replace(/^"(.*)"$/, "$1"));
+}
+
+// Values are passed to the API as written (numbers as numbers, anything else as the text), so
+// the API, the one judge of valid input, words the error.
+function valueOf(text) {
+  return text !== "" && Number.isFinite(Number(text)) ? Number(text) : text;
+}
+
+export function parseCsv(text, singleId) {
+  const lines = text.split(/\r?\n/).map((l, i) => ({ text: l.trim(), number: i + 1 })).filter((l) => l.text && !l.text.startsWith("#"));
+  if (!lines.length) throw new Error("The CSV is empty: paste rows of timestamp,value, upload a file or load a sample.");
+  const first = lines[0].text;
+  const delimiter = first.includes(",") ? "," : first.includes("\t") ? "\t" : first.includes(";") ? ";" : ",";
+  const head = splitLine(first, delimiter).map((name) => name.toLowerCase());
+  const known = [...ID_NAMES, ...TIME_NAMES, ...VALUE_NAMES];
+  const hasHeader = head.some((name) => known.includes(name)) || (head.length > 1 && Number.isNaN(tsSeconds(head[head.length - 2])) && !Number.isFinite(Number(head.at(-1))));
+  const width = head.length;
+  if (width !== 2 && width !== 3) {
+    throw new Error(`line ${lines[0].number}: expected 2 columns (timestamp,value) or 3 (series_id,timestamp,value), found ${width}.`);
+  }
+  let columns = width === 2 ? { id: -1, time: 0, value: 1 } : { id: 0, time: 1, value: 2 };
+  if (hasHeader) {
+    const find = (names) => head.findIndex((name) => names.includes(name));
+    const byName = { id: find(ID_NAMES), time: find(TIME_NAMES), value: find(VALUE_NAMES) };
+    if (byName.time >= 0 && byName.value >= 0 && (width === 2 || byName.id >= 0)) columns = byName;
+  }
+  const series = new Map();
+  for (const line of hasHeader ? lines.slice(1) : lines) {
+    const fields = splitLine(line.text, delimiter);
+    if (fields.length !== width) throw new Error(`line ${line.number}: expected ${width} fields like the first line, found ${fields.length}: "${line.text.slice(0, 80)}"`);
+    const id = columns.id >= 0 ? fields[columns.id] : singleId;
+    if (!series.has(id)) series.set(id, { id, timestamps: [], values: [] });
+    const entry = series.get(id);
+    entry.timestamps.push(fields[columns.time]);
+    entry.values.push(valueOf(fields[columns.value]));
+  }
+  if (!series.size) throw new Error("The CSV has a header but no rows.");
+  return [...series.values()];
+}
+
+function parseLevels(text) {
+  return text.split(/[\s,;]+/).filter(Boolean).map(valueOf);
+}
+
+// The POST /v1/forecast body from the form's text: target is "alias:NAME" or "version:N"; a
+// CSV without series ids becomes one series named singleId. Throws on a CSV it cannot read.
+export function buildRequest({ model, target, horizon, levels, csv }, singleId) {
+  const [kind, value] = (target || "alias:production").split(":");
+  const request = { model };
+  if (kind === "version") request.version = Number(value);
+  else request.alias = value;
+  if (horizon.trim()) request.horizon = valueOf(horizon.trim());
+  request.levels = parseLevels(levels);
+  request.series = parseCsv(csv, singleId);
+  return request;
+}
+
+function csvField(text) {
+  return /[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+// Numbers are written with JavaScript's shortest round-trip form, so each one parses back to
+// exactly the double the API sent.
+export function forecastCsv(response) {
+  const levels = [...new Set(response.forecasts.flatMap((f) => Object.keys(f.intervals || {})))].sort((a, b) => Number(a) - Number(b));
+  const header = ["series_id", "timestamp", "mean", ...levels.flatMap((level) => [`lower_${level}`, `upper_${level}`])];
+  const rows = [header.join(",")];
+  for (const forecast of response.forecasts) {
+    forecast.timestamps.forEach((timestamp, step) => {
+      const bounds = levels.flatMap((level) => {
+        const interval = forecast.intervals?.[level];
+        return interval ? [String(interval.lower[step]), String(interval.upper[step])] : ["", ""];
+      });
+      rows.push([csvField(forecast.id), timestamp, String(forecast.mean[step]), ...bounds].join(","));
+    });
+  }
+  return rows.join("\n") + "\n";
+}

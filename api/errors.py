@@ -77,7 +77,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(
-            status_code=exc.status_code, content={"error": "http", "message": str(exc.detail), "series_id": None},
+            status_code=exc.status_code,
+            content={"error": "http", "message": str(exc.detail), "series_id": None},
             headers=getattr(exc, "headers", None),
         )
 

@@ -53,6 +53,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, registry: str | None = None
     app = create_app(settings)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=30)
     server = DrainingServer(config, grace_s=settings.shutdown_grace_s)
-    print(f"forecast API on http://{host}:{port}  (dashboard: http://{host}:{port}/dashboard/, docs: /docs)", flush=True)
+    print(
+        f"forecast API on http://{host}:{port}  (dashboard: http://{host}:{port}/dashboard/, docs: /docs)", flush=True
+    )
     server.run()
     return 0

@@ -20,11 +20,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import SHARED_DATA, emit, machine  # noqa: E402
-from forecast.data import BUNDLED_SETS  # noqa: E402
-from forecast.job import run_training  # noqa: E402
-from forecast.manifest import TrainingConfig  # noqa: E402
-from forecast.registry import Registry  # noqa: E402
+from bench.common import SHARED_DATA, emit, machine
+from forecast.data import BUNDLED_SETS
+from forecast.job import run_training
+from forecast.manifest import TrainingConfig
+from forecast.registry import Registry
 
 # Published or protocol anchors (MSE on the z-scored OT series), from the issue.
 ETT_ANCHORS = {
@@ -45,21 +45,34 @@ def ett_runs(workdir: Path, max_epochs: int) -> list[dict[str, object]]:
     for horizon, input_size in ((24, 336), (96, 336)):
         for arch in ("lstm", "gru"):
             config = TrainingConfig(
-                arch=arch, input_size=input_size, horizon=horizon, hidden_size=64, num_layers=1,
-                val_size=ETT_BLOCK, test_size=ETT_BLOCK, max_epochs=max_epochs, patience=4, seed=0, device="cpu",
+                arch=arch,
+                input_size=input_size,
+                horizon=horizon,
+                hidden_size=64,
+                num_layers=1,
+                val_size=ETT_BLOCK,
+                test_size=ETT_BLOCK,
+                max_epochs=max_epochs,
+                patience=4,
+                seed=0,
+                device="cpu",
             )
             started = time.perf_counter()
             outcome = run_training(data, f"ett-{arch}-{horizon}", config, registry, progress=False)
             test = outcome.manifest.metrics["test"]
             runs.append(
                 {
-                    "dataset": "ETTh1/OT", "arch": arch, "horizon": horizon, "input_size": input_size,
+                    "dataset": "ETTh1/OT",
+                    "arch": arch,
+                    "horizon": horizon,
+                    "input_size": input_size,
                     "mse": {m: test[m]["mse"] / std**2 for m in ("model", "naive", "seasonal_naive")},
                     "mae": {m: test[m]["mae"] / std for m in ("model", "naive", "seasonal_naive")},
                     "anchors_mse": ETT_ANCHORS[horizon],
                     "beats_naive": test["model"]["mse"] < test["naive"]["mse"],
                     "coverage": outcome.manifest.intervals.coverage,
-                    "epochs": outcome.manifest.epochs_run, "best_epoch": outcome.manifest.best_epoch,
+                    "epochs": outcome.manifest.epochs_run,
+                    "best_epoch": outcome.manifest.best_epoch,
                     "seconds": round(time.perf_counter() - started, 1),
                     "z_score": {"mean": mean, "std": std},
                 }
@@ -89,18 +102,30 @@ def m4_runs(workdir: Path, max_epochs: int) -> list[dict[str, object]]:
     runs = []
     for arch in ("lstm", "gru"):
         config = TrainingConfig(
-            arch=arch, input_size=52, horizon=13, hidden_size=64, val_size=13, test_size=13,
-            max_epochs=max_epochs, patience=5, seed=0, device="cpu",
+            arch=arch,
+            input_size=52,
+            horizon=13,
+            hidden_size=64,
+            val_size=13,
+            test_size=13,
+            max_epochs=max_epochs,
+            patience=5,
+            seed=0,
+            device="cpu",
         )
         started = time.perf_counter()
         outcome = run_training(data, f"m4-weekly-{arch}", config, registry, progress=False)
         test = outcome.manifest.metrics["test"]
         runs.append(
             {
-                "dataset": "M4 Weekly (359 series)", "arch": arch, "horizon": 13, "input_size": 52,
+                "dataset": "M4 Weekly (359 series)",
+                "arch": arch,
+                "horizon": 13,
+                "input_size": 52,
                 "smape": {m: test[m]["smape"] for m in ("model", "naive", "seasonal_naive")},
                 "mase": {m: test[m]["mase"] for m in ("model", "naive", "seasonal_naive")},
-                "beats_naive": test["model"]["smape"] < test["naive"]["smape"] and test["model"]["mase"] < test["naive"]["mase"],
+                "beats_naive": test["model"]["smape"] < test["naive"]["smape"]
+                and test["model"]["mase"] < test["naive"]["mase"],
                 "coverage": outcome.manifest.intervals.coverage,
                 "epochs": outcome.manifest.epochs_run,
                 "seconds": round(time.perf_counter() - started, 1),

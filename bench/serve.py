@@ -34,12 +34,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import emit, machine  # noqa: E402
-from forecast.data import BUNDLED_SETS  # noqa: E402
-from forecast.job import run_training  # noqa: E402
-from forecast.manifest import TrainingConfig  # noqa: E402
-from forecast.predictor import load_predictor  # noqa: E402
-from forecast.registry import Registry  # noqa: E402
+from bench.common import emit, machine
+from forecast.data import BUNDLED_SETS
+from forecast.job import run_training
+from forecast.manifest import TrainingConfig
+from forecast.predictor import load_predictor
+from forecast.registry import Registry
 
 MODELS = {
     "small": {"hidden_size": 64, "num_layers": 1, "input_size": 168},
@@ -63,7 +63,12 @@ def train_models(registry: Registry, data: Path) -> None:
 
 def request_body(input_size: int, series_count: int, values: np.ndarray) -> str:
     series = [
-        {"id": f"s{i}", "start": "2017-01-01T00:00:00", "freq": "h", "values": values[i : i + input_size].round(3).tolist()}
+        {
+            "id": f"s{i}",
+            "start": "2017-01-01T00:00:00",
+            "freq": "h",
+            "values": values[i : i + input_size].round(3).tolist(),
+        }
         for i in range(series_count)
     ]
     return httpx.Request("POST", "http://x", json={"model": "m", "series": series}).content.decode()
@@ -133,7 +138,9 @@ def wrk(url: str, body: Path, connections: int, duration_s: float) -> dict[str, 
     }
 
 
-def load_curve(server: Server, model: str, bodies: dict[int, Path], duration_s: float, concurrency: tuple[int, ...]) -> list[dict[str, Any]]:
+def load_curve(
+    server: Server, model: str, bodies: dict[int, Path], duration_s: float, concurrency: tuple[int, ...]
+) -> list[dict[str, Any]]:
     rows = []
     for series_count, body in bodies.items():
         for connections in concurrency:
@@ -197,7 +204,9 @@ def main() -> None:
         bodies = {}
         for count in SERIES_PER_REQUEST:
             path = workdir / f"{name}-{count}.json"
-            path.write_text(request_body(shape["input_size"], count, values).replace('"model":"m"', f'"model":"{name}"'))
+            path.write_text(
+                request_body(shape["input_size"], count, values).replace('"model":"m"', f'"model":"{name}"')
+            )
             bodies[count] = path
         curves: dict[str, Any] = {}
         for mode, settings in {
@@ -229,7 +238,9 @@ def _row(curve: list[dict[str, Any]], series: int, connections: int) -> dict[str
 def bars(models: dict[str, Any]) -> dict[str, Any]:
     large, small = models["large"]["curves"], models["small"]["curves"]
     speedup = _row(large["batching"], 1, 64)["requests_per_s"] / _row(large["unbatched"], 1, 64)["requests_per_s"]
-    small_share = _row(small["batching"], 1, 64)["requests_per_s"] / _row(small["http_ceiling"], 1, 64)["requests_per_s"]
+    small_share = (
+        _row(small["batching"], 1, 64)["requests_per_s"] / _row(small["http_ceiling"], 1, 64)["requests_per_s"]
+    )
     many = {}
     for name, model in models.items():
         row = _row(model["curves"]["batching"], 32, 64)
@@ -241,7 +252,9 @@ def bars(models: dict[str, Any]) -> dict[str, Any]:
         "1_large_64_clients_batching_speedup": {"value": speedup, "bar": 2.5, "pass": speedup >= 2.5},
         "2_small_64_clients_share_of_http_ceiling": {"value": small_share, "bar": 0.7, "pass": small_share >= 0.7},
         "3_32_series_share_of_lower_ceiling": {
-            **many, "bar": 0.5, "pass": all(m["share_of_lower_ceiling"] >= 0.5 for m in many.values())
+            **many,
+            "bar": 0.5,
+            "pass": all(m["share_of_lower_ceiling"] >= 0.5 for m in many.values()),
         },
     }
 

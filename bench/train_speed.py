@@ -29,15 +29,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import emit, machine  # noqa: E402
-from forecast.data import BUNDLED_SETS, Dataset, Series  # noqa: E402
-from forecast.features import default_features  # noqa: E402
-from forecast.manifest import TrainingConfig  # noqa: E402
-from forecast.networks import Forecaster, NetworkConfig  # noqa: E402
-from forecast.preprocess import encode  # noqa: E402
-from forecast.scaling import ScalingParams, scale  # noqa: E402
-from forecast.train import fit  # noqa: E402
-from forecast.windows import block_origins, build_store, gather, split_blocks  # noqa: E402
+from bench.common import emit, machine
+from forecast.data import BUNDLED_SETS, Dataset, Series
+from forecast.features import default_features
+from forecast.manifest import TrainingConfig
+from forecast.networks import Forecaster, NetworkConfig
+from forecast.preprocess import encode
+from forecast.scaling import ScalingParams, scale
+from forecast.train import fit
+from forecast.windows import block_origins, build_store, gather, split_blocks
 
 INPUT_SIZE, HORIZON = 168, 24
 # NeuralForecast's LSTM anchor: 2 layers x 128, windows batch 128 (about 250 windows/s here).
@@ -76,9 +76,13 @@ def run_ours(dataset: Dataset, arch: str, windows: int, batch_size: int, epochs:
         arch=arch, input_size=INPUT_SIZE, horizon=HORIZON, max_epochs=epochs, patience=epochs, batch_size=batch_size,
         windows_per_epoch=windows, device="cpu", **NETWORK,
     )  # fmt: skip
-    network = NetworkConfig(arch=arch, input_size=INPUT_SIZE, horizon=HORIZON, n_features=1 + 2 * len(features), **NETWORK)
+    network = NetworkConfig(
+        arch=arch, input_size=INPUT_SIZE, horizon=HORIZON, n_features=1 + 2 * len(features), **NETWORK
+    )
     started = time.perf_counter()
-    result = fit(store, train, validation, network, ScalingParams(mode="window"), config, torch.device("cpu"), progress=False)
+    result = fit(
+        store, train, validation, network, ScalingParams(mode="window"), config, torch.device("cpu"), progress=False
+    )
     seconds = time.perf_counter() - started
     trained = min(windows, len(train)) * len(result.epochs)
     return {"windows_per_s": trained / seconds, "windows": trained, "seconds": seconds, "peak_rss_mb": _peak_rss_mb(),
@@ -102,12 +106,16 @@ def run_plain(dataset: Dataset, arch: str, windows: int, batch_size: int, epochs
         return encoded.inputs.clone(), scale(batch.target, encoded.loc, encoded.spread)
 
     torch.manual_seed(0)
-    network = Forecaster(NetworkConfig(arch=arch, input_size=INPUT_SIZE, horizon=HORIZON, n_features=1 + 2 * len(features), **NETWORK))
+    network = Forecaster(
+        NetworkConfig(arch=arch, input_size=INPUT_SIZE, horizon=HORIZON, n_features=1 + 2 * len(features), **NETWORK)
+    )
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3)
     started = time.perf_counter()
     inputs, targets = materialise(chosen)  # (W, L, F) all at once, as a TensorDataset needs
     val_inputs, val_targets = materialise(validation)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(inputs, targets), batch_size=batch_size, shuffle=True)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(inputs, targets), batch_size=batch_size, shuffle=True
+    )
     for _ in range(epochs):
         network.train()
         for x, y in loader:
@@ -134,10 +142,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_main(spec: dict[str, Any]) -> None:
-    if spec["data"] == "etth1":
-        dataset = ett_dataset()
-    else:
-        dataset = synthetic_dataset(spec["n_series"], spec["length"])
+    dataset = ett_dataset() if spec["data"] == "etth1" else synthetic_dataset(spec["n_series"], spec["length"])
     baseline_rss = _peak_rss_mb()
     runner = run_ours if spec["loop"] == "ours" else run_plain
     result = runner(dataset, spec["arch"], spec["windows"], spec["batch_size"], spec["epochs"])
@@ -156,10 +161,22 @@ def main() -> None:
     windows = 2048 if args.quick else 8192
     speed = []
     for arch in ("lstm", "gru"):
-        row: dict[str, Any] = {"arch": arch, "data": "ETTh1 (14,400 rows)", "network": NETWORK, "input_size": INPUT_SIZE, "horizon": HORIZON}
-        row["plain_torch_batch128"] = child({"data": "etth1", "loop": "plain", "arch": arch, "windows": windows, "batch_size": 128, "epochs": 1})
-        row["ours_batch128"] = child({"data": "etth1", "loop": "ours", "arch": arch, "windows": windows, "batch_size": 128, "epochs": 1})
-        row["ours_batch256"] = child({"data": "etth1", "loop": "ours", "arch": arch, "windows": windows, "batch_size": 256, "epochs": 1})
+        row: dict[str, Any] = {
+            "arch": arch,
+            "data": "ETTh1 (14,400 rows)",
+            "network": NETWORK,
+            "input_size": INPUT_SIZE,
+            "horizon": HORIZON,
+        }
+        row["plain_torch_batch128"] = child(
+            {"data": "etth1", "loop": "plain", "arch": arch, "windows": windows, "batch_size": 128, "epochs": 1}
+        )
+        row["ours_batch128"] = child(
+            {"data": "etth1", "loop": "ours", "arch": arch, "windows": windows, "batch_size": 128, "epochs": 1}
+        )
+        row["ours_batch256"] = child(
+            {"data": "etth1", "loop": "ours", "arch": arch, "windows": windows, "batch_size": 256, "epochs": 1}
+        )
         plain = row["plain_torch_batch128"]["windows_per_s"]
         row["speedup_vs_plain"] = {k: row[k]["windows_per_s"] / plain for k in ("ours_batch128", "ours_batch256")}
         speed.append(row)
@@ -167,13 +184,25 @@ def main() -> None:
     memory = []
     sizes = [(1_000, 1_000), (3_000, 1_000), (10_000, 1_000)] if not args.quick else [(1_000, 1_000), (3_000, 1_000)]
     for n_series, length in sizes:
-        spec = {"data": "synthetic", "n_series": n_series, "length": length, "loop": "ours", "arch": "lstm", "windows": 4096, "batch_size": 256, "epochs": 1}
+        spec = {
+            "data": "synthetic",
+            "n_series": n_series,
+            "length": length,
+            "loop": "ours",
+            "arch": "lstm",
+            "windows": 4096,
+            "batch_size": 256,
+            "epochs": 1,
+        }
         result = child(spec)
         points = n_series * length
         result.update(points=points, materialised_windows_would_need_mb=points * INPUT_SIZE * 5 * 4 / 2**20)
         memory.append(result)
         print(result, file=sys.stderr)
-    emit("train_speed_quick" if args.quick else "train_speed", {"machine": machine(), "anchors_windows_per_s": ANCHORS, "speed": speed, "memory": memory})
+    emit(
+        "train_speed_quick" if args.quick else "train_speed",
+        {"machine": machine(), "anchors_windows_per_s": ANCHORS, "speed": speed, "memory": memory},
+    )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,9 @@ class _Queued:
     deadline: float  # time.monotonic()
 
 
-def _resolve(future: asyncio.Future[BatchOutput], *, result: BatchOutput | None = None, error: BaseException | None = None) -> None:
+def _resolve(
+    future: asyncio.Future[BatchOutput], *, result: BatchOutput | None = None, error: BaseException | None = None
+) -> None:
     if future.done():  # cancelled by its request, or already answered
         return
     if error is not None:
@@ -155,7 +157,10 @@ class DynamicBatcher:
                 if item.future.done():
                     continue  # cancelled: its client is gone
                 if now > item.deadline:
-                    _resolve(item.future, error=DeadlineExceeded(f"waited {now - item.enqueued_at:.2f}s in the queue, past the deadline"))
+                    _resolve(
+                        item.future,
+                        error=DeadlineExceeded(f"waited {now - item.enqueued_at:.2f}s in the queue, past the deadline"),
+                    )
                     continue
                 live.append(item)
             if not live:
@@ -168,7 +173,7 @@ class DynamicBatcher:
                 outputs = await loop.run_in_executor(self._executor, self._run_batch, [item.payload for item in live])
                 if len(outputs) != len(live):
                     raise RuntimeError(f"the model returned {len(outputs)} forecasts for {len(live)} series")
-            except Exception as exc:  # noqa: BLE001 - every request of the batch must hear of it
+            except Exception as exc:
                 logger.exception("batch of %d series failed on %s", len(live), self._labels)
                 for item in live:
                     _resolve(item.future, error=exc)

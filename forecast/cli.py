@@ -24,23 +24,40 @@ logger = logging.getLogger("forecast")
 
 # flag -> TrainingConfig field; a flag left out keeps the config file's or production's value
 _TRAIN_FLAGS = {
-    "arch": "arch", "horizon": "horizon", "input_size": "input_size", "hidden_size": "hidden_size",
-    "num_layers": "num_layers", "dropout": "dropout", "freq": "freq", "target": "target",
-    "val_size": "val_size", "test_size": "test_size", "seed": "seed", "max_epochs": "max_epochs",
-    "device": "device", "scaling": "scaling", "scaler": "scaler", "batch_size": "batch_size",
-    "learning_rate": "learning_rate", "patience": "patience",
+    "arch": "arch",
+    "horizon": "horizon",
+    "input_size": "input_size",
+    "hidden_size": "hidden_size",
+    "num_layers": "num_layers",
+    "dropout": "dropout",
+    "freq": "freq",
+    "target": "target",
+    "val_size": "val_size",
+    "test_size": "test_size",
+    "seed": "seed",
+    "max_epochs": "max_epochs",
+    "device": "device",
+    "scaling": "scaling",
+    "scaler": "scaler",
+    "batch_size": "batch_size",
+    "learning_rate": "learning_rate",
+    "patience": "patience",
 }
 # Settings that describe the data or the run, not the model: --retrain does not carry them over.
 _PER_RUN_FIELDS = {"device", "seed"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="forecast", description="RNN/LSTM/GRU forecasting: train, serve, manage models")
+    parser = argparse.ArgumentParser(
+        prog="forecast", description="RNN/LSTM/GRU forecasting: train, serve, manage models"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="fit a model on history and write a new registry version")
-    train.add_argument("--data", required=True, help="CSV or Parquet file (long or wide), or 'etth1' for the bundled set")
+    train.add_argument(
+        "--data", required=True, help="CSV or Parquet file (long or wide), or 'etth1' for the bundled set"
+    )
     train.add_argument("--name", required=True, help="model name in the registry")
     train.add_argument("--arch", choices=["rnn", "lstm", "gru"])
     train.add_argument("--horizon", type=int, help="steps to forecast (H)")
@@ -58,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float)
     train.add_argument("--patience", type=int, help="epochs without validation improvement before stopping")
     train.add_argument("--registry", help="registry root (default $FORECAST_REGISTRY or ./models)")
-    train.add_argument("--promote", action="store_true", help="move 'production' here if it beats production on this test data")
+    train.add_argument(
+        "--promote", action="store_true", help="move 'production' here if it beats production on this test data"
+    )
     train.add_argument("--seed", type=int)
     train.add_argument("--max-epochs", type=int)
     train.add_argument("--device", choices=["auto", "cpu", "cuda"])
@@ -116,7 +135,9 @@ def training_config(args: argparse.Namespace, registry: Registry) -> TrainingCon
             settings[field] = value
     missing = [f"--{name.replace('_', '-')}" for name in ("arch", "horizon", "input_size") if name not in settings]
     if missing:
-        raise InvalidInput(f"missing {', '.join(missing)} (or pass --retrain to reuse the production version's configuration)")
+        raise InvalidInput(
+            f"missing {', '.join(missing)} (or pass --retrain to reuse the production version's configuration)"
+        )
     try:
         return TrainingConfig.model_validate(settings)
     except ValidationError as exc:
@@ -131,7 +152,12 @@ def command_train(args: argparse.Namespace) -> int:
     registry = _registry(args)
     config = training_config(args, registry)
     outcome = run_training(
-        args.data, args.name, config, registry, promote=args.promote, warm_start=args.warm_start,
+        args.data,
+        args.name,
+        config,
+        registry,
+        promote=args.promote,
+        warm_start=args.warm_start,
         progress=not args.quiet,
     )
     test = outcome.manifest.metrics["test"]

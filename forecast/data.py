@@ -145,8 +145,13 @@ def parse_values(series_id: str, raw: object, timestamps: pd.DatetimeIndex | Non
     """Values as finite float64, or an error naming the first bad entry."""
     as_series = pd.Series(raw, dtype=object) if not isinstance(raw, pd.Series) else raw.reset_index(drop=True)
     numbers = pd.to_numeric(as_series, errors="coerce")
-    not_numbers = numbers.isna() & as_series.notna() & ~as_series.astype(str).str.strip().str.lower().isin(
-        ["nan", "", "inf", "-inf", "infinity", "-infinity", "none", "null"]
+    not_numbers = (
+        numbers.isna()
+        & as_series.notna()
+        & ~as_series.astype(str)
+        .str.strip()
+        .str.lower()
+        .isin(["nan", "", "inf", "-inf", "infinity", "-infinity", "none", "null"])
     )
     where = _position_label(timestamps)
     if not_numbers.any():
@@ -154,7 +159,9 @@ def parse_values(series_id: str, raw: object, timestamps: pd.DatetimeIndex | Non
         raise NonNumericValues(
             f"value {as_series.iloc[position]!r} {where(position)} is not a number", series_id=series_id
         )
-    values = pd.to_numeric(as_series.replace({"inf": np.inf, "-inf": -np.inf}), errors="coerce").to_numpy(dtype=np.float64)
+    values = pd.to_numeric(as_series.replace({"inf": np.inf, "-inf": -np.inf}), errors="coerce").to_numpy(
+        dtype=np.float64
+    )
     bad = ~np.isfinite(values)
     if bad.any():
         position = int(np.flatnonzero(bad)[0])

@@ -113,7 +113,7 @@ class Engine:
             await asyncio.sleep(self.settings.reload_seconds)
             try:
                 await self.refresh()
-            except Exception:  # noqa: BLE001 - the watcher must outlive any one bad scan
+            except Exception:
                 logger.exception("registry scan failed; serving what is loaded")
 
     # ---- loading ---------------------------------------------------------------------------
@@ -211,7 +211,9 @@ class Engine:
         return dict(self._aliases.get(name, {}))
 
     @asynccontextmanager
-    async def lease(self, name: str, version: int | None = None, alias: str | None = None) -> AsyncIterator[ServedModel]:
+    async def lease(
+        self, name: str, version: int | None = None, alias: str | None = None
+    ) -> AsyncIterator[ServedModel]:
         """The loaded version a request means, held until the request is done with it."""
         served = await self._resolve(name, version, alias)
         served.leases += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pandas._libs.tslibs.offsets import BaseOffset
 from pandas.tseries.frequencies import to_offset
 
 # feature name -> (position within its cycle, cycle length)
@@ -42,7 +43,7 @@ def default_features(freq: str) -> list[str]:
     return []
 
 
-def _is_fixed(offset: pd.DateOffset) -> bool:
+def _is_fixed(offset: BaseOffset) -> bool:
     try:
         offset.nanos  # noqa: B018 - raises for calendar offsets such as MonthEnd
     except ValueError:

@@ -18,7 +18,6 @@ from forecast.data import (
     check_order,
     check_regular,
     normalize_freq,
-    parse_timestamps,
     parse_timestamps_fast,
     parse_values,
     same_freq,
@@ -95,10 +94,12 @@ def prepare_series(
         stamps = parse_timestamps_fast(series_id, timestamps)
         _check_spacing(series_id, stamps, manifest.freq)
     else:
-        first = parse_timestamps_fast(series_id, [start])[0]
+        first = parse_timestamps_fast(series_id, [str(start)])[0]
         stamps = _regular_index(first, len(values), manifest.freq)
         if stamps[0] != first:
-            raise FrequencyError(f"start {start} is not on the model's frequency {manifest.freq!r}", series_id=series_id)
+            raise FrequencyError(
+                f"start {start} is not on the model's frequency {manifest.freq!r}", series_id=series_id
+            )
     series_values = _values(series_id, values, stamps)
     if len(series_values) < manifest.input_size:
         raise SeriesTooShort(
@@ -127,7 +128,9 @@ def check_request(manifest: Manifest, horizon: int | None, levels: list[float]) 
     """The horizon to serve; raises for a horizon or levels the version cannot honour."""
     served = manifest.horizon if horizon is None else horizon
     if not 1 <= served <= manifest.horizon:
-        raise InvalidRequest(f"horizon {served} is out of range: model {manifest.name!r} forecasts 1 to {manifest.horizon} steps")
+        raise InvalidRequest(
+            f"horizon {served} is out of range: model {manifest.name!r} forecasts 1 to {manifest.horizon} steps"
+        )
     check_levels(levels, manifest.intervals)
     return served
 

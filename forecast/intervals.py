@@ -14,7 +14,7 @@ from pydantic import BaseModel, PrivateAttr
 
 from forecast.errors import InvalidRequest
 
-CALIBRATED_LEVELS: tuple[float, ...] = tuple(float(level) for level in range(1, 100)) + (99.5,)
+CALIBRATED_LEVELS: tuple[float, ...] = (*tuple(float(level) for level in range(1, 100)), 99.5)
 REPORTED_LEVELS: tuple[float, ...] = (50.0, 80.0, 90.0, 95.0)
 
 

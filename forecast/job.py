@@ -133,8 +133,15 @@ def run_training(
     train_origins = block_origins(store, blocks, "train", input_size=input_size, horizon=horizon)
     validation_origins = block_origins(store, blocks, "validation", input_size=input_size, horizon=horizon)
     result = fit(
-        store, train_origins, validation_origins, network_config, scaling, config, device,
-        initial_state=initial_state, progress=progress,
+        store,
+        train_origins,
+        validation_origins,
+        network_config,
+        scaling,
+        config,
+        device,
+        initial_state=initial_state,
+        progress=progress,
     )
     trained = time.perf_counter()
 
@@ -196,7 +203,9 @@ def run_training(
     files = {WEIGHTS_FILE: weights_bytes(result.network), REPORT_FILE: json.dumps(report).encode()}
     with registry.locked(name):
         version = registry.publish(name, files, build_manifest)
-        promoted, note = _move_production(registry, name, version, test.metrics["model"][PROMOTION_METRIC], promote, comparison)
+        promoted, note = _move_production(
+            registry, name, version, test.metrics["model"][PROMOTION_METRIC], promote, comparison
+        )
     manifest = registry.manifest(name, version)
     return TrainOutcome(name, version, registry.version_dir(name, version), manifest, promoted, note)
 
@@ -213,11 +222,20 @@ def _move_production(
     if not promote:
         return False, f"production stays at version {current} (pass --promote to compare and promote)"
     if comparison is None:
-        return False, f"production (version {current}) cannot be scored on this data (different horizon, frequency or input size); not promoted"
+        return (
+            False,
+            f"production (version {current}) cannot be scored on this data (different horizon, frequency or input size); not promoted",
+        )
     compared_version, production_error = comparison
     if compared_version != current:
         return False, f"production moved to version {current} while training; not promoted"
     if new_error < production_error:
         registry.set_alias(name, PRODUCTION, version)
-        return True, f"test {PROMOTION_METRIC} {new_error:.4f} beats production version {current} ({production_error:.4f}): promoted"
-    return False, f"test {PROMOTION_METRIC} {new_error:.4f} does not beat production version {current} ({production_error:.4f}): not promoted"
+        return (
+            True,
+            f"test {PROMOTION_METRIC} {new_error:.4f} beats production version {current} ({production_error:.4f}): promoted",
+        )
+    return (
+        False,
+        f"test {PROMOTION_METRIC} {new_error:.4f} does not beat production version {current} ({production_error:.4f}): not promoted",
+    )

@@ -17,7 +17,7 @@ from torch import nn
 
 Architecture = Literal["rnn", "lstm", "gru"]
 
-_ENCODERS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+_ENCODERS: dict[str, type[nn.RNN] | type[nn.LSTM] | type[nn.GRU]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 class NetworkConfig(BaseModel):

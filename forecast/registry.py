@@ -156,7 +156,9 @@ class Registry:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def publish(self, name: str, files: dict[str, bytes], build_manifest: Callable[[int, dict[str, str]], Manifest]) -> int:
+    def publish(
+        self, name: str, files: dict[str, bytes], build_manifest: Callable[[int, dict[str, str]], Manifest]
+    ) -> int:
         """Write a new version atomically and return its number.
 
         `build_manifest(version, sha256_by_file)` is called once per attempted version number so

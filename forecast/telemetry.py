@@ -7,14 +7,21 @@ from prometheus_client import Counter, Gauge, Histogram
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
-REQUESTS = Counter("forecast_requests_total", "Forecast requests by model, version and HTTP status", ["model", "version", "status"])
+REQUESTS = Counter(
+    "forecast_requests_total", "Forecast requests by model, version and HTTP status", ["model", "version", "status"]
+)
 REQUEST_LATENCY = Histogram(
-    "forecast_request_latency_seconds", "Forecast request latency, parse to response", ["model"], buckets=_LATENCY_BUCKETS
+    "forecast_request_latency_seconds",
+    "Forecast request latency, parse to response",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
 )
 QUEUE_DEPTH = Gauge("forecast_queue_depth", "Series waiting in the batcher's queue", ["model", "version"])
 BATCH_SIZE = Histogram("forecast_batch_size", "Series per forward pass", ["model", "version"], buckets=_BATCH_BUCKETS)
 QUEUE_WAIT = Histogram(
-    "forecast_queue_wait_seconds", "Time a series waited in the queue before its batch ran", ["model", "version"],
+    "forecast_queue_wait_seconds",
+    "Time a series waited in the queue before its batch ran",
+    ["model", "version"],
     buckets=_LATENCY_BUCKETS,
 )
 COMPUTE_TIME = Histogram(

@@ -38,9 +38,7 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def _batch_loss(
-    network: Forecaster, store: SeriesStore, origins: np.ndarray, scaling: ScalingParams
-) -> torch.Tensor:
+def _batch_loss(network: Forecaster, store: SeriesStore, origins: np.ndarray, scaling: ScalingParams) -> torch.Tensor:
     config = network.config
     batch = gather(store, origins, input_size=config.input_size, horizon=config.horizon)
     encoded = encode(batch.history, batch.features, scaling)
@@ -77,7 +75,10 @@ def fit(
         network.load_state_dict(initial_state)
     network.to(device)
     device_store = SeriesStore(
-        values=store.values.to(device), features=store.features.to(device), offsets=store.offsets, series_ids=store.series_ids
+        values=store.values.to(device),
+        features=store.features.to(device),
+        offsets=store.offsets,
+        series_ids=store.series_ids,
     )
     if len(validation_origins) > _MAX_VALIDATION_WINDOWS:  # a fixed subset keeps epochs comparable
         validation_origins = np.sort(rng.choice(validation_origins, _MAX_VALIDATION_WINDOWS, replace=False))
@@ -87,7 +88,12 @@ def fit(
     best_loss = validation_loss(network, device_store, validation_origins, scaling)  # the untrained net is naive
     best_state = copy.deepcopy(network.state_dict())
     epochs = tqdm(
-        range(1, config.max_epochs + 1), desc="training", unit="epoch", file=sys.stderr, disable=not progress, leave=True
+        range(1, config.max_epochs + 1),
+        desc="training",
+        unit="epoch",
+        file=sys.stderr,
+        disable=not progress,
+        leave=True,
     )
     for epoch in epochs:
         started = time.perf_counter()

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Coroutine
 from typing import Any
-from collections import Counter
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -27,7 +27,9 @@ _ERRORS = {code: {"model": ErrorBody} for code in (404, 413, 422, 503, 504)}
 
 def _check_limits(body: ForecastRequest, max_series: int, max_points: int) -> None:
     if len(body.series) > max_series:
-        raise RequestTooLarge(f"{len(body.series)} series in one request; the limit is {max_series} (FORECAST_MAX_SERIES_PER_REQUEST)")
+        raise RequestTooLarge(
+            f"{len(body.series)} series in one request; the limit is {max_series} (FORECAST_MAX_SERIES_PER_REQUEST)"
+        )
     for series in body.series:
         if len(series.values) > max_points:
             raise RequestTooLarge(
@@ -92,8 +94,7 @@ async def forecast(request: Request, body: ForecastRequest, engine: EngineDep, s
     content = {
         "model": {"name": manifest.name, "version": manifest.version, "arch": manifest.arch},
         "forecasts": [
-            {"id": f.series_id, "timestamps": f.timestamps, "mean": f.mean, "intervals": f.intervals}
-            for f in forecasts
+            {"id": f.series_id, "timestamps": f.timestamps, "mean": f.mean, "intervals": f.intervals} for f in forecasts
         ],
     }
     return JSONResponse(content)

@@ -21,7 +21,11 @@ async def readyz(request: Request, engine: EngineDep) -> JSONResponse:
     """Ready once the models are loaded, and no longer once a shutdown has begun."""
     draining = getattr(request.app.state, "draining", False)
     ready = engine.ready and not draining
-    body = {"ready": ready, "draining": draining, "models": {n: engine.served_aliases(n) for n in engine.served_models()}}
+    body = {
+        "ready": ready,
+        "draining": draining,
+        "models": {n: engine.served_aliases(n) for n in engine.served_models()},
+    }
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

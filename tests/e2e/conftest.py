@@ -29,8 +29,12 @@ TRAIN_ARGS = [
 
 def run_cli(*args: str, registry: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [*FORECAST, *args, "--registry", str(registry)] if args[0] == "train" else [*FORECAST, args[0], "--registry", str(registry), *args[1:]],
-        capture_output=True, text=True, timeout=300,
+        [*FORECAST, *args, "--registry", str(registry)]
+        if args[0] == "train"
+        else [*FORECAST, args[0], "--registry", str(registry), *args[1:]],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"forecast {' '.join(args)} failed: {result.stderr}")
@@ -115,7 +119,9 @@ def start_server(registry: Path, log_dir: Path, **settings: str) -> Server:
     env.update({f"FORECAST_{key.upper()}": value for key, value in settings.items()})
     log = log_dir / f"server-{port}.log"
     handle = open(log, "wb")  # noqa: SIM115 - the server process writes it until it exits
-    process = subprocess.Popen([*FORECAST, "serve", "--port", str(port)], stdout=handle, stderr=subprocess.STDOUT, env=env)
+    process = subprocess.Popen(
+        [*FORECAST, "serve", "--port", str(port)], stdout=handle, stderr=subprocess.STDOUT, env=env
+    )
     server = Server(process=process, url=f"http://127.0.0.1:{port}", log=log)
 
     def ready() -> bool:

@@ -26,7 +26,8 @@ def test_forecast_shapes_and_intervals(shared_server: Server, history_csv: Path)
     by_start = {"id": "b", "start": explicit["timestamps"][0], "freq": "h", "values": explicit["values"]}  # type: ignore[index]
     with shared_server.client() as client:
         response = client.post(
-            "/v1/forecast", json={"model": "demo-lstm", "horizon": 6, "levels": [80, 95], "series": [explicit, by_start]}
+            "/v1/forecast",
+            json={"model": "demo-lstm", "horizon": 6, "levels": [80, 95], "series": [explicit, by_start]},
         )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -72,7 +73,11 @@ def test_forecasts_equal_the_training_jobs_own_predictions(shared_server: Server
     report = json.loads((registry_template / "demo-gru" / "versions" / "1" / "report.json").read_text())
     with shared_server.client() as client:
         for sample in report["samples"]:
-            series = {"id": sample["series_id"], "timestamps": sample["history_timestamps"], "values": sample["history"]}
+            series = {
+                "id": sample["series_id"],
+                "timestamps": sample["history_timestamps"],
+                "values": sample["history"],
+            }
             response = client.post("/v1/forecast", json={"model": "demo-gru", "levels": [80], "series": [series]})
             assert response.status_code == 200, response.text
             served = response.json()["forecasts"][0]
@@ -106,7 +111,12 @@ def _bad_input_cases(history_csv: Path) -> list[tuple[str, object, int, str]]:
         ("irregular", series(timestamps=irregular), 422, "irregular"),
         ("length mismatch", series(timestamps=stamps[:-1]), 422, "timestamps but"),
         ("bad timestamp", series(timestamps=["not a date", *stamps[1:]]), 422, "not a date"),
-        ("wrong frequency", {"model": "demo-lstm", "series": [{"id": "s1", "start": stamps[0], "freq": "D", "values": values}]}, 422, "frequency"),
+        (
+            "wrong frequency",
+            {"model": "demo-lstm", "series": [{"id": "s1", "start": stamps[0], "freq": "D", "values": values}]},
+            422,
+            "frequency",
+        ),
         ("horizon too long", {**series(), "horizon": 13}, 422, "horizon"),
         ("horizon zero", {**series(), "horizon": 0}, 422, "horizon"),
         ("level 100", {**series(), "levels": [100]}, 422, "level"),
@@ -136,10 +146,25 @@ def test_bad_input_gets_a_clear_4xx_and_the_server_stays_healthy(shared_server: 
             body = response.json()
             assert set(body) >= {"error", "message"}, label
             assert fragment.lower() in body["message"].lower(), f"{label}: {body['message']}"
-            if status == 422 and label not in {"malformed json", "no series", "version and alias", "path in model name", "horizon too long", "horizon zero", "level 100", "level 0", "duplicate ids"}:
+            if status == 422 and label not in {
+                "malformed json",
+                "no series",
+                "version and alias",
+                "path in model name",
+                "horizon too long",
+                "horizon zero",
+                "level 100",
+                "level 0",
+                "duplicate ids",
+            }:
                 assert "s1" in body["message"] or body.get("series_id"), f"{label} does not name the series: {body}"
         assert client.get("/healthz").status_code == 200
-        assert client.post("/v1/forecast", json={"model": "demo-lstm", "series": [series_payload(history_csv)]}).status_code == 200
+        assert (
+            client.post(
+                "/v1/forecast", json={"model": "demo-lstm", "series": [series_payload(history_csv)]}
+            ).status_code
+            == 200
+        )
 
 
 def test_model_listing_and_manifest(shared_server: Server) -> None:
@@ -165,7 +190,14 @@ def test_metrics_count_requests_by_model_version_and_status(shared_server: Serve
         client.post("/v1/forecast", json={"model": "demo-gru", "series": [series_payload(history_csv)]})
         text = client.get("/metrics").text
     assert 'forecast_requests_total{model="demo-gru",status="200",version="1"}' in text
-    for name in ("forecast_batch_size_bucket", "forecast_queue_wait_seconds", "forecast_compute_seconds", "forecast_queue_depth", "forecast_models_loaded", "forecast_request_latency_seconds"):
+    for name in (
+        "forecast_batch_size_bucket",
+        "forecast_queue_wait_seconds",
+        "forecast_compute_seconds",
+        "forecast_queue_depth",
+        "forecast_models_loaded",
+        "forecast_request_latency_seconds",
+    ):
         assert name in text, name
 
 

@@ -19,7 +19,9 @@ RELOAD_S = 0.5
 LOAD_TIMEOUT_S = 30.0
 
 
-def test_a_full_queue_answers_503_with_retry_after_and_nothing_breaks(server_factory, registry: Path, history_csv: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_full_queue_answers_503_with_retry_after_and_nothing_breaks(
+    server_factory, registry: Path, history_csv: Path
+) -> None:  # type: ignore[no-untyped-def]
     server = server_factory(registry, queue_limit="2", max_wait_ms="50")
     one = series_payload(history_csv, "a")
     three = [dict(one, id=f"s{i}") for i in range(3)]
@@ -41,7 +43,9 @@ def test_a_full_queue_answers_503_with_retry_after_and_nothing_breaks(server_fac
 
 
 def test_hot_reload_under_load_serves_the_promoted_version_without_failures(
-    server_factory, registry: Path, history_csv: Path  # type: ignore[no-untyped-def]
+    server_factory,
+    registry: Path,
+    history_csv: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     server = server_factory(registry, reload_seconds=str(RELOAD_S))
     payload = {"model": "demo-gru", "series": [series_payload(history_csv, "b")]}
@@ -83,11 +87,25 @@ def test_hot_reload_under_load_serves_the_promoted_version_without_failures(
     assert versions[-1] == 2
 
 
-def test_a_corrupted_new_version_is_refused_and_the_old_keeps_serving(server_factory, registry: Path, history_csv: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_corrupted_new_version_is_refused_and_the_old_keeps_serving(
+    server_factory, registry: Path, history_csv: Path
+) -> None:  # type: ignore[no-untyped-def]
     server = server_factory(registry, reload_seconds=str(RELOAD_S))
     payload = {"model": "demo-gru", "series": [series_payload(history_csv)]}
     # A trainer publishes version 2, then its weights are damaged on disk before the server looks.
-    run_cli("train", "--data", str(history_csv), "--name", "demo-gru", "--arch", "gru", *TRAIN_ARGS, "--seed", "3", registry=registry)
+    run_cli(
+        "train",
+        "--data",
+        str(history_csv),
+        "--name",
+        "demo-gru",
+        "--arch",
+        "gru",
+        *TRAIN_ARGS,
+        "--seed",
+        "3",
+        registry=registry,
+    )
     weights = registry / "demo-gru" / "versions" / "2" / "model.safetensors"
     damaged = bytearray(weights.read_bytes())
     damaged[-1] ^= 0xFF
@@ -107,7 +125,9 @@ def test_a_corrupted_new_version_is_refused_and_the_old_keeps_serving(server_fac
 
 
 def test_graceful_shutdown_fails_readiness_first_and_serves_queued_requests(
-    server_factory, registry: Path, history_csv: Path  # type: ignore[no-untyped-def]
+    server_factory,
+    registry: Path,
+    history_csv: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     server = server_factory(registry, shutdown_grace_s="3", max_wait_ms="200", max_batch_size="512")
     payload = {"model": "demo-lstm", "series": [dict(series_payload(history_csv), id=f"s{i}") for i in range(40)]}

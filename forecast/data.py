@@ -246,6 +246,10 @@ def infer_freq(series_id: str, timestamps: pd.DatetimeIndex) -> str:
 
 
 def check_regular(series_id: str, timestamps: pd.DatetimeIndex, freq: str) -> None:
+    if len(timestamps) >= 3:
+        inferred = pd.infer_freq(timestamps)  # vectorised; date_range loops in Python for W, MS...
+        if inferred is not None and same_freq(normalize_freq(inferred), freq):
+            return
     expected = pd.date_range(start=timestamps[0], periods=len(timestamps), freq=freq)
     mismatch = expected.asi8 != timestamps.asi8
     if mismatch.any():

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv browser test lint run demo serve bench clean
+.PHONY: venv browser bench-tools test lint run demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,17 +35,27 @@ lint: venv
 	$(BIN)/ruff format --check forecast api tests bench
 	$(BIN)/mypy forecast api
 
+# A month of hourly points for validation (interval calibration) and for the test block.
+DEMO_ARGS := --horizon 24 --input-size 168 --val-size 720 --test-size 720 --max-epochs 6 --quiet
+
 # Trains the demo models on the bundled ETTh1 data when the registry is empty, then serves them.
 demo: venv
 	@if [ -z "$$($(BIN)/forecast models list | grep -v '^no models')" ]; then \
-	  $(BIN)/forecast train --data etth1 --target OT --name ett-lstm --arch lstm --horizon 24 --input-size 168 --max-epochs 8 --quiet; \
-	  $(BIN)/forecast train --data etth1 --target OT --name ett-gru --arch gru --horizon 24 --input-size 168 --max-epochs 8 --quiet; \
+	  echo "training the demo models on ETTh1 into ./models (a few minutes, once)"; \
+	  $(BIN)/forecast train --data etth1 --target OT --name ett-lstm --arch lstm $(DEMO_ARGS) && \
+	  $(BIN)/forecast train --data etth1 --target OT --name ett-gru --arch gru $(DEMO_ARGS); \
 	fi
 
 run: demo
 	$(BIN)/forecast serve --host 0.0.0.0 --port 8000
 
-bench: venv
+# wrk is the load generator of bench/serve.py.
+bench-tools:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
+
+bench: venv bench-tools
 	$(BIN)/python bench/accuracy.py
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/serve.py

@@ -53,8 +53,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, registry: str | None = None
     app = create_app(settings)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=30)
     server = DrainingServer(config, grace_s=settings.shutdown_grace_s)
+    shown = "localhost" if host in {"0.0.0.0", "::"} else host
     print(
-        f"forecast API on http://{host}:{port}  (dashboard: http://{host}:{port}/dashboard/, docs: /docs)", flush=True
+        f"forecast API on http://{shown}:{port}  (dashboard: http://{shown}:{port}/dashboard/, docs: /docs)", flush=True
     )
     server.run()
     return 0

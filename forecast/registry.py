@@ -69,6 +69,7 @@ def _fsync_dir(path: Path) -> None:
 class Registry:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._manifests: dict[tuple[str, int], tuple[tuple[int, int, int], Manifest]] = {}
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -133,9 +134,18 @@ class Registry:
         return payload
 
     def manifest(self, name: str, version: int) -> Manifest:
+        """The validated manifest; cached while the file is unchanged (versions are immutable,
+        and the API lists every manifest each time a dashboard polls)."""
         path = self.version_dir(name, version) / MANIFEST_FILE
         try:
-            return Manifest.model_validate_json(path.read_bytes())
+            status = path.stat()
+            identity = (status.st_ino, status.st_mtime_ns, status.st_size)
+            cached = self._manifests.get((name, version))
+            if cached is not None and cached[0] == identity:
+                return cached[1]
+            manifest = Manifest.model_validate_json(path.read_bytes())
+            self._manifests[(name, version)] = (identity, manifest)
+            return manifest
         except FileNotFoundError as exc:
             raise VersionNotFound(f"model {name!r} has no version {version}") from exc
         except (OSError, ValidationError, ValueError) as exc:

@@ -159,9 +159,9 @@ def parse_values(series_id: str, raw: object, timestamps: pd.DatetimeIndex | Non
         raise NonNumericValues(
             f"value {as_series.iloc[position]!r} {where(position)} is not a number", series_id=series_id
         )
-    values = pd.to_numeric(as_series.replace({"inf": np.inf, "-inf": -np.inf}), errors="coerce").to_numpy(
-        dtype=np.float64
-    )
+    spelled_infinity = as_series.astype(str).str.strip().str.lower().isin(["inf", "-inf", "infinity", "-infinity"])
+    values = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    values[spelled_infinity.to_numpy()] = np.inf
     bad = ~np.isfinite(values)
     if bad.any():
         position = int(np.flatnonzero(bad)[0])

@@ -86,7 +86,8 @@ def report_samples(
     max_series: int = 6,
     per_series: int = 3,
 ) -> list[dict[str, object]]:
-    """Actual vs forecast at a few test origins (first, middle, last) of the first series."""
+    """Actual vs forecast at a few test origins (first, middle, last) of each of the first
+    `max_series` series, for the dashboard."""
     series_index = series_of_origins(store, result.origins)
     samples: list[dict[str, object]] = []
     lower, upper = interval_bounds(result.forecast, result.spread, calibration, 80.0)

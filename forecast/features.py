@@ -36,6 +36,8 @@ def default_features(freq: str) -> list[str]:
             return ["day_of_week", "day_of_year"]
         return ["week_of_year"]
     name = offset.name.upper()
+    if name in {"B", "C"}:  # business days
+        return ["day_of_week", "day_of_year"]
     if name.startswith("W"):
         return ["week_of_year"]
     if name.startswith(("M", "BM", "SM", "CBM")):

@@ -86,6 +86,11 @@ def prepare_series(
     horizon: int,
 ) -> PreparedSeries:
     """Check one posted series against the model and cut its input window."""
+    if len(values) < manifest.input_size:
+        raise SeriesTooShort(
+            f"has {len(values)} points but model needs at least {manifest.input_size} (its input size)",
+            series_id=series_id,
+        )
     if freq is not None and not same_freq(normalize_freq(freq), manifest.freq):
         raise FrequencyError(f"frequency {freq!r} does not match the model's {manifest.freq!r}", series_id=series_id)
     if timestamps is not None:
@@ -101,11 +106,6 @@ def prepare_series(
                 f"start {start} is not on the model's frequency {manifest.freq!r}", series_id=series_id
             )
     series_values = _values(series_id, values, stamps)
-    if len(series_values) < manifest.input_size:
-        raise SeriesTooShort(
-            f"has {len(series_values)} points but model needs at least {manifest.input_size} (its input size)",
-            series_id=series_id,
-        )
     window = slice(len(series_values) - manifest.input_size, None)
     return PreparedSeries(
         series_id=series_id,

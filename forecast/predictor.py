@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
@@ -68,8 +69,10 @@ def network_from_weights(config: NetworkConfig, payload: bytes) -> Forecaster:
     try:
         state = load_safetensors(payload)
         network.load_state_dict(state, strict=True)
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise RegistryCorrupt(f"weights do not fit the manifest's network ({str(exc).splitlines()[0]})") from exc
+    except (RuntimeError, ValueError, KeyError, SafetensorError) as exc:
+        # torch puts a bare header on the first line and the tensor that does not fit on the next.
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[:2])
+        raise RegistryCorrupt(f"weights do not fit the manifest's network ({detail})") from exc
     return network
 
 

@@ -1,0 +1,119 @@
+"""Render the latest bench/results/*.json as the Markdown tables the README shows.
+
+python bench/report.py > /tmp/tables.md
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def accuracy() -> list[str]:
+    lines = []
+    ett = _load("accuracy_ett") or _load("accuracy")
+    if ett and "etth1" in ett:
+        lines += [
+            "| ETTh1 OT | H | L | MSE model | MSE naive | MSE seasonal naive | MAE model | MAE naive | anchors (MSE) | beats naive |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in ett["etth1"]:
+            anchors = ", ".join(f"{k} {v}" for k, v in row["anchors_mse"].items())
+            lines.append(
+                f"| {row['arch'].upper()} | {row['horizon']} | {row['input_size']} | **{row['mse']['model']:.4f}** | "
+                f"{row['mse']['naive']:.4f} | {row['mse']['seasonal_naive']:.4f} | {row['mae']['model']:.4f} | "
+                f"{row['mae']['naive']:.4f} | {anchors} | {'yes' if row['beats_naive'] else 'no'} |"
+            )
+        lines.append("")
+    m4 = _load("accuracy_m4") or _load("accuracy")
+    if m4 and "m4_weekly" in m4:
+        lines += [
+            "| M4 Weekly | H | L | sMAPE model | sMAPE naive | MASE model | MASE naive | coverage 80 / 95 | beats naive |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in m4["m4_weekly"]:
+            lines.append(
+                f"| {row['arch'].upper()} | {row['horizon']} | {row['input_size']} | **{row['smape']['model']:.3f}** | "
+                f"{row['smape']['naive']:.3f} | **{row['mase']['model']:.3f}** | {row['mase']['naive']:.3f} | "
+                f"{row['coverage']['80']:.3f} / {row['coverage']['95']:.3f} | {'yes' if row['beats_naive'] else 'no'} |"
+            )
+        lines.append("")
+    return lines
+
+
+def train_speed() -> list[str]:
+    speed = _load("train_speed")
+    if not speed:
+        return []
+    lines = [
+        "| arch (2 x 128, L 168, H 24) | plain torch loop, batch 128 | ours, batch 128 | ours, batch 256 | ours / plain |",
+        "|---|---|---|---|---|",
+    ]
+    for row in speed["speed"]:
+        ratios = " / ".join(f"{v:.2f}x" for v in row["speedup_vs_plain"].values())
+        lines.append(
+            f"| {row['arch'].upper()} | {row['plain_torch_batch128']['windows_per_s']:.0f} w/s | "
+            f"{row['ours_batch128']['windows_per_s']:.0f} w/s | {row['ours_batch256']['windows_per_s']:.0f} w/s | {ratios} |"
+        )
+    lines += [
+        "",
+        "| synthetic points | peak RSS | RSS before training | windows would take if materialised |",
+        "|---|---|---|---|",
+    ]
+    for row in speed["memory"]:
+        lines.append(
+            f"| {row['points']:,} | {row['peak_rss_mb']:.0f} MB | {row['rss_before_training_mb']:.0f} MB | "
+            f"{row['materialised_windows_would_need_mb']:,.0f} MB |"
+        )
+    return [*lines, ""]
+
+
+def serve() -> list[str]:
+    result = _load("serve")
+    if not result:
+        return []
+    lines = [
+        "| model | series/request | clients | batching req/s | p50 / p99 ms | unbatched req/s | HTTP ceiling req/s | mean batch | model ceiling series/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, model in result["models"].items():
+        curves = model["curves"]
+        for row in curves["batching"]:
+            key = (row["series_per_request"], row["connections"])
+            off = next(r for r in curves["unbatched"] if (r["series_per_request"], r["connections"]) == key)
+            http = next(r for r in curves["http_ceiling"] if (r["series_per_request"], r["connections"]) == key)
+            lines.append(
+                f"| {name} | {key[0]} | {key[1]} | {row['requests_per_s']:.1f} | {row['p50_ms']:.0f} / {row['p99_ms']:.0f} | "
+                f"{off['requests_per_s']:.1f} | {http['requests_per_s']:.1f} | {row['mean_batch_size'] or 0:.1f} | "
+                f"{row['model_ceiling_series_per_s']:.0f} |"
+            )
+    lines += ["", "| bar | measured | required | met |", "|---|---|---|---|"]
+    bars = result["bars"]
+    first, second, third = (bars[k] for k in sorted(bars))
+    lines.append(
+        f"| large model, 64 clients: batching / unbatched req/s | {first['value']:.2f}x | 2.5x | {first['pass']} |"
+    )
+    lines.append(f"| small model, 64 clients: share of HTTP ceiling | {second['value']:.0%} | 70% | {second['pass']} |")
+    for name in ("small", "large"):
+        lines.append(
+            f"| 32-series requests, {name}: share of the lower ceiling | {third[name]['share_of_lower_ceiling']:.0%} | 50% | "
+            f"{third[name]['share_of_lower_ceiling'] >= 0.5} |"
+        )
+    return [*lines, ""]
+
+
+def main() -> None:
+    sys.stdout.write("\n".join(accuracy() + train_speed() + serve()) + "\n")
+
+
+if __name__ == "__main__":
+    main()

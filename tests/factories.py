@@ -1,0 +1,89 @@
+"""Small real objects for unit tests, built without training: a valid manifest, a synthetic
+dataset, and a forecaster whose head is no longer zero (so it differs from the naive forecast)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import torch
+
+from forecast.data import Dataset, Series
+from forecast.intervals import calibrate
+from forecast.manifest import DataFingerprint, Manifest, Provenance, TrainingConfig
+from forecast.networks import Architecture, Forecaster, NetworkConfig
+from forecast.scaling import ScalingParams
+
+
+def make_manifest(
+    *,
+    freq: str = "h",
+    features: list[str] | None = None,
+    input_size: int = 6,
+    horizon: int = 4,
+    arch: Architecture = "gru",
+    hidden_size: int = 4,
+    name: str = "demo",
+) -> Manifest:
+    """A valid manifest with window scaling and a real conformal calibration of `horizon` steps.
+
+    The calibration's scores grow with the step, as real forecast errors do."""
+    names = ["hour_of_day", "day_of_week"] if features is None else features
+    now = datetime.now(UTC)
+    scores = np.abs(np.random.default_rng(0).normal(size=(200, horizon))) * np.arange(1, horizon + 1)  # (W, H)
+    return Manifest(
+        name=name,
+        version=1,
+        created_at=now,
+        network=NetworkConfig(
+            arch=arch, input_size=input_size, horizon=horizon, n_features=1 + 2 * len(names), hidden_size=hidden_size
+        ),
+        training=TrainingConfig(
+            arch=arch, input_size=input_size, horizon=horizon, hidden_size=hidden_size, freq=freq, features=names
+        ),
+        freq=freq,
+        features=names,
+        scaling=ScalingParams(mode="window"),
+        season_length=24,
+        mase_period=24,
+        data=DataFingerprint(
+            sha256="0" * 64, source="factory", n_series=1, n_points=100, first_timestamp=now, last_timestamp=now
+        ),
+        metrics={},
+        intervals=calibrate(scores),
+        epochs_run=0,
+        best_epoch=0,
+        timings={},
+        provenance=Provenance(forecast="test", torch=torch.__version__, python=sys.version.split()[0], device="cpu"),
+    )
+
+
+def make_dataset(lengths: list[int], *, freq: str = "h", seed: int = 0) -> Dataset:
+    """Series of the given lengths, with a daily cycle, different levels and noise.
+
+    Values are multiples of 1/4, exact in float32, so the float32 store holds them unchanged."""
+    rng = np.random.default_rng(seed)
+    series = []
+    for index, length in enumerate(lengths):
+        steps = np.arange(length)
+        raw = 50.0 * (index + 1) + 5.0 * np.sin(2 * np.pi * steps / 24) + rng.normal(0.0, 1.0, size=length)
+        series.append(
+            Series(
+                series_id=f"s{index}",
+                timestamps=pd.date_range("2024-01-01", periods=length, freq=freq),
+                values=np.round(raw * 4.0) / 4.0,
+            )
+        )
+    return Dataset(series=series, freq=freq, source="factory")
+
+
+def perturbed_network(config: NetworkConfig, seed: int = 0) -> Forecaster:
+    """A forecaster with random head and skip weights: not the naive forecast any more."""
+    torch.manual_seed(seed)
+    network = Forecaster(config)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    return network

@@ -1,0 +1,148 @@
+"""Evaluation: the model and the baselines are scored on the same origins and targets (an untrained
+network, which is the naive forecast, scores exactly as naive), MASE is scaled by the training part
+only, and the dashboard's samples show the input window that really preceded each origin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from forecast.data import Dataset
+from forecast.evaluate import BlockResult, evaluate_block, mase_scales, report_samples
+from forecast.intervals import calibrate
+from forecast.metrics import METRIC_NAMES
+from forecast.networks import Architecture, Forecaster, NetworkConfig
+from forecast.predictor import Predictor
+from forecast.scaling import ScalingParams
+from forecast.windows import Blocks, SeriesStore, build_store, split_blocks
+from tests.factories import make_dataset, perturbed_network
+
+INPUT_SIZE, HORIZON, VAL_SIZE, TEST_SIZE, SEASON = 8, 3, 6, 9, 24
+FEATURES = ["hour_of_day"]
+LENGTHS = [60, 75, 90]
+
+
+@pytest.fixture
+def dataset() -> Dataset:
+    return make_dataset(LENGTHS)
+
+
+@pytest.fixture
+def store(dataset: Dataset) -> SeriesStore:
+    return build_store(dataset, FEATURES)
+
+
+@pytest.fixture
+def blocks(store: SeriesStore) -> Blocks:
+    return split_blocks(store, input_size=INPUT_SIZE, horizon=HORIZON, val_size=VAL_SIZE, test_size=TEST_SIZE)
+
+
+def _config(arch: Architecture = "gru") -> NetworkConfig:
+    return NetworkConfig(
+        arch=arch, input_size=INPUT_SIZE, horizon=HORIZON, n_features=1 + 2 * len(FEATURES), hidden_size=5
+    )
+
+
+def _predictor(network: Forecaster) -> Predictor:
+    return Predictor(network, ScalingParams(mode="window"), torch.device("cpu"))
+
+
+def _evaluate(network: Forecaster, store: SeriesStore, blocks: Blocks, block: str) -> BlockResult:
+    scales = mase_scales(store, blocks, period=SEASON)
+    return evaluate_block(_predictor(network), store, blocks, block, season_length=SEASON, scales=scales)
+
+
+@pytest.mark.parametrize("arch", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("block", ["validation", "test"])
+def test_an_untrained_network_scores_exactly_as_naive(
+    store: SeriesStore, blocks: Blocks, arch: Architecture, block: str
+) -> None:
+    torch.manual_seed(0)
+    result = _evaluate(Forecaster(_config(arch)), store, blocks, block)
+
+    assert set(result.metrics) == {"model", "naive", "seasonal_naive"}
+    for metric in METRIC_NAMES:
+        assert result.metrics["model"][metric] == pytest.approx(result.metrics["naive"][metric], abs=1e-9), metric
+    values = store.values.numpy().astype(np.float64)
+    np.testing.assert_array_equal(result.forecast, np.repeat(values[result.origins - 1][:, None], HORIZON, axis=1))
+
+
+def test_a_network_that_is_not_naive_scores_differently(store: SeriesStore, blocks: Blocks) -> None:
+    result = _evaluate(perturbed_network(_config()), store, blocks, "test")
+    assert result.metrics["model"]["mae"] != pytest.approx(result.metrics["naive"]["mae"], rel=1e-3)
+
+
+def test_every_origin_of_the_block_is_scored_against_its_actual_values(store: SeriesStore, blocks: Blocks) -> None:
+    result = _evaluate(Forecaster(_config()), store, blocks, "test")
+    per_series = TEST_SIZE - HORIZON + 1  # stride 1 inside the block
+    assert len(result.origins) == per_series * len(LENGTHS)
+    values = store.values.numpy().astype(np.float64)
+    np.testing.assert_array_equal(result.actual, values[result.origins[:, None] + np.arange(HORIZON)])
+    assert result.forecast.shape == result.actual.shape == (len(result.origins), HORIZON)
+    assert result.spread.shape == (len(result.origins),) and np.all(result.spread > 0)
+
+
+def test_mase_scales_use_only_the_training_part(store: SeriesStore, blocks: Blocks) -> None:
+    before = mase_scales(store, blocks, period=SEASON)
+    held_out = store.values.clone()
+    for start, train_end, end in zip(store.offsets[:-1], blocks.train_end, store.offsets[1:], strict=True):
+        held_out[start + train_end : end] *= 100.0  # validation and test blocks
+    after_held_out = mase_scales(
+        SeriesStore(held_out, store.features, store.offsets, store.series_ids), blocks, period=SEASON
+    )
+    np.testing.assert_array_equal(after_held_out, before)
+
+    in_training = store.values.clone()
+    in_training[int(blocks.train_end[0]) - 1] += 50.0  # the last training point of the first series
+    after_training = mase_scales(
+        SeriesStore(in_training, store.features, store.offsets, store.series_ids), blocks, period=SEASON
+    )
+    assert after_training[0] > before[0]
+    np.testing.assert_array_equal(after_training[1:], before[1:])
+
+
+def _samples(dataset: Dataset, store: SeriesStore, blocks: Blocks, **limits: int) -> list[dict]:
+    result = _evaluate(Forecaster(_config()), store, blocks, "test")
+    calibration = calibrate(np.abs(np.random.default_rng(0).normal(size=(200, HORIZON))))
+    return report_samples(dataset, store, result, calibration, input_size=INPUT_SIZE, **limits)
+
+
+def test_report_samples_are_the_first_middle_and_last_test_origins_of_each_series(
+    dataset: Dataset, store: SeriesStore, blocks: Blocks
+) -> None:
+    samples = _samples(dataset, store, blocks)
+    for series, length in zip(dataset.series, LENGTHS, strict=True):
+        origins = [sample["origin"] for sample in samples if sample["series_id"] == series.series_id]
+        first, last = length - TEST_SIZE, length - HORIZON
+        middle = first + (last - first + 1) // 2
+        assert origins == [series.timestamps[position].isoformat() for position in (first, middle, last)]
+
+
+def test_report_samples_show_the_window_that_preceded_each_origin(
+    dataset: Dataset, store: SeriesStore, blocks: Blocks
+) -> None:
+    samples = _samples(dataset, store, blocks)
+    assert samples
+    by_id = {series.series_id: series for series in dataset.series}
+    for sample in samples:
+        series = by_id[sample["series_id"]]
+        position = int(np.flatnonzero(series.timestamps == pd.Timestamp(str(sample["origin"])))[0])
+        assert sample["history"] == series.values[position - INPUT_SIZE : position].tolist()
+        assert sample["history_timestamps"] == [
+            stamp.isoformat() for stamp in series.timestamps[position - INPUT_SIZE : position]
+        ]
+        assert sample["timestamps"] == [stamp.isoformat() for stamp in series.timestamps[position : position + HORIZON]]
+        assert sample["actual"] == series.values[position : position + HORIZON].tolist()
+        assert sample["forecast"] == [series.values[position - 1]] * HORIZON  # untrained: naive
+        assert all(
+            low < mean < high
+            for low, mean, high in zip(sample["lower_80"], sample["forecast"], sample["upper_80"], strict=True)
+        )
+
+
+def test_report_samples_stop_at_max_series(dataset: Dataset, store: SeriesStore, blocks: Blocks) -> None:
+    samples = _samples(dataset, store, blocks, max_series=2, per_series=2)
+    ids = [sample["series_id"] for sample in samples]
+    assert ids == ["s0", "s0", "s1", "s1"]

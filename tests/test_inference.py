@@ -1,0 +1,225 @@
+"""Serving-side preparation: a posted series, given by timestamps or by start and frequency, is cut
+into the same window with the same calendar features as in training; every bad series is refused
+with an error that names it; a request's horizon and levels are checked against the version; and
+assembled forecasts carry nested intervals and the model grid's ISO timestamps."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecast.batcher import BatchOutput
+from forecast.errors import BadTimestamps, FrequencyError, InvalidRequest, NonFiniteValues, SeriesTooShort
+from forecast.features import calendar_features
+from forecast.inference import PreparedSeries, SeriesForecast, assemble, check_request, prepare_series
+from forecast.manifest import Manifest
+from tests.factories import make_manifest
+
+INPUT_SIZE, HORIZON = 6, 4
+
+
+@pytest.fixture
+def manifest() -> Manifest:
+    return make_manifest(freq="h", features=["hour_of_day", "day_of_week"], input_size=INPUT_SIZE, horizon=HORIZON)
+
+
+def _values(count: int) -> list[float]:
+    return [float(10 + (3 * step) % 7) for step in range(count)]
+
+
+def _iso(stamps: pd.DatetimeIndex) -> list[str]:
+    return [stamp.isoformat() for stamp in stamps]
+
+
+def _prepare(manifest: Manifest, values: list[float], **given: object) -> PreparedSeries:
+    arguments: dict[str, object] = {"timestamps": None, "start": None, "freq": None, "horizon": manifest.horizon}
+    arguments.update(given)
+    return prepare_series(manifest, "a", values, **arguments)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("freq", "features", "first"),
+    [
+        ("h", ["hour_of_day", "day_of_week"], "2024-01-01T20:00:00"),
+        ("15min", ["minute_of_hour", "hour_of_day"], "2024-03-31T23:00:00"),
+        ("W-SUN", ["week_of_year"], "2023-11-05T00:00:00"),
+        ("MS", ["month_of_year"], "2023-09-01T00:00:00"),
+    ],
+)
+def test_timestamps_and_start_with_freq_give_the_same_window(freq: str, features: list[str], first: str) -> None:
+    manifest = make_manifest(freq=freq, features=features, input_size=INPUT_SIZE, horizon=HORIZON)
+    values = _values(10)
+    grid = pd.date_range(first, periods=len(values) + HORIZON, freq=freq)
+    by_stamps = _prepare(manifest, values, timestamps=_iso(grid[: len(values)]))
+    by_start = _prepare(manifest, values, start=first, freq=freq)
+
+    for prepared in (by_stamps, by_start):
+        np.testing.assert_array_equal(prepared.window.history, np.array(values[-INPUT_SIZE:], dtype=np.float32))
+        np.testing.assert_array_equal(
+            prepared.window.features, calendar_features(grid[len(values) - INPUT_SIZE : len(values)], features)
+        )
+        assert list(prepared.future) == list(grid[len(values) :])
+        assert prepared.series_id == "a"
+    assert by_stamps.window.history.dtype == np.float32
+
+
+def test_a_shorter_horizon_gives_fewer_future_timestamps(manifest: Manifest) -> None:
+    prepared = _prepare(manifest, _values(8), start="2024-01-01T00:00:00", horizon=2)
+    assert list(prepared.future) == [pd.Timestamp("2024-01-01T08:00:00"), pd.Timestamp("2024-01-01T09:00:00")]
+
+
+@pytest.mark.parametrize("via", ["timestamps", "start"])
+def test_zoned_timestamps_are_converted_to_utc(manifest: Manifest, via: str) -> None:
+    values = _values(8)
+    zoned = [f"2024-01-01T{hour:02d}:00:00+01:00" for hour in range(1, 9)]  # 00:00 to 07:00 UTC
+    given = {"timestamps": zoned} if via == "timestamps" else {"start": zoned[0]}
+    prepared = _prepare(manifest, values, **given)
+    utc = pd.date_range("2024-01-01T00:00:00", periods=8, freq="h")
+    assert prepared.future[0] == pd.Timestamp("2024-01-01T08:00:00")
+    assert prepared.future.tz is None
+    np.testing.assert_array_equal(prepared.window.features, calendar_features(utc[-INPUT_SIZE:], manifest.features))
+
+
+def test_an_equal_spelling_of_the_frequency_is_accepted(manifest: Manifest) -> None:
+    prepared = _prepare(manifest, _values(8), start="2024-01-01T00:00:00", freq="60min")
+    assert len(prepared.future) == HORIZON
+
+
+def test_a_different_frequency_is_refused_naming_the_series(manifest: Manifest) -> None:
+    with pytest.raises(FrequencyError) as refused:
+        prepare_series(manifest, "sensor-7", _values(8), timestamps=None, start="2024-01-01", freq="D", horizon=2)
+    assert refused.value.series_id == "sensor-7"
+    assert "'sensor-7'" in str(refused.value) and "'D'" in str(refused.value) and "'h'" in str(refused.value)
+
+
+def test_a_start_off_an_anchored_frequency_is_refused() -> None:
+    manifest = make_manifest(freq="W-SUN", features=["week_of_year"], input_size=INPUT_SIZE, horizon=HORIZON)
+    with pytest.raises(FrequencyError, match=r"2024-01-03.*'W-SUN'") as refused:
+        _prepare(manifest, _values(8), start="2024-01-03", freq="W-SUN")  # a Wednesday
+    assert refused.value.series_id == "a"
+    assert _prepare(manifest, _values(8), start="2024-01-07", freq="W-SUN").future[0] == pd.Timestamp("2024-03-03")
+
+
+def test_weekly_timestamps_on_another_weekday_are_refused() -> None:
+    manifest = make_manifest(freq="W-SUN", features=["week_of_year"], input_size=INPUT_SIZE, horizon=HORIZON)
+    wednesdays = pd.date_range("2024-01-03", periods=8, freq="W-WED")
+    with pytest.raises(BadTimestamps, match="series 'a'"):
+        _prepare(manifest, _values(8), timestamps=_iso(wednesdays))
+
+
+def test_a_series_shorter_than_the_input_size_is_refused(manifest: Manifest) -> None:
+    with pytest.raises(SeriesTooShort, match=f"has 5 points but model needs at least {INPUT_SIZE}") as refused:
+        _prepare(manifest, _values(5), start="2024-01-01T00:00:00")
+    assert refused.value.series_id == "a"
+    assert len(_prepare(manifest, _values(INPUT_SIZE), start="2024-01-01T00:00:00").window.history) == INPUT_SIZE
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("via", ["timestamps", "start"])
+def test_non_finite_values_are_refused_with_their_position(manifest: Manifest, bad: float, via: str) -> None:
+    values = _values(8)
+    values[3] = bad
+    grid = pd.date_range("2024-01-01", periods=8, freq="h")
+    given = {"timestamps": _iso(grid)} if via == "timestamps" else {"start": "2024-01-01T00:00:00"}
+    with pytest.raises(NonFiniteValues, match=r"2024-01-01 03:00:00 \(position 3\)") as refused:
+        _prepare(manifest, values, **given)
+    assert refused.value.series_id == "a"
+
+
+@pytest.mark.parametrize(
+    ("hours", "problem"),
+    [
+        ([0, 1, 1, 2, 3, 4, 5, 6], "duplicate timestamp 2024-01-01 01:00:00 at position 2"),
+        ([0, 2, 1, 3, 4, 5, 6, 7], "unsorted timestamp 2024-01-01 01:00:00 at position 2"),
+        ([0, 1, 3, 4, 5, 6, 7, 8], "expected 2024-01-01 02:00:00 at position 2"),
+    ],
+)
+def test_irregular_timestamps_are_refused_at_the_first_bad_one(
+    manifest: Manifest, hours: list[int], problem: str
+) -> None:
+    stamps = [f"2024-01-01T{hour:02d}:00:00" for hour in hours]
+    with pytest.raises(BadTimestamps) as refused:
+        _prepare(manifest, _values(8), timestamps=stamps)
+    assert problem in str(refused.value)
+    assert refused.value.series_id == "a"
+
+
+def test_unparseable_timestamps_are_refused(manifest: Manifest) -> None:
+    stamps = _iso(pd.date_range("2024-01-01", periods=8, freq="h"))
+    stamps[4] = "yesterday-ish"
+    with pytest.raises(BadTimestamps, match="'yesterday-ish' at position 4"):
+        _prepare(manifest, _values(8), timestamps=stamps)
+
+
+def test_timestamps_and_values_must_be_as_many(manifest: Manifest) -> None:
+    stamps = _iso(pd.date_range("2024-01-01", periods=7, freq="h"))
+    with pytest.raises(InvalidRequest, match="7 timestamps but 8 values"):
+        _prepare(manifest, _values(8), timestamps=stamps)
+
+
+def test_check_request_serves_the_model_horizon_by_default(manifest: Manifest) -> None:
+    assert check_request(manifest, None, []) == HORIZON
+    assert check_request(manifest, 1, [80.0]) == 1
+    assert check_request(manifest, HORIZON, [50.0, 99.5]) == HORIZON
+
+
+@pytest.mark.parametrize("horizon", [0, -1, HORIZON + 1])
+def test_a_horizon_outside_the_model_is_refused(manifest: Manifest, horizon: int) -> None:
+    with pytest.raises(InvalidRequest, match=f"horizon {horizon} is out of range.*'demo' forecasts 1 to {HORIZON}"):
+        check_request(manifest, horizon, [])
+
+
+@pytest.mark.parametrize("level", [0.0, 100.0, -5.0, 150.0, 99.9])
+def test_levels_outside_the_calibrated_range_are_refused(manifest: Manifest, level: float) -> None:
+    with pytest.raises(InvalidRequest, match=f"interval level {level:g}"):
+        check_request(manifest, None, [80.0, level])
+
+
+def _assembled(
+    manifest: Manifest, spread: float, levels: list[float], horizon: int = HORIZON
+) -> tuple[PreparedSeries, SeriesForecast]:
+    prepared = _prepare(manifest, _values(8), start="2024-01-01T00:00:00", horizon=horizon)
+    mean = np.array([10.0, 11.0, 12.5, 9.0], dtype=np.float32)
+    return prepared, assemble(manifest, prepared, BatchOutput(mean=mean, spread=spread), levels)
+
+
+def test_intervals_nest_around_the_mean(manifest: Manifest) -> None:
+    _, forecast = _assembled(manifest, spread=2.0, levels=[50.0, 80.0, 95.0])
+    assert set(forecast.intervals) == {"50", "80", "95"}
+    mean = np.array(forecast.mean)
+    np.testing.assert_array_equal(mean, [10.0, 11.0, 12.5, 9.0])
+    inner = (mean, mean)
+    for level in ("50", "80", "95"):
+        lower, upper = np.array(forecast.intervals[level]["lower"]), np.array(forecast.intervals[level]["upper"])
+        assert np.all(lower < inner[0]) and np.all(upper > inner[1]), level
+        np.testing.assert_allclose(mean - lower, upper - mean)  # symmetric
+        inner = (lower, upper)
+
+
+def test_interval_width_scales_with_the_window_spread(manifest: Manifest) -> None:
+    _, narrow = _assembled(manifest, spread=1.0, levels=[80.0])
+    _, wide = _assembled(manifest, spread=3.0, levels=[80.0])
+    narrow_width = np.subtract(narrow.intervals["80"]["upper"], narrow.intervals["80"]["lower"])
+    wide_width = np.subtract(wide.intervals["80"]["upper"], wide.intervals["80"]["lower"])
+    np.testing.assert_allclose(wide_width, 3.0 * narrow_width)
+    assert np.all(np.diff(narrow_width) > 0)  # the calibration's error grows with the step
+
+
+def test_a_shorter_horizon_truncates_mean_and_intervals(manifest: Manifest) -> None:
+    _, forecast = _assembled(manifest, spread=1.0, levels=[90.0], horizon=2)
+    assert forecast.mean == [10.0, 11.0]
+    assert len(forecast.timestamps) == 2
+    assert len(forecast.intervals["90"]["lower"]) == len(forecast.intervals["90"]["upper"]) == 2
+
+
+@pytest.mark.parametrize(("freq", "start"), [("h", "2024-01-01T00:00:00"), ("250ms", "2024-01-01T00:00:00.750")])
+def test_timestamps_are_iso_strings_as_isoformat_writes_them(freq: str, start: str) -> None:
+    manifest = make_manifest(freq=freq, features=[], input_size=INPUT_SIZE, horizon=HORIZON)
+    prepared = _prepare(manifest, _values(8), start=start)
+    forecast = assemble(manifest, prepared, BatchOutput(mean=np.zeros(HORIZON, dtype=np.float32), spread=1.0), [80.0])
+    assert forecast.timestamps == [stamp.isoformat() for stamp in prepared.future]
+    assert all(isinstance(stamp, str) for stamp in forecast.timestamps)
+    assert json.loads(json.dumps(forecast.timestamps)) == forecast.timestamps

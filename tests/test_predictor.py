@@ -1,0 +1,124 @@
+"""The predictor: weights round-trip exactly through safetensors without pickle, weights that do not
+fit the manifest's network are refused with a message that says which tensor, and forecasting in
+chunks gives the same numbers as one batch."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from forecast.errors import RegistryCorrupt
+from forecast.networks import NetworkConfig
+from forecast.predictor import Predictor, network_from_weights, weights_bytes
+from forecast.scaling import ScalingParams
+from tests.factories import perturbed_network
+
+CONFIG = NetworkConfig(arch="lstm", input_size=10, horizon=3, n_features=3, hidden_size=6)
+
+
+@pytest.fixture
+def windows() -> tuple[torch.Tensor, torch.Tensor]:
+    """23 raw windows (B, L) at different levels and their features (B, L, F - 1)."""
+    generator = torch.Generator().manual_seed(0)
+    levels = torch.linspace(-50.0, 500.0, 23)[:, None]  # (B, 1)
+    history = levels + torch.randn(23, CONFIG.input_size, generator=generator).cumsum(dim=1)  # (B, L)
+    features = torch.rand(23, CONFIG.input_size, CONFIG.n_features - 1, generator=generator) * 2 - 1  # (B, L, F-1)
+    return history, features
+
+
+def _no_pickle(*args: object, **kwargs: object) -> None:
+    raise AssertionError("pickle was used to load weights")
+
+
+def test_weights_round_trip_exactly_without_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
+    network = perturbed_network(CONFIG)
+    payload = weights_bytes(network)
+    monkeypatch.setattr(pickle, "loads", _no_pickle)
+    monkeypatch.setattr(pickle, "load", _no_pickle)
+    monkeypatch.setattr(torch, "load", _no_pickle)
+
+    restored = network_from_weights(CONFIG, payload)
+
+    original, loaded = network.state_dict(), restored.state_dict()
+    assert original.keys() == loaded.keys()
+    for key, tensor in original.items():
+        assert torch.equal(tensor, loaded[key]), key
+    assert weights_bytes(restored) == payload  # serialising is deterministic too
+
+
+def test_the_weights_file_is_safetensors_a_json_header_then_raw_tensors() -> None:
+    network = perturbed_network(CONFIG)
+    payload = weights_bytes(network)
+    (header_size,) = struct.unpack("<Q", payload[:8])
+    header = json.loads(payload[8 : 8 + header_size])
+    tensors = {key: value for key, value in header.items() if key != "__metadata__"}
+    assert set(tensors) == set(network.state_dict())
+    for key, tensor in network.state_dict().items():
+        assert tensors[key]["shape"] == list(tensor.shape)
+        assert tensors[key]["dtype"] == "F32"
+
+
+@pytest.mark.parametrize(
+    ("served", "named"),
+    [
+        (CONFIG.model_copy(update={"hidden_size": 7}), "encoder.weight_ih_l0"),
+        (CONFIG.model_copy(update={"horizon": 4}), "head.weight"),
+        (CONFIG.model_copy(update={"arch": "gru"}), "encoder.weight_ih_l0"),
+        (CONFIG.model_copy(update={"linear_skip": False}), "skip"),
+    ],
+)
+def test_weights_of_another_shape_are_refused_naming_the_tensor(served: NetworkConfig, named: str) -> None:
+    payload = weights_bytes(perturbed_network(CONFIG))
+    with pytest.raises(RegistryCorrupt) as refused:
+        network_from_weights(served, payload)
+    message = str(refused.value)
+    assert "weights do not fit the manifest's network" in message
+    assert named in message
+    assert "\n" not in message  # one line for the log and the CLI
+
+
+@pytest.mark.parametrize("payload", [b"not safetensors at all", b"", b"\x80\x04\x95 a pickle"])
+def test_bytes_that_are_not_safetensors_are_refused_as_corrupt(payload: bytes) -> None:
+    with pytest.raises(RegistryCorrupt, match="weights do not fit"):
+        network_from_weights(CONFIG, payload)
+
+
+def test_a_truncated_weights_file_is_refused_as_corrupt() -> None:
+    payload = weights_bytes(perturbed_network(CONFIG))
+    with pytest.raises(RegistryCorrupt):
+        network_from_weights(CONFIG, payload[: len(payload) // 2])
+
+
+def test_predicting_in_chunks_equals_one_batch(windows: tuple[torch.Tensor, torch.Tensor]) -> None:
+    history, features = windows
+    predictor = Predictor(perturbed_network(CONFIG), ScalingParams(mode="window"), torch.device("cpu"))
+    whole = predictor.predict(history, features)
+    chunked = predictor.predict(history, features, batch_size=7)  # 7 + 7 + 7 + 2
+
+    assert whole.mean.shape == (23, CONFIG.horizon) and whole.spread.shape == (23,)
+    np.testing.assert_allclose(chunked.mean, whole.mean, rtol=1e-6, atol=1e-5)
+    np.testing.assert_array_equal(chunked.spread, whole.spread)
+    # Not the naive forecast: the perturbed network really forecasts something.
+    assert not np.allclose(whole.mean, history[:, -1:].numpy().astype(np.float64))
+
+
+def test_predictions_are_on_the_original_scale(windows: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """A window shifted by a constant gets a forecast shifted by the same constant (window scaling)."""
+    history, features = windows
+    predictor = Predictor(perturbed_network(CONFIG), ScalingParams(mode="window"), torch.device("cpu"))
+    base = predictor.predict(history, features)
+    shifted = predictor.predict(history + 1000.0, features)
+    np.testing.assert_allclose(shifted.mean, base.mean + 1000.0, atol=1e-2)  # float32 rounding of x + 1000
+
+
+def test_an_empty_batch_gives_empty_forecasts(windows: tuple[torch.Tensor, torch.Tensor]) -> None:
+    history, features = windows
+    predictor = Predictor(perturbed_network(CONFIG), ScalingParams(mode="window"), torch.device("cpu"))
+    empty = predictor.predict(history[:0], features[:0])
+    assert empty.mean.shape == (0, CONFIG.horizon)
+    assert empty.spread.shape == (0,)

@@ -1,0 +1,120 @@
+"""Settings: FORECAST_* environment variables are read and validated at start-up (a bad value fails
+fast, naming the setting), and the defaults are the ones the README's settings table documents."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from forecast.settings import Settings, get_settings
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+# Fields that are deliberately not in the README's table, with the reason.
+UNDOCUMENTED = {"bench_noop_model": "benchmark-only switch, documented in bench/serve.py"}
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No FORECAST_* variable of the caller's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.upper().startswith("FORECAST_"):
+            monkeypatch.delenv(name)
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORECAST_REGISTRY", "/srv/models")
+    monkeypatch.setenv("FORECAST_DEVICE", "cpu")
+    monkeypatch.setenv("FORECAST_MAX_BATCH_SIZE", "32")
+    monkeypatch.setenv("FORECAST_MAX_WAIT_MS", "0.5")
+    monkeypatch.setenv("FORECAST_QUEUE_LIMIT", "10")
+    monkeypatch.setenv("FORECAST_RELOAD_SECONDS", "7.5")
+    monkeypatch.setenv("FORECAST_MAX_POINTS_PER_SERIES", "123")
+    settings = Settings()
+    assert settings.registry == "/srv/models"
+    assert settings.device == "cpu"
+    assert settings.max_batch_size == 32
+    assert settings.max_wait_ms == 0.5
+    assert settings.queue_limit == 10
+    assert settings.reload_seconds == 7.5
+    assert settings.max_points_per_series == 123
+
+
+def test_a_batch_size_of_one_is_allowed_to_turn_batching_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORECAST_MAX_BATCH_SIZE", "1")
+    assert Settings().max_batch_size == 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field"),
+    [
+        ("FORECAST_MAX_BATCH_SIZE", "0", "max_batch_size"),
+        ("FORECAST_MAX_BATCH_SIZE", "many", "max_batch_size"),
+        ("FORECAST_DEVICE", "tpu", "device"),
+        ("FORECAST_MAX_WAIT_MS", "-1", "max_wait_ms"),
+        ("FORECAST_QUEUE_LIMIT", "0", "queue_limit"),
+        ("FORECAST_RELOAD_SECONDS", "0", "reload_seconds"),
+        ("FORECAST_REQUEST_TIMEOUT_S", "-5", "request_timeout_s"),
+        ("FORECAST_MAX_BODY_BYTES", "10", "max_body_bytes"),
+    ],
+)
+def test_a_bad_value_fails_fast_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    assert [error["loc"] for error in refused.value.errors()] == [(field,)]
+
+
+def test_cors_origins_are_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORECAST_CORS_ORIGINS", "http://a, http://b ,,")
+    assert Settings().cors_origins == ["http://a", "http://b"]
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValidationError):
+        settings.max_batch_size = 2  # type: ignore[misc]
+
+
+def test_get_settings_is_one_cached_object() -> None:
+    get_settings.cache_clear()
+    try:
+        assert get_settings() is get_settings()
+    finally:
+        get_settings.cache_clear()
+
+
+def _readme_defaults() -> dict[str, str]:
+    """field name -> the default cell of the README's settings table."""
+    rows = re.findall(r"^\| `FORECAST_(\w+)` \| ([^|]*) \|", README.read_text(), flags=re.MULTILINE)
+    assert rows, "the README has no settings table"
+    return {name.lower(): cell.strip().strip("`") for name, cell in rows}
+
+
+def _as_documented(value: object) -> object:
+    """How the README writes a default: numbers as numbers, an empty list as (none)."""
+    if value == []:
+        return "(none)"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def test_readme_defaults_match_the_code() -> None:
+    documented = _readme_defaults()
+    defaults = Settings()
+    for field, cell in documented.items():
+        assert field in Settings.model_fields, f"README documents FORECAST_{field.upper()}, which Settings lacks"
+        expected = _as_documented(getattr(defaults, field))
+        written = float(cell) if isinstance(expected, float) else cell
+        assert written == expected, f"FORECAST_{field.upper()}: README says {cell}, code says {expected}"
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    missing = set(Settings.model_fields) - set(_readme_defaults()) - set(UNDOCUMENTED)
+    assert not missing, f"settings missing from the README's table: {sorted(missing)}"

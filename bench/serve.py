@@ -102,7 +102,7 @@ class Server:
 
     def batch_stats(self, model: str) -> tuple[float, float]:
         """(sum, count) of the batch-size histogram of one model."""
-        text = httpx.get(f"{self.url}/metrics").text
+        text = httpx.get(f"{self.url}/metrics", timeout=120).text
         total = re.search(rf'forecast_batch_size_sum{{model="{model}",version="1"}} ([0-9.e+]+)', text)
         count = re.search(rf'forecast_batch_size_count{{model="{model}",version="1"}} ([0-9.e+]+)', text)
         return (float(total.group(1)) if total else 0.0, float(count.group(1)) if count else 0.0)

@@ -211,6 +211,17 @@ def parse_timestamps_fast(series_id: str, raw: list[str]) -> pd.DatetimeIndex:
     return parse_timestamps(series_id, raw)
 
 
+def parse_instant(series_id: str, raw: str) -> pd.Timestamp:
+    """One timestamp (a series' start), through the same rules as parse_timestamps_fast."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            return pd.Timestamp(np.datetime64(raw, "ns"))
+        except (ValueError, TypeError, UserWarning, DeprecationWarning, OverflowError):
+            pass
+    return pd.Timestamp(parse_timestamps(series_id, [raw])[0])
+
+
 def check_order(series_id: str, timestamps: pd.DatetimeIndex) -> None:
     steps = np.diff(timestamps.asi8)
     if (steps <= 0).any():

@@ -6,19 +6,49 @@ manifest; training and serving compute them with this one function from the time
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from pandas._libs.tslibs.offsets import BaseOffset
 from pandas.tseries.frequencies import to_offset
 
+
+# Positions within each cycle from datetime64[ns] arrays, in numpy: this runs for every served
+# series, where pandas' per-call overhead would cost more than the network. Unit conversions
+# floor, so dates before 1970 work too; 1970-01-01 was a Thursday (Monday = 0).
+def _minute_of_hour(t: np.ndarray) -> np.ndarray:
+    return t.astype("datetime64[m]").astype(np.int64) % 60
+
+
+def _hour_of_day(t: np.ndarray) -> np.ndarray:
+    return t.astype("datetime64[h]").astype(np.int64) % 24
+
+
+def _day_of_week(t: np.ndarray) -> np.ndarray:
+    return (t.astype("datetime64[D]").astype(np.int64) + 3) % 7
+
+
+def _day_of_year(t: np.ndarray) -> np.ndarray:
+    return (t.astype("datetime64[D]") - t.astype("datetime64[Y]")).astype(np.int64)
+
+
+def _week_of_year(t: np.ndarray) -> np.ndarray:
+    return pd.DatetimeIndex(t).isocalendar().week.to_numpy().astype(np.int64) - 1  # ISO weeks: leave to pandas
+
+
+def _month_of_year(t: np.ndarray) -> np.ndarray:
+    return t.astype("datetime64[M]").astype(np.int64) % 12
+
+
 # feature name -> (position within its cycle, cycle length)
-_CYCLES = {
-    "minute_of_hour": (lambda t: t.minute.to_numpy(), 60.0),
-    "hour_of_day": (lambda t: t.hour.to_numpy(), 24.0),
-    "day_of_week": (lambda t: t.dayofweek.to_numpy(), 7.0),
-    "day_of_year": (lambda t: t.dayofyear.to_numpy() - 1, 366.0),
-    "week_of_year": (lambda t: t.isocalendar().week.to_numpy().astype(np.int64) - 1, 53.0),
-    "month_of_year": (lambda t: t.month.to_numpy() - 1, 12.0),
+_CYCLES: dict[str, tuple[Callable[[np.ndarray], np.ndarray], float]] = {
+    "minute_of_hour": (_minute_of_hour, 60.0),
+    "hour_of_day": (_hour_of_day, 24.0),
+    "day_of_week": (_day_of_week, 7.0),
+    "day_of_year": (_day_of_year, 366.0),
+    "week_of_year": (_week_of_year, 53.0),
+    "month_of_year": (_month_of_year, 12.0),
 }
 FEATURE_NAMES = tuple(_CYCLES)
 
@@ -53,12 +83,13 @@ def _is_fixed(offset: BaseOffset) -> bool:
     return True
 
 
-def calendar_features(timestamps: pd.DatetimeIndex, names: list[str]) -> np.ndarray:
-    """(T, 2 * len(names)) float32: sin and cos of each named cycle."""
+def calendar_features(timestamps: pd.DatetimeIndex | np.ndarray, names: list[str]) -> np.ndarray:
+    """(T, 2 * len(names)) float32: sin and cos of each named cycle, from tz-naive timestamps."""
+    stamps = np.asarray(timestamps, dtype="datetime64[ns]")
     columns: list[np.ndarray] = []
     for name in names:
         position_of, cycle = _CYCLES[name]
-        angle = 2.0 * np.pi * np.asarray(position_of(timestamps), dtype=np.float64) / cycle
+        angle = 2.0 * np.pi * position_of(stamps).astype(np.float64) / cycle
         columns.extend([np.sin(angle), np.cos(angle)])
     if not columns:
         return np.zeros((len(timestamps), 0), dtype=np.float32)

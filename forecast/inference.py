@@ -18,6 +18,7 @@ from forecast.data import (
     check_order,
     check_regular,
     normalize_freq,
+    parse_instant,
     parse_timestamps_fast,
     parse_values,
     same_freq,
@@ -32,7 +33,7 @@ from forecast.manifest import Manifest
 class PreparedSeries:
     series_id: str
     window: BatchInput
-    future: pd.DatetimeIndex  # (horizon,)
+    future: np.ndarray  # (horizon,) datetime64[ns]
 
 
 @dataclass(slots=True)
@@ -52,11 +53,13 @@ def _step_ns(freq: str) -> int | None:
         return None
 
 
-def _regular_index(first: pd.Timestamp, periods: int, freq: str) -> pd.DatetimeIndex:
+def _regular_stamps(first: pd.Timestamp, periods: int, freq: str) -> np.ndarray:
+    """(periods,) datetime64[ns] on the frequency's grid from `first` (rolled forward onto it
+    for anchored frequencies such as W-SUN)."""
     step = _step_ns(freq)
     if step is None:
-        return pd.date_range(start=first, periods=periods, freq=freq)
-    return pd.DatetimeIndex(first.value + step * np.arange(periods, dtype=np.int64))
+        return pd.date_range(start=first, periods=periods, freq=freq).to_numpy()
+    return (first.value + step * np.arange(periods, dtype=np.int64)).view("datetime64[ns]")
 
 
 def _check_spacing(series_id: str, stamps: pd.DatetimeIndex, freq: str) -> None:
@@ -68,10 +71,10 @@ def _check_spacing(series_id: str, stamps: pd.DatetimeIndex, freq: str) -> None:
     check_regular(series_id, stamps, freq)
 
 
-def _values(series_id: str, raw: list[float], stamps: pd.DatetimeIndex | None) -> np.ndarray:
+def _values(series_id: str, raw: list[float], stamps: np.ndarray) -> np.ndarray:
     values = np.asarray(raw, dtype=np.float64)
     if not np.isfinite(values).all():
-        return parse_values(series_id, raw, stamps)  # raises with the position of the first bad value
+        return parse_values(series_id, raw, pd.DatetimeIndex(stamps))  # raises with the position of the first bad value
     return values
 
 
@@ -96,12 +99,13 @@ def prepare_series(
     if timestamps is not None:
         if len(timestamps) != len(values):
             raise InvalidRequest(f"{len(timestamps)} timestamps but {len(values)} values", series_id=series_id)
-        stamps = parse_timestamps_fast(series_id, timestamps)
-        _check_spacing(series_id, stamps, manifest.freq)
+        index = parse_timestamps_fast(series_id, timestamps)
+        _check_spacing(series_id, index, manifest.freq)
+        stamps = index.to_numpy()
     else:
-        first = parse_timestamps_fast(series_id, [str(start)])[0]
-        stamps = _regular_index(first, len(values), manifest.freq)
-        if stamps[0] != first:
+        first = parse_instant(series_id, str(start))
+        stamps = _regular_stamps(first, len(values), manifest.freq)
+        if stamps[0] != first.to_datetime64():
             raise FrequencyError(
                 f"start {start} is not on the model's frequency {manifest.freq!r}", series_id=series_id
             )
@@ -113,15 +117,16 @@ def prepare_series(
             history=series_values[window].astype(np.float32),
             features=calendar_features(stamps[window], manifest.features),
         ),
-        future=_future(stamps[-1], manifest.freq, horizon),
+        future=_future(pd.Timestamp(stamps[-1]), manifest.freq, horizon),
     )
 
 
-def _future(last: pd.Timestamp, freq: str, horizon: int) -> pd.DatetimeIndex:
+def _future(last: pd.Timestamp, freq: str, horizon: int) -> np.ndarray:
+    """(horizon,) datetime64[ns]: the steps after `last`."""
     step = _step_ns(freq)
     if step is None:
-        return future_timestamps(last, freq, horizon)
-    return pd.DatetimeIndex(last.value + step * np.arange(1, horizon + 1, dtype=np.int64))
+        return future_timestamps(last, freq, horizon).to_numpy()
+    return (last.value + step * np.arange(1, horizon + 1, dtype=np.int64)).view("datetime64[ns]")
 
 
 def check_request(manifest: Manifest, horizon: int | None, levels: list[float]) -> int:
@@ -135,12 +140,12 @@ def check_request(manifest: Manifest, horizon: int | None, levels: list[float]) 
     return served
 
 
-def _iso(stamps: pd.DatetimeIndex) -> list[str]:
+def _iso(stamps: np.ndarray) -> list[str]:
     """ISO 8601 strings, as Timestamp.isoformat() writes them, without a Python loop."""
-    nanos = stamps.asi8
+    nanos = stamps.view(np.int64)
     if (nanos % 1_000_000_000 == 0).all():
-        return list(np.datetime_as_string(nanos.astype("datetime64[ns]"), unit="s"))
-    return [t.isoformat() for t in stamps]
+        return np.datetime_as_string(stamps, unit="s").tolist()  # type: ignore[no-any-return]
+    return [t.isoformat() for t in pd.DatetimeIndex(stamps)]
 
 
 def assemble(manifest: Manifest, prepared: PreparedSeries, output: BatchOutput, levels: list[float]) -> SeriesForecast:

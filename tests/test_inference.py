@@ -79,7 +79,7 @@ def test_zoned_timestamps_are_converted_to_utc(manifest: Manifest, via: str) -> 
     prepared = _prepare(manifest, values, **given)
     utc = pd.date_range("2024-01-01T00:00:00", periods=8, freq="h")
     assert prepared.future[0] == pd.Timestamp("2024-01-01T08:00:00")
-    assert prepared.future.tz is None
+    assert prepared.future.dtype == np.dtype("datetime64[ns]")  # tz-naive UTC
     np.testing.assert_array_equal(prepared.window.features, calendar_features(utc[-INPUT_SIZE:], manifest.features))
 
 
@@ -220,6 +220,6 @@ def test_timestamps_are_iso_strings_as_isoformat_writes_them(freq: str, start: s
     manifest = make_manifest(freq=freq, features=[], input_size=INPUT_SIZE, horizon=HORIZON)
     prepared = _prepare(manifest, _values(8), start=start)
     forecast = assemble(manifest, prepared, BatchOutput(mean=np.zeros(HORIZON, dtype=np.float32), spread=1.0), [80.0])
-    assert forecast.timestamps == [stamp.isoformat() for stamp in prepared.future]
+    assert forecast.timestamps == [stamp.isoformat() for stamp in pd.DatetimeIndex(prepared.future)]
     assert all(isinstance(stamp, str) for stamp in forecast.timestamps)
     assert json.loads(json.dumps(forecast.timestamps)) == forecast.timestamps

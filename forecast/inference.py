@@ -110,23 +110,39 @@ def prepare_series(
                 f"start {start} is not on the model's frequency {manifest.freq!r}", series_id=series_id
             )
     series_values = _values(series_id, values, stamps)
-    window = slice(len(series_values) - manifest.input_size, None)
+    first_input = int(stamps[len(stamps) - manifest.input_size].view(np.int64))
     return PreparedSeries(
         series_id=series_id,
         window=BatchInput(
-            history=series_values[window].astype(np.float32),
-            features=calendar_features(stamps[window], manifest.features),
+            history=series_values[-manifest.input_size :].astype(np.float32),
+            features=_window_features(first_input, manifest.input_size, manifest.freq, tuple(manifest.features)),
         ),
-        future=_future(pd.Timestamp(stamps[-1]), manifest.freq, horizon),
+        future=_future(int(stamps[-1].view(np.int64)), manifest.freq, horizon),
     )
 
 
-def _future(last: pd.Timestamp, freq: str, horizon: int) -> np.ndarray:
-    """(horizon,) datetime64[ns]: the steps after `last`."""
+# Series posted together usually share their time axis, so their calendar features and future
+# timestamps are the same arrays: compute each once. Keys are the window's first instant, its
+# length and the frequency, which fix every timestamp of a regular window. Results are shared,
+# so they are made read-only.
+@lru_cache(maxsize=4096)
+def _window_features(first_ns: int, length: int, freq: str, names: tuple[str, ...]) -> np.ndarray:
+    stamps = _regular_stamps(pd.Timestamp(first_ns), length, freq)
+    features = calendar_features(stamps, list(names))
+    features.flags.writeable = False
+    return features
+
+
+@lru_cache(maxsize=4096)
+def _future(last_ns: int, freq: str, horizon: int) -> np.ndarray:
+    """(horizon,) datetime64[ns]: the steps after `last_ns`."""
     step = _step_ns(freq)
     if step is None:
-        return future_timestamps(last, freq, horizon).to_numpy()
-    return (last.value + step * np.arange(1, horizon + 1, dtype=np.int64)).view("datetime64[ns]")
+        future = future_timestamps(pd.Timestamp(last_ns), freq, horizon).to_numpy()
+    else:
+        future = (last_ns + step * np.arange(1, horizon + 1, dtype=np.int64)).view("datetime64[ns]")
+    future.flags.writeable = False
+    return future
 
 
 def check_request(manifest: Manifest, horizon: int | None, levels: list[float]) -> int:
@@ -141,11 +157,16 @@ def check_request(manifest: Manifest, horizon: int | None, levels: list[float]) 
 
 
 def _iso(stamps: np.ndarray) -> list[str]:
-    """ISO 8601 strings, as Timestamp.isoformat() writes them, without a Python loop."""
-    nanos = stamps.view(np.int64)
+    """ISO 8601 strings, as Timestamp.isoformat() writes them."""
+    return list(_iso_cached(stamps.view(np.int64).tobytes()))
+
+
+@lru_cache(maxsize=4096)
+def _iso_cached(nanos_bytes: bytes) -> tuple[str, ...]:
+    nanos = np.frombuffer(nanos_bytes, dtype=np.int64)
     if (nanos % 1_000_000_000 == 0).all():
-        return np.datetime_as_string(stamps, unit="s").tolist()  # type: ignore[no-any-return]
-    return [t.isoformat() for t in pd.DatetimeIndex(stamps)]
+        return tuple(np.datetime_as_string(nanos.view("datetime64[ns]"), unit="s").tolist())
+    return tuple(t.isoformat() for t in pd.DatetimeIndex(nanos.view("datetime64[ns]")))
 
 
 def assemble(manifest: Manifest, prepared: PreparedSeries, output: BatchOutput, levels: list[float]) -> SeriesForecast:

@@ -16,7 +16,7 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Batcher defaults chosen from bench/serve.py; see the README's serving section.
     max_batch_size: int = Field(default=64, ge=1, le=4096)
-    max_wait_ms: float = Field(default=2.0, ge=0.0, le=1000.0)
+    max_wait_ms: float = Field(default=0.0, ge=0.0, le=1000.0)
     queue_limit: int = Field(default=2048, ge=1)
     # Intra-op threads of torch in the server; 0 keeps torch's default (one per core).
     torch_threads: int = Field(default=0, ge=0, le=256)

@@ -10,17 +10,17 @@ from collections.abc import Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
 from api.deps import EngineDep, SettingsDep
 from api.errors import status_of
+from api.jsonio import FastJSONResponse, FastJSONRoute
 from api.schemas import ErrorBody, ForecastRequest, ForecastResponse
 from forecast.batcher import BatchOutput
 from forecast.errors import ClientDisconnected, ForecastError, InvalidRequest, RequestTooLarge
 from forecast.inference import assemble, check_request, prepare_series
 from forecast.telemetry import REQUEST_LATENCY, REQUESTS
 
-router = APIRouter(prefix="/v1", tags=["forecast"])
+router = APIRouter(prefix="/v1", tags=["forecast"], route_class=FastJSONRoute)
 
 _ERRORS = {code: {"model": ErrorBody} for code in (404, 413, 422, 503, 504)}
 
@@ -62,7 +62,9 @@ async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, list[
 
 
 @router.post("/forecast", response_model=ForecastResponse, responses=_ERRORS)  # type: ignore[arg-type]
-async def forecast(request: Request, body: ForecastRequest, engine: EngineDep, settings: SettingsDep) -> JSONResponse:
+async def forecast(
+    request: Request, body: ForecastRequest, engine: EngineDep, settings: SettingsDep
+) -> FastJSONResponse:
     started = time.perf_counter()
     version_label, status = "", 200
     try:
@@ -97,4 +99,4 @@ async def forecast(request: Request, body: ForecastRequest, engine: EngineDep, s
             {"id": f.series_id, "timestamps": f.timestamps, "mean": f.mean, "intervals": f.intervals} for f in forecasts
         ],
     }
-    return JSONResponse(content)
+    return FastJSONResponse(content)

@@ -37,7 +37,7 @@ from forecast.networks import Forecaster, NetworkConfig
 from forecast.preprocess import encode
 from forecast.scaling import ScalingParams, scale
 from forecast.train import fit
-from forecast.windows import block_origins, build_store, gather, split_blocks
+from forecast.windows import SeriesStore, block_origins, build_store, gather, split_blocks
 
 INPUT_SIZE, HORIZON = 168, 24
 # NeuralForecast's LSTM anchor: 2 layers x 128, windows batch 128 (about 250 windows/s here).
@@ -66,12 +66,19 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_ours(dataset: Dataset, arch: str, windows: int, batch_size: int, epochs: int) -> dict[str, Any]:
+def _windows(dataset: Dataset) -> tuple[list[str], SeriesStore, np.ndarray, np.ndarray]:
+    """Calendar features, the store, training origins and 2,048 validation origins: the same
+    windows for both loops."""
     features = default_features(dataset.freq)
     store = build_store(dataset, features)
     blocks = split_blocks(store, input_size=INPUT_SIZE, horizon=HORIZON, val_size=HORIZON, test_size=HORIZON)
     train = block_origins(store, blocks, "train", input_size=INPUT_SIZE, horizon=HORIZON)
     validation = block_origins(store, blocks, "validation", input_size=INPUT_SIZE, horizon=HORIZON)[:2048]
+    return features, store, train, validation
+
+
+def run_ours(dataset: Dataset, arch: str, windows: int, batch_size: int, epochs: int) -> dict[str, Any]:
+    features, store, train, validation = _windows(dataset)
     config = TrainingConfig(
         arch=arch, input_size=INPUT_SIZE, horizon=HORIZON, max_epochs=epochs, patience=epochs, batch_size=batch_size,
         windows_per_epoch=windows, device="cpu", **NETWORK,
@@ -91,11 +98,7 @@ def run_ours(dataset: Dataset, arch: str, windows: int, batch_size: int, epochs:
 
 def run_plain(dataset: Dataset, arch: str, windows: int, batch_size: int, epochs: int) -> dict[str, Any]:
     """The usual loop: materialised windows, DataLoader, the same network (zero-init head)."""
-    features = default_features(dataset.freq)
-    store = build_store(dataset, features)
-    blocks = split_blocks(store, input_size=INPUT_SIZE, horizon=HORIZON, val_size=HORIZON, test_size=HORIZON)
-    train = block_origins(store, blocks, "train", input_size=INPUT_SIZE, horizon=HORIZON)
-    validation = block_origins(store, blocks, "validation", input_size=INPUT_SIZE, horizon=HORIZON)[:2048]
+    features, store, train, validation = _windows(dataset)
     rng = np.random.default_rng(0)
     chosen = np.sort(rng.choice(train, min(windows, len(train)), replace=False))
     params = ScalingParams(mode="window")

@@ -313,3 +313,11 @@ def load_dataset(
     frame = read_table(path)
     long = to_long(frame, columns or Columns(), target)
     return validate_frame(long, freq, str(path))
+
+
+def require_length(dataset: Dataset, minimum: int, why: str) -> None:
+    for series in dataset.series:
+        if len(series) < minimum:
+            raise SeriesTooShort(
+                f"has {len(series)} points but needs at least {minimum} ({why})", series_id=series.series_id
+            )

@@ -10,8 +10,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from pandas._libs.tslibs.offsets import BaseOffset
 from pandas.tseries.frequencies import to_offset
+
+from forecast.data import fixed_step_ns
 
 
 # Positions within each cycle from datetime64[ns] arrays, in numpy: this runs for every served
@@ -56,8 +57,9 @@ FEATURE_NAMES = tuple(_CYCLES)
 def default_features(freq: str) -> list[str]:
     """The calendar cycles shorter than a year that a series of this frequency can show."""
     offset = to_offset(freq)
-    step = pd.Timedelta(offset.nanos) if _is_fixed(offset) else None
-    if step is not None:
+    step_ns = fixed_step_ns(freq)
+    if step_ns is not None:
+        step = pd.Timedelta(step_ns)
         if step < pd.Timedelta(hours=1):
             return ["minute_of_hour", "hour_of_day", "day_of_week"]
         if step < pd.Timedelta(days=1):
@@ -73,14 +75,6 @@ def default_features(freq: str) -> list[str]:
     if name.startswith(("M", "BM", "SM", "CBM")):
         return ["month_of_year"]
     return []
-
-
-def _is_fixed(offset: BaseOffset) -> bool:
-    try:
-        offset.nanos  # noqa: B018 - raises for calendar offsets such as MonthEnd
-    except ValueError:
-        return False
-    return True
 
 
 def calendar_features(timestamps: pd.DatetimeIndex | np.ndarray, names: list[str]) -> np.ndarray:

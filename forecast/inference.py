@@ -11,12 +11,11 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from pandas.tseries.frequencies import to_offset
 
 from forecast.batcher import BatchInput, BatchOutput
 from forecast.data import (
-    check_order,
-    check_regular,
+    check_spacing,
+    fixed_step_ns,
     normalize_freq,
     parse_instant,
     parse_timestamps_fast,
@@ -44,31 +43,13 @@ class SeriesForecast:
     intervals: dict[str, dict[str, list[float]]]
 
 
-@lru_cache(maxsize=64)
-def _step_ns(freq: str) -> int | None:
-    """The fixed step of a frequency in nanoseconds, or None for calendar frequencies (W, MS...)."""
-    try:
-        return int(to_offset(freq).nanos)
-    except ValueError:
-        return None
-
-
 def _regular_stamps(first: pd.Timestamp, periods: int, freq: str) -> np.ndarray:
     """(periods,) datetime64[ns] on the frequency's grid from `first` (rolled forward onto it
     for anchored frequencies such as W-SUN)."""
-    step = _step_ns(freq)
+    step = fixed_step_ns(freq)
     if step is None:
         return pd.date_range(start=first, periods=periods, freq=freq).to_numpy()
     return (first.value + step * np.arange(periods, dtype=np.int64)).view("datetime64[ns]")
-
-
-def _check_spacing(series_id: str, stamps: pd.DatetimeIndex, freq: str) -> None:
-    """Strictly increasing at exactly the model's frequency; the slow checks word the error."""
-    step = _step_ns(freq)
-    if step is not None and len(stamps) > 1 and (np.diff(stamps.asi8) == step).all():
-        return
-    check_order(series_id, stamps)
-    check_regular(series_id, stamps, freq)
 
 
 def _values(series_id: str, raw: list[float], stamps: np.ndarray) -> np.ndarray:
@@ -100,7 +81,7 @@ def prepare_series(
         if len(timestamps) != len(values):
             raise InvalidRequest(f"{len(timestamps)} timestamps but {len(values)} values", series_id=series_id)
         index = parse_timestamps_fast(series_id, timestamps)
-        _check_spacing(series_id, index, manifest.freq)
+        check_spacing(series_id, index, manifest.freq)
         stamps = index.to_numpy()
     else:
         first = parse_instant(series_id, str(start))
@@ -136,7 +117,7 @@ def _window_features(first_ns: int, length: int, freq: str, names: tuple[str, ..
 @lru_cache(maxsize=4096)
 def _future(last_ns: int, freq: str, horizon: int) -> np.ndarray:
     """(horizon,) datetime64[ns]: the steps after `last_ns`."""
-    step = _step_ns(freq)
+    step = fixed_step_ns(freq)
     if step is None:
         future = future_timestamps(pd.Timestamp(last_ns), freq, horizon).to_numpy()
     else:

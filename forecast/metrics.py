@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
+from forecast.data import fixed_step_ns
+
 METRIC_NAMES = ("mae", "mse", "rmse", "smape", "mase")
 
 
@@ -13,11 +15,9 @@ def season_length(freq: str) -> int:
     """Observations per natural cycle, used by the seasonal-naive baseline."""
     offset = to_offset(freq)
     name = offset.name.upper()
-    try:
-        step = pd.Timedelta(offset.nanos)
-    except ValueError:
-        step = None
-    if step is not None:
+    step_ns = fixed_step_ns(freq)
+    if step_ns is not None:
+        step = pd.Timedelta(step_ns)
         if step < pd.Timedelta(days=1):
             return max(1, int(pd.Timedelta(days=1) / step))  # one day: 24 for hourly data
         if step == pd.Timedelta(days=1):

@@ -2,7 +2,11 @@
 benchmark with the models on the GPU (FORECAST_DEVICE=cuda), and the raw forward ceiling on
 CUDA at several batch sizes. Prints one JSON document.
 
-    python bench/gpu_check.py [--duration 5]
+Device time is scarce, so every section runs under its own time limit, a failing section is
+recorded rather than fatal, and with `--out DIR` the report so far is rewritten after each
+section (a run cut short still leaves what it measured).
+
+    python bench/gpu_check.py [--duration 5] [--out DIR]
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +36,30 @@ ROOT = Path(__file__).resolve().parents[1]
 def gpu_tests() -> dict[str, Any]:
     started = time.perf_counter()
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py"],
-        cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-rA", "tests/test_gpu.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
+    lines = run.stdout.strip().splitlines()
     return {
         "exit_code": run.returncode,
-        "summary": run.stdout.strip().splitlines()[-1:],
+        "results": [line for line in lines if line.startswith(("PASSED", "FAILED", "ERROR"))],
+        "summary": lines[-1:],
+        "tail": "" if run.returncode == 0 else (run.stdout + run.stderr)[-3000:],
         "seconds": time.perf_counter() - started,
     }
+
+
+def serve_on_cuda(duration: float, log: Path | None) -> dict[str, Any]:
+    serve = subprocess.run(
+        [sys.executable, "bench/serve.py", "--quick", "--duration", str(duration)],
+        cwd=ROOT, env={**os.environ, "FORECAST_DEVICE": "cuda"}, capture_output=True, text=True, timeout=420,
+    )  # fmt: skip
+    if log is not None:
+        log.write_text(serve.stderr)
+    if serve.returncode != 0:
+        return {"error": serve.stderr[-3000:]}
+    result: dict[str, Any] = json.loads(serve.stdout)
+    return result
 
 
 def cuda_forward_ceiling() -> dict[str, dict[int, float]]:
@@ -70,19 +91,26 @@ def cuda_forward_ceiling() -> dict[str, dict[int, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--out", type=Path, help="folder that receives the report after every section")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench/gpu_check.py needs a CUDA device")
-    report: dict[str, Any] = {
-        "machine": machine(),
-        "gpu_tests": gpu_tests(),
-        "cuda_forward_series_per_s": cuda_forward_ceiling(),
+    report: dict[str, Any] = {"machine": machine()}
+    sections: dict[str, Callable[[], Any]] = {
+        "gpu_tests": gpu_tests,
+        "cuda_forward_series_per_s": cuda_forward_ceiling,
+        "serve_on_cuda": lambda: serve_on_cuda(args.duration, args.out / "serve.log" if args.out else None),
     }
-    serve = subprocess.run(
-        [sys.executable, "bench/serve.py", "--quick", "--duration", str(args.duration)],
-        cwd=ROOT, env={**os.environ, "FORECAST_DEVICE": "cuda"}, capture_output=True, text=True,
-    )  # fmt: skip
-    report["serve_on_cuda"] = json.loads(serve.stdout) if serve.returncode == 0 else {"error": serve.stderr[-2000:]}
+    for name, section in sections.items():
+        started = time.perf_counter()
+        try:
+            report[name] = section()
+        except Exception as error:  # recorded, so that the other sections still run
+            report[name] = {"error": f"{type(error).__name__}: {error}"}
+        print(f"{name} done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
     emit("gpu_check", report)
 
 

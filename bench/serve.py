@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, machine
 from forecast.data import BUNDLED_SETS
+from forecast.devices import resolve_device
 from forecast.job import run_training
 from forecast.manifest import TrainingConfig
 from forecast.predictor import load_predictor
@@ -164,18 +165,22 @@ def load_curve(
 
 
 def model_ceiling(registry: Registry, name: str, batch_sizes: list[int]) -> dict[int, float]:
-    """Series/s of the raw forward pass alone, at each batch size (same threads as the server)."""
-    manifest, predictor = load_predictor(registry, name, 1, torch.device("cpu"))
+    """Series/s of the raw forward pass alone, at each batch size, on the device the server used
+    (FORECAST_DEVICE) with the same threads. On CUDA each pass includes the copies both ways."""
+    device = resolve_device(os.environ.get("FORECAST_DEVICE", "cpu"))
+    manifest, predictor = load_predictor(registry, name, 1, device)
     features = 2 * len(manifest.features)
     ceiling = {}
     for batch in batch_sizes:
         history = torch.randn(batch, manifest.input_size).add_(30.0)
         calendar = torch.randn(batch, manifest.input_size, features)
+        if device.type == "cuda":
+            history, calendar = history.pin_memory(), calendar.pin_memory()
         with torch.inference_mode():
-            predictor.forward_raw(history, calendar)
+            predictor.forward_raw(history, calendar)[0].cpu()
             runs, started = 0, time.perf_counter()
             while time.perf_counter() - started < 1.0:
-                predictor.forward_raw(history, calendar)
+                predictor.forward_raw(history, calendar)[0].cpu()  # .cpu() waits for the device
                 runs += 1
         ceiling[batch] = runs * batch / (time.perf_counter() - started)
     return ceiling

@@ -33,12 +33,14 @@ from forecast.scaling import ScalingParams
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def gpu_tests() -> dict[str, Any]:
+def gpu_tests(log: Path | None) -> dict[str, Any]:
     started = time.perf_counter()
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-rA", "tests/test_gpu.py"],
         cwd=ROOT, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
+    if log is not None:
+        log.write_text(run.stdout + run.stderr)
     lines = run.stdout.strip().splitlines()
     return {
         "exit_code": run.returncode,
@@ -97,10 +99,12 @@ def main() -> None:
         sys.exit("bench/gpu_check.py needs a CUDA device")
     report: dict[str, Any] = {"machine": machine()}
     sections: dict[str, Callable[[], Any]] = {
-        "gpu_tests": gpu_tests,
+        "gpu_tests": lambda: gpu_tests(args.out / "gpu_tests.log" if args.out else None),
         "cuda_forward_series_per_s": cuda_forward_ceiling,
         "serve_on_cuda": lambda: serve_on_cuda(args.duration, args.out / "serve.log" if args.out else None),
     }
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
     for name, section in sections.items():
         started = time.perf_counter()
         try:
@@ -109,7 +113,6 @@ def main() -> None:
             report[name] = {"error": f"{type(error).__name__}: {error}"}
         print(f"{name} done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
         if args.out is not None:
-            args.out.mkdir(parents=True, exist_ok=True)
             (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
     emit("gpu_check", report)
 

@@ -87,19 +87,24 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "FORECAST_REGISTRY": str(registry), "FORECAST_SHUTDOWN_GRACE_S": "0"}
         env.update({f"FORECAST_{k.upper()}": v for k, v in settings.items()})
+        # stderr (the JSON access log too) goes to a file, so a server that fails to start says why.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "forecast.cli", "serve", "--port", str(self.port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env, stdout=subprocess.DEVNULL, stderr=self.log,
         )  # fmt: skip
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError("server did not become ready")
+        self.process.kill()
+        self.log.seek(0)
+        tail = self.log.read().decode(errors="replace")[-3000:]
+        raise RuntimeError(f"server did not become ready; its stderr ends with:\n{tail}")
 
     def batch_stats(self, model: str) -> tuple[float, float]:
         """(sum, count) of the batch-size histogram of one model."""
@@ -111,6 +116,7 @@ class Server:
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=60)
+        self.log.close()
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}

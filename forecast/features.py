@@ -59,7 +59,7 @@ def default_features(freq: str) -> list[str]:
     offset = to_offset(freq)
     step_ns = fixed_step_ns(freq)
     if step_ns is not None:
-        step = pd.Timedelta(step_ns)
+        step = pd.Timedelta(step_ns, unit="ns")
         if step < pd.Timedelta(hours=1):
             return ["minute_of_hour", "hour_of_day", "day_of_week"]
         if step < pd.Timedelta(days=1):

@@ -17,7 +17,7 @@ def season_length(freq: str) -> int:
     name = offset.name.upper()
     step_ns = fixed_step_ns(freq)
     if step_ns is not None:
-        step = pd.Timedelta(step_ns)
+        step = pd.Timedelta(step_ns, unit="ns")
         if step < pd.Timedelta(days=1):
             return max(1, int(pd.Timedelta(days=1) / step))  # one day: 24 for hourly data
         if step == pd.Timedelta(days=1):

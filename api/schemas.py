@@ -78,7 +78,7 @@ class VersionSummary(BaseModel):
     freq: str
     created_at: datetime
     aliases: list[str]
-    test_metrics: dict[str, dict[str, float]]
+    test_metrics: dict[str, dict[str, float | None]]
 
 
 class ModelSummary(BaseModel):

@@ -94,6 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--out", type=Path, help="folder that receives the report after every section")
+    parser.add_argument("--only", help="comma-separated sections to run (default: all)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench/gpu_check.py needs a CUDA device")
@@ -105,7 +106,10 @@ def main() -> None:
     }
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
+    chosen = set(args.only.split(",")) if args.only else set(sections)
     for name, section in sections.items():
+        if name not in chosen:
+            continue
         started = time.perf_counter()
         try:
             report[name] = section()

@@ -166,7 +166,8 @@ def command_train(args: argparse.Namespace) -> int:
     print(f"{'test':<16}{'mae':>12}{'mse':>12}{'rmse':>12}{'smape':>10}{'mase':>10}")
     for method in ("model", "naive", "seasonal_naive"):
         m = test[method]
-        print(f"{method:<16}{m['mae']:>12.4f}{m['mse']:>12.4f}{m['rmse']:>12.4f}{m['smape']:>10.2f}{m['mase']:>10.3f}")
+        mase = "-" if m["mase"] is None else f"{m['mase']:.3f}"  # undefined when every history was constant
+        print(f"{method:<16}{m['mae']:>12.4f}{m['mse']:>12.4f}{m['rmse']:>12.4f}{m['smape']:>10.2f}{mase:>10}")
     coverage = ", ".join(f"{level}%: {value:.3f}" for level, value in outcome.manifest.intervals.coverage.items())
     print(f"interval coverage on test: {coverage}")
     return 0

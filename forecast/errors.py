@@ -16,6 +16,10 @@ class ForecastError(Exception):
         super().__init__(prefix + message)
 
 
+class TrainingFailed(ForecastError):
+    """Training ran but produced a network that must not be published (non-finite forecasts)."""
+
+
 class InvalidInput(ForecastError):
     """The caller's data or request is wrong; nothing was computed or written."""
 

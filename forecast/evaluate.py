@@ -23,7 +23,7 @@ class BlockResult:
     actual: np.ndarray  # (W, H)
     forecast: np.ndarray  # (W, H)
     spread: np.ndarray  # (W,)
-    metrics: dict[str, dict[str, float]]  # method -> metric -> value
+    metrics: dict[str, dict[str, float | None]]  # method -> metric -> value (None: undefined)
 
 
 def mase_scales(store: SeriesStore, blocks: Blocks, period: int) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import platform
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import torch
 from forecast import __version__
 from forecast.data import Columns, Dataset, load_dataset
 from forecast.devices import resolve_device
-from forecast.errors import InvalidInput, NotFound, SeriesTooShort
+from forecast.errors import InvalidInput, NotFound, SeriesTooShort, TrainingFailed
 from forecast.evaluate import evaluate_block, mase_scales, report_samples
 from forecast.features import FEATURE_NAMES, default_features
 from forecast.intervals import calibrate, conformity_scores, empirical_coverage
@@ -35,8 +36,32 @@ from forecast.windows import block_origins, build_store, split_blocks
 
 logger = logging.getLogger(__name__)
 
-# Promotion compares scale-free errors so that many series of different sizes weigh alike.
+# Promotion compares scale-free errors so that many series of different sizes weigh alike;
+# MAE where MASE is undefined (every training history constant; then it is so for both sides,
+# which are scored on the same data).
 PROMOTION_METRIC = "mase"
+FALLBACK_METRIC = "mae"
+
+Score = tuple[str, float]  # (metric, value) on this job's test block
+
+
+def promotion_score(metrics: dict[str, float | None]) -> Score:
+    value = metrics[PROMOTION_METRIC]
+    if value is not None:
+        return PROMOTION_METRIC, value
+    return FALLBACK_METRIC, float(metrics[FALLBACK_METRIC] or 0.0)
+
+
+def _require_finite(name: str, metrics: dict[str, dict[str, dict[str, float | None]]]) -> None:
+    """A NaN or infinite error means the network produced non-finite forecasts (diverged):
+    refuse to publish it rather than write a version nobody can use."""
+    for block, methods in metrics.items():
+        for metric, value in methods["model"].items():
+            if value is not None and not math.isfinite(value):
+                raise TrainingFailed(
+                    f"model {name!r}: the {block} {metric} is {value} (the network's forecasts are not finite); "
+                    "nothing was written. Try a lower --learning-rate or check the data's scale"
+                )
 
 
 @dataclass(slots=True)
@@ -57,7 +82,7 @@ def _check_features(features: list[str]) -> None:
 
 def _production_on_same_test(
     registry: Registry, name: str, dataset: Dataset, config: TrainingConfig, device: torch.device
-) -> tuple[int, float] | None:
+) -> tuple[int, Score] | None:
     """The production version's test error on this job's test block, or None when it cannot be
     scored there (different horizon or frequency, or series too short for its input)."""
     try:
@@ -80,7 +105,7 @@ def _production_on_same_test(
         return None
     scales = mase_scales(store, blocks, mase_period(dataset.freq))
     result = evaluate_block(predictor, store, blocks, "test", season_length=season_length(dataset.freq), scales=scales)
-    return version, result.metrics["model"][PROMOTION_METRIC]
+    return version, promotion_score(result.metrics["model"])
 
 
 def run_training(
@@ -156,6 +181,7 @@ def run_training(
         "epochs": [record.model_dump() for record in result.epochs],
         "samples": report_samples(dataset, store, test, calibration, input_size=input_size),
     }
+    _require_finite(name, {"validation": validation.metrics, "test": test.metrics})
     comparison = _production_on_same_test(registry, name, dataset, config, device) if promote else None
     evaluated = time.perf_counter()
 
@@ -204,14 +230,14 @@ def run_training(
     with registry.locked(name):
         version = registry.publish(name, files, build_manifest)
         promoted, note = _move_production(
-            registry, name, version, test.metrics["model"][PROMOTION_METRIC], promote, comparison
+            registry, name, version, promotion_score(test.metrics["model"]), promote, comparison
         )
     manifest = registry.manifest(name, version)
     return TrainOutcome(name, version, registry.version_dir(name, version), manifest, promoted, note)
 
 
 def _move_production(
-    registry: Registry, name: str, version: int, new_error: float, promote: bool, comparison: tuple[int, float] | None
+    registry: Registry, name: str, version: int, new_score: Score, promote: bool, comparison: tuple[int, Score] | None
 ) -> tuple[bool, str]:
     """Runs under the model's lock. The first version becomes production; later ones only with
     --promote and only when they beat the production version on this job's test data."""
@@ -226,16 +252,19 @@ def _move_production(
             False,
             f"production (version {current}) cannot be scored on this data (different horizon, frequency or input size); not promoted",
         )
-    compared_version, production_error = comparison
+    compared_version, (production_metric, production_error) = comparison
     if compared_version != current:
         return False, f"production moved to version {current} while training; not promoted"
+    metric, new_error = new_score
+    if metric != production_metric:  # cannot happen on the same data; refuse rather than compare unlike errors
+        return False, f"test {metric} and production's {production_metric} are not comparable; not promoted"
     if new_error < production_error:
         registry.set_alias(name, PRODUCTION, version)
         return (
             True,
-            f"test {PROMOTION_METRIC} {new_error:.4f} beats production version {current} ({production_error:.4f}): promoted",
+            f"test {metric} {new_error:.4f} beats production version {current} ({production_error:.4f}): promoted",
         )
     return (
         False,
-        f"test {PROMOTION_METRIC} {new_error:.4f} does not beat production version {current} ({production_error:.4f}): not promoted",
+        f"test {metric} {new_error:.4f} does not beat production version {current} ({production_error:.4f}): not promoted",
     )

@@ -19,8 +19,9 @@ MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "model.safetensors"
 REPORT_FILE = "report.json"
 
-# metrics[block][method][metric], e.g. metrics["test"]["model"]["mse"]
-Metrics = dict[str, dict[str, dict[str, float]]]
+# metrics[block][method][metric], e.g. metrics["test"]["model"]["mse"]; None where a metric is
+# undefined (MASE when every training history was constant). NaN and infinity are refused.
+Metrics = dict[str, dict[str, dict[str, float | None]]]
 
 
 class TrainingConfig(BaseModel):
@@ -81,6 +82,9 @@ class Provenance(BaseModel):
 
 
 class Manifest(BaseModel):
+    # A NaN would be written as null and then fail to load: refuse it before anything is published.
+    model_config = ConfigDict(allow_inf_nan=False)
+
     format_version: Literal[1] = 1
     name: str
     version: int

@@ -44,15 +44,24 @@ def mase_period(freq: str) -> int:
 
 
 def mase_scale(history: np.ndarray, period: int) -> float:
-    """Mean absolute seasonal difference of the in-sample (training) values."""
-    lag = period if len(history) > period else 1
-    if len(history) <= lag:
-        return float("nan")
-    return float(np.mean(np.abs(history[lag:] - history[:-lag])))
+    """Mean absolute seasonal difference of the in-sample (training) values.
+
+    A perfectly periodic history has a seasonal scale of zero, or of float32 rounding noise,
+    which would make every error (near) infinitely large: it falls back to the step-to-step
+    (lag 1) scale, which still measures how much the series moves. A constant history has no
+    scale at all: NaN, and the series is left out of MASE (`forecast_metrics`)."""
+    rounding_noise = 1e-6 * float(np.mean(np.abs(history))) if len(history) else 0.0
+    for lag in dict.fromkeys((period, 1)):
+        if len(history) > lag:
+            scale = float(np.mean(np.abs(history[lag:] - history[:-lag])))
+            if scale > rounding_noise:
+                return scale
+    return float("nan")
 
 
-def forecast_metrics(actual: np.ndarray, forecast: np.ndarray, scales: np.ndarray) -> dict[str, float]:
-    """actual, forecast (W, H); scales (W,) the MASE denominator of each window's series."""
+def forecast_metrics(actual: np.ndarray, forecast: np.ndarray, scales: np.ndarray) -> dict[str, float | None]:
+    """actual, forecast (W, H); scales (W,) the MASE denominator of each window's series.
+    MASE is None (undefined) when no series has a scale: every history was constant."""
     error = forecast - actual  # (W, H)
     absolute = np.abs(error)
     denominator = np.abs(actual) + np.abs(forecast)
@@ -64,5 +73,5 @@ def forecast_metrics(actual: np.ndarray, forecast: np.ndarray, scales: np.ndarra
         "mse": mse,
         "rmse": float(np.sqrt(mse)),
         "smape": float(100.0 * np.mean(smape_terms)),
-        "mase": float(np.nanmean(absolute / safe_scales)) if np.isfinite(safe_scales).any() else float("nan"),
+        "mase": float(np.nanmean(absolute / safe_scales)) if np.isfinite(safe_scales).any() else None,
     }

@@ -9,6 +9,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -176,3 +178,31 @@ def test_promote_moves_production_only_to_a_better_version(follow_ups: FollowUps
     test_mase = [manifest(registry, "demo", v)["metrics"]["test"]["model"]["mase"] for v in (1, 2, 3)]
     assert test_mase[1] > test_mase[0], "the untrained version should be the worse one"
     assert test_mase[2] < test_mase[1]
+
+
+def periodic_frame(kind: str) -> pd.DataFrame:
+    steps = np.arange(600)
+    values = 10 + 3 * np.sin(2 * np.pi * steps / 24) if kind == "periodic" else np.full(600, 5.0)
+    timestamps = pd.date_range("2024-01-01", periods=600, freq="h")
+    return pd.DataFrame({"series_id": kind, "timestamp": timestamps, "value": values})
+
+
+def test_a_perfectly_periodic_series_trains_into_a_loadable_version_with_a_finite_mase(tmp_path: Path) -> None:
+    # Its seasonal differences are all zero: MASE falls back to the step-to-step scale instead of
+    # dividing by zero (which once wrote null into the manifest and left an unloadable version).
+    data = write_csv(periodic_frame("periodic"), tmp_path / "periodic.csv")
+    train(data, tmp_path / "registry", "periodic")
+    test = manifest(tmp_path / "registry", "periodic", 1)["metrics"]["test"]
+    # errors measured in steps of the sine (~0.5): a handful, not 1e14 from a rounding-noise scale
+    assert all(0 <= test[method]["mase"] < 100 for method in METHODS), test
+    shown = run_forecast_many([["models", "list", "--registry", str(tmp_path / "registry")]], tmp_path)[0]
+    assert shown.returncode == 0 and "periodic" in shown.stdout, shown.describe()
+
+
+def test_a_constant_series_has_an_undefined_mase_stored_as_null(tmp_path: Path) -> None:
+    data = write_csv(periodic_frame("constant"), tmp_path / "constant.csv")
+    result = train(data, tmp_path / "registry", "constant")
+    test = manifest(tmp_path / "registry", "constant", 1)["metrics"]["test"]
+    assert [test[method]["mase"] for method in METHODS] == [None, None, None]
+    assert all(math.isfinite(test[method]["mae"]) for method in METHODS)
+    assert "model" in result.stdout  # the metrics table prints, with '-' for the undefined MASE

@@ -43,8 +43,9 @@ def test_mase_ignores_series_whose_scale_is_zero() -> None:
     forecast = np.array([[2.0, 3.0], [6.0, 6.0]])
     metrics = forecast_metrics(actual, forecast, np.array([2.0, 0.0]))
     assert metrics["mase"] == pytest.approx((0.5 + 1.0) / 2)  # only the first window counts
-    assert math.isnan(forecast_metrics(actual, forecast, np.zeros(2))["mase"])
-    assert np.isfinite(forecast_metrics(actual, forecast, np.zeros(2))["mae"])
+    undefined = forecast_metrics(actual, forecast, np.full(2, np.nan))
+    assert undefined["mase"] is None  # no series has a scale: undefined, stored as null, never NaN
+    assert undefined["mae"] is not None and np.isfinite(undefined["mae"])
 
 
 def test_mase_scale_is_the_mean_absolute_seasonal_difference() -> None:
@@ -53,6 +54,14 @@ def test_mase_scale_is_the_mean_absolute_seasonal_difference() -> None:
     assert mase_scale(history, 2) == pytest.approx(np.mean([3, 5, 7]))  # 4-1, 7-2, 11-4
     assert mase_scale(history, 5) == pytest.approx(2.5)  # no full season: first differences
     assert math.isnan(mase_scale(np.array([3.0]), 1))
+
+
+def test_a_perfectly_periodic_history_is_scaled_by_its_steps_and_a_constant_one_has_no_scale() -> None:
+    day = np.array([0.0, 1.0, 3.0, 1.0])
+    periodic = np.tile(day, 5)  # seasonal differences all zero
+    assert mase_scale(periodic, 4) == pytest.approx(np.mean(np.abs(np.diff(periodic))))
+    assert mase_scale(periodic + 1e-9 * np.arange(20), 4) == pytest.approx(np.mean(np.abs(np.diff(periodic))))
+    assert math.isnan(mase_scale(np.full(20, 7.0), 4))
 
 
 def test_mase_denominator_comes_from_each_series_training_part_only() -> None:

@@ -79,8 +79,10 @@ def train_speed() -> list[str]:
 
 def serve() -> list[str]:
     result = _load("serve")
-    if not result:
-        return []
+    return serve_tables(result) if result else []
+
+
+def serve_tables(result: dict[str, Any]) -> list[str]:
     lines = [
         "| model | series/request | clients | batching req/s | p50 / p99 ms | unbatched req/s | HTTP ceiling req/s | mean batch | model ceiling series/s |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -111,8 +113,39 @@ def serve() -> list[str]:
     return [*lines, ""]
 
 
+def gpu() -> list[str]:
+    """bench/gpu_check.py runs: gpu_check.json (the latest, at the CUDA default batch size) and
+    gpu_check_max_batch_64.json (the CPU default on CUDA, with the raw forward ceiling)."""
+    lines: list[str] = []
+    for name in ("gpu_check", "gpu_check_max_batch_64"):
+        result = _load(name)
+        if not result:
+            continue
+        machine = result["machine"]
+        lines += [f"`{name}.json`: {machine['cuda']}, {machine['cpu_cores']} cores, torch {machine['torch']}", ""]
+        tests = result.get("gpu_tests")
+        if tests:
+            lines += [f"GPU tests: {' '.join(tests['summary'])}", ""]
+        forward = result.get("cuda_forward_series_per_s")
+        if forward:
+            batches = list(next(iter(forward.values())))
+            lines += [
+                "| raw CUDA forward, series/s | " + " | ".join(f"batch {b}" for b in batches) + " |",
+                "|---" * (len(batches) + 1) + "|",
+            ]
+            lines += [
+                f"| {model} | " + " | ".join(f"{rates[b]:,.0f}" for b in batches) + " |"
+                for model, rates in forward.items()
+            ]
+            lines.append("")
+        served = result.get("serve_on_cuda")
+        if served and "bars" in served:
+            lines += serve_tables(served)
+    return lines
+
+
 def main() -> None:
-    sys.stdout.write("\n".join(accuracy() + train_speed() + serve()) + "\n")
+    sys.stdout.write("\n".join(accuracy() + train_speed() + serve() + gpu()) + "\n")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from forecast.errors import ForecastError, ModelNotFound, VersionNotFound
 from forecast.manifest import Manifest
 from forecast.predictor import Predictor, load_predictor
 from forecast.registry import PRODUCTION, Registry, check_name
-from forecast.settings import Settings
+from forecast.settings import Settings, max_batch_size
 from forecast.telemetry import LOAD_FAILURES, MODELS_LOADED
 
 logger = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ class Engine:
         batcher = DynamicBatcher(
             run_batch,
             self._executor,
-            max_batch_size=self.settings.max_batch_size,
+            max_batch_size=max_batch_size(self.settings, self.device.type),
             max_wait_ms=self.settings.max_wait_ms,
             queue_limit=self.settings.queue_limit,
             labels=(name, str(version)),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from forecast.settings import Settings, get_settings
+from forecast.settings import DEFAULT_MAX_BATCH_SIZE, Settings, get_settings, max_batch_size
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 # Fields that are deliberately not in the README's table, with the reason.
@@ -45,7 +45,14 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_a_batch_size_of_one_is_allowed_to_turn_batching_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FORECAST_MAX_BATCH_SIZE", "1")
-    assert Settings().max_batch_size == 1
+    assert max_batch_size(Settings(), "cpu") == max_batch_size(Settings(), "cuda") == 1
+
+
+def test_the_batch_size_defaults_to_the_devices_and_a_set_value_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert max_batch_size(Settings(), "cpu") == 64
+    assert max_batch_size(Settings(), "cuda") == 256  # a GPU forward costs about the same at 256 as at 64
+    monkeypatch.setenv("FORECAST_MAX_BATCH_SIZE", "32")
+    assert max_batch_size(Settings(), "cuda") == 32
 
 
 @pytest.mark.parametrize(
@@ -96,8 +103,11 @@ def _readme_defaults() -> dict[str, str]:
     return {name.lower(): cell.strip().strip("`") for name, cell in rows}
 
 
-def _as_documented(value: object) -> object:
-    """How the README writes a default: numbers as numbers, an empty list as (none)."""
+def _as_documented(field: str, value: object) -> object:
+    """How the README writes a default: numbers as numbers, an empty list as (none), a
+    device-dependent default as '64 (CPU), 256 (CUDA)'."""
+    if field == "max_batch_size" and value is None:
+        return ", ".join(f"{size} ({device.upper()})" for device, size in DEFAULT_MAX_BATCH_SIZE.items())
     if value == []:
         return "(none)"
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -110,7 +120,7 @@ def test_readme_defaults_match_the_code() -> None:
     defaults = Settings()
     for field, cell in documented.items():
         assert field in Settings.model_fields, f"README documents FORECAST_{field.upper()}, which Settings lacks"
-        expected = _as_documented(getattr(defaults, field))
+        expected = _as_documented(field, getattr(defaults, field))
         written = float(cell) if isinstance(expected, float) else cell
         assert written == expected, f"FORECAST_{field.upper()}: README says {cell}, code says {expected}"
 

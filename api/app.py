@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Forecasts from RNN, LSTM and GRU models trained into a versioned registry.",
         lifespan=lifespan,
     )
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
     install_error_handlers(app)
     app.include_router(forecast.router)
     app.include_router(models.router)

@@ -87,6 +87,7 @@ def same_freq(left: str, right: str) -> bool:
 
 
 @lru_cache(maxsize=256)
+@lru_cache(maxsize=256)  # on the serving path for every posted series
 def fixed_step_ns(freq: str) -> int | None:
     """The step of a fixed frequency ('h', '15min', 'D') in nanoseconds; None for calendar
     frequencies whose step varies or is anchored ('W-SUN', 'MS', 'B')."""
@@ -223,13 +224,20 @@ def parse_timestamps_fast(series_id: str, raw: list[str]) -> pd.DatetimeIndex:
 
 def parse_instant(series_id: str, raw: str) -> pd.Timestamp:
     """One timestamp (a series' start), through the same rules as parse_timestamps_fast."""
+    parsed = _iso_instant(raw)
+    return parsed if parsed is not None else pd.Timestamp(parse_timestamps(series_id, [raw])[0])
+
+
+@lru_cache(maxsize=1024)
+def _iso_instant(raw: str) -> pd.Timestamp | None:
+    """numpy's ISO 8601 parse, or None where pandas must decide (zone offsets, other formats).
+    Cached: the series of a request, and of successive requests, mostly share their start."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
             return pd.Timestamp(np.datetime64(raw, "ns"))
         except (ValueError, TypeError, UserWarning, DeprecationWarning, OverflowError):
-            pass
-    return pd.Timestamp(parse_timestamps(series_id, [raw])[0])
+            return None
 
 
 def check_order(series_id: str, timestamps: pd.DatetimeIndex) -> None:

@@ -6,6 +6,7 @@ predictor through `forecast.preprocess`, exactly as in training.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -52,10 +53,11 @@ def _regular_stamps(first: pd.Timestamp, periods: int, freq: str) -> np.ndarray:
     return (first.value + step * np.arange(periods, dtype=np.int64)).view("datetime64[ns]")
 
 
-def _values(series_id: str, raw: list[float], stamps: np.ndarray) -> np.ndarray:
+def _values(series_id: str, raw: list[float], stamps: Callable[[], np.ndarray]) -> np.ndarray:
     values = np.asarray(raw, dtype=np.float64)
     if not np.isfinite(values).all():
-        return parse_values(series_id, raw, pd.DatetimeIndex(stamps))  # raises with the position of the first bad value
+        # raises with the timestamp of the first bad value
+        return parse_values(series_id, raw, pd.DatetimeIndex(stamps()))
     return values
 
 
@@ -82,23 +84,29 @@ def prepare_series(
             raise InvalidRequest(f"{len(timestamps)} timestamps but {len(values)} values", series_id=series_id)
         index = parse_timestamps_fast(series_id, timestamps)
         check_spacing(series_id, index, manifest.freq)
-        stamps = index.to_numpy()
+        stamps = index.asi8
+        first_input, last = int(stamps[len(stamps) - manifest.input_size]), int(stamps[-1])
+        series_values = _values(series_id, values, index.to_numpy)
     else:
         first = parse_instant(series_id, str(start))
-        stamps = _regular_stamps(first, len(values), manifest.freq)
-        if stamps[0] != first.to_datetime64():
-            raise FrequencyError(
-                f"start {start} is not on the model's frequency {manifest.freq!r}", series_id=series_id
-            )
-    series_values = _values(series_id, values, stamps)
-    first_input = int(stamps[len(stamps) - manifest.input_size].view(np.int64))
+        count, step = len(values), fixed_step_ns(manifest.freq)
+        if step is None:  # anchored or calendar frequency: the grid comes from pandas
+            grid = _regular_stamps(first, count, manifest.freq)
+            if grid[0] != first.to_datetime64():
+                raise FrequencyError(
+                    f"start {start} is not on the model's frequency {manifest.freq!r}", series_id=series_id
+                )
+            first_input, last = int(grid[count - manifest.input_size].view(np.int64)), int(grid[-1].view(np.int64))
+        else:  # a fixed step: the instants the window needs are arithmetic, no array of stamps
+            first_input, last = first.value + step * (count - manifest.input_size), first.value + step * (count - 1)
+        series_values = _values(series_id, values, lambda: _regular_stamps(first, count, manifest.freq))
     return PreparedSeries(
         series_id=series_id,
         window=BatchInput(
             history=series_values[-manifest.input_size :].astype(np.float32),
             features=_window_features(first_input, manifest.input_size, manifest.freq, tuple(manifest.features)),
         ),
-        future=_future(int(stamps[-1].view(np.int64)), manifest.freq, horizon),
+        future=_future(last, manifest.freq, horizon),
     )
 
 

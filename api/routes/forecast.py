@@ -36,8 +36,8 @@ def _check_limits(body: ForecastRequest, max_series: int, max_points: int) -> No
                 f"{len(series.values)} points; the limit is {max_points} per series (FORECAST_MAX_POINTS_PER_SERIES)",
                 series_id=series.id,
             )
-    duplicates = [series_id for series_id, count in Counter(s.id for s in body.series).items() if count > 1]
-    if duplicates:
+    if len({s.id for s in body.series}) < len(body.series):
+        duplicates = [series_id for series_id, count in Counter(s.id for s in body.series).items() if count > 1]
         raise InvalidRequest(f"duplicate series ids {duplicates[:5]}; each series needs its own id")
 
 

@@ -12,13 +12,13 @@ const BASELINES = [["naive", "naive"], ["seasonal_naive", "seasonal"]];
 function metricCell(label, metrics, key) {
   const value = metrics.model?.[key];
   const cell = el("td", { class: "metric", dataset: { label } });
-  if (value === undefined) {
+  if (value === undefined || value === null) { // null: undefined metric (MASE of constant series)
     cell.textContent = "–";
     return cell;
   }
   const comparisons = BASELINES.map(([method, name]) => {
     const baseline = metrics[method]?.[key];
-    return { name, baseline, wins: baseline !== undefined && value < baseline };
+    return { name, baseline, wins: baseline !== undefined && baseline !== null && value < baseline };
   });
   const winsAll = comparisons.every((c) => c.wins);
   const winsSome = comparisons.some((c) => c.wins);

@@ -3,8 +3,9 @@
 For two models (small: LSTM 1 x 64, input 168; large: LSTM 2 x 256, input 336; horizon 24),
 at 1, 16, 64 and 256 concurrent connections, with 1 and 32 series per request, it runs
   - batching on (the defaults) and off (FORECAST_MAX_BATCH_SIZE=1),
-  - the HTTP ceiling: the same server, route, parsing, validation and response, with the
-    network replaced by a no-op (FORECAST_BENCH_NOOP_MODEL=1),
+  - the HTTP ceiling: the same server, route, parsing, validation, batcher and response,
+    with the network replaced by a no-op (FORECAST_BENCH_NOOP_MODEL=1): what the server
+    serves when the model costs nothing,
   - the model ceiling: the raw batched forward of the same network, in this process, at the
     mean batch size the batching server formed.
 All ratios in the output compare numbers measured in this one run, on this machine.

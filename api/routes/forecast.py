@@ -79,13 +79,9 @@ async def forecast(
                 )
                 for s in body.series
             ]
-            windows = [p.window for p in prepared]
-            if settings.bench_noop_model:
-                outputs = served.run_batch(windows)
-            else:
-                outputs = await _unless_disconnected(
-                    request, served.batcher.submit(windows, timeout_s=settings.request_timeout_s)
-                )
+            outputs = await _unless_disconnected(
+                request, served.batcher.submit([p.window for p in prepared], timeout_s=settings.request_timeout_s)
+            )
             forecasts = [assemble(manifest, p, o, body.levels) for p, o in zip(prepared, outputs, strict=True)]
     except ForecastError as exc:
         status = status_of(exc)[0]

@@ -33,7 +33,7 @@ test: venv browser
 lint: venv
 	$(BIN)/ruff check forecast api tests bench
 	$(BIN)/ruff format --check forecast api tests bench
-	$(BIN)/mypy forecast api
+	$(BIN)/mypy forecast api bench
 
 # A month of hourly points for validation (interval calibration) and for the test block.
 DEMO_ARGS := --horizon 24 --input-size 168 --val-size 720 --test-size 720 --max-epochs 6 --quiet

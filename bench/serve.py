@@ -56,9 +56,9 @@ LUA = Path(__file__).with_name("post.lua")
 def train_models(registry: Registry, data: Path) -> None:
     """Serving speed does not depend on accuracy: one short epoch each."""
     for name, shape in MODELS.items():
-        config = TrainingConfig(
-            arch="lstm", horizon=HORIZON, max_epochs=1, windows_per_epoch=1024, val_size=HORIZON * 4,
-            test_size=HORIZON * 4, device="cpu", **shape,
+        config = TrainingConfig.model_validate(
+            {"arch": "lstm", "horizon": HORIZON, "max_epochs": 1, "windows_per_epoch": 1024, "val_size": HORIZON * 4,
+             "test_size": HORIZON * 4, "device": "cpu", **shape}
         )  # fmt: skip
         run_training(data, name, config, registry, progress=False)
 
@@ -128,7 +128,7 @@ def _ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
-def wrk(url: str, body: Path, connections: int, duration_s: float) -> dict[str, float]:
+def wrk(url: str, body: Path, connections: int, duration_s: float) -> dict[str, Any]:
     output = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--latency", "--timeout", "30s", "-s", str(LUA),
          f"{url}/v1/forecast"],

@@ -77,15 +77,26 @@ def _windows(dataset: Dataset) -> tuple[list[str], SeriesStore, np.ndarray, np.n
     return features, store, train, validation
 
 
+def network_config(arch: str, n_calendar_features: int) -> NetworkConfig:
+    """The benchmark network: the scaled value plus a sine and a cosine per calendar feature."""
+    return NetworkConfig.model_validate(
+        {
+            "arch": arch,
+            "input_size": INPUT_SIZE,
+            "horizon": HORIZON,
+            "n_features": 1 + 2 * n_calendar_features,
+            **NETWORK,
+        }
+    )
+
+
 def run_ours(dataset: Dataset, arch: str, windows: int, batch_size: int, epochs: int) -> dict[str, Any]:
     features, store, train, validation = _windows(dataset)
-    config = TrainingConfig(
-        arch=arch, input_size=INPUT_SIZE, horizon=HORIZON, max_epochs=epochs, patience=epochs, batch_size=batch_size,
-        windows_per_epoch=windows, device="cpu", **NETWORK,
+    config = TrainingConfig.model_validate(
+        {"arch": arch, "input_size": INPUT_SIZE, "horizon": HORIZON, "max_epochs": epochs, "patience": epochs,
+         "batch_size": batch_size, "windows_per_epoch": windows, "device": "cpu", **NETWORK}
     )  # fmt: skip
-    network = NetworkConfig(
-        arch=arch, input_size=INPUT_SIZE, horizon=HORIZON, n_features=1 + 2 * len(features), **NETWORK
-    )
+    network = network_config(arch, len(features))
     started = time.perf_counter()
     result = fit(
         store, train, validation, network, ScalingParams(mode="window"), config, torch.device("cpu"), progress=False
@@ -109,9 +120,7 @@ def run_plain(dataset: Dataset, arch: str, windows: int, batch_size: int, epochs
         return encoded.inputs.clone(), scale(batch.target, encoded.loc, encoded.spread)
 
     torch.manual_seed(0)
-    network = Forecaster(
-        NetworkConfig(arch=arch, input_size=INPUT_SIZE, horizon=HORIZON, n_features=1 + 2 * len(features), **NETWORK)
-    )
+    network = Forecaster(network_config(arch, len(features)))
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3)
     started = time.perf_counter()
     inputs, targets = materialise(chosen)  # (W, L, F) all at once, as a TensorDataset needs

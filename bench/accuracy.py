@@ -24,7 +24,7 @@ from bench.common import SHARED_DATA, emit, machine
 from forecast.data import BUNDLED_SETS
 from forecast.job import run_training
 from forecast.manifest import Manifest, TrainingConfig
-from forecast.networks import Architecture
+from forecast.network_config import Architecture
 from forecast.registry import Registry
 
 # Published or protocol anchors (MSE on the z-scored OT series), from the issue.

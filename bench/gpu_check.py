@@ -26,9 +26,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, machine
-from forecast.networks import Forecaster, NetworkConfig
+from forecast.network_config import NetworkConfig
+from forecast.networks import Forecaster
 from forecast.predictor import Predictor
-from forecast.scaling import ScalingParams
+from forecast.scaling_params import ScalingParams
 
 ROOT = Path(__file__).resolve().parents[1]
 

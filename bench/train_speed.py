@@ -33,9 +33,11 @@ from bench.common import emit, machine
 from forecast.data import BUNDLED_SETS, Dataset, Series
 from forecast.features import default_features
 from forecast.manifest import TrainingConfig
-from forecast.networks import Forecaster, NetworkConfig
+from forecast.network_config import NetworkConfig
+from forecast.networks import Forecaster
 from forecast.preprocess import encode
-from forecast.scaling import ScalingParams, scale
+from forecast.scaling import scale
+from forecast.scaling_params import ScalingParams
 from forecast.train import fit
 from forecast.windows import SeriesStore, block_origins, build_store, gather, split_blocks
 

@@ -27,7 +27,7 @@ from forecast.features import FEATURE_NAMES, default_features
 from forecast.intervals import calibrate, conformity_scores, empirical_coverage
 from forecast.manifest import REPORT_FILE, WEIGHTS_FILE, DataFingerprint, Manifest, Provenance, TrainingConfig
 from forecast.metrics import mase_period, season_length
-from forecast.networks import NetworkConfig
+from forecast.network_config import NetworkConfig
 from forecast.predictor import Predictor, load_predictor, weights_bytes
 from forecast.registry import PRODUCTION, Registry, check_name
 from forecast.scaling import fit_scaling

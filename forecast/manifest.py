@@ -12,8 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from forecast.intervals import Calibration
-from forecast.networks import Architecture, NetworkConfig
-from forecast.scaling import GlobalScaler, ScalingMode, ScalingParams
+from forecast.network_config import Architecture, NetworkConfig
+from forecast.scaling_params import GlobalScaler, ScalingMode, ScalingParams
 
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -9,30 +9,12 @@ carries the level and the strong linear part; the recurrent encoder learns the r
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-Architecture = Literal["rnn", "lstm", "gru"]
+from forecast.network_config import NetworkConfig
 
 _ENCODERS: dict[str, type[nn.RNN] | type[nn.LSTM] | type[nn.GRU]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-
-
-class NetworkConfig(BaseModel):
-    """Everything that fixes the network's shape; saved in the manifest to rebuild it exactly."""
-
-    model_config = ConfigDict(frozen=True)
-
-    arch: Architecture
-    input_size: int = Field(ge=1)
-    horizon: int = Field(ge=1)
-    n_features: int = Field(ge=1, description="values per time step: the scaled value plus calendar features")
-    hidden_size: int = Field(default=64, ge=1)
-    num_layers: int = Field(default=1, ge=1)
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    linear_skip: bool = True
 
 
 class Forecaster(nn.Module):

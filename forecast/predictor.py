@@ -16,10 +16,11 @@ from safetensors.torch import save as save_safetensors
 
 from forecast.errors import RegistryCorrupt
 from forecast.manifest import WEIGHTS_FILE, Manifest
-from forecast.networks import Forecaster, NetworkConfig
+from forecast.network_config import NetworkConfig
+from forecast.networks import Forecaster
 from forecast.preprocess import decode, encode
 from forecast.registry import Registry
-from forecast.scaling import ScalingParams
+from forecast.scaling_params import ScalingParams
 
 
 @dataclass(slots=True)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from forecast.scaling import ScalingParams, scale, unscale, window_stats
+from forecast.scaling import scale, unscale, window_stats
+from forecast.scaling_params import ScalingParams
 
 
 @dataclass(slots=True)

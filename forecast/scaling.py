@@ -9,31 +9,16 @@ Both modes end as `scaled = (x - loc) / scale` per window:
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
 from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
-ScalingMode = Literal["window", "global"]
-GlobalScaler = Literal["standard", "minmax", "robust"]
+from forecast.scaling_params import GlobalScaler, ScalingMode, ScalingParams
 
 # A window whose values barely move would be divided by ~0; the floor keeps its scaled values
 # small instead. Relative to the window's magnitude so it is unit-free.
 _RELATIVE_FLOOR = 1e-4
 _ABSOLUTE_FLOOR = 1e-8
-
-
-class ScalingParams(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    mode: ScalingMode
-    scaler: GlobalScaler | None = None
-    # The fitted sklearn attributes by name (e.g. mean_, scale_), kept for audit and rebuilding.
-    fitted: dict[str, float] = {}
-    loc: float = 0.0
-    scale: float = 1.0
 
 
 def fit_scaling(mode: ScalingMode, scaler: GlobalScaler, training_values: np.ndarray) -> ScalingParams:

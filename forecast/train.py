@@ -15,9 +15,11 @@ import torch
 from tqdm import tqdm
 
 from forecast.manifest import EpochRecord, TrainingConfig
-from forecast.networks import Forecaster, NetworkConfig
+from forecast.network_config import NetworkConfig
+from forecast.networks import Forecaster
 from forecast.preprocess import encode
-from forecast.scaling import ScalingParams, scale
+from forecast.scaling import scale
+from forecast.scaling_params import ScalingParams
 from forecast.windows import SeriesStore, gather
 
 logger = logging.getLogger(__name__)

@@ -13,8 +13,9 @@ import torch
 from forecast.data import Dataset, Series
 from forecast.intervals import calibrate
 from forecast.manifest import DataFingerprint, Manifest, Provenance, TrainingConfig
-from forecast.networks import Architecture, Forecaster, NetworkConfig
-from forecast.scaling import ScalingParams
+from forecast.network_config import Architecture, NetworkConfig
+from forecast.networks import Forecaster
+from forecast.scaling_params import ScalingParams
 
 
 def make_manifest(

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from forecast.intervals import Calibration
 from forecast.manifest import REPORT_FILE, WEIGHTS_FILE, DataFingerprint, Manifest, Provenance, TrainingConfig
-from forecast.networks import NetworkConfig
+from forecast.network_config import NetworkConfig
 from forecast.registry import Registry
-from forecast.scaling import ScalingParams
+from forecast.scaling_params import ScalingParams
 
 GO_TIMEOUT_S = 60.0
 SMALL_NETWORK = NetworkConfig(arch="gru", input_size=8, horizon=4, n_features=1, hidden_size=4)

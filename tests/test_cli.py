@@ -4,6 +4,8 @@ a non-zero exit and an untouched registry; `models list | show | promote` on a r
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -291,6 +293,22 @@ def test_models_show_lists_each_version_with_its_metrics(models_runs: tuple[Path
     assert lines[0] == 'demo: aliases {"production": 1}'
     assert lines[1].strip().startswith("v1 lstm L=48 H=12 freq=h")
     assert "test mse" in lines[1] and "seasonal naive" in lines[1] and lines[1].endswith("[production]")
+
+
+def test_the_inspection_commands_do_not_load_torch(models_runs: tuple[Path, dict[str, CliResult]]) -> None:
+    """`forecast models ...` only reads JSON: it must answer in well under a second, not pay
+    for importing torch and scikit-learn (about 4 s on two cores)."""
+    root, _ = models_runs
+    probe = (
+        "import sys\n"
+        "from forecast.cli import main\n"
+        f"for argv in (['models', 'list', '--registry', {str(root)!r}], ['models', 'show', 'demo', '--registry', {str(root)!r}]):\n"
+        "    assert main(argv) == 0\n"
+        "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_models_promote_points_an_alias_at_a_version(models_runs: tuple[Path, dict[str, CliResult]]) -> None:

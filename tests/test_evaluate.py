@@ -13,9 +13,10 @@ from forecast.data import Dataset
 from forecast.evaluate import BlockResult, evaluate_block, mase_scales, report_samples
 from forecast.intervals import calibrate
 from forecast.metrics import METRIC_NAMES
-from forecast.networks import Architecture, Forecaster, NetworkConfig
+from forecast.network_config import Architecture, NetworkConfig
+from forecast.networks import Forecaster
 from forecast.predictor import Predictor
-from forecast.scaling import ScalingParams
+from forecast.scaling_params import ScalingParams
 from forecast.windows import Blocks, SeriesStore, build_store, split_blocks
 from tests.factories import make_dataset, perturbed_network
 

@@ -9,9 +9,10 @@ import torch
 
 from forecast.batcher import BatchInput
 from forecast.engine import batch_function
-from forecast.networks import Forecaster, NetworkConfig
+from forecast.network_config import NetworkConfig
+from forecast.networks import Forecaster
 from forecast.predictor import Predictor
-from forecast.scaling import ScalingParams
+from forecast.scaling_params import ScalingParams
 
 pytestmark = pytest.mark.gpu
 

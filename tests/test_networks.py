@@ -13,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from forecast.networks import Forecaster, NetworkConfig
+from forecast.network_config import NetworkConfig
+from forecast.networks import Forecaster
 
 ATOL = 1e-6
 N_FEATURES, HIDDEN, STEPS, BATCH = 3, 5, 12, 4

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from forecast.errors import RegistryCorrupt
-from forecast.networks import NetworkConfig
+from forecast.network_config import NetworkConfig
 from forecast.predictor import Predictor, network_from_weights, weights_bytes
-from forecast.scaling import ScalingParams
+from forecast.scaling_params import ScalingParams
 from tests.factories import perturbed_network
 
 CONFIG = NetworkConfig(arch="lstm", input_size=10, horizon=3, n_features=3, hidden_size=6)

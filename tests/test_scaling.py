@@ -11,7 +11,8 @@ from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
 from forecast.data import Dataset, Series
 from forecast.preprocess import decode, encode
-from forecast.scaling import ScalingParams, fit_scaling, scale, unscale, window_stats
+from forecast.scaling import fit_scaling, scale, unscale, window_stats
+from forecast.scaling_params import ScalingParams
 from forecast.windows import build_store, split_blocks
 
 SKLEARN = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}

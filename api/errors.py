@@ -53,7 +53,16 @@ def error_response(exc: ForecastError) -> JSONResponse:
 
 
 def _readable(error: dict[str, object]) -> str:
-    location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")  # type: ignore[attr-defined]
+    """'values[5] is 'x': Input should be a valid number' rather than pydantic's
+    'body.series.0.values.5': inside a series (named in the message's prefix) the location is
+    relative to it, and a scalar input is quoted so the user sees what was wrong."""
+    parts = [part for part in error.get("loc", ()) if part != "body"]  # type: ignore[attr-defined]
+    if len(parts) >= 2 and parts[0] == "series" and isinstance(parts[1], int):
+        parts = parts[2:]
+    location = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in parts).lstrip(".")
+    given = error.get("input")
+    if location and isinstance(given, str | int | float) and not isinstance(given, bool):
+        location += f" is {given[:40] if isinstance(given, str) else given!r}"
     return f"{location}: {error.get('msg')}" if location else str(error.get("msg"))
 
 

@@ -102,7 +102,7 @@ def _bad_input_cases(history_csv: Path) -> list[tuple[str, object, int, str]]:
     many = {"model": "demo-lstm", "series": [{"id": f"s{i}", "start": stamps[0], "values": values} for i in range(51)]}
     return [
         ("malformed json", b'{"model": "demo-lstm", "series": [', 422, "JSON"),
-        ("wrong type", series(values=["x"] * len(values)), 422, "s1"),
+        ("wrong type", series(values=[*values[:5], "x", *values[6:]]), 422, "values[5] is 'x'"),
         ("nan value", json.dumps(series(values=[*values[:-1], float("nan")])).encode(), 422, "NaN"),
         ("infinite value", json.dumps(series(values=[float("inf"), *values[1:]])).encode(), 422, "infinite"),
         ("too short", series(timestamps=stamps[:10], values=values[:10]), 422, "input size"),

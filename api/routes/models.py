@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
 
 from api.deps import EngineDep, RegistryDep
 from api.schemas import ModelList, ModelSummary, VersionSummary
@@ -43,18 +45,31 @@ def _summary(registry: Registry, name: str, served: dict[str, int]) -> ModelSumm
     return ModelSummary(name=name, versions=summaries, aliases=aliases, served=served)
 
 
+def _revalidated(request: Request, payload: BaseModel) -> Response:
+    """The JSON with a strong ETag of its bytes; 304 and no body when the client already has
+    them. Dashboards poll these listings every few seconds and they rarely change; with
+    `Cache-Control: no-cache` a browser revalidates each time and reuses its copy on 304."""
+    body = payload.model_dump_json().encode()
+    tag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+    headers = {"ETag": tag, "Cache-Control": "no-cache"}
+    offered = {t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")}
+    if tag in offered or "*" in offered:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
 @router.get("", response_model=ModelList)
-async def list_models(registry: RegistryDep, engine: EngineDep) -> ModelList:
+async def list_models(request: Request, registry: RegistryDep, engine: EngineDep) -> Response:
     def read() -> ModelList:
         return ModelList(models=[_summary(registry, n, engine.served_aliases(n)) for n in registry.list_models()])
 
-    return await asyncio.to_thread(read)
+    return _revalidated(request, await asyncio.to_thread(read))
 
 
 @router.get("/{name}", response_model=ModelSummary)
-async def get_model(name: str, registry: RegistryDep, engine: EngineDep) -> ModelSummary:
+async def get_model(name: str, request: Request, registry: RegistryDep, engine: EngineDep) -> Response:
     check_name(name)
-    return await asyncio.to_thread(_summary, registry, name, engine.served_aliases(name))
+    return _revalidated(request, await asyncio.to_thread(_summary, registry, name, engine.served_aliases(name)))
 
 
 @router.get("/{name}/versions/{version}")

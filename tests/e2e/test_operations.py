@@ -146,3 +146,24 @@ def test_graceful_shutdown_fails_readiness_first_and_serves_queued_requests(
         raise AssertionError("the server still answers after shutdown")
     except httpx.TransportError:
         pass
+
+
+def test_model_listings_carry_an_etag_and_answer_304_until_the_registry_changes(
+    registry: Path,
+    server_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    server = server_factory(registry, reload_seconds=str(RELOAD_S))
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for path in ("/v1/models", "/v1/models/demo-lstm"):
+            first = client.get(path)
+            tag = first.headers["etag"]
+            assert first.status_code == 200 and first.headers["cache-control"] == "no-cache"
+            again = client.get(path, headers={"If-None-Match": tag})
+            assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == tag
+            assert client.get(path, headers={"If-None-Match": '"something-else"'}).status_code == 200
+
+        tag = client.get("/v1/models/demo-lstm").headers["etag"]
+        run_cli("models", "promote", "demo-lstm", "1", "--alias", "canary", registry=registry)
+        changed = client.get("/v1/models/demo-lstm", headers={"If-None-Match": tag})
+        assert changed.status_code == 200 and changed.headers["etag"] != tag
+        assert changed.json()["aliases"]["canary"] == 1

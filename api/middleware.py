@@ -9,6 +9,9 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import error_response
+from forecast.errors import RequestTooLarge
+
 logger = logging.getLogger("forecast.access")
 
 
@@ -65,7 +68,7 @@ class BodyLimitMiddleware:
             return
         length = dict(scope.get("headers", [])).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, receive, send)
             return
         received = 0
 
@@ -81,18 +84,11 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, counted_receive, send)
         except _BodyTooLarge:
-            await self._refuse(send)
+            await self._refuse(scope, receive, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": "too_large",
-                "message": f"request body over {self.max_body_bytes} bytes (FORECAST_MAX_BODY_BYTES)",
-                "series_id": None,
-            }
-        ).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": body})
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = RequestTooLarge(f"request body over {self.max_body_bytes} bytes (FORECAST_MAX_BODY_BYTES)")
+        await error_response(refusal)(scope, receive, send)
 
 
 class _BodyTooLarge(Exception):

@@ -25,6 +25,8 @@ from forecast.telemetry import BATCH_SIZE, COMPUTE_TIME, QUEUE_DEPTH, QUEUE_WAIT
 
 logger = logging.getLogger(__name__)
 
+RETRY_AFTER_S = 1.0  # what a refused client is told to wait (full queue, shutting down)
+
 
 @dataclass(slots=True)
 class BatchInput:
@@ -83,12 +85,12 @@ class DynamicBatcher:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._labels = labels
-        self._retry_after_s = 1.0
         # The labelled children, looked up once: `.labels()` on every request showed up in profiles.
         self._depth = QUEUE_DEPTH.labels(*labels)
         self._wait = QUEUE_WAIT.labels(*labels)
         self._batch_size = BATCH_SIZE.labels(*labels)
         self._compute = COMPUTE_TIME.labels(*labels)
+        self._rejected = REJECTED.labels(*labels)
 
     @property
     def depth(self) -> int:
@@ -109,12 +111,12 @@ class DynamicBatcher:
     async def submit(self, payloads: Sequence[BatchInput], timeout_s: float) -> list[BatchOutput]:
         """Queue one request's series together (all or none) and wait for their forecasts."""
         if self._closing:
-            raise ShuttingDown("the service is shutting down; retry on another instance", retry_after_s=1.0)
+            raise ShuttingDown("the service is shutting down; retry on another instance", retry_after_s=RETRY_AFTER_S)
         if len(self._queue) + len(payloads) > self.queue_limit:
-            REJECTED.labels(*self._labels).inc(len(payloads))
+            self._rejected.inc(len(payloads))
             raise Overloaded(
                 f"the model's queue is full ({len(self._queue)} series waiting, limit {self.queue_limit}); retry shortly",
-                retry_after_s=self._retry_after_s,
+                retry_after_s=RETRY_AFTER_S,
             )
         loop = asyncio.get_running_loop()
         now = time.monotonic()

@@ -86,7 +86,6 @@ def same_freq(left: str, right: str) -> bool:
     return bool(to_offset(left) == to_offset(right))
 
 
-@lru_cache(maxsize=256)
 @lru_cache(maxsize=256)  # on the serving path for every posted series
 def fixed_step_ns(freq: str) -> int | None:
     """The step of a fixed frequency ('h', '15min', 'D') in nanoseconds; None for calendar
@@ -152,27 +151,24 @@ def to_long(frame: pd.DataFrame, columns: Columns, target: str | None = None) ->
     return long[(rank > 0) & (remaining > 0)][["series_id", "timestamp", "value"]]
 
 
+_SPELLED_INFINITY = ("inf", "-inf", "infinity", "-infinity")
+
+
 def parse_values(series_id: str, raw: object, timestamps: pd.DatetimeIndex | None = None) -> np.ndarray:
     """Values as finite float64, or an error naming the first bad entry."""
     as_series = pd.Series(raw, dtype=object) if not isinstance(raw, pd.Series) else raw.reset_index(drop=True)
     numbers = pd.to_numeric(as_series, errors="coerce")
-    not_numbers = (
-        numbers.isna()
-        & as_series.notna()
-        & ~as_series.astype(str)
-        .str.strip()
-        .str.lower()
-        .isin(["nan", "", "inf", "-inf", "infinity", "-infinity", "none", "null"])
-    )
-    where = _position_label(timestamps)
-    if not_numbers.any():
-        position = int(np.flatnonzero(not_numbers.to_numpy())[0])
-        raise NonNumericValues(
-            f"value {as_series.iloc[position]!r} {where(position)} is not a number", series_id=series_id
-        )
-    spelled_infinity = as_series.astype(str).str.strip().str.lower().isin(["inf", "-inf", "infinity", "-infinity"])
     values = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-    values[spelled_infinity.to_numpy()] = np.inf
+    where = _position_label(timestamps)
+    if numbers.isna().any():  # only then is the text worth reading (it is slow on a long column)
+        text = as_series.astype(str).str.strip().str.lower()
+        not_numbers = numbers.isna() & as_series.notna() & ~text.isin(["nan", "", "none", "null", *_SPELLED_INFINITY])
+        if not_numbers.any():
+            position = int(np.flatnonzero(not_numbers.to_numpy())[0])
+            raise NonNumericValues(
+                f"value {as_series.iloc[position]!r} {where(position)} is not a number", series_id=series_id
+            )
+        values[text.isin(_SPELLED_INFINITY).to_numpy()] = np.inf
     bad = ~np.isfinite(values)
     if bad.any():
         position = int(np.flatnonzero(bad)[0])
@@ -213,13 +209,8 @@ def parse_timestamps(series_id: str, raw: object) -> pd.DatetimeIndex:
 def parse_timestamps_fast(series_id: str, raw: list[str]) -> pd.DatetimeIndex:
     """ISO 8601 timestamps without a zone parse in numpy (about 100x faster than pandas on a
     request's worth); anything else takes the general path with its error messages."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # numpy warns on zone offsets: let pandas convert those
-        try:
-            return pd.DatetimeIndex(np.array(raw, dtype="datetime64[ns]"))
-        except (ValueError, TypeError, UserWarning, DeprecationWarning, OverflowError):
-            pass
-    return parse_timestamps(series_id, raw)
+    parsed = _numpy_datetimes(raw)
+    return pd.DatetimeIndex(parsed) if parsed is not None else parse_timestamps(series_id, raw)
 
 
 def parse_instant(series_id: str, raw: str) -> pd.Timestamp:
@@ -230,12 +221,17 @@ def parse_instant(series_id: str, raw: str) -> pd.Timestamp:
 
 @lru_cache(maxsize=1024)
 def _iso_instant(raw: str) -> pd.Timestamp | None:
-    """numpy's ISO 8601 parse, or None where pandas must decide (zone offsets, other formats).
-    Cached: the series of a request, and of successive requests, mostly share their start."""
+    """Cached: the series of a request, and of successive requests, mostly share their start."""
+    parsed = _numpy_datetimes([raw])
+    return pd.Timestamp(parsed[0]) if parsed is not None else None
+
+
+def _numpy_datetimes(raw: list[str]) -> np.ndarray | None:
+    """numpy's ISO 8601 parse, or None where pandas must decide (zone offsets, other formats)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error")  # numpy warns on zone offsets: let pandas convert those
         try:
-            return pd.Timestamp(np.datetime64(raw, "ns"))
+            return np.array(raw, dtype="datetime64[ns]")
         except (ValueError, TypeError, UserWarning, DeprecationWarning, OverflowError):
             return None
 

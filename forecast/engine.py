@@ -38,18 +38,12 @@ _IDLE_UNLOAD_S = 300.0
 
 def batch_function(predictor: Predictor) -> BatchFunction:
     """The forward pass the batcher runs on the inference thread."""
-    on_cuda = predictor.device.type == "cuda"
 
     def run(inputs: Sequence[BatchInput]) -> list[BatchOutput]:
         history = torch.from_numpy(np.stack([item.history for item in inputs]))  # (B, L)
         features = torch.from_numpy(np.stack([item.features for item in inputs]))  # (B, L, F)
-        if on_cuda:  # pinned host memory lets the copy run asynchronously
-            history, features = history.pin_memory(), features.pin_memory()
-        with torch.inference_mode():
-            mean, spread = predictor.forward_raw(history, features)  # (B, H), (B, 1)
-        means = mean.double().cpu().numpy()
-        spreads = spread.double().cpu().numpy()[:, 0]
-        return [BatchOutput(mean=means[i], spread=float(spreads[i])) for i in range(len(inputs))]
+        prediction = predictor.predict(history, features)
+        return [BatchOutput(mean=prediction.mean[i], spread=float(prediction.spread[i])) for i in range(len(inputs))]
 
     return run
 
@@ -183,10 +177,10 @@ class Engine:
 
     @staticmethod
     def _warm_up(served: ServedModel) -> None:
-        features = len(served.manifest.features) * 2
+        network = served.manifest.network
         sample = BatchInput(
-            history=np.zeros(served.manifest.input_size, dtype=np.float32),
-            features=np.zeros((served.manifest.input_size, features), dtype=np.float32),
+            history=np.zeros(network.input_size, dtype=np.float32),
+            features=np.zeros((network.input_size, network.n_features - 1), dtype=np.float32),  # all but the value
         )
         served.run_batch([sample])
 

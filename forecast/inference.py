@@ -34,6 +34,7 @@ class PreparedSeries:
     series_id: str
     window: BatchInput
     future: np.ndarray  # (horizon,) datetime64[ns]
+    future_iso: tuple[str, ...]  # the same instants as the response writes them
 
 
 @dataclass(slots=True)
@@ -107,6 +108,7 @@ def prepare_series(
             features=_window_features(first_input, manifest.input_size, manifest.freq, tuple(manifest.features)),
         ),
         future=_future(last, manifest.freq, horizon),
+        future_iso=_future_iso(last, manifest.freq, horizon),
     )
 
 
@@ -145,29 +147,25 @@ def check_request(manifest: Manifest, horizon: int | None, levels: list[float]) 
     return served
 
 
-def _iso(stamps: np.ndarray) -> list[str]:
-    """ISO 8601 strings, as Timestamp.isoformat() writes them."""
-    return list(_iso_cached(stamps.view(np.int64).tobytes()))
-
-
 @lru_cache(maxsize=4096)
-def _iso_cached(nanos_bytes: bytes) -> tuple[str, ...]:
-    nanos = np.frombuffer(nanos_bytes, dtype=np.int64)
-    if (nanos % 1_000_000_000 == 0).all():
-        return tuple(np.datetime_as_string(nanos.view("datetime64[ns]"), unit="s").tolist())
-    return tuple(t.isoformat() for t in pd.DatetimeIndex(nanos.view("datetime64[ns]")))
+def _future_iso(last_ns: int, freq: str, horizon: int) -> tuple[str, ...]:
+    """`_future` as ISO 8601 strings, as Timestamp.isoformat() writes them (same cache key)."""
+    future = _future(last_ns, freq, horizon)
+    if (future.view(np.int64) % 1_000_000_000 == 0).all():
+        return tuple(np.datetime_as_string(future, unit="s").tolist())
+    return tuple(t.isoformat() for t in pd.DatetimeIndex(future))
 
 
 def assemble(manifest: Manifest, prepared: PreparedSeries, output: BatchOutput, levels: list[float]) -> SeriesForecast:
     horizon = len(prepared.future)
-    mean = output.mean[None, :horizon].astype(np.float64)  # (1, h)
+    mean = np.asarray(output.mean[None, :horizon], dtype=np.float64)  # (1, h); no copy when already float64
     intervals = {}
     for level in levels:
         lower, upper = interval_bounds(mean, np.array([output.spread]), manifest.intervals, level)
         intervals[f"{level:g}"] = {"lower": lower[0].tolist(), "upper": upper[0].tolist()}
     return SeriesForecast(
         series_id=prepared.series_id,
-        timestamps=_iso(prepared.future),
+        timestamps=list(prepared.future_iso),
         mean=mean[0].tolist(),
         intervals=intervals,
     )

@@ -171,17 +171,18 @@ def run_training(
     trained = time.perf_counter()
 
     predictor = Predictor(result.network, scaling, device)
-    scales = mase_scales(store, blocks, mase_period(dataset.freq))
+    period = mase_period(dataset.freq)
+    scales = mase_scales(store, blocks, period)
     seasonal = season_length(dataset.freq)
     validation = evaluate_block(predictor, store, blocks, "validation", season_length=seasonal, scales=scales)
     test = evaluate_block(predictor, store, blocks, "test", season_length=seasonal, scales=scales)
+    _require_finite(name, {"validation": validation.metrics, "test": test.metrics})  # before more work on it
     calibration = calibrate(conformity_scores(validation.actual, validation.forecast, validation.spread))
     calibration.coverage = empirical_coverage(test.actual, test.forecast, test.spread, calibration)
     report = {
         "epochs": [record.model_dump() for record in result.epochs],
         "samples": report_samples(dataset, store, test, calibration, input_size=input_size),
     }
-    _require_finite(name, {"validation": validation.metrics, "test": test.metrics})
     comparison = _production_on_same_test(registry, name, dataset, config, device) if promote else None
     evaluated = time.perf_counter()
 
@@ -196,7 +197,7 @@ def run_training(
             features=features,
             scaling=scaling,
             season_length=seasonal,
-            mase_period=mase_period(dataset.freq),
+            mase_period=period,
             data=DataFingerprint(
                 sha256=dataset.fingerprint(),
                 source=str(data),

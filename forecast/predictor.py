@@ -41,6 +41,8 @@ class Predictor:
 
     def predict(self, history: torch.Tensor, features: torch.Tensor, batch_size: int = 4096) -> Prediction:
         """history (B, L), features (B, L, F), both on any device -> Prediction."""
+        if self.device.type == "cuda" and not history.is_cuda:  # pinned memory: asynchronous copies
+            history, features = history.pin_memory(), features.pin_memory()
         means, spreads = [], []
         with torch.inference_mode():
             for start in range(0, history.shape[0], batch_size):

@@ -65,11 +65,6 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def series_csv(tmp_path: Path) -> Path:
-    return write_csv(seasonal_frame(), tmp_path / "series.csv")
-
-
 @dataclass(slots=True)
 class CliResult:
     argv: list[str]

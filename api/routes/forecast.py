@@ -66,12 +66,14 @@ async def forecast(
     request: Request, body: ForecastRequest, engine: EngineDep, settings: SettingsDep
 ) -> FastJSONResponse:
     started = time.perf_counter()
-    version_label, status = "", 200
+    # Labels come from the served model, never from the request's text: made-up model names
+    # must not create new Prometheus series. "-" until a model is resolved.
+    model_label, version_label, status = "-", "", 500
     try:
         _check_limits(body, settings.max_series_per_request, settings.max_points_per_series)
         async with engine.lease(body.model, body.version, body.alias) as served:
             manifest = served.manifest
-            version_label = str(manifest.version)
+            model_label, version_label = manifest.name, str(manifest.version)
             horizon = check_request(manifest, body.horizon, body.levels)
             prepared = [
                 prepare_series(
@@ -83,12 +85,13 @@ async def forecast(
                 request, served.batcher.submit([p.window for p in prepared], timeout_s=settings.request_timeout_s)
             )
             forecasts = [assemble(manifest, p, o, body.levels) for p, o in zip(prepared, outputs, strict=True)]
+        status = 200
     except ForecastError as exc:
         status = status_of(exc)[0]
         raise
     finally:
-        REQUESTS.labels(body.model, version_label, str(status)).inc()
-        REQUEST_LATENCY.labels(body.model).observe(time.perf_counter() - started)
+        REQUESTS.labels(model_label, version_label, str(status)).inc()
+        REQUEST_LATENCY.labels(model_label).observe(time.perf_counter() - started)
     content = {
         "model": {"name": manifest.name, "version": manifest.version, "arch": manifest.arch},
         "forecasts": [

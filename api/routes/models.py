@@ -76,18 +76,21 @@ async def get_model(name: str, request: Request, registry: RegistryDep, engine: 
 async def get_version(name: str, version: int, registry: RegistryDep) -> dict[str, Any]:
     """The version's manifest: hyperparameters, metrics, calibration, provenance."""
     check_name(name)
-    registry.resolve(name, version)
-    manifest = await asyncio.to_thread(registry.manifest, name, version)
-    return manifest.model_dump(mode="json")
+
+    def read() -> dict[str, Any]:
+        registry.resolve(name, version)  # 404 naming the known models or versions
+        return registry.manifest(name, version).model_dump(mode="json")
+
+    return await asyncio.to_thread(read)
 
 
 @router.get("/{name}/versions/{version}/report")
 async def get_report(name: str, version: int, registry: RegistryDep) -> dict[str, Any]:
     """Loss per epoch and actual-vs-forecast samples of the test block, for the dashboard."""
     check_name(name)
-    registry.resolve(name, version)
 
     def read() -> dict[str, Any]:
+        registry.resolve(name, version)  # 404 naming the known models or versions
         manifest = registry.manifest(name, version)
         report: dict[str, Any] = json.loads(registry.read_file(name, version, REPORT_FILE, manifest))
         return report

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import seasonal_frame
+from tests.conftest import CliResult, run_forecast, seasonal_frame
 
 FORECAST = [sys.executable, "-m", "forecast.cli"]
 START_TIMEOUT_S = 90.0
@@ -27,21 +27,15 @@ TRAIN_ARGS = [
 ]  # fmt: skip
 
 
-def run_cli(*args: str, registry: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [*FORECAST, *args, "--registry", str(registry)]
-        if args[0] == "train"
-        else [*FORECAST, args[0], "--registry", str(registry), *args[1:]],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def run_cli(*args: str, registry: Path, check: bool = True) -> CliResult:
+    """`forecast ARGS --registry REGISTRY` in a fresh process (tests.conftest.run_forecast)."""
+    result = run_forecast(*args, "--registry", registry)
     if check and result.returncode != 0:
         raise AssertionError(f"forecast {' '.join(args)} failed: {result.stderr}")
     return result
 
 
-def train(registry: Path, data: Path, name: str, arch: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def train(registry: Path, data: Path, name: str, arch: str, *extra: str) -> CliResult:
     return run_cli("train", "--data", str(data), "--name", name, "--arch", arch, *TRAIN_ARGS, *extra, registry=registry)
 
 

@@ -14,6 +14,7 @@ from types import FrameType
 import uvicorn
 
 from api.app import create_app
+from api.gc_tuning import tune_gc
 from forecast.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, registry: str | None = None
     app = create_app(settings)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=30)
     server = DrainingServer(config, grace_s=settings.shutdown_grace_s)
+    tune_gc(settings.gc_threshold)  # after the imports and the app, before the models load
     shown = "localhost" if host in {"0.0.0.0", "::"} else host
     print(
         f"forecast API on http://{shown}:{port}  (dashboard: http://{shown}:{port}/dashboard/, docs: /docs)", flush=True

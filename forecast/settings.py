@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     queue_limit: int = Field(default=2048, ge=1)
     # Intra-op threads of torch in the server; 0 keeps torch's default (one per core).
     torch_threads: int = Field(default=0, ge=0, le=256)
+    # The server's young-generation GC threshold (CPython's default is 700); 0 keeps the defaults
+    # and skips gc.freeze(). See api/gc_tuning.py for why.
+    gc_threshold: int = Field(default=50_000, ge=0)
     request_timeout_s: float = Field(default=30.0, gt=0.0)
     reload_seconds: float = Field(default=2.0, gt=0.0)
     max_series_per_request: int = Field(default=1000, ge=1)

@@ -54,7 +54,8 @@ def gpu_tests(log: Path | None) -> dict[str, Any]:
 
 def serve_on_cuda(duration: float, log: Path | None) -> dict[str, Any]:
     serve = subprocess.run(
-        [sys.executable, "bench/serve.py", "--quick", "--duration", str(duration)],
+        # two interleaved rounds, not three: the section has to fit the lent device's minutes
+        [sys.executable, "bench/serve.py", "--quick", "--duration", str(duration), "--rounds", "2"],
         cwd=ROOT, env={**os.environ, "FORECAST_DEVICE": "cuda"}, capture_output=True, text=True, timeout=420,
     )  # fmt: skip
     if log is not None:

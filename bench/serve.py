@@ -7,7 +7,7 @@ at 1, 16, 64 and 256 concurrent connections, with 1 and 32 series per request, i
     with the network replaced by a no-op (FORECAST_BENCH_NOOP_MODEL=1): what the server
     serves when the model costs nothing,
   - the model ceiling: the raw batched forward of the same network, in this process, at the
-    mean batch size the batching server formed.
+    mean batch size the batching server formed, measured right after each batching run.
 All ratios in the output compare numbers measured in this one run, on this machine: the three
 servers run side by side and each load point is measured on them in turn; the 64-connection
 points the bars read are measured in `--rounds` interleaved rounds and the median run is kept.
@@ -190,11 +190,12 @@ def measure(
 
 def load_curves(
     servers: dict[str, Server], model: str, bodies: dict[int, Path], duration_s: float, concurrency: tuple[int, ...],
-    rounds: int,
+    rounds: int, ceiling: ModelCeiling,
 ) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
     """Every load point on every server (the modes), the modes interleaved so that the ratios
     the bars read compare measurements taken seconds apart: the host's speed drifts by more
-    than the bars' margins over the minutes a run takes. The points the bars read (64
+    than the bars' margins over the minutes a run takes. The raw forward at the batch size a
+    batching run formed is measured right after that run. The points the bars read (64
     connections) are measured `rounds` times and the median run is kept."""
     curves: dict[str, list[dict[str, Any]]] = {mode: [] for mode in servers}
     for series_count, body in bodies.items():
@@ -203,41 +204,43 @@ def load_curves(
             runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in servers}
             for _ in range(repeats):
                 for mode, server in servers.items():
-                    runs[mode].append(measure(server, model, body, series_count, connections, duration_s))
+                    result = measure(server, model, body, series_count, connections, duration_s)
+                    if mode == "batching":
+                        result["model_ceiling_series_per_s"] = ceiling.series_per_s(
+                            round(result["mean_batch_size"] or 1)
+                        )
+                    runs[mode].append(result)
             for mode, results in runs.items():
                 ordered = sorted(results, key=lambda r: r["requests_per_s"])
                 median = dict(ordered[len(ordered) // 2])
                 median["rounds_requests_per_s"] = [r["requests_per_s"] for r in results]
+                if mode == "batching":
+                    median["rounds_model_ceiling_series_per_s"] = [r["model_ceiling_series_per_s"] for r in results]
                 curves[mode].append(median)
                 print(model, mode, median, file=sys.stderr)
     return curves
 
 
-def model_ceiling(registry: Registry, name: str, batch_sizes: list[int]) -> dict[int, float]:
-    """Series/s of the raw forward pass alone, at each batch size, on the device the server used
-    (FORECAST_DEVICE) with the same threads. On CUDA each pass includes the copies both ways."""
-    device = resolve_device(os.environ.get("FORECAST_DEVICE", "cpu"))
-    manifest, predictor = load_predictor(registry, name, 1, device)
-    features = 2 * len(manifest.features)
-    ceiling = {}
-    for batch in batch_sizes:
-        history = torch.randn(batch, manifest.input_size).add_(30.0)
-        calendar = torch.randn(batch, manifest.input_size, features)
-        if device.type == "cuda":
+class ModelCeiling:
+    """The raw forward pass of a served network alone, in this process, on the device the server
+    used (FORECAST_DEVICE) with the same threads. On CUDA each pass includes the copies both ways."""
+
+    def __init__(self, registry: Registry, name: str) -> None:
+        self.device = resolve_device(os.environ.get("FORECAST_DEVICE", "cpu"))
+        self.manifest, self.predictor = load_predictor(registry, name, 1, self.device)
+
+    def series_per_s(self, batch: int, seconds: float = 1.0) -> float:
+        history = torch.randn(batch, self.manifest.input_size).add_(30.0)
+        calendar = torch.randn(batch, self.manifest.input_size, 2 * len(self.manifest.features))
+        if self.device.type == "cuda":
             history, calendar = history.pin_memory(), calendar.pin_memory()
         with torch.inference_mode():
-            predictor.forward_raw(history, calendar)[0].cpu()
+            self.predictor.forward_raw(history, calendar)[0].cpu()
             runs, started = 0, time.perf_counter()
-            while time.perf_counter() - started < 1.0:
-                predictor.forward_raw(history, calendar)[0].cpu()  # .cpu() waits for the device
+            while time.perf_counter() - started < seconds:
+                self.predictor.forward_raw(history, calendar)[0].cpu()  # .cpu() waits for the device
                 runs += 1
-        ceiling[batch] = runs * batch / (time.perf_counter() - started)
-    return ceiling
-
-
-def ceiling_at(ceiling: dict[int, float], batch: float | None) -> float:
-    sizes = sorted(ceiling)
-    return float(np.interp(batch or 1.0, sizes, [ceiling[s] for s in sizes]))
+        return runs * batch / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -269,20 +272,20 @@ def main() -> None:
             )
             bodies[count] = path
         # The three servers run side by side, idle but for the one being measured.
+        ceiling = ModelCeiling(registry, name)
         servers: dict[str, Server] = {}
         try:
             for mode, settings in MODES.items():
                 servers[mode] = Server(registry.root, **settings)
-            curves = load_curves(servers, name, bodies, args.duration, concurrency, args.rounds)
+            curves = load_curves(servers, name, bodies, args.duration, concurrency, args.rounds, ceiling)
         finally:
             for server in servers.values():
                 server.stop()
-        formed = sorted({round(r["mean_batch_size"] or 1) for r in curves["batching"]} | {1, 8, 32, 64})
-        ceilings = [model_ceiling(registry, name, formed) for _ in range(args.rounds)]
-        ceiling = {batch: float(np.median([c[batch] for c in ceilings])) for batch in formed}
-        for row in curves["batching"]:
-            row["model_ceiling_series_per_s"] = ceiling_at(ceiling, row["mean_batch_size"])
-        result["models"][name] = {"shape": shape, "curves": curves, "model_ceiling_series_per_s": ceiling}
+        result["models"][name] = {
+            "shape": shape,
+            "curves": curves,
+            "model_ceiling_series_per_s": {batch: ceiling.series_per_s(batch) for batch in (1, 8, 32, 64)},
+        }
     result["bars"] = bars(result["models"])
     if args.sweep:
         result["sweep"] = sweep(registry, workdir, values, args.duration)
@@ -314,11 +317,12 @@ def bars(models: dict[str, Any]) -> dict[str, Any]:
     many = {}
     for name, model in models.items():
         curves = model["curves"]
-        model_ceiling = _row(curves["batching"], 32, BAR_CONNECTIONS)["model_ceiling_series_per_s"]
+        row = _row(curves["batching"], 32, BAR_CONNECTIONS)
+        model_ceiling = np.asarray(row.get("rounds_model_ceiling_series_per_s", [row["model_ceiling_series_per_s"]]))
         http = _rounds(curves["http_ceiling"], 32)
         share = _paired(_rounds(curves["batching"], 32), np.minimum(http, model_ceiling))
         many[name] = {"served_series_per_s": float(np.median(_rounds(curves["batching"], 32))),
-                      "http_ceiling": float(np.median(http)), "model_ceiling": model_ceiling,
+                      "http_ceiling": float(np.median(http)), "model_ceiling": float(np.median(model_ceiling)),
                       "share_of_lower_ceiling": share["value"], **share}  # fmt: skip
     return {
         "1_large_64_clients_batching_speedup": {**speedup, "bar": 2.5, "pass": speedup["value"] >= 2.5},

@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, machine
+from bench.serve import HORIZON, MODELS, ModelCeiling
 from forecast.network_config import NetworkConfig
 from forecast.networks import Forecaster
 from forecast.predictor import Predictor
@@ -67,28 +68,13 @@ def serve_on_cuda(duration: float, log: Path | None) -> dict[str, Any]:
 
 
 def cuda_forward_ceiling() -> dict[str, dict[int, float]]:
-    """Series/s of the raw forward on CUDA for the two serving benchmark shapes."""
-    device = torch.device("cuda")
+    """Series/s of the raw forward on CUDA for the serving benchmark's two shapes (untrained
+    weights: the cost does not depend on them)."""
     result = {}
-    for name, (hidden, layers, input_size) in {"small": (64, 1, 168), "large": (256, 2, 336)}.items():
-        config = NetworkConfig(
-            arch="lstm", input_size=input_size, horizon=24, n_features=5, hidden_size=hidden, num_layers=layers
-        )
-        predictor = Predictor(Forecaster(config), ScalingParams(mode="window"), device)
-        rates = {}
-        for batch in (1, 8, 64, 256, 1024):
-            history = torch.randn(batch, input_size).add_(30.0).pin_memory()
-            features = torch.randn(batch, input_size, 4).pin_memory()
-            with torch.inference_mode():
-                for _ in range(3):
-                    predictor.forward_raw(history, features)
-                torch.cuda.synchronize()
-                runs, started = 0, time.perf_counter()
-                while time.perf_counter() - started < 1.0:
-                    predictor.forward_raw(history, features)[0].cpu()
-                    runs += 1
-            rates[batch] = runs * batch / (time.perf_counter() - started)
-        result[name] = rates
+    for name, shape in MODELS.items():
+        config = NetworkConfig.model_validate({"arch": "lstm", "horizon": HORIZON, "n_features": 5, **shape})
+        ceiling = ModelCeiling(Predictor(Forecaster(config), ScalingParams(mode="window"), torch.device("cuda")))
+        result[name] = {batch: ceiling.series_per_s(batch) for batch in (1, 8, 64, 256, 1024)}
     return result
 
 

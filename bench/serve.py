@@ -42,7 +42,7 @@ from forecast.data import BUNDLED_SETS
 from forecast.devices import resolve_device
 from forecast.job import run_training
 from forecast.manifest import TrainingConfig
-from forecast.predictor import load_predictor
+from forecast.predictor import Predictor, load_predictor
 from forecast.registry import Registry
 
 MODELS = {
@@ -115,12 +115,14 @@ class Server:
         tail = self.log.read().decode(errors="replace")[-3000:]
         raise RuntimeError(f"server did not become ready; its stderr ends with:\n{tail}")
 
-    def batch_stats(self, model: str) -> tuple[float, float]:
-        """(sum, count) of the batch-size histogram of one model."""
+    def model_metrics(self, model: str) -> dict[str, float]:
+        """One model's queue depth and batch-size histogram (sum, count), from /metrics."""
         text = httpx.get(f"{self.url}/metrics", timeout=120).text
-        total = re.search(rf'forecast_batch_size_sum{{model="{model}",version="1"}} ([0-9.e+]+)', text)
-        count = re.search(rf'forecast_batch_size_count{{model="{model}",version="1"}} ([0-9.e+]+)', text)
-        return (float(total.group(1)) if total else 0.0, float(count.group(1)) if count else 0.0)
+        found = {}
+        for metric in ("forecast_queue_depth", "forecast_batch_size_sum", "forecast_batch_size_count"):
+            match = re.search(rf'{metric}{{model="{model}",version="1"}} ([0-9.e+]+)', text)
+            found[metric] = float(match.group(1)) if match else 0.0
+        return found
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -157,33 +159,31 @@ def wrk(url: str, body: Path, connections: int, duration_s: float) -> dict[str, 
     }
 
 
-def settle(server: Server, model: str, limit_s: float = 60.0) -> None:
-    """Wait until the model's queue is empty: requests that wrk abandoned at the end of a run
-    must not take CPU from the next measurement (another server may be measured next)."""
+def settle(server: Server, model: str, limit_s: float = 60.0) -> dict[str, float]:
+    """The model's metrics once its queue is empty: requests that wrk abandoned at the end of a
+    run must not take CPU from the next measurement (another server may be measured next)."""
     deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        text = httpx.get(f"{server.url}/metrics", timeout=120).text
-        depth = re.search(rf'forecast_queue_depth{{model="{model}",version="1"}} ([0-9.e+]+)', text)
-        if depth is None or float(depth.group(1)) == 0:
-            return
+    metrics = server.model_metrics(model)
+    while metrics["forecast_queue_depth"] > 0 and time.monotonic() < deadline:
         time.sleep(0.2)
+        metrics = server.model_metrics(model)
+    return metrics
 
 
 def measure(
     server: Server, model: str, body: Path, series_count: int, connections: int, duration_s: float
 ) -> dict[str, Any]:
     wrk(server.url, body, connections, 1.0)  # warm-up, not recorded
-    settle(server, model)
-    before = server.batch_stats(model)
+    before = settle(server, model)
     result = wrk(server.url, body, connections, duration_s)
-    after = server.batch_stats(model)
-    settle(server, model)
-    batches = after[1] - before[1]
+    after = settle(server, model)
+    batches = after["forecast_batch_size_count"] - before["forecast_batch_size_count"]
+    formed = after["forecast_batch_size_sum"] - before["forecast_batch_size_sum"]
     result.update(
         series_per_request=series_count,
         connections=connections,
         series_per_s=result["requests_per_s"] * series_count,
-        mean_batch_size=(after[0] - before[0]) / batches if batches else None,
+        mean_batch_size=formed / batches if batches else None,
     )
     return result
 
@@ -222,20 +222,27 @@ def load_curves(
 
 
 class ModelCeiling:
-    """The raw forward pass of a served network alone, in this process, on the device the server
-    used (FORECAST_DEVICE) with the same threads. On CUDA each pass includes the copies both ways."""
+    """The raw forward pass of a network alone, in this process, with the server's threads. On
+    CUDA each pass includes the copies both ways."""
 
-    def __init__(self, registry: Registry, name: str) -> None:
-        self.device = resolve_device(os.environ.get("FORECAST_DEVICE", "cpu"))
-        self.manifest, self.predictor = load_predictor(registry, name, 1, self.device)
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+
+    @classmethod
+    def served(cls, registry: Registry, name: str) -> ModelCeiling:
+        """Version 1 of a registry's model on the device the server used (FORECAST_DEVICE)."""
+        device = resolve_device(os.environ.get("FORECAST_DEVICE", "cpu"))
+        return cls(load_predictor(registry, name, 1, device)[1])
 
     def series_per_s(self, batch: int, seconds: float = 1.0) -> float:
-        history = torch.randn(batch, self.manifest.input_size).add_(30.0)
-        calendar = torch.randn(batch, self.manifest.input_size, 2 * len(self.manifest.features))
-        if self.device.type == "cuda":
+        config = self.predictor.config
+        history = torch.randn(batch, config.input_size).add_(30.0)
+        calendar = torch.randn(batch, config.input_size, config.n_features - 1)  # all but the value
+        if self.predictor.device.type == "cuda":
             history, calendar = history.pin_memory(), calendar.pin_memory()
         with torch.inference_mode():
-            self.predictor.forward_raw(history, calendar)[0].cpu()
+            for _ in range(3):  # warm-up: allocator, cuDNN plans
+                self.predictor.forward_raw(history, calendar)[0].cpu()
             runs, started = 0, time.perf_counter()
             while time.perf_counter() - started < seconds:
                 self.predictor.forward_raw(history, calendar)[0].cpu()  # .cpu() waits for the device
@@ -272,7 +279,7 @@ def main() -> None:
             )
             bodies[count] = path
         # The three servers run side by side, idle but for the one being measured.
-        ceiling = ModelCeiling(registry, name)
+        ceiling = ModelCeiling.served(registry, name)
         servers: dict[str, Server] = {}
         try:
             for mode, settings in MODES.items():
@@ -298,8 +305,7 @@ def _row(curve: list[dict[str, Any]], series: int, connections: int) -> dict[str
 
 
 def _rounds(curve: list[dict[str, Any]], series: int) -> np.ndarray:
-    row = _row(curve, series, BAR_CONNECTIONS)
-    return np.asarray(row.get("rounds_requests_per_s", [row["requests_per_s"]]), dtype=float) * series
+    return np.asarray(_row(curve, series, BAR_CONNECTIONS)["rounds_requests_per_s"], dtype=float) * series
 
 
 def _paired(numerator: np.ndarray, denominator: np.ndarray) -> dict[str, Any]:
@@ -317,8 +323,7 @@ def bars(models: dict[str, Any]) -> dict[str, Any]:
     many = {}
     for name, model in models.items():
         curves = model["curves"]
-        row = _row(curves["batching"], 32, BAR_CONNECTIONS)
-        model_ceiling = np.asarray(row.get("rounds_model_ceiling_series_per_s", [row["model_ceiling_series_per_s"]]))
+        model_ceiling = np.asarray(_row(curves["batching"], 32, BAR_CONNECTIONS)["rounds_model_ceiling_series_per_s"])
         http = _rounds(curves["http_ceiling"], 32)
         share = _paired(_rounds(curves["batching"], 32), np.minimum(http, model_ceiling))
         many[name] = {"served_series_per_s": float(np.median(_rounds(curves["batching"], 32))),

@@ -33,8 +33,19 @@ from forecast.manifest import Manifest
 class PreparedSeries:
     series_id: str
     window: BatchInput
-    future: np.ndarray  # (horizon,) datetime64[ns]
-    future_iso: tuple[str, ...]  # the same instants as the response writes them
+    last_ns: int  # the last posted instant, which with freq and horizon fixes the future ones
+    freq: str
+    horizon: int
+
+    @property
+    def future(self) -> np.ndarray:
+        """(horizon,) datetime64[ns]"""
+        return _future(self.last_ns, self.freq, self.horizon)
+
+    @property
+    def future_iso(self) -> tuple[str, ...]:
+        """The same instants as the response writes them."""
+        return _future_iso(self.last_ns, self.freq, self.horizon)
 
 
 @dataclass(slots=True)
@@ -107,8 +118,9 @@ def prepare_series(
             history=series_values[-manifest.input_size :].astype(np.float32),
             features=_window_features(first_input, manifest.input_size, manifest.freq, tuple(manifest.features)),
         ),
-        future=_future(last, manifest.freq, horizon),
-        future_iso=_future_iso(last, manifest.freq, horizon),
+        last_ns=last,
+        freq=manifest.freq,
+        horizon=horizon,
     )
 
 
@@ -157,8 +169,7 @@ def _future_iso(last_ns: int, freq: str, horizon: int) -> tuple[str, ...]:
 
 
 def assemble(manifest: Manifest, prepared: PreparedSeries, output: BatchOutput, levels: list[float]) -> SeriesForecast:
-    horizon = len(prepared.future)
-    mean = np.asarray(output.mean[None, :horizon], dtype=np.float64)  # (1, h); no copy when already float64
+    mean = np.asarray(output.mean[None, : prepared.horizon], dtype=np.float64)  # (1, h); no copy when already float64
     intervals = {}
     for level in levels:
         lower, upper = interval_bounds(mean, np.array([output.spread]), manifest.intervals, level)

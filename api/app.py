@@ -16,8 +16,9 @@ from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from api.routes import forecast, health, models
 from forecast import __version__
-from forecast.engine import Engine
-from forecast.registry import Registry
+from forecast.registry.store import Registry
+from forecast.serving.engine import Engine
+from forecast.serving.pipeline import ForwardFactory, network_forward
 from forecast.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -25,12 +26,14 @@ logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, forward_factory: ForwardFactory = network_forward) -> FastAPI:
+    """The service on `settings`' registry; `forward_factory` builds each version's forward pass
+    (the network's; the serving benchmark passes a no-op to measure the HTTP path alone)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = Engine(Registry(settings.registry), settings)
+        engine = Engine(Registry(settings.registry), settings, forward_factory)
         app.state.engine = engine
         app.state.draining = False
         await engine.start()

@@ -9,25 +9,25 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from forecast.engine import Engine
-from forecast.registry import Registry
+from forecast.registry.store import Registry
+from forecast.serving.engine import Engine
 from forecast.settings import Settings
 
 
-async def get_settings(request: Request) -> Settings:
+async def app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-async def get_engine(request: Request) -> Engine:
+async def app_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-async def get_registry(request: Request) -> Registry:
-    return (await get_engine(request)).registry
+async def app_registry(request: Request) -> Registry:
+    return (await app_engine(request)).registry
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-EngineDep = Annotated[Engine, Depends(get_engine)]
-RegistryDep = Annotated[Registry, Depends(get_registry)]
+SettingsDep = Annotated[Settings, Depends(app_settings)]
+EngineDep = Annotated[Engine, Depends(app_engine)]
+RegistryDep = Annotated[Registry, Depends(app_registry)]

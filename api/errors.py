@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.schemas import error_body
 from forecast.errors import (
     ClientDisconnected,
     DeadlineExceeded,
@@ -36,20 +38,27 @@ _STATUS: list[tuple[type[ForecastError], int, str]] = [
 ]
 
 
-def status_of(exc: ForecastError) -> tuple[int, str]:
+@dataclass(frozen=True, slots=True)
+class ErrorKind:
+    status: int  # HTTP status code
+    label: str  # the body's machine-readable `error`
+
+
+def error_kind(exc: ForecastError) -> ErrorKind:
     for kind, status, label in _STATUS:
         if isinstance(exc, kind):
-            return status, label
-    return 500, "internal"
+            return ErrorKind(status, label)
+    return ErrorKind(500, "internal")
 
 
 def error_response(exc: ForecastError) -> JSONResponse:
-    status, label = status_of(exc)
+    kind = error_kind(exc)
     headers = {}
     if isinstance(exc, Overloaded):
         headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
-    body = {"error": label, "message": str(exc), "series_id": exc.series_id}
-    return JSONResponse(status_code=status, content=body, headers=headers)
+    return JSONResponse(
+        status_code=kind.status, content=error_body(kind.label, str(exc), exc.series_id), headers=headers
+    )
 
 
 def _readable(error: dict[str, object]) -> str:
@@ -78,16 +87,13 @@ def install_error_handlers(app: FastAPI) -> None:
         message = "; ".join(_readable(e) for e in errors[:5])
         detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors[:20]]
         prefix = f"series {series_id!r}: " if series_id else ""
-        return JSONResponse(
-            status_code=422,
-            content={"error": "invalid_request", "message": prefix + message, "series_id": series_id, "detail": detail},
-        )
+        return JSONResponse(status_code=422, content=error_body("invalid_request", prefix + message, series_id, detail))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(
             status_code=exc.status_code,
-            content={"error": "http", "message": str(exc.detail), "series_id": None},
+            content=error_body("http", str(exc.detail)),
             headers=getattr(exc, "headers", None),
         )
 

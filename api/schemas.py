@@ -7,6 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from forecast.registry.manifest import Manifest
+from forecast.serving.pipeline import RequestForecast
+
 
 class SeriesIn(BaseModel):
     """One series: values with explicit timestamps, or values with a start and a frequency."""
@@ -97,3 +100,36 @@ class ErrorBody(BaseModel):
     message: str
     series_id: str | None = None
     detail: list[dict[str, Any]] | None = None
+
+
+def forecast_body(manifest: Manifest, result: RequestForecast) -> dict[str, Any]:
+    """The 200 body of POST /v1/forecast, shaped as `ForecastResponse` (tests validate it against
+    the route's OpenAPI schema). Plain lists, not models: this runs for every request, and orjson
+    writes them directly."""
+    means = result.mean.tolist()
+    bounds = {level: (b.lower.tolist(), b.upper.tolist()) for level, b in result.intervals.items()}
+    forecasts = [
+        {
+            "id": series_id,
+            "timestamps": list(timestamps),
+            "mean": means[row],
+            "intervals": {
+                level: {"lower": lower[row], "upper": upper[row]} for level, (lower, upper) in bounds.items()
+            },
+        }
+        for row, (series_id, timestamps) in enumerate(zip(result.series_ids, result.timestamps, strict=True))
+    ]
+    return {
+        "model": {"name": manifest.name, "version": manifest.version, "arch": manifest.arch},
+        "forecasts": forecasts,
+    }
+
+
+def error_body(
+    kind: str, message: str, series_id: str | None = None, detail: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Every error response's body, shaped as `ErrorBody`."""
+    body: dict[str, Any] = {"error": kind, "message": message, "series_id": series_id}
+    if detail is not None:
+        body["detail"] = detail
+    return body

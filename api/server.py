@@ -15,6 +15,7 @@ import uvicorn
 
 from api.app import create_app
 from api.gc_tuning import tune_gc
+from forecast.serving.pipeline import ForwardFactory, network_forward
 from forecast.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -46,12 +47,17 @@ class DrainingServer(uvicorn.Server):
         self._captured_signals.clear()
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, registry: str | None = None) -> int:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    registry: str | None = None,
+    forward_factory: ForwardFactory = network_forward,
+) -> int:
     settings = get_settings()
     if registry is not None:
         settings = Settings(**{**settings.model_dump(), "registry": registry})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    app = create_app(settings)
+    app = create_app(settings, forward_factory)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=30)
     server = DrainingServer(config, grace_s=settings.shutdown_grace_s)
     tune_gc(settings.gc_threshold)  # after the imports and the app, before the models load

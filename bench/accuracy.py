@@ -21,11 +21,11 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import SHARED_DATA, emit, machine
-from forecast.data import BUNDLED_SETS
-from forecast.job import run_training
-from forecast.manifest import Manifest, TrainingConfig
-from forecast.network_config import Architecture
-from forecast.registry import Registry
+from forecast.model.config import Architecture
+from forecast.registry.manifest import Manifest, TrainingConfig
+from forecast.registry.store import Registry
+from forecast.series.dataset import BUNDLED_SETS
+from forecast.training.job import run_training
 
 # Published or protocol anchors (MSE on the z-scored OT series), from the issue.
 ETT_ANCHORS = {
@@ -48,18 +48,20 @@ def ett_runs(workdir: Path, max_epochs: int) -> list[dict[str, object]]:
     runs: list[dict[str, object]] = []
     for horizon, input_size in ((24, 336), (96, 336)):
         for arch in ETT_ARCHS:
-            config = TrainingConfig(
-                arch=arch,
-                input_size=input_size,
-                horizon=horizon,
-                hidden_size=64,
-                num_layers=1,
-                val_size=ETT_BLOCK,
-                test_size=ETT_BLOCK,
-                max_epochs=max_epochs,
-                patience=4,
-                seed=0,
-                device="cpu",
+            config = TrainingConfig.model_validate(
+                dict(
+                    arch=arch,
+                    input_size=input_size,
+                    horizon=horizon,
+                    hidden_size=64,
+                    num_layers=1,
+                    val_size=ETT_BLOCK,
+                    test_size=ETT_BLOCK,
+                    max_epochs=max_epochs,
+                    patience=4,
+                    seed=0,
+                    device="cpu",
+                )
             )
             started = time.perf_counter()
             outcome = run_training(data, f"ett-{arch}-{horizon}", config, registry, progress=False)

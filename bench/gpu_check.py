@@ -27,10 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, machine
 from bench.serve import HORIZON, MODELS, ModelCeiling
-from forecast.network_config import NetworkConfig
-from forecast.networks import Forecaster
-from forecast.predictor import Predictor
-from forecast.scaling_params import ScalingParams
+from forecast.model.config import NetworkConfig, ScalingParams
+from forecast.model.network import Forecaster
+from forecast.model.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,8 +71,8 @@ def cuda_forward_ceiling() -> dict[str, dict[int, float]]:
     weights: the cost does not depend on them)."""
     result = {}
     for name, shape in MODELS.items():
-        config = NetworkConfig.model_validate({"arch": "lstm", "horizon": HORIZON, "n_features": 5, **shape})
-        ceiling = ModelCeiling(Predictor(Forecaster(config), ScalingParams(mode="window"), torch.device("cuda")))
+        config = NetworkConfig.model_validate({"arch": "lstm", "horizon": HORIZON, **shape})
+        ceiling = ModelCeiling(Predictor(Forecaster(config, 5), ScalingParams(mode="window"), torch.device("cuda")))
         result[name] = {batch: ceiling.series_per_s(batch) for batch in (1, 8, 64, 256, 1024)}
     return result
 

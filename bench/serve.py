@@ -4,7 +4,7 @@ For two models (small: LSTM 1 x 64, input 168; large: LSTM 2 x 256, input 336; h
 at 1, 16, 64 and 256 concurrent connections, with 1 and 32 series per request, it runs
   - batching on (the defaults) and off (FORECAST_MAX_BATCH_SIZE=1),
   - the HTTP ceiling: the same server, route, parsing, validation, batcher and response,
-    with the network replaced by a no-op (FORECAST_BENCH_NOOP_MODEL=1): what the server
+    with the network replaced by a no-op (bench/noop_server.py): what the server
     serves when the model costs nothing,
   - the model ceiling: the raw batched forward of the same network, in this process, at the
     mean batch size the batching server formed, measured right after each batching run.
@@ -38,12 +38,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, machine
-from forecast.data import BUNDLED_SETS
-from forecast.devices import resolve_device
-from forecast.job import run_training
-from forecast.manifest import TrainingConfig
-from forecast.predictor import Predictor, load_predictor
-from forecast.registry import Registry
+from forecast.model.devices import resolve_device
+from forecast.model.predictor import Predictor
+from forecast.registry.manifest import TrainingConfig
+from forecast.registry.store import Registry
+from forecast.registry.weights import load_predictor
+from forecast.series.dataset import BUNDLED_SETS
+from forecast.training.job import run_training
 
 MODELS = {
     "small": {"hidden_size": 64, "num_layers": 1, "input_size": 168},
@@ -52,10 +53,11 @@ MODELS = {
 HORIZON = 24
 CONCURRENCY = (1, 16, 64, 256)
 BAR_CONNECTIONS = 64  # the load the issue's bars are read at
-MODES = {
-    "http_ceiling": {"bench_noop_model": "1"},  # the network replaced by a no-op
-    "batching": {},  # the defaults
-    "unbatched": {"max_batch_size": "1"},
+# mode -> (the server's module, its FORECAST_* settings)
+MODES: dict[str, tuple[str, dict[str, str]]] = {
+    "http_ceiling": ("bench.noop_server", {}),  # the network replaced by a no-op
+    "batching": ("forecast.cli", {}),  # the defaults
+    "unbatched": ("forecast.cli", {"max_batch_size": "1"}),
 }
 SERIES_PER_REQUEST = (1, 32)
 LUA = Path(__file__).with_name("post.lua")
@@ -91,7 +93,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, registry: Path, **settings: str) -> None:
+    def __init__(self, registry: Path, module: str = "forecast.cli", **settings: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "FORECAST_REGISTRY": str(registry), "FORECAST_SHUTDOWN_GRACE_S": "0"}
@@ -99,8 +101,8 @@ class Server:
         # stderr (the JSON access log too) goes to a file, so a server that fails to start says why.
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "forecast.cli", "serve", "--port", str(self.port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=self.log,
+            [sys.executable, "-m", module, *(["serve"] if module == "forecast.cli" else []), "--port", str(self.port)],
+            env=env, stdout=subprocess.DEVNULL, stderr=self.log, cwd=Path(__file__).resolve().parents[1],
         )  # fmt: skip
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and self.process.poll() is None:
@@ -232,20 +234,20 @@ class ModelCeiling:
     def served(cls, registry: Registry, name: str) -> ModelCeiling:
         """Version 1 of a registry's model on the device the server used (FORECAST_DEVICE)."""
         device = resolve_device(os.environ.get("FORECAST_DEVICE", "cpu"))
-        return cls(load_predictor(registry, name, 1, device)[1])
+        return cls(load_predictor(registry, name, 1, device).predictor)
 
     def series_per_s(self, batch: int, seconds: float = 1.0) -> float:
         config = self.predictor.config
         history = torch.randn(batch, config.input_size).add_(30.0)
-        calendar = torch.randn(batch, config.input_size, config.n_features - 1)  # all but the value
+        calendar = torch.randn(batch, config.input_size, self.predictor.network.input_channels - 1)  # all but the value
         if self.predictor.device.type == "cuda":
             history, calendar = history.pin_memory(), calendar.pin_memory()
         with torch.inference_mode():
             for _ in range(3):  # warm-up: allocator, cuDNN plans
-                self.predictor.forward_raw(history, calendar)[0].cpu()
+                self.predictor.forecast_on_device(history, calendar).mean.cpu()
             runs, started = 0, time.perf_counter()
             while time.perf_counter() - started < seconds:
-                self.predictor.forward_raw(history, calendar)[0].cpu()  # .cpu() waits for the device
+                self.predictor.forecast_on_device(history, calendar).mean.cpu()  # .cpu() waits for the device
                 runs += 1
         return runs * batch / (time.perf_counter() - started)
 
@@ -282,8 +284,8 @@ def main() -> None:
         ceiling = ModelCeiling.served(registry, name)
         servers: dict[str, Server] = {}
         try:
-            for mode, settings in MODES.items():
-                servers[mode] = Server(registry.root, **settings)
+            for mode, (module, settings) in MODES.items():
+                servers[mode] = Server(registry.root, module, **settings)
             curves = load_curves(servers, name, bodies, args.duration, concurrency, args.rounds, ceiling)
         finally:
             for server in servers.values():

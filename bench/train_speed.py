@@ -30,16 +30,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, machine
-from forecast.data import BUNDLED_SETS, Dataset, Series
-from forecast.features import default_features
-from forecast.manifest import TrainingConfig
-from forecast.network_config import NetworkConfig
-from forecast.networks import Forecaster
-from forecast.preprocess import encode
-from forecast.scaling import scale
-from forecast.scaling_params import ScalingParams
-from forecast.train import fit
-from forecast.windows import SeriesStore, block_origins, build_store, gather, split_blocks
+from forecast.model.config import NetworkConfig, ScalingParams
+from forecast.model.encoding import encode, input_channels
+from forecast.model.network import Forecaster
+from forecast.model.scaling import to_scaled
+from forecast.registry.manifest import TrainingConfig
+from forecast.series.dataset import BUNDLED_SETS, Dataset, Series
+from forecast.series.features import default_features, feature_width
+from forecast.series.windows import SeriesStore, block_origins, build_store, gather, split_blocks
+from forecast.training.loop import fit
 
 INPUT_SIZE, HORIZON = 168, 24
 # NeuralForecast's LSTM anchor: 2 layers x 128, windows batch 128 (about 250 windows/s here).
@@ -79,17 +78,13 @@ def _windows(dataset: Dataset) -> tuple[list[str], SeriesStore, np.ndarray, np.n
     return features, store, train, validation
 
 
-def network_config(arch: str, n_calendar_features: int) -> NetworkConfig:
-    """The benchmark network: the scaled value plus a sine and a cosine per calendar feature."""
-    return NetworkConfig.model_validate(
-        {
-            "arch": arch,
-            "input_size": INPUT_SIZE,
-            "horizon": HORIZON,
-            "n_features": 1 + 2 * n_calendar_features,
-            **NETWORK,
-        }
-    )
+def network_config(arch: str) -> NetworkConfig:
+    return NetworkConfig.model_validate({"arch": arch, "input_size": INPUT_SIZE, "horizon": HORIZON, **NETWORK})
+
+
+def channels(features: list[str]) -> int:
+    """The scaled value plus a sine and a cosine per calendar feature."""
+    return input_channels(feature_width(features))
 
 
 def run_ours(dataset: Dataset, arch: str, windows: int, batch_size: int, epochs: int) -> dict[str, Any]:
@@ -98,11 +93,11 @@ def run_ours(dataset: Dataset, arch: str, windows: int, batch_size: int, epochs:
         {"arch": arch, "input_size": INPUT_SIZE, "horizon": HORIZON, "max_epochs": epochs, "patience": epochs,
          "batch_size": batch_size, "windows_per_epoch": windows, "device": "cpu", **NETWORK}
     )  # fmt: skip
-    network = network_config(arch, len(features))
     started = time.perf_counter()
     result = fit(
-        store, train, validation, network, ScalingParams(mode="window"), config, torch.device("cpu"), progress=False
-    )
+        store, train, validation, channels(features), ScalingParams(mode="window"), config, torch.device("cpu"),
+        progress=False,
+    )  # fmt: skip
     seconds = time.perf_counter() - started
     trained = min(windows, len(train)) * len(result.epochs)
     return {"windows_per_s": trained / seconds, "windows": trained, "seconds": seconds, "peak_rss_mb": _peak_rss_mb(),
@@ -119,10 +114,10 @@ def run_plain(dataset: Dataset, arch: str, windows: int, batch_size: int, epochs
     def materialise(origins: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         batch = gather(store, origins, input_size=INPUT_SIZE, horizon=HORIZON)
         encoded = encode(batch.history, batch.features, params)
-        return encoded.inputs.clone(), scale(batch.target, encoded.loc, encoded.spread)
+        return encoded.inputs.clone(), to_scaled(batch.target, encoded.loc, encoded.spread)
 
     torch.manual_seed(0)
-    network = Forecaster(network_config(arch, len(features)))
+    network = Forecaster(network_config(arch), channels(features))
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3)
     started = time.perf_counter()
     inputs, targets = materialise(chosen)  # (W, L, F) all at once, as a TensorDataset needs

@@ -10,14 +10,16 @@ import json
 import logging
 import sys
 import tomllib
+from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from forecast.errors import ForecastError, InvalidInput
-from forecast.manifest import TrainingConfig
-from forecast.registry import PRODUCTION, Registry
+from forecast.registry.manifest import TrainingConfig
+from forecast.registry.store import PRODUCTION, Registry
 from forecast.settings import get_settings
 
 logger = logging.getLogger("forecast")
@@ -47,7 +49,12 @@ _TRAIN_FLAGS = {
 _PER_RUN_FIELDS = {"device", "seed"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
+    """The parser and each subcommand's handler; packages installed beside this one add
+    subcommands through the `forecast.commands` entry points (`api` adds `serve`)."""
     parser = argparse.ArgumentParser(
         prog="forecast", description="RNN/LSTM/GRU forecasting: train, serve, manage models"
     )
@@ -86,11 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--warm-start", action="store_true", help="start from the production version's weights")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    serve = commands.add_parser("serve", help="start the forecasting API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--registry", help="registry root (default $FORECAST_REGISTRY or ./models)")
-
     models = commands.add_parser("models", help="list, show or promote registry versions")
     models.add_argument("--registry", help="registry root (default $FORECAST_REGISTRY or ./models)")
     actions = models.add_subparsers(dest="action")
@@ -103,7 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--alias", default=PRODUCTION)
     for action in (listing, show, promote):  # `models list --registry X` as well as `models --registry X list`
         action.add_argument("--registry", default=argparse.SUPPRESS, help="registry root")
-    return parser
+    handlers: dict[str, Handler] = {"train": command_train, "models": command_models}
+    for entry in entry_points(group="forecast.commands"):
+        handlers[entry.name] = entry.load()(commands)
+    return parser, handlers
 
 
 def _registry(args: argparse.Namespace) -> Registry:
@@ -133,7 +138,8 @@ def training_config(args: argparse.Namespace, registry: Registry) -> TrainingCon
         value = getattr(args, flag)
         if value is not None:
             settings[field] = value
-    missing = [f"--{name.replace('_', '-')}" for name in ("arch", "horizon", "input_size") if name not in settings]
+    given = {**settings.get("network", {}), **settings}  # --retrain's network is nested
+    missing = [f"--{name.replace('_', '-')}" for name in ("arch", "horizon", "input_size") if name not in given]
     if missing:
         raise InvalidInput(
             f"missing {', '.join(missing)} (or pass --retrain to reuse the production version's configuration)"
@@ -147,7 +153,7 @@ def training_config(args: argparse.Namespace, registry: Registry) -> TrainingCon
 
 
 def command_train(args: argparse.Namespace) -> int:
-    from forecast.job import run_training  # torch import is slow; only the commands that need it pay
+    from forecast.training.job import run_training  # torch import is slow; only the commands that need it pay
 
     registry = _registry(args)
     config = training_config(args, registry)
@@ -206,19 +212,13 @@ def command_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_serve(args: argparse.Namespace) -> int:
-    from api.server import serve
-
-    return serve(host=args.host, port=args.port, registry=args.registry)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser, handlers = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    handlers = {"train": command_train, "models": command_models, "serve": command_serve}
     try:
         return handlers[args.command](args)
     except ForecastError as exc:

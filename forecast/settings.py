@@ -33,8 +33,6 @@ class Settings(BaseSettings):
     # Seconds between SIGTERM (readiness off) and closing the listening socket.
     shutdown_grace_s: float = Field(default=1.0, ge=0.0, le=300.0)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # Benchmark only: the batcher runs a no-op instead of the network (the HTTP ceiling).
-    bench_noop_model: bool = False
 
     @field_validator("cors_origins", mode="before")
     @classmethod

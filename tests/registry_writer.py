@@ -22,14 +22,14 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from forecast.intervals import Calibration
-from forecast.manifest import REPORT_FILE, WEIGHTS_FILE, DataFingerprint, Manifest, Provenance, TrainingConfig
-from forecast.network_config import NetworkConfig
-from forecast.registry import Registry
-from forecast.scaling_params import ScalingParams
+from forecast.model.config import NetworkConfig, ScalingParams
+from forecast.model.intervals import Calibration
+from forecast.registry.manifest import REPORT_FILE, WEIGHTS_FILE, DataFingerprint, Manifest, Provenance, TrainingConfig
+from forecast.registry.store import Registry
 
 GO_TIMEOUT_S = 60.0
-SMALL_NETWORK = NetworkConfig(arch="gru", input_size=8, horizon=4, n_features=1, hidden_size=4)
+SMALL_NETWORK = NetworkConfig(arch="gru", input_size=8, horizon=4, hidden_size=4)
+SMALL_CHANNELS = 1  # the value alone: no calendar features
 
 
 def make_manifest(name: str, version: int, digests: dict[str, str], tag: str = "") -> Manifest:
@@ -39,8 +39,7 @@ def make_manifest(name: str, version: int, digests: dict[str, str], tag: str = "
         name=name,
         version=version,
         created_at=now,
-        network=SMALL_NETWORK,
-        training=TrainingConfig(arch="gru", input_size=8, horizon=4, hidden_size=4, features=[]),
+        training=TrainingConfig(network=SMALL_NETWORK, features=[]),
         freq="h",
         features=[],
         scaling=ScalingParams(mode="window"),
@@ -94,7 +93,7 @@ def run_writer(registry: Registry, name: str, workdir: Path, index: int, version
     while versions == 0 or sequence < versions:
         tag = f"writer-{index}-{sequence}"
         files = tagged_files(tag, size)
-        version = registry.publish(name, files, lambda n, digests, tag=tag: make_manifest(name, n, digests, tag))
+        version = registry.publish(name, files, make_manifest(name, 0, {}, tag)).version
         log.write(f"{version}\n")
         log.flush()
         sequence += 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forecast.baselines import naive, seasonal_naive
+from forecast.training.baselines import naive, seasonal_naive
 
 
 @pytest.fixture

@@ -22,9 +22,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import forecast.batcher as batcher_module
-from forecast.batcher import BatchInput, BatchOutput, DynamicBatcher
+import forecast.serving.batcher as batcher_module
 from forecast.errors import DeadlineExceeded, Overloaded, ShuttingDown
+from forecast.serving.batcher import DynamicBatcher
+from forecast.serving.pipeline import WindowForecast
+from forecast.serving.requests import Window
 
 WAIT_S = 5.0  # bound on every wait; a correct batcher never comes near it
 GENEROUS_TIMEOUT_S = 1e6  # a request deadline no test reaches
@@ -40,10 +42,10 @@ class ModelCrash(RuntimeError):
     """What the fake raises for a poisoned batch."""
 
 
-def series(*series_ids: int) -> list[BatchInput]:
+def series(*series_ids: int) -> list[Window]:
     """One input window per id, the id written into every value of its history."""
     return [
-        BatchInput(
+        Window(
             history=np.full(INPUT_SIZE, series_id, dtype=np.float32),
             features=np.zeros((INPUT_SIZE, FEATURES), dtype=np.float32),
         )
@@ -51,7 +53,7 @@ def series(*series_ids: int) -> list[BatchInput]:
     ]
 
 
-def ids_of(outputs: Sequence[BatchOutput]) -> list[int]:
+def ids_of(outputs: Sequence[WindowForecast]) -> list[int]:
     """The ids the fake echoed back, in the order the request received them."""
     ids = []
     for output in outputs:
@@ -91,7 +93,7 @@ class FakeModel:
     def batch_sizes(self) -> list[int]:
         return [len(batch) for batch in self.batches]
 
-    def __call__(self, inputs: Sequence[BatchInput]) -> list[BatchOutput]:
+    def __call__(self, inputs: Sequence[Window]) -> list[WindowForecast]:
         ids = [int(payload.history[0]) for payload in inputs]
         self.batches.append(ids)
         self.started.set()
@@ -99,7 +101,7 @@ class FakeModel:
             raise TimeoutError("the test never opened the gate")
         if self.fail_on in ids:
             raise ModelCrash(f"poisoned batch {ids}")
-        outputs = [BatchOutput(mean=np.full(HORIZON, payload.history[0]), spread=1.0) for payload in inputs]
+        outputs = [WindowForecast(mean=np.full(HORIZON, payload.history[0]), spread=1.0) for payload in inputs]
         if self.short_on in ids:
             outputs.pop()
         return outputs
@@ -394,9 +396,9 @@ def test_model_exception_reaches_every_request_of_its_batch_and_no_other(
         assert fake.batches == [[0], [1, 2, 3, 4], [5, 6, 7, 8]]
         assert ids_of(await batcher.submit(series(9), timeout_s=GENEROUS_TIMEOUT_S)) == [9]  # still serving
 
-    with caplog.at_level(logging.ERROR, logger="forecast.batcher"):
+    with caplog.at_level(logging.ERROR, logger="forecast.serving.batcher"):
         serve(scenario, fake, executor, max_batch_size=4)
-    failures = [record for record in caplog.records if record.name == "forecast.batcher"]
+    failures = [record for record in caplog.records if record.name == "forecast.serving.batcher"]
     assert len(failures) == 1, "a failed batch is logged once, not once per request"
     assert failures[0].exc_info is not None and failures[0].exc_info[0] is ModelCrash
 

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecast.data import Columns, Dataset, load_dataset, require_length
 from forecast.errors import (
     BadTimestamps,
     FrequencyError,
@@ -17,8 +16,8 @@ from forecast.errors import (
     MissingColumns,
     NonFiniteValues,
     NonNumericValues,
-    SeriesTooShort,
 )
+from forecast.series.dataset import Columns, Dataset, load_dataset
 
 
 def _long_frame() -> pd.DataFrame:
@@ -229,16 +228,6 @@ def test_series_of_different_frequencies_are_refused(tmp_path: Path) -> None:
 def test_unknown_frequency_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FrequencyError, match="'fortnightly'"):
         load_dataset(_write_long_csv(tmp_path, _hourly_rows("a", ["1", "2", "3"])), freq="fortnightly")
-
-
-def test_too_short_series_is_named_by_require_length(tmp_path: Path) -> None:
-    rows = _hourly_rows("long-enough", [str(i) for i in range(10)]) + _hourly_rows("stub", ["1", "2", "3", "4"])
-    dataset = load_dataset(_write_long_csv(tmp_path, rows))
-    require_length(dataset, 4, "input size 2 + horizon 2")  # exactly long enough passes
-    with pytest.raises(SeriesTooShort) as caught:
-        require_length(dataset, 5, "input size 3 + horizon 2")
-    assert caught.value.series_id == "stub"
-    assert "'stub'" in str(caught.value) and "4 points" in str(caught.value) and "input size 3" in str(caught.value)
 
 
 def test_missing_file_and_unknown_type_are_invalid_input(tmp_path: Path) -> None:

@@ -9,19 +9,18 @@ import pandas as pd
 import pytest
 import torch
 
-from forecast.data import Dataset
-from forecast.evaluate import BlockResult, evaluate_block, mase_scales, report_samples
-from forecast.intervals import calibrate
-from forecast.metrics import METRIC_NAMES
-from forecast.network_config import Architecture, NetworkConfig
-from forecast.networks import Forecaster
-from forecast.predictor import Predictor
-from forecast.scaling_params import ScalingParams
-from forecast.windows import Blocks, SeriesStore, build_store, split_blocks
-from tests.factories import make_dataset, perturbed_network
+from forecast.model.config import Architecture, NetworkConfig, ScalingParams
+from forecast.model.intervals import calibrate
+from forecast.model.network import Forecaster
+from forecast.model.predictor import Predictor
+from forecast.series.dataset import Dataset
+from forecast.series.windows import Blocks, SeriesStore, build_store, split_blocks
+from forecast.training.evaluate import BlockResult, evaluate_block, evaluation_set, mase_denominators, report_samples
+from tests.factories import METRIC_NAMES, make_dataset, perturbed_network
 
 INPUT_SIZE, HORIZON, VAL_SIZE, TEST_SIZE, SEASON = 8, 3, 6, 9, 24
 FEATURES = ["hour_of_day"]
+CHANNELS = 1 + 2 * len(FEATURES)
 LENGTHS = [60, 75, 90]
 
 
@@ -41,9 +40,7 @@ def blocks(store: SeriesStore) -> Blocks:
 
 
 def _config(arch: Architecture = "gru") -> NetworkConfig:
-    return NetworkConfig(
-        arch=arch, input_size=INPUT_SIZE, horizon=HORIZON, n_features=1 + 2 * len(FEATURES), hidden_size=5
-    )
+    return NetworkConfig(arch=arch, input_size=INPUT_SIZE, horizon=HORIZON, hidden_size=5)
 
 
 def _predictor(network: Forecaster) -> Predictor:
@@ -51,8 +48,8 @@ def _predictor(network: Forecaster) -> Predictor:
 
 
 def _evaluate(network: Forecaster, store: SeriesStore, blocks: Blocks, block: str) -> BlockResult:
-    scales = mase_scales(store, blocks, period=SEASON)
-    return evaluate_block(_predictor(network), store, blocks, block, season_length=SEASON, scales=scales)
+    evaluation = evaluation_set(store, blocks, season_length=SEASON, mase_period=SEASON)
+    return evaluate_block(_predictor(network), evaluation, block)
 
 
 @pytest.mark.parametrize("arch", ["rnn", "lstm", "gru"])
@@ -61,7 +58,7 @@ def test_an_untrained_network_scores_exactly_as_naive(
     store: SeriesStore, blocks: Blocks, arch: Architecture, block: str
 ) -> None:
     torch.manual_seed(0)
-    result = _evaluate(Forecaster(_config(arch)), store, blocks, block)
+    result = _evaluate(Forecaster(_config(arch), CHANNELS), store, blocks, block)
 
     assert set(result.metrics) == {"model", "naive", "seasonal_naive"}
     for metric in METRIC_NAMES:
@@ -71,12 +68,12 @@ def test_an_untrained_network_scores_exactly_as_naive(
 
 
 def test_a_network_that_is_not_naive_scores_differently(store: SeriesStore, blocks: Blocks) -> None:
-    result = _evaluate(perturbed_network(_config()), store, blocks, "test")
+    result = _evaluate(perturbed_network(_config(), CHANNELS), store, blocks, "test")
     assert result.metrics["model"]["mae"] != pytest.approx(result.metrics["naive"]["mae"], rel=1e-3)
 
 
 def test_every_origin_of_the_block_is_scored_against_its_actual_values(store: SeriesStore, blocks: Blocks) -> None:
-    result = _evaluate(Forecaster(_config()), store, blocks, "test")
+    result = _evaluate(Forecaster(_config(), CHANNELS), store, blocks, "test")
     per_series = TEST_SIZE - HORIZON + 1  # stride 1 inside the block
     assert len(result.origins) == per_series * len(LENGTHS)
     values = store.values.numpy().astype(np.float64)
@@ -86,18 +83,18 @@ def test_every_origin_of_the_block_is_scored_against_its_actual_values(store: Se
 
 
 def test_mase_scales_use_only_the_training_part(store: SeriesStore, blocks: Blocks) -> None:
-    before = mase_scales(store, blocks, period=SEASON)
+    before = mase_denominators(store, blocks, period=SEASON)
     held_out = store.values.clone()
     for start, train_end, end in zip(store.offsets[:-1], blocks.train_end, store.offsets[1:], strict=True):
         held_out[start + train_end : end] *= 100.0  # validation and test blocks
-    after_held_out = mase_scales(
+    after_held_out = mase_denominators(
         SeriesStore(held_out, store.features, store.offsets, store.series_ids), blocks, period=SEASON
     )
     np.testing.assert_array_equal(after_held_out, before)
 
     in_training = store.values.clone()
     in_training[int(blocks.train_end[0]) - 1] += 50.0  # the last training point of the first series
-    after_training = mase_scales(
+    after_training = mase_denominators(
         SeriesStore(in_training, store.features, store.offsets, store.series_ids), blocks, period=SEASON
     )
     assert after_training[0] > before[0]
@@ -105,7 +102,7 @@ def test_mase_scales_use_only_the_training_part(store: SeriesStore, blocks: Bloc
 
 
 def _samples(dataset: Dataset, store: SeriesStore, blocks: Blocks, **limits: int) -> list[dict]:
-    result = _evaluate(Forecaster(_config()), store, blocks, "test")
+    result = _evaluate(Forecaster(_config(), CHANNELS), store, blocks, "test")
     calibration = calibrate(np.abs(np.random.default_rng(0).normal(size=(200, HORIZON))))
     return report_samples(dataset, store, result, calibration, input_size=INPUT_SIZE, **limits)
 

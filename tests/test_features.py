@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecast.features import FEATURE_NAMES, calendar_features, default_features, future_timestamps
+from forecast.series.features import FEATURE_NAMES, calendar_features, default_features, future_timestamps
 
 
 @pytest.mark.parametrize(

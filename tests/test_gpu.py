@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from forecast.batcher import BatchInput
-from forecast.engine import batch_function
-from forecast.network_config import NetworkConfig
-from forecast.networks import Forecaster
-from forecast.predictor import Predictor
-from forecast.scaling_params import ScalingParams
+from forecast.model.config import NetworkConfig, ScalingParams
+from forecast.model.network import Forecaster
+from forecast.model.predictor import Predictor
+from forecast.serving.pipeline import network_forward
+from forecast.serving.requests import Window
 
 pytestmark = pytest.mark.gpu
 
@@ -26,27 +25,27 @@ def cuda() -> torch.device:
 @pytest.mark.parametrize("arch", ["rnn", "lstm", "gru"])
 def test_cuda_forecasts_equal_cpu_forecasts(cuda: torch.device, arch: str) -> None:
     torch.manual_seed(0)
-    config = NetworkConfig(arch=arch, input_size=48, horizon=12, n_features=5, hidden_size=32, num_layers=2)
-    network = Forecaster(config)
+    config = NetworkConfig(arch=arch, input_size=48, horizon=12, hidden_size=32, num_layers=2)
+    network = Forecaster(config, 5)
     for parameter in network.parameters():  # leave the zero-initialised naive start behind
         torch.nn.init.normal_(parameter, std=0.1)
     history = torch.randn(64, 48).add_(20.0)
     features = torch.randn(64, 48, 4)
     on_cpu = Predictor(network, ScalingParams(mode="window"), torch.device("cpu")).predict(history, features)
-    on_gpu = Predictor(Forecaster(config).to(cuda), ScalingParams(mode="window"), cuda)
+    on_gpu = Predictor(Forecaster(config, 5).to(cuda), ScalingParams(mode="window"), cuda)
     on_gpu.network.load_state_dict(network.state_dict())
     gpu_prediction = on_gpu.predict(history, features)
     np.testing.assert_allclose(gpu_prediction.mean, on_cpu.mean, rtol=1e-4, atol=1e-4)
 
 
-def test_batch_function_uses_pinned_copies_and_returns_one_output_per_series(cuda: torch.device) -> None:
-    config = NetworkConfig(arch="lstm", input_size=24, horizon=6, n_features=3)
-    predictor = Predictor(Forecaster(config), ScalingParams(mode="window"), cuda)
+def test_network_forward_uses_pinned_copies_and_returns_one_output_per_series(cuda: torch.device) -> None:
+    config = NetworkConfig(arch="lstm", input_size=24, horizon=6)
+    predictor = Predictor(Forecaster(config, 3), ScalingParams(mode="window"), cuda)
     inputs = [
-        BatchInput(history=np.full(24, float(i), dtype=np.float32), features=np.zeros((24, 2), dtype=np.float32))
+        Window(history=np.full(24, float(i), dtype=np.float32), features=np.zeros((24, 2), dtype=np.float32))
         for i in range(10)
     ]
-    outputs = batch_function(predictor)(inputs)
+    outputs = network_forward(None, predictor)(inputs)  # type: ignore[arg-type]
     assert len(outputs) == 10
     # An untrained forecaster is the naive forecast: each series gets its own last value back.
     for i, output in enumerate(outputs):
@@ -56,9 +55,9 @@ def test_batch_function_uses_pinned_copies_and_returns_one_output_per_series(cud
 def test_training_runs_on_cuda(cuda: torch.device, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import pandas as pd
 
-    from forecast.job import run_training
-    from forecast.manifest import TrainingConfig
-    from forecast.registry import Registry
+    from forecast.registry.manifest import TrainingConfig
+    from forecast.registry.store import Registry
+    from forecast.training.job import run_training
 
     steps = np.arange(600)
     frame = pd.DataFrame(

@@ -6,16 +6,18 @@ assembled forecasts carry nested intervals and the model grid's ISO timestamps."
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from forecast.batcher import BatchOutput
+from api.schemas import forecast_body
 from forecast.errors import BadTimestamps, FrequencyError, InvalidRequest, NonFiniteValues, SeriesTooShort
-from forecast.features import calendar_features
-from forecast.inference import PreparedSeries, SeriesForecast, assemble, check_request, prepare_series
-from forecast.manifest import Manifest
+from forecast.registry.manifest import Manifest
+from forecast.series.features import calendar_features
+from forecast.serving.pipeline import ForecastPipeline, WindowForecast
+from forecast.serving.requests import PreparedSeries, check_request, prepare_series
 from tests.factories import make_manifest
 
 INPUT_SIZE, HORIZON = 6, 4
@@ -178,12 +180,20 @@ def test_levels_outside_the_calibrated_range_are_refused(manifest: Manifest, lev
         check_request(manifest, None, [80.0, level])
 
 
+def assemble(
+    manifest: Manifest, prepared: PreparedSeries, output: WindowForecast, levels: list[float]
+) -> SimpleNamespace:
+    """One series through the pipeline's last stage and the response body, as a client reads it."""
+    result = ForecastPipeline(manifest, batcher=None).finish([prepared], [output], prepared.horizon, levels)  # type: ignore[arg-type]
+    return SimpleNamespace(**forecast_body(manifest, result)["forecasts"][0])
+
+
 def _assembled(
     manifest: Manifest, spread: float, levels: list[float], horizon: int = HORIZON
-) -> tuple[PreparedSeries, SeriesForecast]:
+) -> tuple[PreparedSeries, SimpleNamespace]:
     prepared = _prepare(manifest, _values(8), start="2024-01-01T00:00:00", horizon=horizon)
     mean = np.array([10.0, 11.0, 12.5, 9.0], dtype=np.float32)
-    return prepared, assemble(manifest, prepared, BatchOutput(mean=mean, spread=spread), levels)
+    return prepared, assemble(manifest, prepared, WindowForecast(mean=mean, spread=spread), levels)
 
 
 def test_intervals_nest_around_the_mean(manifest: Manifest) -> None:
@@ -219,7 +229,9 @@ def test_a_shorter_horizon_truncates_mean_and_intervals(manifest: Manifest) -> N
 def test_timestamps_are_iso_strings_as_isoformat_writes_them(freq: str, start: str) -> None:
     manifest = make_manifest(freq=freq, features=[], input_size=INPUT_SIZE, horizon=HORIZON)
     prepared = _prepare(manifest, _values(8), start=start)
-    forecast = assemble(manifest, prepared, BatchOutput(mean=np.zeros(HORIZON, dtype=np.float32), spread=1.0), [80.0])
+    forecast = assemble(
+        manifest, prepared, WindowForecast(mean=np.zeros(HORIZON, dtype=np.float32), spread=1.0), [80.0]
+    )
     assert forecast.timestamps == [stamp.isoformat() for stamp in pd.DatetimeIndex(prepared.future)]
     assert all(isinstance(stamp, str) for stamp in forecast.timestamps)
     assert json.loads(json.dumps(forecast.timestamps)) == forecast.timestamps

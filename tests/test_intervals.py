@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from forecast.errors import InvalidRequest
-from forecast.intervals import (
+from forecast.model.intervals import (
     CALIBRATED_LEVELS,
     Calibration,
     calibrate,

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from forecast.registry import PRODUCTION
+from forecast.registry.store import PRODUCTION
 from tests.conftest import (
     SMALL_MODEL_ARGS,
     CliResult,
@@ -62,8 +62,8 @@ def test_the_manifest_holds_every_metric_coverage_and_file_checksum(trained_regi
         filename: hashlib.sha256((folder / filename).read_bytes()).hexdigest()
         for filename in ("model.safetensors", "report.json")
     }
-    assert recorded["network"]["arch"] == "lstm"
-    assert (recorded["network"]["input_size"], recorded["network"]["horizon"]) == (48, 12)
+    assert recorded["training"]["network"]["arch"] == "lstm"
+    assert (recorded["training"]["network"]["input_size"], recorded["training"]["network"]["horizon"]) == (48, 12)
     assert recorded["freq"] == "h"
     assert recorded["data"]["n_series"] == 3
 
@@ -143,7 +143,7 @@ def test_retrain_needs_only_name_and_data_and_leaves_production(follow_ups: Foll
     registry = follow_ups.retrain
     production, retrained = manifest(registry, "demo", 1), manifest(registry, "demo", 2)
 
-    assert retrained["network"] == production["network"]
+    assert retrained["training"]["network"] == production["training"]["network"]
     assert retrained["freq"] == production["freq"] and retrained["scaling"] == production["scaling"]
     per_run = {"device", "seed"}
     assert {k: v for k, v in retrained["training"].items() if k not in per_run} == {

@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecast.data import Dataset, Series
-from forecast.evaluate import mase_scales
-from forecast.metrics import METRIC_NAMES, forecast_metrics, mase_period, mase_scale, season_length
-from forecast.windows import build_store, split_blocks
+from forecast.series.dataset import Dataset, Series
+from forecast.series.frequency import cadence
+from forecast.series.windows import build_store, split_blocks
+from forecast.training.evaluate import mase_denominators
+from forecast.training.metrics import forecast_metrics, mase_denominator
+from tests.factories import METRIC_NAMES
 
 
 def test_metrics_on_a_hand_computed_example() -> None:
@@ -50,18 +52,18 @@ def test_mase_ignores_series_whose_scale_is_zero() -> None:
 
 def test_mase_scale_is_the_mean_absolute_seasonal_difference() -> None:
     history = np.array([1.0, 2.0, 4.0, 7.0, 11.0])
-    assert mase_scale(history, 1) == pytest.approx(np.mean([1, 2, 3, 4]))
-    assert mase_scale(history, 2) == pytest.approx(np.mean([3, 5, 7]))  # 4-1, 7-2, 11-4
-    assert mase_scale(history, 5) == pytest.approx(2.5)  # no full season: first differences
-    assert math.isnan(mase_scale(np.array([3.0]), 1))
+    assert mase_denominator(history, 1) == pytest.approx(np.mean([1, 2, 3, 4]))
+    assert mase_denominator(history, 2) == pytest.approx(np.mean([3, 5, 7]))  # 4-1, 7-2, 11-4
+    assert mase_denominator(history, 5) == pytest.approx(2.5)  # no full season: first differences
+    assert math.isnan(mase_denominator(np.array([3.0]), 1))
 
 
 def test_a_perfectly_periodic_history_is_scaled_by_its_steps_and_a_constant_one_has_no_scale() -> None:
     day = np.array([0.0, 1.0, 3.0, 1.0])
     periodic = np.tile(day, 5)  # seasonal differences all zero
-    assert mase_scale(periodic, 4) == pytest.approx(np.mean(np.abs(np.diff(periodic))))
-    assert mase_scale(periodic + 1e-9 * np.arange(20), 4) == pytest.approx(np.mean(np.abs(np.diff(periodic))))
-    assert math.isnan(mase_scale(np.full(20, 7.0), 4))
+    assert mase_denominator(periodic, 4) == pytest.approx(np.mean(np.abs(np.diff(periodic))))
+    assert mase_denominator(periodic + 1e-9 * np.arange(20), 4) == pytest.approx(np.mean(np.abs(np.diff(periodic))))
+    assert math.isnan(mase_denominator(np.full(20, 7.0), 4))
 
 
 def test_mase_denominator_comes_from_each_series_training_part_only() -> None:
@@ -78,7 +80,7 @@ def test_mase_denominator_comes_from_each_series_training_part_only() -> None:
     )
     store = build_store(dataset, [])
     blocks = split_blocks(store, input_size=2, horizon=2, val_size=2, test_size=2)
-    scales = mase_scales(store, blocks, period=2)
+    scales = mase_denominators(store, blocks, period=2)
     np.testing.assert_allclose(scales, [np.mean([3, 5, 7, 9]), np.mean([2, 2, 2, 2])])
 
 
@@ -98,5 +100,5 @@ def test_mase_denominator_comes_from_each_series_training_part_only() -> None:
     ],
 )
 def test_season_length_and_mase_period_follow_the_frequency(freq: str, season: int, period: int) -> None:
-    assert season_length(freq) == season
-    assert mase_period(freq) == period
+    assert cadence(freq).season_length == season
+    assert cadence(freq).mase_period == period

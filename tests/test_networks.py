@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from forecast.network_config import NetworkConfig
-from forecast.networks import Forecaster
+from forecast.model.config import NetworkConfig
+from forecast.model.network import Forecaster
 
 ATOL = 1e-6
 N_FEATURES, HIDDEN, STEPS, BATCH = 3, 5, 12, 4
@@ -254,12 +254,14 @@ def test_seed_and_torch_gru_agree_when_the_reset_gate_is_all_ones(sequence: torc
 # --- the forecaster -------------------------------------------------------------------------------
 
 
+CHANNELS = 3  # the scaled value and one sine/cosine pair
+
+
 def _config(arch: str, **overrides: object) -> NetworkConfig:
     fields: dict[str, object] = {
         "arch": arch,
         "input_size": 16,
         "horizon": 6,
-        "n_features": 3,
         "hidden_size": 8,
         "num_layers": 2,
         "dropout": 0.2,
@@ -280,7 +282,7 @@ def test_untrained_forecaster_is_exactly_the_naive_forecast(
     windows: torch.Tensor, arch: str, linear_skip: bool
 ) -> None:
     torch.manual_seed(5)
-    network = Forecaster(_config(arch, linear_skip=linear_skip))
+    network = Forecaster(_config(arch, linear_skip=linear_skip), CHANNELS)
     for training in (False, True):  # dropout is on in train mode and must not break it
         network.train(training)
         with torch.no_grad():
@@ -294,14 +296,14 @@ def test_untrained_forecaster_is_exactly_the_naive_forecast(
 def test_config_round_trips_through_json_and_rebuilds_the_network(windows: torch.Tensor, arch: str) -> None:
     config = _config(arch, linear_skip=True)
     torch.manual_seed(6)
-    original = Forecaster(config).eval()
+    original = Forecaster(config, CHANNELS).eval()
     with torch.no_grad():  # move off the naive start so the comparison below is not trivial
         for parameter in original.parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))
 
     restored_config = NetworkConfig.model_validate_json(config.model_dump_json())
     assert restored_config == config
-    rebuilt = Forecaster(restored_config).eval()
+    rebuilt = Forecaster(restored_config, CHANNELS).eval()
     rebuilt.load_state_dict(original.state_dict(), strict=True)
     with torch.no_grad():
         assert torch.equal(rebuilt(windows), original(windows))
@@ -310,14 +312,14 @@ def test_config_round_trips_through_json_and_rebuilds_the_network(windows: torch
 
 def test_a_different_config_does_not_load_the_weights() -> None:
     """Strict loading is a real check: a network of another size refuses the state dict."""
-    original = Forecaster(_config("lstm"))
-    other = Forecaster(_config("lstm", hidden_size=9))
+    original = Forecaster(_config("lstm"), CHANNELS)
+    other = Forecaster(_config("lstm", hidden_size=9), CHANNELS)
     with pytest.raises(RuntimeError, match="size mismatch"):
         other.load_state_dict(original.state_dict(), strict=True)
 
 
 def test_loss_is_zero_for_a_perfect_forecast(windows: torch.Tensor) -> None:
-    network = Forecaster(_config("gru")).eval()
+    network = Forecaster(_config("gru"), CHANNELS).eval()
     naive = windows[:, -1, :1].expand(7, 6)
     assert network.loss(windows, naive).item() == 0.0
     assert network.loss(windows, naive + 1.0).item() == pytest.approx(1.0)

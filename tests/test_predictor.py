@@ -13,12 +13,13 @@ import pytest
 import torch
 
 from forecast.errors import RegistryCorrupt
-from forecast.network_config import NetworkConfig
-from forecast.predictor import Predictor, network_from_weights, weights_bytes
-from forecast.scaling_params import ScalingParams
+from forecast.model.config import NetworkConfig, ScalingParams
+from forecast.model.predictor import Predictor
+from forecast.registry.weights import network_from_weights, weights_bytes
 from tests.factories import perturbed_network
 
-CONFIG = NetworkConfig(arch="lstm", input_size=10, horizon=3, n_features=3, hidden_size=6)
+CONFIG = NetworkConfig(arch="lstm", input_size=10, horizon=3, hidden_size=6)
+CHANNELS = 3
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def windows() -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     levels = torch.linspace(-50.0, 500.0, 23)[:, None]  # (B, 1)
     history = levels + torch.randn(23, CONFIG.input_size, generator=generator).cumsum(dim=1)  # (B, L)
-    features = torch.rand(23, CONFIG.input_size, CONFIG.n_features - 1, generator=generator) * 2 - 1  # (B, L, F-1)
+    features = torch.rand(23, CONFIG.input_size, CHANNELS - 1, generator=generator) * 2 - 1  # (B, L, F-1)
     return history, features
 
 
@@ -36,13 +37,13 @@ def _no_pickle(*args: object, **kwargs: object) -> None:
 
 
 def test_weights_round_trip_exactly_without_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
-    network = perturbed_network(CONFIG)
+    network = perturbed_network(CONFIG, CHANNELS)
     payload = weights_bytes(network)
     monkeypatch.setattr(pickle, "loads", _no_pickle)
     monkeypatch.setattr(pickle, "load", _no_pickle)
     monkeypatch.setattr(torch, "load", _no_pickle)
 
-    restored = network_from_weights(CONFIG, payload)
+    restored = network_from_weights(CONFIG, CHANNELS, payload)
 
     original, loaded = network.state_dict(), restored.state_dict()
     assert original.keys() == loaded.keys()
@@ -52,7 +53,7 @@ def test_weights_round_trip_exactly_without_pickle(monkeypatch: pytest.MonkeyPat
 
 
 def test_the_weights_file_is_safetensors_a_json_header_then_raw_tensors() -> None:
-    network = perturbed_network(CONFIG)
+    network = perturbed_network(CONFIG, CHANNELS)
     payload = weights_bytes(network)
     (header_size,) = struct.unpack("<Q", payload[:8])
     header = json.loads(payload[8 : 8 + header_size])
@@ -73,9 +74,9 @@ def test_the_weights_file_is_safetensors_a_json_header_then_raw_tensors() -> Non
     ],
 )
 def test_weights_of_another_shape_are_refused_naming_the_tensor(served: NetworkConfig, named: str) -> None:
-    payload = weights_bytes(perturbed_network(CONFIG))
+    payload = weights_bytes(perturbed_network(CONFIG, CHANNELS))
     with pytest.raises(RegistryCorrupt) as refused:
-        network_from_weights(served, payload)
+        network_from_weights(served, CHANNELS, payload)
     message = str(refused.value)
     assert "weights do not fit the manifest's network" in message
     assert named in message
@@ -85,18 +86,18 @@ def test_weights_of_another_shape_are_refused_naming_the_tensor(served: NetworkC
 @pytest.mark.parametrize("payload", [b"not safetensors at all", b"", b"\x80\x04\x95 a pickle"])
 def test_bytes_that_are_not_safetensors_are_refused_as_corrupt(payload: bytes) -> None:
     with pytest.raises(RegistryCorrupt, match="weights do not fit"):
-        network_from_weights(CONFIG, payload)
+        network_from_weights(CONFIG, CHANNELS, payload)
 
 
 def test_a_truncated_weights_file_is_refused_as_corrupt() -> None:
-    payload = weights_bytes(perturbed_network(CONFIG))
+    payload = weights_bytes(perturbed_network(CONFIG, CHANNELS))
     with pytest.raises(RegistryCorrupt):
-        network_from_weights(CONFIG, payload[: len(payload) // 2])
+        network_from_weights(CONFIG, CHANNELS, payload[: len(payload) // 2])
 
 
 def test_predicting_in_chunks_equals_one_batch(windows: tuple[torch.Tensor, torch.Tensor]) -> None:
     history, features = windows
-    predictor = Predictor(perturbed_network(CONFIG), ScalingParams(mode="window"), torch.device("cpu"))
+    predictor = Predictor(perturbed_network(CONFIG, CHANNELS), ScalingParams(mode="window"), torch.device("cpu"))
     whole = predictor.predict(history, features)
     chunked = predictor.predict(history, features, batch_size=7)  # 7 + 7 + 7 + 2
 
@@ -110,7 +111,7 @@ def test_predicting_in_chunks_equals_one_batch(windows: tuple[torch.Tensor, torc
 def test_predictions_are_on_the_original_scale(windows: tuple[torch.Tensor, torch.Tensor]) -> None:
     """A window shifted by a constant gets a forecast shifted by the same constant (window scaling)."""
     history, features = windows
-    predictor = Predictor(perturbed_network(CONFIG), ScalingParams(mode="window"), torch.device("cpu"))
+    predictor = Predictor(perturbed_network(CONFIG, CHANNELS), ScalingParams(mode="window"), torch.device("cpu"))
     base = predictor.predict(history, features)
     shifted = predictor.predict(history + 1000.0, features)
     np.testing.assert_allclose(shifted.mean, base.mean + 1000.0, atol=1e-2)  # float32 rounding of x + 1000
@@ -118,7 +119,7 @@ def test_predictions_are_on_the_original_scale(windows: tuple[torch.Tensor, torc
 
 def test_an_empty_batch_gives_empty_forecasts(windows: tuple[torch.Tensor, torch.Tensor]) -> None:
     history, features = windows
-    predictor = Predictor(perturbed_network(CONFIG), ScalingParams(mode="window"), torch.device("cpu"))
+    predictor = Predictor(perturbed_network(CONFIG, CHANNELS), ScalingParams(mode="window"), torch.device("cpu"))
     empty = predictor.predict(history[:0], features[:0])
     assert empty.mean.shape == (0, CONFIG.horizon)
     assert empty.spread.shape == (0,)

@@ -19,28 +19,28 @@ import pytest
 import torch
 
 from forecast.errors import InvalidName, ModelNotFound, RegistryCorrupt, VersionNotFound
-from forecast.manifest import MANIFEST_FILE, REPORT_FILE, WEIGHTS_FILE
-from forecast.networks import Forecaster
-from forecast.predictor import load_predictor, weights_bytes
-from forecast.registry import PRODUCTION, Registry, check_name
+from forecast.model.network import Forecaster
+from forecast.registry.manifest import MANIFEST_FILE, REPORT_FILE, WEIGHTS_FILE
+from forecast.registry.store import PRODUCTION, Registry, check_name
+from forecast.registry.weights import load_predictor, weights_bytes
 from tests.conftest import child_env
-from tests.registry_writer import SMALL_NETWORK, check_version, make_manifest, tagged_files
+from tests.registry_writer import SMALL_CHANNELS, SMALL_NETWORK, check_version, make_manifest, tagged_files
 
 WRITER = Path(__file__).with_name("registry_writer.py")
 WAIT_S = 60.0
 
 
 def publish_tagged(registry: Registry, name: str, tag: str, size: int = 1000) -> int:
-    return registry.publish(name, tagged_files(tag, size), lambda n, d: make_manifest(name, n, d, tag))
+    return registry.publish(name, tagged_files(tag, size), make_manifest(name, 0, {}, tag)).version
 
 
 def publish_network(registry: Registry, name: str) -> int:
     torch.manual_seed(0)
-    network = Forecaster(SMALL_NETWORK)
+    network = Forecaster(SMALL_NETWORK, SMALL_CHANNELS)
     for parameter in network.parameters():  # non-zero weights, so a flipped byte changes a number
         torch.nn.init.normal_(parameter)
     files = {WEIGHTS_FILE: weights_bytes(network), REPORT_FILE: b"{}"}
-    return registry.publish(name, files, lambda n, d: make_manifest(name, n, d))
+    return registry.publish(name, files, make_manifest(name, 0, {})).version
 
 
 def wait_for(condition, what: str, timeout_s: float = WAIT_S):  # type: ignore[no-untyped-def]
@@ -78,7 +78,8 @@ def test_a_published_network_loads_back_with_its_weights(tmp_path: Path) -> None
     registry = Registry(tmp_path)
     version = publish_network(registry, "demo")
 
-    manifest, predictor = load_predictor(registry, "demo", version, torch.device("cpu"))
+    loaded = load_predictor(registry, "demo", version, torch.device("cpu"))
+    manifest, predictor = loaded.manifest, loaded.predictor
 
     assert manifest.network == SMALL_NETWORK
     stored = (tmp_path / "demo" / "versions" / "1" / WEIGHTS_FILE).read_bytes()

@@ -9,11 +9,11 @@ import pytest
 import torch
 from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
-from forecast.data import Dataset, Series
-from forecast.preprocess import decode, encode
-from forecast.scaling import fit_scaling, scale, unscale, window_stats
-from forecast.scaling_params import ScalingParams
-from forecast.windows import build_store, split_blocks
+from forecast.model.config import ScalingParams
+from forecast.model.encoding import decode, encode
+from forecast.model.scaling import fit_scaling, from_scaled, to_scaled, window_stats
+from forecast.series.dataset import Dataset, Series
+from forecast.series.windows import build_store, split_blocks
 
 SKLEARN = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}
 INPUT_SIZE, HORIZON, VAL_SIZE, TEST_SIZE = 12, 4, 10, 8
@@ -45,9 +45,9 @@ def test_global_scaling_equals_sklearn_on_held_out_values(
     # The library's own scale/unscale (float64 tensors) give the same numbers and invert them.
     loc = torch.tensor([[params.loc]], dtype=torch.float64)
     spread = torch.tensor([[params.scale]], dtype=torch.float64)
-    scaled = scale(torch.from_numpy(held_out_values)[None, :], loc, spread)
+    scaled = to_scaled(torch.from_numpy(held_out_values)[None, :], loc, spread)
     np.testing.assert_allclose(scaled[0].numpy(), expected, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(unscale(scaled, loc, spread)[0].numpy(), held_out_values, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(from_scaled(scaled, loc, spread)[0].numpy(), held_out_values, rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("scaler", ["standard", "minmax", "robust"])

@@ -12,9 +12,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forecast.data import Dataset, Series
 from forecast.errors import InvalidInput, SeriesTooShort
-from forecast.windows import (
+from forecast.series.dataset import Dataset, Series
+from forecast.series.windows import (
     SeriesStore,
     block_origins,
     build_store,

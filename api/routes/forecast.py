@@ -1,5 +1,6 @@
-"""POST /v1/forecast: validate the posted series against the model, window and scale them as in
-training, run them through the model's batcher, and return forecasts with intervals."""
+"""POST /v1/forecast: limits -> lease -> forecast -> response. The stages of a forecast live in
+the served version's `ForecastPipeline`; this route adds what is HTTP's: the request limits,
+the client hanging up, the request metrics and the body."""
 
 from __future__ import annotations
 
@@ -7,22 +8,22 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 
 from api.deps import EngineDep, SettingsDep
-from api.errors import status_of
+from api.errors import error_kind
 from api.jsonio import FastJSONResponse, FastJSONRoute
-from api.schemas import ErrorBody, ForecastRequest, ForecastResponse
-from forecast.batcher import BatchOutput
+from api.schemas import ErrorBody, ForecastRequest, ForecastResponse, forecast_body
 from forecast.errors import ClientDisconnected, ForecastError, InvalidRequest, RequestTooLarge
-from forecast.inference import assemble, check_request, prepare_series
-from forecast.telemetry import REQUEST_LATENCY, REQUESTS
+from forecast.serving.telemetry import REQUEST_LATENCY, REQUESTS
 
 router = APIRouter(prefix="/v1", tags=["forecast"], route_class=FastJSONRoute)
 
 _ERRORS = {code: {"model": ErrorBody} for code in (404, 413, 422, 503, 504)}
+
+Answer = TypeVar("Answer")
 
 
 def _check_limits(body: ForecastRequest, max_series: int, max_points: int) -> None:
@@ -46,8 +47,8 @@ async def _disconnected(request: Request) -> None:
         continue
 
 
-async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, list[BatchOutput]]) -> list[BatchOutput]:
-    """Await the batcher, but give up when the client hangs up: cancelling drops the request's
+async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, Answer]) -> Answer:
+    """Await the forecast, but give up when the client hangs up: cancelling drops the request's
     queued series, so a client that timed out costs no forward pass."""
     answer = asyncio.ensure_future(work)
     hang_up = asyncio.ensure_future(_disconnected(request))
@@ -74,28 +75,15 @@ async def forecast(
         async with engine.lease(body.model, body.version, body.alias) as served:
             manifest = served.manifest
             model_label, version_label = manifest.name, str(manifest.version)
-            horizon = check_request(manifest, body.horizon, body.levels)
-            prepared = [
-                prepare_series(
-                    manifest, s.id, s.values, timestamps=s.timestamps, start=s.start, freq=s.freq, horizon=horizon
-                )
-                for s in body.series
-            ]
-            outputs = await _unless_disconnected(
-                request, served.batcher.submit([p.window for p in prepared], timeout_s=settings.request_timeout_s)
+            work = served.pipeline.forecast(
+                body.series, horizon=body.horizon, levels=body.levels, timeout_s=settings.request_timeout_s
             )
-            forecasts = [assemble(manifest, p, o, body.levels) for p, o in zip(prepared, outputs, strict=True)]
+            result = await _unless_disconnected(request, work)
         status = 200
     except ForecastError as exc:
-        status = status_of(exc)[0]
+        status = error_kind(exc).status
         raise
     finally:
         REQUESTS.labels(model_label, version_label, str(status)).inc()
         REQUEST_LATENCY.labels(model_label).observe(time.perf_counter() - started)
-    content = {
-        "model": {"name": manifest.name, "version": manifest.version, "arch": manifest.arch},
-        "forecasts": [
-            {"id": f.series_id, "timestamps": f.timestamps, "mean": f.mean, "intervals": f.intervals} for f in forecasts
-        ],
-    }
-    return FastJSONResponse(content)
+    return FastJSONResponse(forecast_body(manifest, result))

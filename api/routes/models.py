@@ -13,8 +13,8 @@ from pydantic import BaseModel
 from api.deps import EngineDep, RegistryDep
 from api.schemas import ModelList, ModelSummary, VersionSummary
 from forecast.errors import ModelNotFound, RegistryCorrupt
-from forecast.manifest import REPORT_FILE
-from forecast.registry import Registry, check_name
+from forecast.registry.manifest import REPORT_FILE
+from forecast.registry.store import Registry, check_name
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

@@ -276,7 +276,7 @@ def test_a_versions_loss_chart_coverage_and_report_are_drawn(
     assert canvas.evaluate(INKED_PIXELS_JS) > 500  # lines were drawn, not just an empty canvas
 
     facts = page.locator("#hyperparameters")
-    expect(facts).to_contain_text(f"Hidden size{manifest['network']['hidden_size']}")
+    expect(facts).to_contain_text(f"Hidden size{manifest['training']['network']['hidden_size']}")
     expect(facts).to_contain_text(f"Best epoch{manifest['best_epoch']}")
     coverage = manifest["intervals"]["coverage"]
     for level, empirical in coverage.items():

@@ -31,8 +31,8 @@ function fact(term, value) {
 }
 
 function renderHyperparameters(manifest) {
-  const network = manifest.network || {};
   const training = manifest.training || {};
+  const network = training.network || {};
   const data = manifest.data || {};
   const timings = manifest.timings || {};
   const list = $("hyperparameters");

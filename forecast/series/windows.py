@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from forecast.data import Dataset, SeriesTooShort
 from forecast.errors import InvalidInput
-from forecast.features import calendar_features
+from forecast.series.dataset import Dataset, SeriesTooShort
+from forecast.series.features import calendar_features
 
 
 @dataclass(slots=True)
@@ -91,6 +91,12 @@ def block_origins(store: SeriesStore, blocks: Blocks, block: str, *, input_size:
         "test": (blocks.validation_end, store.lengths),
     }[block]
     return origins_between(store, *bounds, input_size=input_size, horizon=horizon)
+
+
+def training_parts(values: np.ndarray, store: SeriesStore, blocks: Blocks) -> list[np.ndarray]:
+    """Each series' training part, [0, train_end), out of `values` laid out like the store's:
+    the only data the scaler and the MASE denominators may see."""
+    return [values[start : start + int(end)] for start, end in zip(store.offsets[:-1], blocks.train_end, strict=True)]
 
 
 def series_of_origins(store: SeriesStore, origins: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
-from forecast.scaling_params import GlobalScaler, ScalingMode, ScalingParams
+from forecast.model.config import GlobalScaler, ScalingMode, ScalingParams
 
 # A window whose values barely move would be divided by ~0; the floor keeps its scaled values
 # small instead. Relative to the window's magnitude so it is unit-free.
@@ -54,9 +54,9 @@ def window_stats(history: torch.Tensor, params: ScalingParams) -> tuple[torch.Te
     return loc, torch.maximum(spread, floor)
 
 
-def scale(values: torch.Tensor, loc: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
+def to_scaled(values: torch.Tensor, loc: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
     return (values - loc) / spread
 
 
-def unscale(values: torch.Tensor, loc: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
+def from_scaled(values: torch.Tensor, loc: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
     return values * spread + loc

@@ -12,17 +12,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from forecast.network_config import NetworkConfig
+from forecast.model.config import NetworkConfig
 
 _ENCODERS: dict[str, type[nn.RNN] | type[nn.LSTM] | type[nn.GRU]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 class Forecaster(nn.Module):
-    def __init__(self, config: NetworkConfig) -> None:
+    def __init__(self, config: NetworkConfig, input_channels: int) -> None:
         super().__init__()
         self.config = config
+        self.input_channels = input_channels
         self.encoder = _ENCODERS[config.arch](
-            input_size=config.n_features,
+            input_size=input_channels,
             hidden_size=config.hidden_size,
             num_layers=config.num_layers,
             dropout=config.dropout if config.num_layers > 1 else 0.0,

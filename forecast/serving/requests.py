@@ -1,7 +1,8 @@
-"""Serving-side preparation of posted series and assembly of forecasts, per model version.
+"""Serving-side preparation of posted series: each is checked against the model version and
+cut into the input window, with the same calendar features as in training.
 
-Validation and windowing reuse `forecast.data` and `forecast.features`; scaling happens in the
-predictor through `forecast.preprocess`, exactly as in training.
+Validation reuses `forecast.series`; scaling happens in the predictor through
+`forecast.model.encoding`, exactly as in training.
 """
 
 from __future__ import annotations
@@ -13,26 +14,27 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from forecast.batcher import BatchInput, BatchOutput
-from forecast.data import (
-    check_spacing,
-    fixed_step_ns,
-    normalize_freq,
-    parse_instant,
-    parse_timestamps_fast,
-    parse_values,
-    same_freq,
-)
 from forecast.errors import FrequencyError, InvalidRequest, SeriesTooShort
-from forecast.features import calendar_features, future_timestamps
-from forecast.intervals import check_levels, interval_bounds
-from forecast.manifest import Manifest
+from forecast.model.intervals import check_levels
+from forecast.registry.manifest import Manifest
+from forecast.series.features import calendar_features, future_timestamps
+from forecast.series.frequency import fixed_step_ns, normalize_freq, same_freq
+from forecast.series.parsing import parse_instant, parse_timestamps_fast, parse_values
+from forecast.series.spacing import check_spacing
+
+
+@dataclass(slots=True)
+class Window:
+    """One series' input window, as the network's forward pass takes it."""
+
+    history: np.ndarray  # (L,) float32 raw values
+    features: np.ndarray  # (L, F) float32 calendar features
 
 
 @dataclass(slots=True)
 class PreparedSeries:
     series_id: str
-    window: BatchInput
+    window: Window
     last_ns: int  # the last posted instant, which with freq and horizon fixes the future ones
     freq: str
     horizon: int
@@ -46,14 +48,6 @@ class PreparedSeries:
     def future_iso(self) -> tuple[str, ...]:
         """The same instants as the response writes them."""
         return _future_iso(self.last_ns, self.freq, self.horizon)
-
-
-@dataclass(slots=True)
-class SeriesForecast:
-    series_id: str
-    timestamps: list[str]
-    mean: list[float]
-    intervals: dict[str, dict[str, list[float]]]
 
 
 def _regular_stamps(first: pd.Timestamp, periods: int, freq: str) -> np.ndarray:
@@ -114,7 +108,7 @@ def prepare_series(
         series_values = _values(series_id, values, lambda: _regular_stamps(first, count, manifest.freq))
     return PreparedSeries(
         series_id=series_id,
-        window=BatchInput(
+        window=Window(
             history=series_values[-manifest.input_size :].astype(np.float32),
             features=_window_features(first_input, manifest.input_size, manifest.freq, tuple(manifest.features)),
         ),
@@ -166,17 +160,3 @@ def _future_iso(last_ns: int, freq: str, horizon: int) -> tuple[str, ...]:
     if (future.view(np.int64) % 1_000_000_000 == 0).all():
         return tuple(np.datetime_as_string(future, unit="s").tolist())
     return tuple(t.isoformat() for t in pd.DatetimeIndex(future))
-
-
-def assemble(manifest: Manifest, prepared: PreparedSeries, output: BatchOutput, levels: list[float]) -> SeriesForecast:
-    mean = np.asarray(output.mean[None, : prepared.horizon], dtype=np.float64)  # (1, h); no copy when already float64
-    intervals = {}
-    for level in levels:
-        lower, upper = interval_bounds(mean, np.array([output.spread]), manifest.intervals, level)
-        intervals[f"{level:g}"] = {"lower": lower[0].tolist(), "upper": upper[0].tolist()}
-    return SeriesForecast(
-        series_id=prepared.series_id,
-        timestamps=list(prepared.future_iso),
-        mean=mean[0].tolist(),
-        intervals=intervals,
-    )

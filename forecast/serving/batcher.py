@@ -17,43 +17,33 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-
-import numpy as np
+from typing import Generic, TypeVar
 
 from forecast.errors import DeadlineExceeded, Overloaded, ShuttingDown
-from forecast.telemetry import BATCH_SIZE, COMPUTE_TIME, QUEUE_DEPTH, QUEUE_WAIT, REJECTED
+from forecast.serving.telemetry import BATCH_SIZE, COMPUTE_TIME, QUEUE_DEPTH, QUEUE_WAIT, REJECTED
 
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 1.0  # what a refused client is told to wait (full queue, shutting down)
 
 
-@dataclass(slots=True)
-class BatchInput:
-    history: np.ndarray  # (L,) float32 raw values of one series' input window
-    features: np.ndarray  # (L, F) float32 calendar features
+Item = TypeVar("Item")  # what one queued unit of work is (a series' input window)
+Result = TypeVar("Result")  # what the batch function returns for one item
+
+# Runs on the inference thread: a batch of items in, one result per item out, in order.
+BatchFunction = Callable[[Sequence[Item]], Sequence[Result]]
 
 
 @dataclass(slots=True)
-class BatchOutput:
-    mean: np.ndarray  # (H,) forecast on the original scale
-    spread: float  # the window's scale, for conformal intervals
-
-
-# Runs on the inference thread: stacked inputs in, one BatchOutput per input out.
-BatchFunction = Callable[[Sequence[BatchInput]], list[BatchOutput]]
-
-
-@dataclass(slots=True)
-class _Queued:
-    payload: BatchInput
-    future: asyncio.Future[BatchOutput]
+class _Queued(Generic[Item, Result]):
+    payload: Item
+    future: asyncio.Future[Result]
     enqueued_at: float  # time.monotonic()
     deadline: float  # time.monotonic()
 
 
 def _resolve(
-    future: asyncio.Future[BatchOutput], *, result: BatchOutput | None = None, error: BaseException | None = None
+    future: asyncio.Future[Result], *, result: Result | None = None, error: BaseException | None = None
 ) -> None:
     if future.done():  # cancelled by its request, or already answered
         return
@@ -64,10 +54,10 @@ def _resolve(
         future.set_result(result)
 
 
-class DynamicBatcher:
+class DynamicBatcher(Generic[Item, Result]):
     def __init__(
         self,
-        run_batch: BatchFunction,
+        run_batch: Callable[[Sequence[Item]], Sequence[Result]],
         executor: Executor,
         *,
         max_batch_size: int,
@@ -80,7 +70,7 @@ class DynamicBatcher:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.queue_limit = queue_limit
-        self._queue: deque[_Queued] = deque()
+        self._queue: deque[_Queued[Item, Result]] = deque()
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -108,7 +98,7 @@ class DynamicBatcher:
             await self._task
             self._task = None
 
-    async def submit(self, payloads: Sequence[BatchInput], timeout_s: float) -> list[BatchOutput]:
+    async def submit(self, payloads: Sequence[Item], timeout_s: float) -> list[Result]:
         """Queue one request's series together (all or none) and wait for their forecasts."""
         if self._closing:
             raise ShuttingDown("the service is shutting down; retry on another instance", retry_after_s=RETRY_AFTER_S)
@@ -120,7 +110,7 @@ class DynamicBatcher:
             )
         loop = asyncio.get_running_loop()
         now = time.monotonic()
-        items = [_Queued(p, loop.create_future(), now, now + timeout_s) for p in payloads]
+        items: list[_Queued[Item, Result]] = [_Queued(p, loop.create_future(), now, now + timeout_s) for p in payloads]
         self._queue.extend(items)
         self._depth.set(len(self._queue))
         self._arrived.set()
@@ -131,7 +121,7 @@ class DynamicBatcher:
                 if not item.future.done():
                     item.future.cancel()
 
-    async def _next_batch(self) -> list[_Queued]:
+    async def _next_batch(self) -> list[_Queued[Item, Result]]:
         while not self._queue:
             if self._closing:
                 return []

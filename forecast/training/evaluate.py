@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forecast.baselines import naive, seasonal_naive
-from forecast.data import Dataset
-from forecast.intervals import Calibration, interval_bounds
-from forecast.metrics import forecast_metrics, mase_scale
-from forecast.predictor import Predictor
-from forecast.windows import Blocks, SeriesStore, block_origins, gather, series_of_origins
+from forecast.model.intervals import Calibration, interval_bounds
+from forecast.model.predictor import Predictor
+from forecast.series.dataset import Dataset
+from forecast.series.windows import Blocks, SeriesStore, block_origins, gather, series_of_origins, training_parts
+from forecast.training.baselines import naive, seasonal_naive
+from forecast.training.metrics import forecast_metrics, mase_denominator
 
 _CHUNK = 8192
 
@@ -26,15 +26,27 @@ class BlockResult:
     metrics: dict[str, dict[str, float | None]]  # method -> metric -> value (None: undefined)
 
 
-def mase_scales(store: SeriesStore, blocks: Blocks, period: int) -> np.ndarray:
+@dataclass(slots=True)
+class EvaluationSet:
+    """The data every version of one training job is scored on, built once: the new version
+    and the production version it is compared with see the same windows and denominators."""
+
+    store: SeriesStore
+    blocks: Blocks
+    values: np.ndarray  # (N,) float64 copy of the store's values
+    denominators: np.ndarray  # (S,) MASE denominators from each series' training part
+    season_length: int
+
+
+def mase_denominators(store: SeriesStore, blocks: Blocks, period: int) -> np.ndarray:
     """(S,) MASE denominators from each series' training part only."""
     values = store.values.numpy().astype(np.float64)
-    return np.array(
-        [
-            mase_scale(values[start : start + int(train_end)], period)
-            for start, train_end in zip(store.offsets[:-1], blocks.train_end, strict=True)
-        ]
-    )
+    return np.array([mase_denominator(part, period) for part in training_parts(values, store, blocks)])
+
+
+def evaluation_set(store: SeriesStore, blocks: Blocks, *, season_length: int, mase_period: int) -> EvaluationSet:
+    values = store.values.numpy().astype(np.float64)
+    return EvaluationSet(store, blocks, values, mase_denominators(store, blocks, mase_period), season_length)
 
 
 def predict_origins(predictor: Predictor, store: SeriesStore, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -49,30 +61,23 @@ def predict_origins(predictor: Predictor, store: SeriesStore, origins: np.ndarra
     return np.concatenate(means), np.concatenate(spreads)
 
 
-def evaluate_block(
-    predictor: Predictor,
-    store: SeriesStore,
-    blocks: Blocks,
-    block: str,
-    *,
-    season_length: int,
-    scales: np.ndarray,
-) -> BlockResult:
-    config = predictor.config
-    origins = block_origins(store, blocks, block, input_size=config.input_size, horizon=config.horizon)
-    values = store.values.numpy().astype(np.float64)
+def evaluate_block(predictor: Predictor, evaluation: EvaluationSet, block: str) -> BlockResult:
+    config, store = predictor.config, evaluation.store
+    origins = block_origins(store, evaluation.blocks, block, input_size=config.input_size, horizon=config.horizon)
     future = origins[:, None] + np.arange(config.horizon)  # (W, H)
-    actual = values[future]
+    actual = evaluation.values[future]
     forecast, spread = predict_origins(predictor, store, origins)
     series_index = series_of_origins(store, origins)
-    window_scales = scales[series_index]
+    window_denominators = evaluation.denominators[series_index]
     starts = store.offsets[:-1][series_index]
     methods = {
         "model": forecast,
-        "naive": naive(values, origins, config.horizon),
-        "seasonal_naive": seasonal_naive(values, origins, config.horizon, season_length, starts),
+        "naive": naive(evaluation.values, origins, config.horizon),
+        "seasonal_naive": seasonal_naive(evaluation.values, origins, config.horizon, evaluation.season_length, starts),
     }
-    metrics = {method: forecast_metrics(actual, predicted, window_scales) for method, predicted in methods.items()}
+    metrics = {
+        method: forecast_metrics(actual, predicted, window_denominators) for method, predicted in methods.items()
+    }
     return BlockResult(origins=origins, actual=actual, forecast=forecast, spread=spread, metrics=metrics)
 
 

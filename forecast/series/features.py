@@ -10,9 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from pandas.tseries.frequencies import to_offset
 
-from forecast.data import fixed_step_ns
+from forecast.series.frequency import cadence
 
 
 # Positions within each cycle from datetime64[ns] arrays, in numpy: this runs for every served
@@ -56,25 +55,12 @@ FEATURE_NAMES = tuple(_CYCLES)
 
 def default_features(freq: str) -> list[str]:
     """The calendar cycles shorter than a year that a series of this frequency can show."""
-    offset = to_offset(freq)
-    step_ns = fixed_step_ns(freq)
-    if step_ns is not None:
-        step = pd.Timedelta(step_ns, unit="ns")
-        if step < pd.Timedelta(hours=1):
-            return ["minute_of_hour", "hour_of_day", "day_of_week"]
-        if step < pd.Timedelta(days=1):
-            return ["hour_of_day", "day_of_week"]
-        if step < pd.Timedelta(days=7):
-            return ["day_of_week", "day_of_year"]
-        return ["week_of_year"]
-    name = offset.name.upper()
-    if name in {"B", "C"}:  # business days
-        return ["day_of_week", "day_of_year"]
-    if name.startswith("W"):
-        return ["week_of_year"]
-    if name.startswith(("M", "BM", "SM", "CBM")):
-        return ["month_of_year"]
-    return []
+    return list(cadence(freq).calendar_features)
+
+
+def feature_width(names: list[str] | tuple[str, ...]) -> int:
+    """Columns of `calendar_features(..., names)`: a sine and a cosine per cycle."""
+    return 2 * len(names)
 
 
 def calendar_features(timestamps: pd.DatetimeIndex | np.ndarray, names: list[str]) -> np.ndarray:
@@ -86,7 +72,7 @@ def calendar_features(timestamps: pd.DatetimeIndex | np.ndarray, names: list[str
         angle = 2.0 * np.pi * position_of(stamps).astype(np.float64) / cycle
         columns.extend([np.sin(angle), np.cos(angle)])
     if not columns:
-        return np.zeros((len(timestamps), 0), dtype=np.float32)
+        return np.zeros((len(timestamps), feature_width(names)), dtype=np.float32)
     return np.stack(columns, axis=1).astype(np.float32)
 
 

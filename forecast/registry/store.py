@@ -21,14 +21,15 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from forecast.errors import InvalidName, ModelNotFound, RegistryCorrupt, VersionNotFound
-from forecast.manifest import MANIFEST_FILE, Manifest
+from forecast.registry.manifest import MANIFEST_FILE, Manifest
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,30 @@ def check_name(name: str, what: str = "model name") -> str:
             f"invalid {what} {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return name
+
+
+def aliased_version(name: str, aliases: dict[str, int], alias: str | None) -> int:
+    """The version an alias points at; no alias means production. The registry resolves on
+    what is on disk, the engine on what it serves: both by this rule."""
+    wanted = check_name(alias, "alias") if alias is not None else PRODUCTION
+    if wanted not in aliases:
+        raise VersionNotFound(f"model {name!r} has no alias {wanted!r}; aliases: {sorted(aliases)}")
+    return aliases[wanted]
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """What changes when a file is replaced or rewritten."""
+
+    inode: int
+    mtime_ns: int
+    size: int
+
+
+@dataclass(slots=True)
+class _CachedManifest:
+    identity: FileIdentity
+    manifest: Manifest
 
 
 def sha256_bytes(payload: bytes) -> str:
@@ -69,7 +94,7 @@ def _fsync_dir(path: Path) -> None:
 class Registry:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self._manifests: dict[tuple[str, int], tuple[tuple[int, int, int], Manifest]] = {}
+        self._manifests: dict[tuple[str, int], _CachedManifest] = {}
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -108,11 +133,7 @@ class Registry:
             if version not in known:
                 raise VersionNotFound(f"model {name!r} has no version {version}; versions: {known}")
             return version
-        wanted = check_name(alias, "alias") if alias is not None else PRODUCTION
-        aliases = self.aliases(name)
-        if wanted not in aliases:
-            raise VersionNotFound(f"model {name!r} has no alias {wanted!r}; aliases: {sorted(aliases)}")
-        return aliases[wanted]
+        return aliased_version(name, self.aliases(name), alias)
 
     def version_dir(self, name: str, version: int) -> Path:
         return self.model_dir(name) / "versions" / str(version)
@@ -139,12 +160,12 @@ class Registry:
         path = self.version_dir(name, version) / MANIFEST_FILE
         try:
             status = path.stat()
-            identity = (status.st_ino, status.st_mtime_ns, status.st_size)
+            identity = FileIdentity(status.st_ino, status.st_mtime_ns, status.st_size)
             cached = self._manifests.get((name, version))
-            if cached is not None and cached[0] == identity:
-                return cached[1]
+            if cached is not None and cached.identity == identity:
+                return cached.manifest
             manifest = Manifest.model_validate_json(path.read_bytes())
-            self._manifests[(name, version)] = (identity, manifest)
+            self._manifests[(name, version)] = _CachedManifest(identity, manifest)
             return manifest
         except FileNotFoundError as exc:
             raise VersionNotFound(f"model {name!r} has no version {version}") from exc
@@ -166,14 +187,9 @@ class Registry:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def publish(
-        self, name: str, files: dict[str, bytes], build_manifest: Callable[[int, dict[str, str]], Manifest]
-    ) -> int:
-        """Write a new version atomically and return its number.
-
-        `build_manifest(version, sha256_by_file)` is called once per attempted version number so
-        the manifest names the version it finally lands as.
-        """
+    def publish(self, name: str, files: dict[str, bytes], draft: Manifest) -> Manifest:
+        """Write a new version atomically and return its manifest, which names the version
+        number it finally landed as and the sha256 of every file."""
         folder = self.model_dir(name)
         staging_root = folder / _STAGING
         (folder / "versions").mkdir(parents=True, exist_ok=True)
@@ -188,7 +204,7 @@ class Registry:
                 digests[filename] = sha256_bytes(payload)
             candidate = max(self._all_version_numbers(name), default=0) + 1
             while True:
-                manifest = build_manifest(candidate, digests)
+                manifest = draft.model_copy(update={"version": candidate, "files": digests})
                 _write_synced(staging / MANIFEST_FILE, manifest.model_dump_json(indent=2).encode())
                 _fsync_dir(staging)
                 try:
@@ -199,7 +215,7 @@ class Registry:
                     candidate += 1  # another writer took this number first
                     continue
                 _fsync_dir(folder / "versions")
-                return candidate
+                return manifest
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

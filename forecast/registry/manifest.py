@@ -7,13 +7,20 @@ live in model.safetensors, everything else here), plus metrics, calibration and 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from forecast.intervals import Calibration
-from forecast.network_config import Architecture, NetworkConfig
-from forecast.scaling_params import GlobalScaler, ScalingMode, ScalingParams
+from forecast.model.config import (
+    Architecture,
+    GlobalScaler,
+    NetworkConfig,
+    ScalingMode,
+    ScalingParams,
+    input_channels,
+)
+from forecast.model.intervals import Calibration
+from forecast.series.features import feature_width
 
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -29,13 +36,7 @@ class TrainingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    arch: Architecture
-    input_size: int = Field(ge=1)
-    horizon: int = Field(ge=1)
-    hidden_size: int = Field(default=64, ge=1)
-    num_layers: int = Field(default=1, ge=1)
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    linear_skip: bool = True
+    network: NetworkConfig
     freq: str | None = None
     target: str | None = None
     id_column: str = "series_id"
@@ -55,6 +56,31 @@ class TrainingConfig(BaseModel):
     windows_per_epoch: int = Field(default=100_000, ge=1, description="sampled afresh each epoch when there are more")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_network(cls, data: Any) -> Any:
+        """Flags and config files name the network's fields flat (`hidden_size = 128`); they
+        override the ones of a nested `network` (a production version's, with --retrain)."""
+        if not isinstance(data, dict):
+            return data
+        flat = {key: data[key] for key in NetworkConfig.model_fields if key in data}
+        if not flat:
+            return data
+        nested = data.get("network")
+        network = nested.model_dump() if isinstance(nested, NetworkConfig) else dict(nested or {})
+        rest = {key: value for key, value in data.items() if key not in flat}
+        return {**rest, "network": {**network, **flat}}
+
+    @property
+    def val_block_size(self) -> int:
+        """Validation points per series: --val-size, else the horizon."""
+        return self.val_size or self.network.horizon
+
+    @property
+    def test_block_size(self) -> int:
+        """Test points per series: --test-size, else the horizon."""
+        return self.test_size or self.network.horizon
 
 
 class DataFingerprint(BaseModel):
@@ -89,7 +115,6 @@ class Manifest(BaseModel):
     name: str
     version: int
     created_at: datetime
-    network: NetworkConfig
     training: TrainingConfig
     freq: str
     features: list[str]
@@ -105,6 +130,23 @@ class Manifest(BaseModel):
     provenance: Provenance
     parent_version: int | None = None
     files: dict[str, str] = Field(default_factory=dict, description="file name -> sha256")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_copied_network(cls, data: Any) -> Any:
+        """Manifests written before the training config embedded the network carried a copy of
+        its shape at the top level; the training config's is the one that counts."""
+        if isinstance(data, dict) and "network" in data:
+            return {key: value for key, value in data.items() if key != "network"}
+        return data
+
+    @property
+    def network(self) -> NetworkConfig:
+        return self.training.network
+
+    @property
+    def input_channels(self) -> int:
+        return input_channels(feature_width(self.features))
 
     @property
     def arch(self) -> Architecture:

@@ -13,22 +13,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
-from forecast.batcher import BatchFunction, BatchInput, BatchOutput, DynamicBatcher
-from forecast.devices import resolve_device
 from forecast.errors import ForecastError, ModelNotFound, VersionNotFound
-from forecast.manifest import Manifest
-from forecast.predictor import Predictor, load_predictor
-from forecast.registry import PRODUCTION, Registry, check_name
+from forecast.model.devices import resolve_device
+from forecast.registry.manifest import Manifest
+from forecast.registry.store import Registry, aliased_version, check_name
+from forecast.registry.weights import load_predictor
+from forecast.serving.batcher import DynamicBatcher
+from forecast.serving.pipeline import ForecastPipeline, Forward, ForwardFactory, network_forward
+from forecast.serving.telemetry import LOAD_FAILURES, MODELS_LOADED
 from forecast.settings import Settings, max_batch_size
-from forecast.telemetry import LOAD_FAILURES, MODELS_LOADED
 
 logger = logging.getLogger(__name__)
 
@@ -36,44 +36,27 @@ logger = logging.getLogger(__name__)
 _IDLE_UNLOAD_S = 300.0
 
 
-def batch_function(predictor: Predictor) -> BatchFunction:
-    """The forward pass the batcher runs on the inference thread."""
-
-    def run(inputs: Sequence[BatchInput]) -> list[BatchOutput]:
-        history = torch.from_numpy(np.stack([item.history for item in inputs]))  # (B, L)
-        features = torch.from_numpy(np.stack([item.features for item in inputs]))  # (B, L, F)
-        prediction = predictor.predict(history, features)
-        return [BatchOutput(mean=prediction.mean[i], spread=float(prediction.spread[i])) for i in range(len(inputs))]
-
-    return run
-
-
-def naive_function(horizon: int) -> BatchFunction:
-    """Benchmark only: the 'model' repeats the last value, so the HTTP path alone is measured."""
-
-    def run(inputs: Sequence[BatchInput]) -> list[BatchOutput]:
-        return [BatchOutput(mean=np.full(horizon, float(item.history[-1])), spread=1.0) for item in inputs]
-
-    return run
-
-
 @dataclass(slots=True)
 class ServedModel:
-    manifest: Manifest
-    batcher: DynamicBatcher
-    run_batch: BatchFunction
+    pipeline: ForecastPipeline
+    forward: Forward
     leases: int = 0
     last_used: float = field(default_factory=time.monotonic)
 
     @property
-    def key(self) -> tuple[str, int]:
-        return self.manifest.name, self.manifest.version
+    def manifest(self) -> Manifest:
+        return self.pipeline.manifest
 
 
 class Engine:
-    def __init__(self, registry: Registry, settings: Settings) -> None:
+    def __init__(
+        self, registry: Registry, settings: Settings, forward_factory: ForwardFactory = network_forward
+    ) -> None:
+        """`forward_factory` builds each loaded version's forward pass: the network's, or a
+        stand-in (the serving benchmark's no-op, which measures the HTTP path alone)."""
         self.registry = registry
         self.settings = settings
+        self._forward_factory = forward_factory
         self.device = resolve_device(settings.device)
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
@@ -99,7 +82,7 @@ class Engine:
         if self._watcher is not None:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
-        await asyncio.gather(*(served.batcher.stop() for served in self._loaded.values()))
+        await asyncio.gather(*(served.pipeline.batcher.stop() for served in self._loaded.values()))
         self._executor.shutdown(wait=True)
 
     async def _watch(self) -> None:
@@ -150,39 +133,32 @@ class Engine:
                 return self._loaded[key]
             try:
                 served = await asyncio.to_thread(self._load, name, version)
-                await asyncio.get_running_loop().run_in_executor(self._executor, self._warm_up, served)
+                await asyncio.get_running_loop().run_in_executor(
+                    self._executor, served.pipeline.warm_up, served.forward
+                )
             except ForecastError as exc:
                 self._failed.add(key)
                 LOAD_FAILURES.labels(name).inc()
                 logger.error("version %d of %s failed to load and is not served: %s", version, name, exc)
                 return None
-            served.batcher.start()
+            served.pipeline.batcher.start()
             self._loaded[key] = served
             MODELS_LOADED.set(len(self._loaded))
             logger.info("loaded %s version %d on %s", name, version, self.device)
             return served
 
     def _load(self, name: str, version: int) -> ServedModel:
-        manifest, predictor = load_predictor(self.registry, name, version, self.device)
-        run_batch = naive_function(manifest.horizon) if self.settings.bench_noop_model else batch_function(predictor)
+        loaded = load_predictor(self.registry, name, version, self.device)
+        forward = self._forward_factory(loaded.manifest, loaded.predictor)
         batcher = DynamicBatcher(
-            run_batch,
+            forward,
             self._executor,
             max_batch_size=max_batch_size(self.settings, self.device.type),
             max_wait_ms=self.settings.max_wait_ms,
             queue_limit=self.settings.queue_limit,
             labels=(name, str(version)),
         )
-        return ServedModel(manifest=manifest, batcher=batcher, run_batch=run_batch)
-
-    @staticmethod
-    def _warm_up(served: ServedModel) -> None:
-        network = served.manifest.network
-        sample = BatchInput(
-            history=np.zeros(network.input_size, dtype=np.float32),
-            features=np.zeros((network.input_size, network.n_features - 1), dtype=np.float32),  # all but the value
-        )
-        served.run_batch([sample])
+        return ServedModel(pipeline=ForecastPipeline(loaded.manifest, batcher), forward=forward)
 
     async def _retire_unused(self) -> None:
         aliased = {(name, version) for name, targets in self._aliases.items() for version in targets.values()}
@@ -192,7 +168,7 @@ class Engine:
             if key in aliased or served.leases > 0 or recently_used:
                 continue
             del self._loaded[key]
-            await served.batcher.stop()
+            await served.pipeline.batcher.stop()
             MODELS_LOADED.set(len(self._loaded))
             logger.info("unloaded %s version %d", *key)
 
@@ -220,13 +196,10 @@ class Engine:
     async def _resolve(self, name: str, version: int | None, alias: str | None) -> ServedModel:
         check_name(name)
         if version is None:
-            wanted = check_name(alias, "alias") if alias is not None else PRODUCTION
             targets = self._aliases.get(name)
             if targets is None:
                 raise ModelNotFound(f"model {name!r} is not served; known models: {sorted(self._aliases)}")
-            if wanted not in targets:
-                raise VersionNotFound(f"model {name!r} has no alias {wanted!r}; aliases: {sorted(targets)}")
-            version = targets[wanted]
+            version = aliased_version(name, targets, alias)
         if (name, version) in self._loaded:
             return self._loaded[(name, version)]
         # An explicit version nobody aliases: check it exists, then load it on demand.

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 import torch
 
-from forecast.scaling import scale, unscale, window_stats
-from forecast.scaling_params import ScalingParams
+from forecast.model.config import ScalingParams
+from forecast.model.scaling import from_scaled, to_scaled, window_stats
 
 
 @dataclass(slots=True)
 class Encoded:
-    inputs: torch.Tensor  # (B, L, 1 + F) scaled values then calendar features
+    inputs: torch.Tensor  # (B, L, input_channels(F)) scaled values then calendar features
     loc: torch.Tensor  # (B, 1)
     spread: torch.Tensor  # (B, 1)
 
@@ -24,11 +24,11 @@ class Encoded:
 def encode(history: torch.Tensor, features: torch.Tensor, params: ScalingParams) -> Encoded:
     """history (B, L) raw values, features (B, L, F) -> network inputs and the window's scale."""
     loc, spread = window_stats(history, params)
-    scaled = scale(history, loc, spread)  # (B, L)
+    scaled = to_scaled(history, loc, spread)  # (B, L)
     inputs = torch.cat([scaled.unsqueeze(-1), features], dim=-1)  # (B, L, 1 + F)
     return Encoded(inputs=inputs, loc=loc, spread=spread)
 
 
 def decode(forecast_scaled: torch.Tensor, encoded: Encoded) -> torch.Tensor:
     """(B, H) scaled forecasts -> (B, H) on the data's original scale."""
-    return unscale(forecast_scaled, encoded.loc, encoded.spread)
+    return from_scaled(forecast_scaled, encoded.loc, encoded.spread)

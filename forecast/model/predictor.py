@@ -1,0 +1,63 @@
+"""A trained network with its preprocessing: raw windows in, forecasts on the original scale out.
+
+The training job's evaluation and the API's engine both forecast through `Predictor`; the
+registry rebuilds one exactly as it was trained (`forecast.registry.weights`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from forecast.model.config import NetworkConfig, ScalingParams
+from forecast.model.encoding import decode, encode
+from forecast.model.network import Forecaster
+
+
+@dataclass(slots=True)
+class Prediction:
+    mean: np.ndarray  # (B, H) on the original scale
+    spread: np.ndarray  # (B,) each window's scale, which the conformal intervals multiply
+
+
+@dataclass(slots=True)
+class DeviceForecast:
+    """One forward pass's result, still on the predictor's device."""
+
+    mean: torch.Tensor  # (B, H) on the original scale
+    spread: torch.Tensor  # (B, 1)
+
+
+class Predictor:
+    def __init__(self, network: Forecaster, scaling: ScalingParams, device: torch.device) -> None:
+        self.network = network.to(device).eval()
+        self.scaling = scaling
+        self.device = device
+
+    @property
+    def config(self) -> NetworkConfig:
+        return self.network.config
+
+    def predict(self, history: torch.Tensor, features: torch.Tensor, batch_size: int = 4096) -> Prediction:
+        """history (B, L), features (B, L, F), both on any device -> Prediction."""
+        if self.device.type == "cuda" and not history.is_cuda:  # pinned memory: asynchronous copies
+            history, features = history.pin_memory(), features.pin_memory()
+        means, spreads = [], []
+        with torch.inference_mode():
+            for start in range(0, history.shape[0], batch_size):
+                chunk = slice(start, start + batch_size)
+                forecast = self.forecast_on_device(history[chunk], features[chunk])
+                means.append(forecast.mean.cpu())
+                spreads.append(forecast.spread.cpu())
+        mean = torch.cat(means).double().numpy() if means else np.zeros((0, self.config.horizon))
+        spread = torch.cat(spreads).double().numpy()[:, 0] if spreads else np.zeros(0)
+        return Prediction(mean=mean, spread=spread)
+
+    def forecast_on_device(self, history: torch.Tensor, features: torch.Tensor) -> DeviceForecast:
+        """One forward pass on the predictor's device; the caller picks the grad mode."""
+        encoded = encode(
+            history.to(self.device, non_blocking=True), features.to(self.device, non_blocking=True), self.scaling
+        )
+        return DeviceForecast(mean=decode(self.network(encoded.inputs), encoded), spread=encoded.spread)

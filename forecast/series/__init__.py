@@ -1,0 +1,1 @@
+"""Time series in: loading, parsing and validation, frequencies, calendar features, windows."""

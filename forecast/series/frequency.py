@@ -1,0 +1,88 @@
+"""Frequencies: their canonical spelling, their step, and the one cadence taxonomy.
+
+`cadence(freq)` classifies a pandas frequency once; the season of the seasonal-naive baseline,
+MASE's period and the default calendar features all read it, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+
+from forecast.errors import FrequencyError
+
+
+@lru_cache(maxsize=256)
+def normalize_freq(freq: str) -> str:
+    """Canonical pandas spelling of a frequency ('H' and 'h' are the same), or FrequencyError."""
+    try:
+        return str(to_offset(freq).freqstr)
+    except (ValueError, TypeError) as exc:
+        raise FrequencyError(f"{freq!r} is not a pandas frequency (e.g. 'h', 'D', 'W-SUN', 'MS')") from exc
+
+
+@lru_cache(maxsize=256)
+def same_freq(left: str, right: str) -> bool:
+    return bool(to_offset(left) == to_offset(right))
+
+
+@lru_cache(maxsize=256)  # on the serving path for every posted series
+def fixed_step_ns(freq: str) -> int | None:
+    """The step of a fixed frequency ('h', '15min', 'D') in nanoseconds; None for calendar
+    frequencies whose step varies or is anchored ('W-SUN', 'MS', 'B')."""
+    try:
+        return int(to_offset(freq).nanos)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Cadence:
+    """What a frequency implies for forecasting."""
+
+    season_length: int  # observations per natural cycle: one day below daily, a week for days, a year above
+    calendar_features: tuple[str, ...]  # the cycles shorter than a year that such a series can show
+
+    @property
+    def mase_period(self) -> int:
+        """The seasonal difference in MASE's denominator, as the M4 competition defines it:
+        24 for hourly, 12 monthly, 4 quarterly, and 1 for daily, weekly and yearly data."""
+        return self.season_length if self.season_length in {4, 12, 24} else 1
+
+
+_DAY = pd.Timedelta(days=1)
+_WEEK = pd.Timedelta(days=7)
+
+
+def _fixed_cadence(step: pd.Timedelta) -> Cadence:
+    if step < pd.Timedelta(hours=1):
+        return Cadence(max(1, int(_DAY / step)), ("minute_of_hour", "hour_of_day", "day_of_week"))
+    if step < _DAY:
+        return Cadence(max(1, int(_DAY / step)), ("hour_of_day", "day_of_week"))  # 24 for hourly data
+    if step < _WEEK:
+        return Cadence(7 if step == _DAY else 1, ("day_of_week", "day_of_year"))
+    return Cadence(52 if step == _WEEK else 1, ("week_of_year",))
+
+
+def _calendar_cadence(name: str) -> Cadence:
+    """Calendar offsets have no fixed step; their name says what they are."""
+    if name in {"B", "C"}:  # business days: a 5-day week
+        return Cadence(5, ("day_of_week", "day_of_year"))
+    if name.startswith("W"):
+        return Cadence(52, ("week_of_year",))
+    if name.startswith(("Q", "BQ")):
+        return Cadence(4, ())
+    if name.startswith(("M", "BM", "SM", "CBM")):
+        return Cadence(12, ("month_of_year",))
+    return Cadence(1, ())
+
+
+@lru_cache(maxsize=256)
+def cadence(freq: str) -> Cadence:
+    step_ns = fixed_step_ns(freq)
+    if step_ns is not None:
+        return _fixed_cadence(pd.Timedelta(step_ns, unit="ns"))
+    return _calendar_cadence(to_offset(freq).name.upper())

@@ -1,0 +1,127 @@
+"""The serving pipeline of one model version: posted series -> windows -> the batcher -> the
+network -> forecasts with intervals. The API route, the benchmarks and the tests all forecast
+through `ForecastPipeline`, so the order of the stages lives here and nowhere else."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from forecast.model.intervals import interval_bounds
+from forecast.model.predictor import Predictor
+from forecast.registry.manifest import Manifest
+from forecast.series.features import feature_width
+from forecast.serving.batcher import DynamicBatcher
+from forecast.serving.requests import PreparedSeries, Window, check_request, prepare_series
+
+
+@dataclass(slots=True)
+class WindowForecast:
+    """The network's answer for one window."""
+
+    mean: np.ndarray  # (H,) on the original scale
+    spread: float  # the window's scale, which the conformal intervals multiply
+
+
+# Runs on the inference thread: a batch of windows in, one forecast per window out.
+Forward = Callable[[Sequence[Window]], Sequence[WindowForecast]]
+# Builds the forward pass of a loaded version: the network's (`network_forward`) in production.
+ForwardFactory = Callable[[Manifest, Predictor], Forward]
+
+
+def network_forward(manifest: Manifest, predictor: Predictor) -> Forward:
+    """The version's network over a batch of windows, in one forward pass."""
+
+    def run(windows: Sequence[Window]) -> list[WindowForecast]:
+        history = torch.from_numpy(np.stack([window.history for window in windows]))  # (B, L)
+        features = torch.from_numpy(np.stack([window.features for window in windows]))  # (B, L, F)
+        prediction = predictor.predict(history, features)
+        return [
+            WindowForecast(mean=prediction.mean[i], spread=float(prediction.spread[i])) for i in range(len(windows))
+        ]
+
+    return run
+
+
+class PostedSeries(Protocol):
+    """One series as a client posts it (the API's `SeriesIn` is one)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def values(self) -> list[float]: ...
+    @property
+    def timestamps(self) -> list[str] | None: ...
+    @property
+    def start(self) -> str | None: ...
+    @property
+    def freq(self) -> str | None: ...
+
+
+@dataclass(slots=True)
+class Bounds:
+    lower: np.ndarray  # (S, h)
+    upper: np.ndarray  # (S, h)
+
+
+@dataclass(slots=True)
+class RequestForecast:
+    """A whole request's forecasts, one row per posted series, in the posted order."""
+
+    series_ids: list[str]
+    timestamps: list[tuple[str, ...]]  # ISO 8601, h per series
+    mean: np.ndarray  # (S, h) on the original scale
+    intervals: dict[str, Bounds]  # level as written ("80", "97.5") -> bounds
+
+
+class ForecastPipeline:
+    def __init__(self, manifest: Manifest, batcher: DynamicBatcher[Window, WindowForecast]) -> None:
+        self.manifest = manifest
+        self.batcher = batcher
+
+    def prepare(self, series: Sequence[PostedSeries], horizon: int) -> list[PreparedSeries]:
+        """Every series checked against the version and cut into its window; the first bad one
+        raises, naming itself, before anything is queued."""
+        return [
+            prepare_series(self.manifest, s.id, s.values, timestamps=s.timestamps, start=s.start, freq=s.freq, horizon=horizon)
+            for s in series
+        ]  # fmt: skip
+
+    async def forecast(
+        self, series: Sequence[PostedSeries], *, horizon: int | None, levels: list[float], timeout_s: float
+    ) -> RequestForecast:
+        served_horizon = check_request(self.manifest, horizon, levels)
+        prepared = self.prepare(series, served_horizon)
+        outputs = await self.batcher.submit([p.window for p in prepared], timeout_s=timeout_s)
+        return self.finish(prepared, outputs, served_horizon, levels)
+
+    def finish(
+        self, prepared: list[PreparedSeries], outputs: Sequence[WindowForecast], horizon: int, levels: list[float]
+    ) -> RequestForecast:
+        """The request's forecasts as one (S, h) block, and every interval level computed for
+        all of its series in one vectorised call."""
+        mean = np.stack([output.mean[:horizon] for output in outputs]).astype(np.float64, copy=False)  # (S, h)
+        spread = np.array([output.spread for output in outputs])  # (S,)
+        intervals = {}
+        for level in levels:
+            lower, upper = interval_bounds(mean, spread, self.manifest.intervals, level)
+            intervals[f"{level:g}"] = Bounds(lower=lower, upper=upper)
+        return RequestForecast(
+            series_ids=[p.series_id for p in prepared],
+            timestamps=[p.future_iso for p in prepared],
+            mean=mean,
+            intervals=intervals,
+        )
+
+    def warm_up(self, forward: Forward) -> None:
+        """One forward pass of a zero window, before the version takes traffic."""
+        network = self.manifest.network
+        window = Window(
+            history=np.zeros(network.input_size, dtype=np.float32),
+            features=np.zeros((network.input_size, feature_width(self.manifest.features)), dtype=np.float32),
+        )
+        forward([window])

@@ -1,0 +1,1 @@
+"""The training job: its named steps, the loop, evaluation, baselines, metrics and promotion."""

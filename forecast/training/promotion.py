@@ -1,0 +1,89 @@
+"""Which version is `production`: the first version of a name, and later ones only with
+--promote when they beat the production version on the same test data."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from forecast.errors import TrainingFailed
+from forecast.registry.manifest import Metrics
+from forecast.registry.store import PRODUCTION, Registry
+
+# Promotion compares scale-free errors so that many series of different sizes weigh alike;
+# MAE where MASE is undefined (every training history constant; then it is so for both sides,
+# which are scored on the same data).
+PROMOTION_METRIC = "mase"
+FALLBACK_METRIC = "mae"
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One version's error on this job's test block."""
+
+    metric: str
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """The production version as it scored on this job's test block."""
+
+    version: int
+    score: Score
+
+
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    promoted: bool
+    note: str
+
+
+def promotion_score(metrics: dict[str, float | None]) -> Score:
+    value = metrics[PROMOTION_METRIC]
+    if value is not None:
+        return Score(PROMOTION_METRIC, value)
+    return Score(FALLBACK_METRIC, float(metrics[FALLBACK_METRIC] or 0.0))
+
+
+def require_finite(name: str, metrics: Metrics) -> None:
+    """A NaN or infinite error means the network produced non-finite forecasts (diverged):
+    refuse to publish it rather than write a version nobody can use."""
+    for block, methods in metrics.items():
+        for metric, value in methods["model"].items():
+            if value is not None and not math.isfinite(value):
+                raise TrainingFailed(
+                    f"model {name!r}: the {block} {metric} is {value} (the network's forecasts are not finite); "
+                    "nothing was written. Try a lower --learning-rate or check the data's scale"
+                )
+
+
+def move_production(
+    registry: Registry, name: str, version: int, new_score: Score, promote: bool, comparison: Comparison | None
+) -> Promotion:
+    """Runs under the model's lock. The first version becomes production; later ones only with
+    --promote and only when they beat the production version on this job's test data."""
+    current = registry.aliases(name).get(PRODUCTION)
+    if current is None:
+        registry.set_alias(name, PRODUCTION, version)
+        return Promotion(True, "first version of this model: now production")
+    if not promote:
+        return Promotion(False, f"production stays at version {current} (pass --promote to compare and promote)")
+    if comparison is None:
+        return Promotion(
+            False,
+            f"production (version {current}) cannot be scored on this data (different horizon, frequency or input size); not promoted",
+        )
+    if comparison.version != current:
+        return Promotion(False, f"production moved to version {current} while training; not promoted")
+    old, new = comparison.score, new_score
+    if new.metric != old.metric:  # cannot happen on the same data; refuse rather than compare unlike errors
+        return Promotion(False, f"test {new.metric} and production's {old.metric} are not comparable; not promoted")
+    verdict = "beats" if new.value < old.value else "does not beat"
+    outcome = "promoted" if new.value < old.value else "not promoted"
+    if new.value < old.value:
+        registry.set_alias(name, PRODUCTION, version)
+    return Promotion(
+        new.value < old.value,
+        f"test {new.metric} {new.value:.4f} {verdict} production version {current} ({old.value:.4f}): {outcome}",
+    )

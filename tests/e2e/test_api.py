@@ -178,7 +178,7 @@ def test_model_listing_and_manifest(shared_server: Server) -> None:
     assert set(names) == {"demo-lstm", "demo-gru"}
     assert [v["version"] for v in names["demo-lstm"]["versions"]] == [1, 2]
     assert set(names["demo-gru"]["versions"][0]["test_metrics"]) == {"model", "naive", "seasonal_naive"}
-    assert manifest["network"]["arch"] == "gru" and manifest["input_size"] if "input_size" in manifest else True
+    assert manifest["training"]["network"]["arch"] == "gru"
     assert manifest["metrics"]["test"]["model"]["mae"] > 0
     assert report["epochs"] and report["samples"]
     assert missing.status_code == 404 and "7" in missing.json()["message"]

@@ -28,9 +28,11 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq docker-compose >/dev/null; }
 
 test: venv browser
+	$(BIN)/lint-imports  # the layering contract (pyproject.toml)
 	$(BIN)/python -m pytest
 
 lint: venv
+	$(BIN)/lint-imports
 	$(BIN)/ruff check forecast api tests bench
 	$(BIN)/ruff format --check forecast api tests bench
 	$(BIN)/mypy forecast api bench

@@ -30,8 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, machine
-from forecast.model.config import NetworkConfig, ScalingParams
-from forecast.model.encoding import encode, input_channels
+from forecast.model.config import NetworkConfig, ScalingParams, input_channels
+from forecast.model.encoding import encode
 from forecast.model.network import Forecaster
 from forecast.model.scaling import to_scaled
 from forecast.registry.manifest import TrainingConfig

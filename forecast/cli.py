@@ -60,7 +60,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_train(commands)
+    _add_models(commands)
+    handlers: dict[str, Handler] = {"train": command_train, "models": command_models}
+    for entry in entry_points(group="forecast.commands"):
+        handlers[entry.name] = entry.load()(commands)
+    return parser, handlers
 
+
+def _add_train(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     train = commands.add_parser("train", help="fit a model on history and write a new registry version")
     train.add_argument(
         "--data", required=True, help="CSV or Parquet file (long or wide), or 'etth1' for the bundled set"
@@ -93,6 +101,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     train.add_argument("--warm-start", action="store_true", help="start from the production version's weights")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+def _add_models(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     models = commands.add_parser("models", help="list, show or promote registry versions")
     models.add_argument("--registry", help="registry root (default $FORECAST_REGISTRY or ./models)")
     actions = models.add_subparsers(dest="action")
@@ -105,10 +115,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     promote.add_argument("--alias", default=PRODUCTION)
     for action in (listing, show, promote):  # `models list --registry X` as well as `models --registry X list`
         action.add_argument("--registry", default=argparse.SUPPRESS, help="registry root")
-    handlers: dict[str, Handler] = {"train": command_train, "models": command_models}
-    for entry in entry_points(group="forecast.commands"):
-        handlers[entry.name] = entry.load()(commands)
-    return parser, handlers
 
 
 def _registry(args: argparse.Namespace) -> Registry:

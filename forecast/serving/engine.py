@@ -177,6 +177,9 @@ class Engine:
     def served_models(self) -> list[str]:
         return sorted(self._aliases)
 
+    def is_loaded(self, name: str, version: int) -> bool:
+        return (name, version) in self._loaded
+
     def served_aliases(self, name: str) -> dict[str, int]:
         return dict(self._aliases.get(name, {}))
 

@@ -26,7 +26,7 @@ from forecast.registry.weights import load_predictor, weights_bytes
 from tests.conftest import child_env
 from tests.registry_writer import SMALL_CHANNELS, SMALL_NETWORK, check_version, make_manifest, tagged_files
 
-WRITER = Path(__file__).with_name("registry_writer.py")
+WRITER = Path(__file__).resolve().parents[1] / "registry_writer.py"
 WAIT_S = 60.0
 
 

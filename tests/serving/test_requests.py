@@ -1,22 +1,17 @@
 """Serving-side preparation: a posted series, given by timestamps or by start and frequency, is cut
 into the same window with the same calendar features as in training; every bad series is refused
 with an error that names it; a request's horizon and levels are checked against the version; and
-assembled forecasts carry nested intervals and the model grid's ISO timestamps."""
+the horizon and the levels of a request are checked against the version."""
 
 from __future__ import annotations
-
-import json
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from api.schemas import forecast_body
 from forecast.errors import BadTimestamps, FrequencyError, InvalidRequest, NonFiniteValues, SeriesTooShort
 from forecast.registry.manifest import Manifest
 from forecast.series.features import calendar_features
-from forecast.serving.pipeline import ForecastPipeline, WindowForecast
 from forecast.serving.requests import PreparedSeries, check_request, prepare_series
 from tests.factories import make_manifest
 
@@ -178,60 +173,3 @@ def test_a_horizon_outside_the_model_is_refused(manifest: Manifest, horizon: int
 def test_levels_outside_the_calibrated_range_are_refused(manifest: Manifest, level: float) -> None:
     with pytest.raises(InvalidRequest, match=f"interval level {level:g}"):
         check_request(manifest, None, [80.0, level])
-
-
-def assemble(
-    manifest: Manifest, prepared: PreparedSeries, output: WindowForecast, levels: list[float]
-) -> SimpleNamespace:
-    """One series through the pipeline's last stage and the response body, as a client reads it."""
-    result = ForecastPipeline(manifest, batcher=None).finish([prepared], [output], prepared.horizon, levels)  # type: ignore[arg-type]
-    return SimpleNamespace(**forecast_body(manifest, result)["forecasts"][0])
-
-
-def _assembled(
-    manifest: Manifest, spread: float, levels: list[float], horizon: int = HORIZON
-) -> tuple[PreparedSeries, SimpleNamespace]:
-    prepared = _prepare(manifest, _values(8), start="2024-01-01T00:00:00", horizon=horizon)
-    mean = np.array([10.0, 11.0, 12.5, 9.0], dtype=np.float32)
-    return prepared, assemble(manifest, prepared, WindowForecast(mean=mean, spread=spread), levels)
-
-
-def test_intervals_nest_around_the_mean(manifest: Manifest) -> None:
-    _, forecast = _assembled(manifest, spread=2.0, levels=[50.0, 80.0, 95.0])
-    assert set(forecast.intervals) == {"50", "80", "95"}
-    mean = np.array(forecast.mean)
-    np.testing.assert_array_equal(mean, [10.0, 11.0, 12.5, 9.0])
-    inner = (mean, mean)
-    for level in ("50", "80", "95"):
-        lower, upper = np.array(forecast.intervals[level]["lower"]), np.array(forecast.intervals[level]["upper"])
-        assert np.all(lower < inner[0]) and np.all(upper > inner[1]), level
-        np.testing.assert_allclose(mean - lower, upper - mean)  # symmetric
-        inner = (lower, upper)
-
-
-def test_interval_width_scales_with_the_window_spread(manifest: Manifest) -> None:
-    _, narrow = _assembled(manifest, spread=1.0, levels=[80.0])
-    _, wide = _assembled(manifest, spread=3.0, levels=[80.0])
-    narrow_width = np.subtract(narrow.intervals["80"]["upper"], narrow.intervals["80"]["lower"])
-    wide_width = np.subtract(wide.intervals["80"]["upper"], wide.intervals["80"]["lower"])
-    np.testing.assert_allclose(wide_width, 3.0 * narrow_width)
-    assert np.all(np.diff(narrow_width) > 0)  # the calibration's error grows with the step
-
-
-def test_a_shorter_horizon_truncates_mean_and_intervals(manifest: Manifest) -> None:
-    _, forecast = _assembled(manifest, spread=1.0, levels=[90.0], horizon=2)
-    assert forecast.mean == [10.0, 11.0]
-    assert len(forecast.timestamps) == 2
-    assert len(forecast.intervals["90"]["lower"]) == len(forecast.intervals["90"]["upper"]) == 2
-
-
-@pytest.mark.parametrize(("freq", "start"), [("h", "2024-01-01T00:00:00"), ("250ms", "2024-01-01T00:00:00.750")])
-def test_timestamps_are_iso_strings_as_isoformat_writes_them(freq: str, start: str) -> None:
-    manifest = make_manifest(freq=freq, features=[], input_size=INPUT_SIZE, horizon=HORIZON)
-    prepared = _prepare(manifest, _values(8), start=start)
-    forecast = assemble(
-        manifest, prepared, WindowForecast(mean=np.zeros(HORIZON, dtype=np.float32), spread=1.0), [80.0]
-    )
-    assert forecast.timestamps == [stamp.isoformat() for stamp in pd.DatetimeIndex(prepared.future)]
-    assert all(isinstance(stamp, str) for stamp in forecast.timestamps)
-    assert json.loads(json.dumps(forecast.timestamps)) == forecast.timestamps

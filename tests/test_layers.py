@@ -40,9 +40,17 @@ def test_the_code_keeps_the_layering_contract(tree: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "offending_import", "reported"),
     [
-        ("forecast/model/config.py", "import forecast.registry.store", "forecast.model.config -> forecast.registry.store"),
+        (
+            "forecast/model/config.py",
+            "import forecast.registry.store",
+            "forecast.model.config -> forecast.registry.store",
+        ),
         ("forecast/cli.py", "import api.server", "forecast.cli -> api.server"),
-        ("forecast/serving/engine.py", "import forecast.training.job", "forecast.serving.engine -> forecast.training.job"),
+        (
+            "forecast/serving/engine.py",
+            "import forecast.training.job",
+            "forecast.serving.engine -> forecast.training.job",
+        ),
     ],
 )
 def test_an_import_against_the_arrows_breaks_the_contract(

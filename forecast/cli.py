@@ -44,6 +44,9 @@ _TRAIN_FLAGS = {
     "batch_size": "batch_size",
     "learning_rate": "learning_rate",
     "patience": "patience",
+    "loss": "loss",
+    "segment_length": "segment_length",
+    "ensemble": "ensemble",
 }
 # Settings that describe the data or the run, not the model: --retrain does not carry them over.
 _PER_RUN_FIELDS = {"device", "seed"}
@@ -99,6 +102,14 @@ def _add_train(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     train.add_argument("--config", help="JSON or TOML file with training settings (flags override it)")
     train.add_argument("--retrain", action="store_true", help="reuse the production version's configuration")
     train.add_argument("--warm-start", action="store_true", help="start from the production version's weights")
+    train.add_argument("--loss", choices=["mse", "mae", "mase"], help="training loss (default mae)")
+    train.add_argument(
+        "--segment-length", type=int, help="points per recurrent step (default: the season when it divides L)"
+    )
+    train.add_argument("--ensemble", type=int, help="members trained with different seeds, stored as one version")
+    train.add_argument(
+        "--force", action="store_true", help="let a version that does not beat the seasonal naive become production"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -170,6 +181,7 @@ def command_train(args: argparse.Namespace) -> int:
         registry,
         promote=args.promote,
         warm_start=args.warm_start,
+        force=args.force,
         progress=not args.quiet,
     )
     test = outcome.manifest.metrics["test"]

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Architecture = Literal["rnn", "lstm", "gru"]
 ScalingMode = Literal["window", "global"]
+Combine = Literal["mean", "median"]
+# mse and mae on errors in the scaled space; mase on errors over each series' in-sample seasonal MAE.
+LossName = Literal["mse", "mae", "mase"]
 GlobalScaler = Literal["standard", "minmax", "robust"]
 
 
@@ -28,6 +31,23 @@ class NetworkConfig(BaseModel):
     num_layers: int = Field(default=1, ge=1)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     linear_skip: bool = True
+    # The forecast is this baseline plus what the network adds (its head starts at zero): step h
+    # repeats the value `anchor_period` steps before it, so 1 is the naive forecast and a season
+    # (24 for hourly data) the seasonal naive. None: the training job picks it on validation.
+    anchor_period: int | None = Field(default=None, ge=1)
+    # Points the recurrent encoder reads per step (SegRNN): 24 reads a week of hourly data in 7
+    # steps instead of 168. None: the training job picks it from the frequency.
+    segment_length: int | None = Field(default=None, ge=1)
+    ensemble: int = Field(default=1, ge=1, le=32, description="members trained with different seeds")
+    combine: Combine = "median"
+
+    @model_validator(mode="after")
+    def _fits_the_window(self) -> NetworkConfig:
+        if self.anchor_period is not None and self.anchor_period > self.input_size:
+            raise ValueError(f"anchor_period {self.anchor_period} is longer than the input size {self.input_size}")
+        if self.segment_length is not None and self.input_size % self.segment_length:
+            raise ValueError(f"segment_length {self.segment_length} does not divide the input size {self.input_size}")
+        return self
 
 
 def input_channels(feature_count: int) -> int:

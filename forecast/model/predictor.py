@@ -13,7 +13,7 @@ import torch
 
 from forecast.model.config import NetworkConfig, ScalingParams
 from forecast.model.encoding import decode, encode
-from forecast.model.network import Forecaster
+from forecast.model.network import Network
 
 
 @dataclass(slots=True)
@@ -31,7 +31,7 @@ class DeviceForecast:
 
 
 class Predictor:
-    def __init__(self, network: Forecaster, scaling: ScalingParams, device: torch.device) -> None:
+    def __init__(self, network: Network, scaling: ScalingParams, device: torch.device) -> None:
         self.network = network.to(device).eval()
         self.scaling = scaling
         self.device = device

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from forecast.model.config import (
     Architecture,
     GlobalScaler,
+    LossName,
     NetworkConfig,
     ScalingMode,
     ScalingParams,
@@ -53,6 +54,7 @@ class TrainingConfig(BaseModel):
     learning_rate: float = Field(default=3e-3, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
     clip_norm: float = Field(default=1.0, gt=0)
+    loss: LossName = "mae"
     windows_per_epoch: int = Field(default=100_000, ge=1, description="sampled afresh each epoch when there are more")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -93,6 +95,7 @@ class DataFingerprint(BaseModel):
 
 
 class EpochRecord(BaseModel):
+    member: int = 0  # which member of an ensemble
     epoch: int
     train_loss: float
     val_loss: float
@@ -107,11 +110,22 @@ class Provenance(BaseModel):
     device: str
 
 
+class GateVerdict(BaseModel):
+    """Whether the version beat the seasonal naive on its own test block: a version that did not
+    becomes production only with --force."""
+
+    passed: bool
+    metric: str
+    model: float
+    seasonal_naive: float
+    forced: bool = False
+
+
 class Manifest(BaseModel):
     # A NaN would be written as null and then fail to load: refuse it before anything is published.
     model_config = ConfigDict(allow_inf_nan=False)
 
-    format_version: Literal[1] = 1
+    format_version: Literal[1, 2] = 2
     name: str
     version: int
     created_at: datetime
@@ -129,16 +143,22 @@ class Manifest(BaseModel):
     timings: dict[str, float]
     provenance: Provenance
     parent_version: int | None = None
+    gate: GateVerdict | None = None  # None in versions written before the gate existed
     files: dict[str, str] = Field(default_factory=dict, description="file name -> sha256")
 
     @model_validator(mode="before")
     @classmethod
-    def _drop_copied_network(cls, data: Any) -> Any:
-        """Manifests written before the training config embedded the network carried a copy of
-        its shape at the top level; the training config's is the one that counts."""
-        if isinstance(data, dict) and "network" in data:
-            return {key: value for key, value in data.items() if key != "network"}
-        return data
+    def _read_format_1(cls, data: Any) -> Any:
+        """Format 1 kept a copy of the network's shape at the top level (the training config's is
+        the one that counts) and knew only the naive anchor and point-wise recurrence."""
+        if not isinstance(data, dict) or data.get("format_version") != 1:
+            return data
+        training = dict(data.get("training") or {})
+        if isinstance(training.get("network"), dict):
+            training["network"] = {"anchor_period": 1, "segment_length": 1, **training["network"]}
+        else:
+            training = {"anchor_period": 1, "segment_length": 1, **training}
+        return {**{key: value for key, value in data.items() if key != "network"}, "training": training}
 
     @property
     def network(self) -> NetworkConfig:

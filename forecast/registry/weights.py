@@ -11,19 +11,19 @@ from safetensors.torch import save as save_safetensors
 
 from forecast.errors import RegistryCorrupt
 from forecast.model.config import NetworkConfig
-from forecast.model.network import Forecaster
+from forecast.model.network import Network, build_network
 from forecast.model.predictor import Predictor
 from forecast.registry.manifest import WEIGHTS_FILE, Manifest
 from forecast.registry.store import Registry
 
 
-def weights_bytes(network: Forecaster) -> bytes:
+def weights_bytes(network: Network) -> bytes:
     state = {key: tensor.detach().cpu().contiguous() for key, tensor in network.state_dict().items()}
     return save_safetensors(state)
 
 
-def network_from_weights(config: NetworkConfig, input_channels: int, payload: bytes) -> Forecaster:
-    network = Forecaster(config, input_channels)
+def network_from_weights(config: NetworkConfig, input_channels: int, payload: bytes) -> Network:
+    network = build_network(config, input_channels)
     try:
         state = load_safetensors(payload)
         network.load_state_dict(state, strict=True)

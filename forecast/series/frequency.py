@@ -45,6 +45,7 @@ class Cadence:
 
     season_length: int  # observations per natural cycle: one day below daily, a week for days, a year above
     calendar_features: tuple[str, ...]  # the cycles shorter than a year that such a series can show
+    cycles: tuple[int, ...] = ()  # every natural cycle in observations, shortest first (hourly: day, week)
 
     @property
     def mase_period(self) -> int:
@@ -58,25 +59,31 @@ _WEEK = pd.Timedelta(days=7)
 
 
 def _fixed_cadence(step: pd.Timedelta) -> Cadence:
-    if step < pd.Timedelta(hours=1):
-        return Cadence(max(1, int(_DAY / step)), ("minute_of_hour", "hour_of_day", "day_of_week"))
+    per_day, per_week = int(_DAY / step), int(_WEEK / step)
     if step < _DAY:
-        return Cadence(max(1, int(_DAY / step)), ("hour_of_day", "day_of_week"))  # 24 for hourly data
+        # whole days and weeks of steps only: a 7-hour step has no daily cycle on the grid
+        cycles = tuple(c for c, span in ((per_day, _DAY), (per_week, _WEEK)) if c > 1 and step * c == span)
+        features = (
+            ("minute_of_hour", "hour_of_day", "day_of_week")
+            if step < pd.Timedelta(hours=1)
+            else ("hour_of_day", "day_of_week")
+        )
+        return Cadence(max(1, per_day), features, cycles)  # 24 for hourly data
     if step < _WEEK:
-        return Cadence(7 if step == _DAY else 1, ("day_of_week", "day_of_year"))
-    return Cadence(52 if step == _WEEK else 1, ("week_of_year",))
+        return Cadence(7 if step == _DAY else 1, ("day_of_week", "day_of_year"), (7, 365) if step == _DAY else ())
+    return Cadence(52 if step == _WEEK else 1, ("week_of_year",), (52,) if step == _WEEK else ())
 
 
 def _calendar_cadence(name: str) -> Cadence:
     """Calendar offsets have no fixed step; their name says what they are."""
     if name in {"B", "C"}:  # business days: a 5-day week
-        return Cadence(5, ("day_of_week", "day_of_year"))
+        return Cadence(5, ("day_of_week", "day_of_year"), (5,))
     if name.startswith("W"):
-        return Cadence(52, ("week_of_year",))
+        return Cadence(52, ("week_of_year",), (52,))
     if name.startswith(("Q", "BQ")):
-        return Cadence(4, ())
+        return Cadence(4, (), (4,))
     if name.startswith(("M", "BM", "SM", "CBM")):
-        return Cadence(12, ("month_of_year",))
+        return Cadence(12, ("month_of_year",), (12,))
     return Cadence(1, ())
 
 

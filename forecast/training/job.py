@@ -7,85 +7,42 @@ appears in one atomic rename, and the aliases move afterwards under the model's 
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from forecast import __version__
 from forecast.errors import InvalidInput, NotFound
-from forecast.model.config import input_channels
+from forecast.model.config import NetworkConfig
 from forecast.model.devices import resolve_device
 from forecast.model.intervals import Calibration, calibrate, conformity_scores, empirical_coverage
+from forecast.model.network import Ensemble, Forecaster, Network
 from forecast.model.predictor import Predictor
 from forecast.model.scaling import fit_scaling
 from forecast.registry.manifest import (
     REPORT_FILE,
     WEIGHTS_FILE,
-    DataFingerprint,
     EpochRecord,
-    Manifest,
-    Provenance,
     TrainingConfig,
 )
 from forecast.registry.store import PRODUCTION, Registry, check_name
 from forecast.registry.weights import load_predictor, weights_bytes
-from forecast.series.dataset import Columns, Dataset, load_dataset
-from forecast.series.features import FEATURE_NAMES, default_features, feature_width
+from forecast.series.dataset import Columns, load_dataset
+from forecast.series.features import FEATURE_NAMES, default_features
 from forecast.series.frequency import cadence
-from forecast.series.windows import Blocks, SeriesStore, block_origins, build_store, split_blocks, training_parts
-from forecast.training.evaluate import BlockResult, EvaluationSet, evaluate_block, evaluation_set, report_samples
-from forecast.training.loop import fit
-from forecast.training.promotion import Comparison, Promotion, move_production, promotion_score, require_finite
-
-
-@dataclass(slots=True)
-class PreparedJob:
-    """What the steps after `prepare` need: validated data, its blocks and the evaluation set."""
-
-    name: str
-    source: str
-    config: TrainingConfig
-    dataset: Dataset
-    features: list[str]
-    store: SeriesStore
-    blocks: Blocks
-    evaluation: EvaluationSet
-    device: torch.device
-    initial_state: dict[str, torch.Tensor] | None = None
-    parent_version: int | None = None
-
-    @property
-    def input_channels(self) -> int:
-        return input_channels(feature_width(self.features))
-
-
-@dataclass(slots=True)
-class Fitted:
-    predictor: Predictor
-    epochs: list[EpochRecord]
-    best_epoch: int
-    windows_seen: int  # training windows over every epoch run
-
-
-@dataclass(slots=True)
-class Evaluation:
-    validation: BlockResult
-    test: BlockResult
-
-
-@dataclass(slots=True)
-class TrainOutcome:
-    name: str
-    version: int
-    path: Path
-    manifest: Manifest
-    promoted: bool
-    promotion_note: str
+from forecast.series.windows import block_origins, build_store, split_blocks, training_parts
+from forecast.training.choices import resolve_network
+from forecast.training.evaluate import evaluate_block, evaluation_set, report_samples
+from forecast.training.loop import Objective, fit
+from forecast.training.promotion import (
+    Comparison,
+    promotion_score,
+    require_finite,
+)
+from forecast.training.publication import draft_manifest, publish_and_promote
+from forecast.training.records import Evaluation, Fitted, PreparedJob, TrainOutcome
 
 
 @dataclass(slots=True)
@@ -127,6 +84,7 @@ def prepare(
     )
     cycle = cadence(dataset.freq)
     evaluation = evaluation_set(store, blocks, season_length=cycle.season_length, mase_period=cycle.mase_period)
+    config = config.model_copy(update={"network": resolve_network(config.network, evaluation, dataset.freq)})
     job = PreparedJob(
         name, str(data), config, dataset, features, store, blocks, evaluation, resolve_device(config.device)
     )
@@ -152,19 +110,33 @@ def fit_network(job: PreparedJob, *, progress: bool) -> Fitted:
         block: block_origins(job.store, job.blocks, block, input_size=shape.input_size, horizon=shape.horizon)
         for block in ("train", "validation")
     }
-    result = fit(
-        job.store,
-        origins["train"],
-        origins["validation"],
-        job.input_channels,
-        scaling,
-        job.config,
-        job.device,
-        initial_state=job.initial_state,
-        progress=progress,
-    )
-    windows_seen = sum(min(len(origins["train"]), job.config.windows_per_epoch) for _ in result.epochs)
-    return Fitted(Predictor(result.network, scaling, job.device), result.epochs, result.best_epoch, windows_seen)
+    objective = Objective.of(job.config.loss, scaling, job.evaluation.denominators)
+    members: list[Forecaster] = []
+    epochs: list[EpochRecord] = []
+    best_epochs: list[int] = []
+    for member in range(shape.ensemble):  # each its own seed; the ensemble is calibrated as a whole
+        result = fit(
+            job.store, origins["train"], origins["validation"], job.input_channels, objective, job.config,
+            job.device, seed=job.config.seed + member, initial_state=_member_state(job.initial_state, member, shape),
+            progress=progress,
+        )  # fmt: skip
+        members.append(result.network)
+        best_epochs.append(result.best_epoch)
+        epochs.extend(record.model_copy(update={"member": member}) for record in result.epochs)
+    network: Network = members[0] if shape.ensemble == 1 else Ensemble(shape, job.input_channels, members)
+    windows_seen = min(len(origins["train"]), job.config.windows_per_epoch) * len(epochs)
+    return Fitted(Predictor(network, scaling, job.device), epochs, best_epochs[0], windows_seen)
+
+
+def _member_state(
+    state: dict[str, torch.Tensor] | None, member: int, shape: NetworkConfig
+) -> dict[str, torch.Tensor] | None:
+    """A member's warm start: the production version's weights (the same shape, `prepare` checked),
+    or that member's part of them."""
+    if state is None or shape.ensemble == 1:
+        return state
+    prefix = f"members.{member}."
+    return {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
 
 
 def evaluate(job: PreparedJob, predictor: Predictor) -> Evaluation:
@@ -204,53 +176,6 @@ def score_production(job: PreparedJob, registry: Registry) -> Comparison | None:
     return Comparison(version, promotion_score(result.metrics["model"]))
 
 
-def draft_manifest(
-    job: PreparedJob, fitted: Fitted, evaluation: Evaluation, calibration: Calibration, timings: dict[str, float]
-) -> Manifest:
-    """The manifest of the version to publish; the registry fills in its number and checksums."""
-    dataset = job.dataset
-    return Manifest(
-        name=job.name,
-        version=0,
-        created_at=datetime.now(UTC),
-        training=job.config,
-        freq=dataset.freq,
-        features=job.features,
-        scaling=fitted.predictor.scaling,
-        season_length=cadence(dataset.freq).season_length,
-        mase_period=cadence(dataset.freq).mase_period,
-        data=DataFingerprint(
-            sha256=dataset.fingerprint(),
-            source=job.source,
-            n_series=len(dataset.series),
-            n_points=dataset.n_points,
-            first_timestamp=min(s.timestamps[0] for s in dataset.series).to_pydatetime(),
-            last_timestamp=max(s.timestamps[-1] for s in dataset.series).to_pydatetime(),
-        ),
-        metrics={"validation": evaluation.validation.metrics, "test": evaluation.test.metrics},
-        intervals=calibration,
-        epochs_run=len(fitted.epochs),
-        best_epoch=fitted.best_epoch,
-        timings=timings,
-        provenance=Provenance(
-            forecast=__version__, torch=torch.__version__, python=platform.python_version(), device=str(job.device)
-        ),
-        parent_version=job.parent_version,
-    )
-
-
-def publish_and_promote(
-    registry: Registry, job: PreparedJob, draft: Manifest, files: dict[str, bytes], *, promote: bool,
-    comparison: Comparison | None,
-) -> tuple[Manifest, Promotion]:  # fmt: skip
-    """Write the version atomically, then move `production` by the rules, under the model's lock."""
-    with registry.locked(job.name):
-        manifest = registry.publish(job.name, files, draft)
-        score = promotion_score(manifest.metrics["test"]["model"])
-        promotion = move_production(registry, job.name, manifest.version, score, promote, comparison)
-    return manifest, promotion
-
-
 def run_training(
     data: str | Path,
     name: str,
@@ -259,6 +184,7 @@ def run_training(
     *,
     promote: bool = False,
     warm_start: bool = False,
+    force: bool = False,
     progress: bool = True,
 ) -> TrainOutcome:
     clock = _Clock()
@@ -278,7 +204,7 @@ def run_training(
     clock.lap("evaluate_s")
     timings = {**clock.marks, "train_windows_per_s": round(fitted.windows_seen / max(clock.marks["train_s"], 1e-9), 1)}
     files = {WEIGHTS_FILE: weights_bytes(fitted.predictor.network), REPORT_FILE: json.dumps(report).encode()}
-    draft = draft_manifest(job, fitted, evaluation, calibration, timings)
+    draft = draft_manifest(job, fitted, evaluation, calibration, timings, force=force)
     manifest, promotion = publish_and_promote(registry, job, draft, files, promote=promote, comparison=comparison)
     path = registry.version_dir(name, manifest.version)
     return TrainOutcome(name, manifest.version, path, manifest, promotion.promoted, promotion.note)

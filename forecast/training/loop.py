@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from forecast.model.config import ScalingParams
+from forecast.model.config import LossName, ScalingParams
 from forecast.model.encoding import encode
 from forecast.model.network import Forecaster
 from forecast.model.scaling import to_scaled
 from forecast.registry.manifest import EpochRecord, TrainingConfig
-from forecast.series.windows import SeriesStore, gather
+from forecast.series.windows import SeriesStore, gather, series_of_origins
 
 logger = logging.getLogger(__name__)
 
@@ -39,21 +39,45 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def _batch_loss(network: Forecaster, store: SeriesStore, origins: np.ndarray, scaling: ScalingParams) -> torch.Tensor:
+@dataclass(slots=True)
+class Objective:
+    """What the loop minimises: a loss on scaled errors; for `mase`, the inverse of each series'
+    in-sample seasonal MAE, which turns a window's scaled error into MASE units."""
+
+    loss: LossName
+    scaling: ScalingParams
+    inverse_denominators: np.ndarray | None = None  # (S,) float64; NaN where a series has none
+
+    @classmethod
+    def of(cls, loss: LossName, scaling: ScalingParams, denominators: np.ndarray) -> Objective:
+        usable = np.isfinite(denominators) & (denominators > 0)
+        inverse = np.divide(1.0, denominators, out=np.full(len(denominators), np.nan), where=usable)
+        return cls(loss, scaling, inverse if loss == "mase" else None)
+
+    def weights(self, store: SeriesStore, origins: np.ndarray, spread: torch.Tensor) -> torch.Tensor | None:
+        """(B, 1) each window's scale over its series' denominator; 1 (the scaled error) for a
+        series without a denominator (a constant history)."""
+        if self.inverse_denominators is None:
+            return None
+        inverse = torch.from_numpy(self.inverse_denominators[series_of_origins(store, origins)][:, None]).to(spread)
+        return torch.nan_to_num(spread * inverse, nan=1.0)
+
+
+def _batch_loss(network: Forecaster, store: SeriesStore, origins: np.ndarray, objective: Objective) -> torch.Tensor:
     config = network.config
     batch = gather(store, origins, input_size=config.input_size, horizon=config.horizon)
-    encoded = encode(batch.history, batch.features, scaling)
+    encoded = encode(batch.history, batch.features, objective.scaling)
     target = to_scaled(batch.target, encoded.loc, encoded.spread)  # (B, H)
-    return network.loss(encoded.inputs, target)
+    return network.loss(encoded.inputs, target, objective.loss, objective.weights(store, origins, encoded.spread))
 
 
-def validation_loss(network: Forecaster, store: SeriesStore, origins: np.ndarray, scaling: ScalingParams) -> float:
+def validation_loss(network: Forecaster, store: SeriesStore, origins: np.ndarray, objective: Objective) -> float:
     network.eval()
     total, count = 0.0, 0
     with torch.inference_mode():
         for start in range(0, len(origins), _EVAL_BATCH):
             chunk = origins[start : start + _EVAL_BATCH]
-            total += float(_batch_loss(network, store, chunk, scaling)) * len(chunk)
+            total += float(_batch_loss(network, store, chunk, objective)) * len(chunk)
             count += len(chunk)
     return total / max(count, 1)
 
@@ -72,7 +96,7 @@ def _train_epoch(
     optimizer: torch.optim.Optimizer,
     store: SeriesStore,
     train_origins: np.ndarray,
-    scaling: ScalingParams,
+    objective: Objective,
     config: TrainingConfig,
     rng: np.random.Generator,
 ) -> float:
@@ -82,7 +106,7 @@ def _train_epoch(
     losses = []
     for start in range(0, len(order), config.batch_size):
         chunk = train_origins[order[start : start + config.batch_size]]
-        loss = _batch_loss(network, store, chunk, scaling)
+        loss = _batch_loss(network, store, chunk, objective)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(network.parameters(), config.clip_norm)  # exploding gradients
@@ -96,14 +120,17 @@ def fit(
     train_origins: np.ndarray,
     validation_origins: np.ndarray,
     input_channels: int,
-    scaling: ScalingParams,
+    objective: Objective,
     config: TrainingConfig,
     device: torch.device,
     *,
+    seed: int | None = None,
     initial_state: dict[str, torch.Tensor] | None = None,
     progress: bool = True,
 ) -> FitResult:
-    rng = seed_everything(config.seed)
+    """One forecaster fitted on the training origins; `seed` defaults to the config's (an
+    ensemble's members each get their own)."""
+    rng = seed_everything(config.seed if seed is None else seed)
     network = Forecaster(config.network, input_channels)
     if initial_state is not None:
         network.load_state_dict(initial_state)
@@ -114,13 +141,13 @@ def fit(
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, config.patience // 2))
     result = FitResult(network=network)
-    best_loss = validation_loss(network, device_store, validation_origins, scaling)  # the untrained net is naive
+    best_loss = validation_loss(network, device_store, validation_origins, objective)  # untrained: the anchor
     best_state = copy.deepcopy(network.state_dict())
     epochs = tqdm(range(1, config.max_epochs + 1), desc="training", unit="epoch", file=sys.stderr, disable=not progress)
     for epoch in epochs:
         started = time.perf_counter()
-        train_loss = _train_epoch(network, optimizer, device_store, train_origins, scaling, config, rng)
-        val_loss = validation_loss(network, device_store, validation_origins, scaling)
+        train_loss = _train_epoch(network, optimizer, device_store, train_origins, objective, config, rng)
+        val_loss = validation_loss(network, device_store, validation_origins, objective)
         schedule.step(val_loss)
         record = EpochRecord(
             epoch=epoch,

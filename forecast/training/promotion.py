@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 from forecast.errors import TrainingFailed
-from forecast.registry.manifest import Metrics
+from forecast.registry.manifest import GateVerdict, Metrics
 from forecast.registry.store import PRODUCTION, Registry
 
 # Promotion compares scale-free errors so that many series of different sizes weigh alike;
@@ -46,6 +46,20 @@ def promotion_score(metrics: dict[str, float | None]) -> Score:
     return Score(FALLBACK_METRIC, float(metrics[FALLBACK_METRIC] or 0.0))
 
 
+def gate_verdict(test_metrics: dict[str, dict[str, float | None]], *, force: bool) -> GateVerdict:
+    """The baseline gate: does the model beat the seasonal naive on its own test block? Both are
+    scored by the same metric (MASE is defined for both or for neither)."""
+    model, baseline = promotion_score(test_metrics["model"]), promotion_score(test_metrics["seasonal_naive"])
+    passed = model.value < baseline.value
+    return GateVerdict(
+        passed=passed,
+        metric=model.metric,
+        model=model.value,
+        seasonal_naive=baseline.value,
+        forced=force and not passed,
+    )
+
+
 def require_finite(name: str, metrics: Metrics) -> None:
     """A NaN or infinite error means the network produced non-finite forecasts (diverged):
     refuse to publish it rather than write a version nobody can use."""
@@ -59,10 +73,19 @@ def require_finite(name: str, metrics: Metrics) -> None:
 
 
 def move_production(
-    registry: Registry, name: str, version: int, new_score: Score, promote: bool, comparison: Comparison | None
-) -> Promotion:
-    """Runs under the model's lock. The first version becomes production; later ones only with
-    --promote and only when they beat the production version on this job's test data."""
+    registry: Registry, name: str, version: int, new_score: Score, promote: bool, comparison: Comparison | None,
+    gate: GateVerdict,
+) -> Promotion:  # fmt: skip
+    """Runs under the model's lock. A version that does not beat the seasonal naive on its own
+    test block never becomes production unless forced. Past that gate the first version becomes
+    production; later ones only with --promote and only when they beat production on this job's
+    test data."""
+    if not gate.passed and not gate.forced:
+        return Promotion(
+            False,
+            f"test {gate.metric} {gate.model:.4f} does not beat the seasonal naive ({gate.seasonal_naive:.4f}): "
+            "written, but not production (--force promotes it anyway)",
+        )
     current = registry.aliases(name).get(PRODUCTION)
     if current is None:
         registry.set_alias(name, PRODUCTION, version)

@@ -1,0 +1,67 @@
+"""The last steps of the training job: the version's manifest, its atomic publication, and the
+move of `production` by the rules (the baseline gate, then promotion)."""
+
+from __future__ import annotations
+
+import platform
+from datetime import UTC, datetime
+
+import torch
+
+from forecast import __version__
+from forecast.model.intervals import Calibration
+from forecast.registry.manifest import DataFingerprint, Manifest, Provenance
+from forecast.registry.store import Registry
+from forecast.series.frequency import cadence
+from forecast.training.promotion import Comparison, Promotion, gate_verdict, move_production, promotion_score
+from forecast.training.records import Evaluation, Fitted, PreparedJob
+
+
+def draft_manifest(
+    job: PreparedJob, fitted: Fitted, evaluation: Evaluation, calibration: Calibration, timings: dict[str, float],
+    *, force: bool,
+) -> Manifest:  # fmt: skip
+    """The manifest of the version to publish; the registry fills in its number and checksums."""
+    dataset = job.dataset
+    return Manifest(
+        name=job.name,
+        version=0,
+        created_at=datetime.now(UTC),
+        training=job.config,
+        freq=dataset.freq,
+        features=job.features,
+        scaling=fitted.predictor.scaling,
+        season_length=cadence(dataset.freq).season_length,
+        mase_period=cadence(dataset.freq).mase_period,
+        data=DataFingerprint(
+            sha256=dataset.fingerprint(),
+            source=job.source,
+            n_series=len(dataset.series),
+            n_points=dataset.n_points,
+            first_timestamp=min(s.timestamps[0] for s in dataset.series).to_pydatetime(),
+            last_timestamp=max(s.timestamps[-1] for s in dataset.series).to_pydatetime(),
+        ),
+        metrics={"validation": evaluation.validation.metrics, "test": evaluation.test.metrics},
+        intervals=calibration,
+        epochs_run=len(fitted.epochs),
+        best_epoch=fitted.best_epoch,
+        timings=timings,
+        provenance=Provenance(
+            forecast=__version__, torch=torch.__version__, python=platform.python_version(), device=str(job.device)
+        ),
+        parent_version=job.parent_version,
+        gate=gate_verdict(evaluation.test.metrics, force=force),
+    )
+
+
+def publish_and_promote(
+    registry: Registry, job: PreparedJob, draft: Manifest, files: dict[str, bytes], *, promote: bool,
+    comparison: Comparison | None,
+) -> tuple[Manifest, Promotion]:  # fmt: skip
+    """Write the version atomically, then move `production` by the rules, under the model's lock."""
+    with registry.locked(job.name):
+        manifest = registry.publish(job.name, files, draft)
+        score = promotion_score(manifest.metrics["test"]["model"])
+        assert manifest.gate is not None  # every draft has its verdict
+        promotion = move_production(registry, job.name, manifest.version, score, promote, comparison, manifest.gate)
+    return manifest, promotion

@@ -1,0 +1,61 @@
+"""The records the training job's steps hand each other (`forecast.training.job`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from forecast.model.config import input_channels
+from forecast.model.predictor import Predictor
+from forecast.registry.manifest import EpochRecord, Manifest, TrainingConfig
+from forecast.series.dataset import Dataset
+from forecast.series.features import feature_width
+from forecast.series.windows import Blocks, SeriesStore
+from forecast.training.evaluate import BlockResult, EvaluationSet
+
+
+@dataclass(slots=True)
+class PreparedJob:
+    """What the steps after `prepare` need: validated data, its blocks and the evaluation set."""
+
+    name: str
+    source: str
+    config: TrainingConfig
+    dataset: Dataset
+    features: list[str]
+    store: SeriesStore
+    blocks: Blocks
+    evaluation: EvaluationSet
+    device: torch.device
+    initial_state: dict[str, torch.Tensor] | None = None
+    parent_version: int | None = None
+
+    @property
+    def input_channels(self) -> int:
+        return input_channels(feature_width(self.features))
+
+
+@dataclass(slots=True)
+class Fitted:
+    predictor: Predictor
+    epochs: list[EpochRecord]
+    best_epoch: int
+    windows_seen: int  # training windows over every epoch run
+
+
+@dataclass(slots=True)
+class Evaluation:
+    validation: BlockResult
+    test: BlockResult
+
+
+@dataclass(slots=True)
+class TrainOutcome:
+    name: str
+    version: int
+    path: Path
+    manifest: Manifest
+    promoted: bool
+    promotion_note: str

@@ -1,15 +1,21 @@
-"""Accuracy benchmark: ETTh1 (Informer split, target OT, z-scored MSE/MAE) at horizons 24 and
-96 for LSTM and GRU, and one global model on M4 Weekly, each beside the naive baselines.
+"""Accuracy benchmark, with the product's defaults and their ablations (ABLATIONS):
 
-Every model is trained with the real training job (`forecast.job.run_training`) into a
-temporary registry and its metrics are read back from the manifest.
+- ETTh1 (Informer split, target OT, z-scored MSE/MAE) at horizons 24 and 96 for LSTM and GRU,
+  trained with the real training job, metrics read back from the manifest; ablations on the
+  LSTM at H=96.
+- M4 Hourly (bench/m4_hourly.py): the last 48 points of each given series hidden, the real
+  `forecast train` command with its defaults, the real API, M4's sMAPE/MASE/OWA on the hidden
+  points, beside the seasonal naive and statsforecast's MSTL measured in the same run;
+  ablations on the LSTM.
+- M4 Weekly: one global model beside the naive baselines.
 
-    python bench/accuracy.py [--only ett|m4] [--max-epochs N]
+    python bench/accuracy.py [--only ett|m4h|m4] [--no-ablations]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -20,6 +26,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import m4_hourly
 from bench.common import SHARED_DATA, emit, machine
 from forecast.model.config import Architecture
 from forecast.registry.manifest import Manifest, TrainingConfig
@@ -38,53 +45,85 @@ ETT_ROWS, ETT_TRAIN_ROWS, ETT_BLOCK = 14_400, 8_640, 2_880
 ETT_ARCHS: tuple[Architecture, ...] = ("lstm", "gru")
 
 
-def ett_runs(workdir: Path, max_epochs: int) -> list[dict[str, object]]:
+# name -> (training settings beside the defaults, what the row shows). The ablations compare with
+# "single", the default network with one member.
+ABLATIONS: dict[str, dict[str, object]] = {
+    "single": {"ensemble": 1},
+    "skip_only": {"ensemble": 1, "recurrent": False},  # NLinear-like: the anchor and the linear skip
+    "rnn_only": {"ensemble": 1, "linear_skip": False},
+    "naive_anchor": {"ensemble": 1, "anchor_period": 1},
+    "loss_mse": {"ensemble": 1, "loss": "mse"},
+    "loss_mase": {"ensemble": 1, "loss": "mase"},
+    "pointwise": {"ensemble": 1, "segment_length": 1},
+}
+
+
+def ett_config(horizon: int, arch: str, overrides: dict[str, object]) -> TrainingConfig:
+    """The Informer protocol's blocks; the product's defaults for everything else."""
+    settings = {"arch": arch, "input_size": 336, "horizon": horizon, "val_size": ETT_BLOCK, "test_size": ETT_BLOCK}
+    return TrainingConfig.model_validate({**settings, "device": "cpu", **overrides})
+
+
+def ett_row(outcome_manifest: Manifest, variant: str, std: float, seconds: float) -> dict[str, object]:
+    test = defined(outcome_manifest.metrics["test"])
+    network = outcome_manifest.network
+    return {
+        "dataset": "ETTh1/OT", "variant": variant, "arch": network.arch, "horizon": network.horizon,
+        "input_size": network.input_size, "anchor_period": network.anchor_period,
+        "segment_length": network.segment_length, "ensemble": network.ensemble,
+        "mse": {m: test[m]["mse"] / std**2 for m in ("model", "naive", "seasonal_naive")},
+        "mae": {m: test[m]["mae"] / std for m in ("model", "naive", "seasonal_naive")},
+        "anchors_mse": ETT_ANCHORS[network.horizon], "coverage": outcome_manifest.intervals.coverage,
+        "epochs": outcome_manifest.epochs_run, "seconds": round(seconds, 1),
+    }  # fmt: skip
+
+
+def ett_runs(workdir: Path, ablate: bool) -> list[dict[str, object]]:
+    """LSTM and GRU at H=24 and H=96 with the defaults; the ablations on the LSTM at H=96."""
     frame = pd.read_csv(BUNDLED_SETS["etth1"])[["date", "OT"]].iloc[:ETT_ROWS]
     data = workdir / "etth1_informer.csv"
     frame.to_csv(data, index=False)
     train = frame["OT"].to_numpy()[:ETT_TRAIN_ROWS]
-    mean, std = float(train.mean()), float(train.std())  # population std, as the protocol says
+    std = float(train.std())  # population std, as the protocol says
     registry = Registry(workdir / "registry")
+    plan: list[tuple[int, str, str, dict[str, object]]] = [
+        (h, arch, "defaults", {}) for h in (24, 96) for arch in ETT_ARCHS
+    ]
+    if ablate:
+        plan += [(96, "lstm", name, overrides) for name, overrides in ABLATIONS.items()]
     runs: list[dict[str, object]] = []
-    for horizon, input_size in ((24, 336), (96, 336)):
-        for arch in ETT_ARCHS:
-            config = TrainingConfig.model_validate(
-                dict(
-                    arch=arch,
-                    input_size=input_size,
-                    horizon=horizon,
-                    hidden_size=64,
-                    num_layers=1,
-                    val_size=ETT_BLOCK,
-                    test_size=ETT_BLOCK,
-                    max_epochs=max_epochs,
-                    patience=4,
-                    seed=0,
-                    device="cpu",
-                )
-            )
-            started = time.perf_counter()
-            outcome = run_training(data, f"ett-{arch}-{horizon}", config, registry, progress=False)
-            test = defined(outcome.manifest.metrics["test"])
-            runs.append(
-                {
-                    "dataset": "ETTh1/OT",
-                    "arch": arch,
-                    "horizon": horizon,
-                    "input_size": input_size,
-                    "mse": {m: test[m]["mse"] / std**2 for m in ("model", "naive", "seasonal_naive")},
-                    "mae": {m: test[m]["mae"] / std for m in ("model", "naive", "seasonal_naive")},
-                    "anchors_mse": ETT_ANCHORS[horizon],
-                    "beats_naive": test["model"]["mse"] < test["naive"]["mse"],
-                    "coverage": outcome.manifest.intervals.coverage,
-                    "epochs": outcome.manifest.epochs_run,
-                    "best_epoch": outcome.manifest.best_epoch,
-                    "seconds": round(time.perf_counter() - started, 1),
-                    "z_score": {"mean": mean, "std": std},
-                }
-            )
-            print(runs[-1], file=sys.stderr)
+    for horizon, arch, variant, overrides in plan:
+        started = time.perf_counter()
+        outcome = run_training(data, f"ett-{arch}-{horizon}-{variant}", ett_config(horizon, arch, overrides), registry,
+                               progress=False)  # fmt: skip
+        runs.append(ett_row(outcome.manifest, variant, std, time.perf_counter() - started))
+        print(runs[-1], file=sys.stderr)
     return runs
+
+
+def m4_hourly_runs(workdir: Path, ablate: bool) -> dict[str, object]:
+    """The defaults through the real CLI and API for LSTM and GRU, the ablations on the LSTM,
+    beside the seasonal naive and MSTL, all on the same hidden 48 points."""
+    parts = m4_hourly.split(workdir)
+    registry = workdir / "m4h-registry"
+    baselines: dict[str, object] = {"seasonal_naive": m4_hourly.score(m4_hourly.seasonal_naive(parts), parts)}
+    mstl, mstl_seconds = m4_hourly.mstl(parts)
+    baselines["statsforecast_mstl"] = {**m4_hourly.score(mstl, parts), "seconds": round(mstl_seconds, 1)}
+    print(baselines, file=sys.stderr)
+    runs = []
+    plan: list[tuple[str, str, dict[str, object]]] = [("defaults", arch, {}) for arch in ETT_ARCHS]
+    if ablate:
+        plan += [(name, "lstm", overrides) for name, overrides in ABLATIONS.items()]
+    for variant, arch, overrides in plan:
+        extra = []
+        if overrides:
+            config = workdir / f"m4h-{variant}.json"
+            config.write_text(json.dumps(overrides))
+            extra = ["--config", str(config)] + (["--max-epochs", "3"] if variant == "pointwise" else [])
+        row = m4_hourly.cli_and_api(parts, registry, arch, extra, name=f"m4h-{arch}-{variant}")
+        runs.append({"variant": variant, **row})
+        print(runs[-1], file=sys.stderr)
+    return {"baselines": baselines, "runs": runs, "anchors_held_back_owa": m4_hourly.ANCHORS_HELD_BACK_OWA}
 
 
 def m4_weekly_long(workdir: Path) -> Path:
@@ -152,15 +191,18 @@ def m4_runs(workdir: Path, max_epochs: int, archs: list[str]) -> list[dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", choices=["ett", "m4"])
-    parser.add_argument("--max-epochs", type=int, default=20)
+    parser.add_argument("--only", choices=["ett", "m4h", "m4"])
+    parser.add_argument("--no-ablations", action="store_true", help="the defaults only")
+    parser.add_argument("--max-epochs", type=int, default=20, help="M4 Weekly only")
     parser.add_argument("--m4-archs", default="lstm", help="comma-separated architectures for M4 Weekly")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         result: dict[str, object] = {"machine": machine()}
         if args.only in (None, "ett"):
-            result["etth1"] = ett_runs(workdir, args.max_epochs)
+            result["etth1"] = ett_runs(workdir, not args.no_ablations)
+        if args.only in (None, "m4h"):
+            result["m4_hourly"] = m4_hourly_runs(workdir, not args.no_ablations)
         if args.only in (None, "m4"):
             result["m4_weekly"] = m4_runs(workdir, args.max_epochs, args.m4_archs.split(","))
     emit("accuracy" if args.only is None else f"accuracy_{args.only}", result)

@@ -38,13 +38,20 @@ class NetworkConfig(BaseModel):
     # Points the recurrent encoder reads per step (SegRNN): 24 reads a week of hourly data in 7
     # steps instead of 168. None: the training job picks it from the frequency.
     segment_length: int | None = Field(default=None, ge=1)
-    ensemble: int = Field(default=1, ge=1, le=32, description="members trained with different seeds")
-    combine: Combine = "median"
+    # False leaves the anchor and the linear skip alone (NLinear-like): the ablation that shows
+    # what the recurrent encoder adds.
+    recurrent: bool = True
+    # Members trained with different seeds, combined step by step. None: the training job's
+    # default (3, from bench/accuracy.py); a network built without that choice is a single one.
+    ensemble: int | None = Field(default=None, ge=1, le=32)
+    combine: Combine = "mean"
 
     @model_validator(mode="after")
     def _fits_the_window(self) -> NetworkConfig:
         if self.anchor_period is not None and self.anchor_period > self.input_size:
             raise ValueError(f"anchor_period {self.anchor_period} is longer than the input size {self.input_size}")
+        if not self.recurrent and not self.linear_skip:
+            raise ValueError("a network without the recurrent encoder needs the linear skip")
         if self.segment_length is not None and self.input_size % self.segment_length:
             raise ValueError(f"segment_length {self.segment_length} does not divide the input size {self.input_size}")
         return self

@@ -50,20 +50,22 @@ class Forecaster(nn.Module):
         anchor_period = config.anchor_period or 1
         self.embed: nn.Linear | None = None
         steps_width = input_channels
-        if self.segment_length > 1:
+        if self.segment_length > 1 and config.recurrent:
             self.embed = nn.Linear(self.segment_length * input_channels, config.hidden_size)
             steps_width = config.hidden_size
-        self.encoder = _ENCODERS[config.arch](
-            input_size=steps_width,
-            hidden_size=config.hidden_size,
-            num_layers=config.num_layers,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
-            batch_first=True,
-        )
+        self.encoder: nn.RNN | nn.LSTM | nn.GRU | None = None
+        if config.recurrent:
+            self.encoder = _ENCODERS[config.arch](
+                input_size=steps_width,
+                hidden_size=config.hidden_size,
+                num_layers=config.num_layers,
+                dropout=config.dropout if config.num_layers > 1 else 0.0,
+                batch_first=True,
+            )
+            self.head = nn.Linear(config.hidden_size, config.horizon)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.hidden_size, config.horizon)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
         self.skip: nn.Linear | None = None
         if config.linear_skip:
             self.skip = nn.Linear(config.input_size, config.horizon)
@@ -80,16 +82,22 @@ class Forecaster(nn.Module):
         """inputs (B, L, C) with the scaled value in channel 0 -> forecasts (B, H), scaled."""
         values = inputs[:, :, 0]  # (B, L)
         anchor = values[:, self.anchor_source]  # (B, H)
+        change = self._recurrent(inputs) if self.encoder is not None else torch.zeros_like(anchor)  # (B, H)
+        if self.skip is not None:
+            change = change + self.skip(values - values[:, -1:])  # (B, H)
+        return anchor + change
+
+    def _recurrent(self, inputs: torch.Tensor) -> torch.Tensor:
+        """What the encoder and the head add to the anchor: (B, L, C) -> (B, H)."""
+        assert self.encoder is not None
         steps = inputs
         if self.embed is not None:
             batch, length, channels = inputs.shape
             segments = inputs.reshape(batch, length // self.segment_length, self.segment_length * channels)
             steps = torch.relu(self.embed(segments))  # (B, L / S, hidden)
         encoded, _ = self.encoder(steps)  # (B, steps, hidden)
-        change = self.head(self.dropout(encoded[:, -1]))  # (B, H)
-        if self.skip is not None:
-            change = change + self.skip(values - values[:, -1:])  # (B, H)
-        return anchor + change
+        head: torch.Tensor = self.head(self.dropout(encoded[:, -1]))  # (B, H)
+        return head
 
     def loss(
         self, inputs: torch.Tensor, target: torch.Tensor, loss: LossName = "mse", weights: torch.Tensor | None = None
@@ -105,7 +113,8 @@ class Ensemble(nn.Module):
         super().__init__()
         self.config = config
         self.input_channels = input_channels
-        built = members if members is not None else [Forecaster(config, input_channels) for _ in range(config.ensemble)]
+        count = config.ensemble or 1
+        built = members if members is not None else [Forecaster(config, input_channels) for _ in range(count)]
         self.members = nn.ModuleList(built)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -121,4 +130,4 @@ Network = Forecaster | Ensemble
 
 def build_network(config: NetworkConfig, input_channels: int) -> Network:
     """A single forecaster, or an ensemble of `config.ensemble` of them."""
-    return Forecaster(config, input_channels) if config.ensemble == 1 else Ensemble(config, input_channels)
+    return Ensemble(config, input_channels) if (config.ensemble or 1) > 1 else Forecaster(config, input_channels)

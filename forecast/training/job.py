@@ -114,7 +114,7 @@ def fit_network(job: PreparedJob, *, progress: bool) -> Fitted:
     members: list[Forecaster] = []
     epochs: list[EpochRecord] = []
     best_epochs: list[int] = []
-    for member in range(shape.ensemble):  # each its own seed; the ensemble is calibrated as a whole
+    for member in range(shape.ensemble or 1):  # each its own seed; the ensemble is calibrated as a whole
         result = fit(
             job.store, origins["train"], origins["validation"], job.input_channels, objective, job.config,
             job.device, seed=job.config.seed + member, initial_state=_member_state(job.initial_state, member, shape),
@@ -123,7 +123,7 @@ def fit_network(job: PreparedJob, *, progress: bool) -> Fitted:
         members.append(result.network)
         best_epochs.append(result.best_epoch)
         epochs.extend(record.model_copy(update={"member": member}) for record in result.epochs)
-    network: Network = members[0] if shape.ensemble == 1 else Ensemble(shape, job.input_channels, members)
+    network: Network = members[0] if len(members) == 1 else Ensemble(shape, job.input_channels, members)
     windows_seen = min(len(origins["train"]), job.config.windows_per_epoch) * len(epochs)
     return Fitted(Predictor(network, scaling, job.device), epochs, best_epochs[0], windows_seen)
 
@@ -133,7 +133,7 @@ def _member_state(
 ) -> dict[str, torch.Tensor] | None:
     """A member's warm start: the production version's weights (the same shape, `prepare` checked),
     or that member's part of them."""
-    if state is None or shape.ensemble == 1:
+    if state is None or (shape.ensemble or 1) == 1:
         return state
     prefix = f"members.{member}."
     return {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from forecast.model.config import NetworkConfig
-from forecast.model.network import Forecaster
+from forecast.model.network import Ensemble, Forecaster, build_network, forecast_loss
 
 ATOL = 1e-6
 N_FEATURES, HIDDEN, STEPS, BATCH = 3, 5, 12, 4
@@ -323,3 +324,61 @@ def test_loss_is_zero_for_a_perfect_forecast(windows: torch.Tensor) -> None:
     naive = windows[:, -1, :1].expand(7, 6)
     assert network.loss(windows, naive).item() == 0.0
     assert network.loss(windows, naive + 1.0).item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("arch", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize(("anchor_period", "segment_length"), [(1, 4), (4, 1), (4, 8), (16, 16)])
+def test_an_untrained_forecaster_is_exactly_its_anchor_baseline(
+    windows: torch.Tensor, arch: str, anchor_period: int, segment_length: int
+) -> None:
+    """Step h repeats the scaled value anchor_period steps before it: the seasonal naive for a
+    season, the naive forecast for 1; whatever the encoder reads the window in."""
+    config = _config(arch, anchor_period=anchor_period, segment_length=segment_length)
+    network = Forecaster(config, CHANNELS).eval()
+    with torch.no_grad():
+        forecast = network(windows)
+    steps = torch.arange(6)
+    expected = windows[:, 16 - anchor_period + steps % anchor_period, 0]  # (B, H)
+    assert torch.equal(forecast, expected)
+
+
+def test_the_skip_alone_is_an_nlinear_forecaster(windows: torch.Tensor) -> None:
+    network = Forecaster(_config("lstm", recurrent=False, anchor_period=4), CHANNELS)
+    assert not any(name.startswith(("encoder", "head", "embed")) for name, _ in network.named_parameters())
+    with torch.no_grad():
+        network.skip.weight.fill_(0.01)  # type: ignore[union-attr]
+        forecast = network(windows)
+    anchor = windows[:, 12 + torch.arange(6) % 4, 0]
+    scaled = windows[:, :, 0]
+    expected = anchor + 0.01 * (scaled - scaled[:, -1:]).sum(dim=1, keepdim=True)
+    torch.testing.assert_close(forecast, expected)
+
+
+def test_segments_must_divide_the_window_and_the_anchor_fit_in_it() -> None:
+    with pytest.raises(ValidationError, match="does not divide"):
+        _config("gru", segment_length=5)
+    with pytest.raises(ValidationError, match="longer than the input size"):
+        _config("gru", anchor_period=17)
+    with pytest.raises(ValidationError, match="needs the linear skip"):
+        _config("gru", recurrent=False, linear_skip=False)
+
+
+@pytest.mark.parametrize(("combine", "expected"), [("mean", 2.0), ("median", 1.5)])
+def test_an_ensemble_combines_its_members_step_by_step(windows: torch.Tensor, combine: str, expected: float) -> None:
+    config = _config("gru", ensemble=4, combine=combine, anchor_period=1, segment_length=4)
+    ensemble = build_network(config, CHANNELS)
+    assert isinstance(ensemble, Ensemble) and len(ensemble.members) == 4
+    with torch.no_grad():
+        for offset, member in zip((0.0, 1.0, 2.0, 5.0), ensemble.members, strict=True):
+            member.head.bias.fill_(offset)  # type: ignore[union-attr]
+        forecast = ensemble.eval()(windows)
+    naive = windows[:, -1, :1].expand(7, 6)
+    torch.testing.assert_close(forecast, naive + expected)
+    assert set(ensemble.state_dict()) >= {f"members.{i}.head.bias" for i in range(4)}
+
+
+@pytest.mark.parametrize(("loss", "expected"), [("mse", 4.0), ("mae", 2.0), ("mase", 2.0 * 0.5)])
+def test_the_losses(loss: str, expected: float) -> None:
+    forecast, target = torch.full((3, 2), 3.0), torch.ones(3, 2)
+    weights = torch.full((3, 1), 0.5) if loss == "mase" else None
+    assert forecast_loss(forecast, target, loss, weights).item() == pytest.approx(expected)  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ the rules (first version, --promote when better); --retrain and --warm-start reu
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 from dataclasses import dataclass
@@ -15,7 +16,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from forecast.registry.store import PRODUCTION
+from forecast.registry.store import PRODUCTION, Registry
+from forecast.serving.engine import Engine
+from forecast.settings import Settings
 from tests.conftest import (
     SMALL_MODEL_ARGS,
     CliResult,
@@ -30,6 +33,33 @@ from tests.conftest import (
 )
 
 BLOCKS = ("validation", "test")
+
+
+def serve_once(registry_root: Path, name: str, timestamps: list[str], values: list[float]) -> list[float]:
+    """One series through the engine's loading and the version's serving pipeline (batcher and
+    network included), as a request would go."""
+
+    class Posted:
+        id, start, freq = "s", None, None
+
+    posted = Posted()
+    posted.timestamps, posted.values = timestamps, values  # type: ignore[attr-defined]
+
+    async def run() -> list[float]:
+        engine = Engine(
+            Registry(registry_root), Settings(registry=str(registry_root), device="cpu", reload_seconds=3600)
+        )
+        await engine.start()
+        try:
+            async with engine.lease(name) as served:
+                answer = await served.pipeline.forecast([posted], horizon=None, levels=[], timeout_s=30.0)  # type: ignore[list-item]
+                return [float(v) for v in answer.mean[0]]
+        finally:
+            await engine.stop()
+
+    return asyncio.run(run())
+
+
 METHODS = ("model", "naive", "seasonal_naive")
 METRICS = ("mae", "mse", "rmse", "smape", "mase")
 
@@ -72,7 +102,12 @@ def test_the_report_holds_epochs_and_test_samples(trained_registry: TrainedRegis
     recorded = manifest(trained_registry.root, "demo", 1)
     report = read_json(version_dir(trained_registry.root, "demo", 1) / "report.json")
 
-    assert [epoch["epoch"] for epoch in report["epochs"]] == list(range(1, recorded["epochs_run"] + 1))
+    members = sorted({epoch["member"] for epoch in report["epochs"]})
+    assert members == list(range(recorded["training"]["network"]["ensemble"]))
+    for member in members:  # each member's epochs, in order, and every epoch run is there
+        numbers = [epoch["epoch"] for epoch in report["epochs"] if epoch["member"] == member]
+        assert numbers == list(range(1, len(numbers) + 1))
+    assert len(report["epochs"]) == recorded["epochs_run"]
     assert all(math.isfinite(epoch["train_loss"]) and math.isfinite(epoch["val_loss"]) for epoch in report["epochs"])
     assert report["samples"], "no actual-vs-forecast samples for the dashboard"
     assert {sample["series_id"] for sample in report["samples"]} <= {"a", "b", "c"}
@@ -206,3 +241,37 @@ def test_a_constant_series_has_an_undefined_mase_stored_as_null(tmp_path: Path) 
     assert [test[method]["mase"] for method in METHODS] == [None, None, None]
     assert all(math.isfinite(test[method]["mae"]) for method in METHODS)
     assert "model" in result.stdout  # the metrics table prints, with '-' for the undefined MASE
+
+
+def test_the_gate_keeps_a_version_that_does_not_beat_the_seasonal_naive_out_of_production(tmp_path: Path) -> None:
+    # A perfect daily cycle: the seasonal naive is exact, so no network can beat it, not even the
+    # first version of a name.
+    data = write_csv(periodic_frame("periodic"), tmp_path / "periodic.csv")
+    registry = tmp_path / "registry"
+    refused = train(data, registry, "cycle")
+    recorded = manifest(registry, "cycle", 1)
+    assert recorded["gate"]["passed"] is False and recorded["gate"]["metric"] == "mase"
+    assert "does not beat the seasonal naive" in refused.stdout and "--force" in refused.stdout
+    assert not (registry / "cycle" / "aliases.json").exists(), "a losing version became production"
+
+    forced = train(data, registry, "cycle", "--force")
+    assert manifest(registry, "cycle", 2)["gate"] == {**recorded["gate"], "forced": True}
+    assert aliases(registry, "cycle") == {PRODUCTION: 2}
+    assert "first version" in forced.stdout or "now production" in forced.stdout
+
+
+def test_an_ensemble_is_one_version_that_serves_the_numbers_of_its_evaluation(tmp_path: Path) -> None:
+    """Two members in one safetensors file and one manifest; the serving pipeline, fed a test
+    window from the report, answers what the training job's evaluation forecast for it."""
+    data = write_csv(seasonal_frame(), tmp_path / "series.csv")
+    registry_root = tmp_path / "registry"
+    train(data, registry_root, "duo", "--ensemble", "2", "--force")
+    folder = version_dir(registry_root, "duo", 1)
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.safetensors", "report.json"]
+    weights = load_file(folder / "model.safetensors")
+    assert {key.split(".")[1] for key in weights} == {"0", "1"}, "both members' weights, under members.N."
+    assert not torch.equal(weights["members.0.head.weight"], weights["members.1.head.weight"])  # two seeds
+
+    sample = read_json(folder / "report.json")["samples"][0]
+    served = serve_once(registry_root, "duo", sample["history_timestamps"], sample["history"])
+    np.testing.assert_allclose(served, sample["forecast"], rtol=0, atol=1e-4)

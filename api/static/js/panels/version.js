@@ -64,7 +64,7 @@ function renderHyperparameters(manifest) {
   );
 }
 
-function renderLoss(epochs, bestEpoch) {
+function renderLoss(epochs, bestEpoch, members = 1) {
   const container = $("loss-chart");
   if (!epochs.length) {
     destroyCharts(container);
@@ -82,7 +82,8 @@ function renderLoss(epochs, bestEpoch) {
     series: [line("train loss", COLORS.train, { points: { show: true } }), line("validation loss", COLORS.validation, { points: { show: true } })],
   });
   container.setAttribute("aria-label", `Loss per epoch over ${epochs.length} epochs: train ${fmt(train.at(-1))}, validation ${fmt(validation.at(-1))} at the last epoch`);
-  $("loss-caption").textContent = `${epochs.length} epochs; the weights kept are those of epoch ${bestEpoch} (lowest validation loss). Drag to zoom, double-click to reset.`;
+  const whose = members > 1 ? ` of the first of ${members} ensemble members` : "";
+  $("loss-caption").textContent = `${epochs.length} epochs${whose}; the weights kept are those of epoch ${bestEpoch} (lowest validation loss). Drag to zoom, double-click to reset.`;
 }
 
 function renderCoverage(intervals) {
@@ -158,7 +159,10 @@ async function loadVersion(name, version) {
       renderLoss([], 0);
       renderReport([]);
     } else {
-      renderLoss(report.epochs || [], manifest.best_epoch);
+      // An ensemble's members train one after the other; the curve is the first member's, whose
+      // best epoch the manifest records.
+      const members = (manifest.training && manifest.training.network && manifest.training.network.ensemble) || 1;
+      renderLoss((report.epochs || []).filter((e) => (e.member || 0) === 0), manifest.best_epoch, members);
       renderReport(report.samples || []);
     }
     $("version").dataset.shown = versionKey(name, version);

@@ -58,6 +58,7 @@ bench-tools:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
 
 bench: venv bench-tools
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/accuracy.py
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/serve.py

@@ -23,15 +23,33 @@ def accuracy() -> list[str]:
     ett = _load("accuracy_ett") or _load("accuracy")
     if ett and "etth1" in ett:
         lines += [
-            "| ETTh1 OT | H | L | MSE model | MSE naive | MSE seasonal naive | MAE model | MAE naive | anchors (MSE) | beats naive |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| ETTh1 OT | variant | H | L | anchor | segment | members | MSE model | MSE naive | MSE seasonal naive | MAE model | anchors (MSE) | s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in ett["etth1"]:
             anchors = ", ".join(f"{k} {v}" for k, v in row["anchors_mse"].items())
             lines.append(
-                f"| {row['arch'].upper()} | {row['horizon']} | {row['input_size']} | **{row['mse']['model']:.4f}** | "
-                f"{row['mse']['naive']:.4f} | {row['mse']['seasonal_naive']:.4f} | {row['mae']['model']:.4f} | "
-                f"{row['mae']['naive']:.4f} | {anchors} | {'yes' if row['beats_naive'] else 'no'} |"
+                f"| {row['arch'].upper()} | {row.get('variant', 'defaults')} | {row['horizon']} | {row['input_size']} | "
+                f"{row.get('anchor_period', 1)} | {row.get('segment_length', 1)} | {row.get('ensemble', 1)} | "
+                f"**{row['mse']['model']:.4f}** | {row['mse']['naive']:.4f} | {row['mse']['seasonal_naive']:.4f} | "
+                f"{row['mae']['model']:.4f} | {anchors} | {row['seconds']:.0f} |"
+            )
+        lines.append("")
+    m4h = _load("accuracy_m4h") or _load("accuracy")
+    if m4h and "m4_hourly" in m4h:
+        hourly = m4h["m4_hourly"]
+        lines += [
+            "| M4 Hourly, hidden last 48 | variant | sMAPE | MASE | OWA | train s (2 cores) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, row in hourly["baselines"].items():
+            lines.append(
+                f"| {name} | | {row['smape']:.2f} | {row['mase']:.3f} | {row['owa']:.3f} | {row.get('seconds', 0)} |"
+            )
+        for row in hourly["runs"]:
+            lines.append(
+                f"| {row['arch'].upper()} | {row['variant']} | {row['smape']:.2f} | {row['mase']:.3f} | "
+                f"**{row['owa']:.3f}** | {row['train_s']:.0f} |"
             )
         lines.append("")
     m4 = _load("accuracy_m4") or _load("accuracy")
@@ -54,15 +72,18 @@ def train_speed() -> list[str]:
     speed = _load("train_speed")
     if not speed:
         return []
+    ours = [key for key in speed["speed"][0] if key.startswith("ours_")]
     lines = [
-        "| arch (2 x 128, L 168, H 24) | plain torch loop, batch 128 | ours, batch 128 | ours, batch 256 | ours / plain |",
-        "|---|---|---|---|---|",
+        "| arch (2 x 128, L 168, H 24) | plain torch loop, batch 128 | "
+        + " | ".join(ours)
+        + " | x NeuralForecast's 250 |",
+        "|---|---|" + "---|" * len(ours) + "---|",
     ]
     for row in speed["speed"]:
-        ratios = " / ".join(f"{v:.2f}x" for v in row["speedup_vs_plain"].values())
+        cells = " | ".join(f"{row[key]['windows_per_s']:.0f} w/s" for key in ours)
+        versus = " / ".join(f"{v:.1f}x" for v in row.get("speedup_vs_neuralforecast", {}).values())
         lines.append(
-            f"| {row['arch'].upper()} | {row['plain_torch_batch128']['windows_per_s']:.0f} w/s | "
-            f"{row['ours_batch128']['windows_per_s']:.0f} w/s | {row['ours_batch256']['windows_per_s']:.0f} w/s | {ratios} |"
+            f"| {row['arch'].upper()} | {row['plain_torch_batch128']['windows_per_s']:.0f} w/s | {cells} | {versus} |"
         )
     lines += [
         "",

@@ -187,11 +187,12 @@ def command_train(args: argparse.Namespace) -> int:
     test = outcome.manifest.metrics["test"]
     print(f"wrote {outcome.name} version {outcome.version} to {outcome.path}")
     print(f"{outcome.promotion_note}")
-    print(f"{'test':<16}{'mae':>12}{'mse':>12}{'rmse':>12}{'smape':>10}{'mase':>10}")
+    print(f"{'test':<16}{'mae':>14}{'mse':>14}{'rmse':>14}{'smape':>10}{'mase':>10}")
     for method in ("model", "naive", "seasonal_naive"):
         m = test[method]
         mase = "-" if m["mase"] is None else f"{m['mase']:.3f}"  # undefined when every history was constant
-        print(f"{method:<16}{m['mae']:>12.4f}{m['mse']:>12.4f}{m['rmse']:>12.4f}{m['smape']:>10.2f}{mase:>10}")
+        # ' .6g': large errors (sales in the thousands, squared) keep their columns apart
+        print(f"{method:<16}{m['mae']:>14.6g}{m['mse']:>14.6g}{m['rmse']:>14.6g}{m['smape']:>10.2f}{mase:>10}")
     coverage = ", ".join(f"{level}%: {value:.3f}" for level, value in outcome.manifest.intervals.coverage.items())
     print(f"interval coverage on test: {coverage}")
     return 0

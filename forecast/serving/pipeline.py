@@ -104,12 +104,13 @@ class ForecastPipeline:
     ) -> RequestForecast:
         """The request's forecasts as one (S, h) block, and every interval level computed for
         all of its series in one vectorised call."""
-        mean = np.stack([output.mean[:horizon] for output in outputs]).astype(np.float64, copy=False)  # (S, h)
-        spread = np.array([output.spread for output in outputs])  # (S,)
+        mean = np.array([output.mean[:horizon] for output in outputs], dtype=np.float64)  # (S, h)
         intervals = {}
-        for level in levels:
-            lower, upper = interval_bounds(mean, spread, self.manifest.intervals, level)
-            intervals[f"{level:g}"] = Bounds(lower=lower, upper=upper)
+        if levels:  # most requests ask for none: this runs per request, on the event loop
+            spread = np.array([output.spread for output in outputs])  # (S,)
+            for level in levels:
+                lower, upper = interval_bounds(mean, spread, self.manifest.intervals, level)
+                intervals[f"{level:g}"] = Bounds(lower=lower, upper=upper)
         return RequestForecast(
             series_ids=[p.series_id for p in prepared],
             timestamps=[p.future_iso for p in prepared],

@@ -115,6 +115,16 @@ def _train_epoch(
     return float(np.mean(losses))
 
 
+def _initial_network(
+    config: TrainingConfig, input_channels: int, initial_state: dict[str, torch.Tensor] | None
+) -> Forecaster:
+    """A fresh forecaster (its anchor, since the head starts at zero), or a warm start."""
+    network = Forecaster(config.network, input_channels)
+    if initial_state is not None:
+        network.load_state_dict(initial_state)
+    return network
+
+
 def fit(
     store: SeriesStore,
     train_origins: np.ndarray,
@@ -131,10 +141,7 @@ def fit(
     """One forecaster fitted on the training origins; `seed` defaults to the config's (an
     ensemble's members each get their own)."""
     rng = seed_everything(config.seed if seed is None else seed)
-    network = Forecaster(config.network, input_channels)
-    if initial_state is not None:
-        network.load_state_dict(initial_state)
-    network.to(device)
+    network = _initial_network(config, input_channels, initial_state).to(device)
     device_store = _on_device(store, device)
     if len(validation_origins) > _MAX_VALIDATION_WINDOWS:  # a fixed subset keeps epochs comparable
         validation_origins = np.sort(rng.choice(validation_origins, _MAX_VALIDATION_WINDOWS, replace=False))

@@ -18,25 +18,9 @@ from forecast.model.intervals import interval_bounds
 from forecast.registry.manifest import Manifest
 from forecast.serving.batcher import DynamicBatcher
 from forecast.serving.pipeline import ForecastPipeline, WindowForecast
-from forecast.serving.requests import PreparedSeries, prepare_series
+from forecast.serving.requests import PreparedSeries
 from tests.factories import make_manifest
-
-INPUT_SIZE, HORIZON = 6, 4
-
-
-@pytest.fixture
-def manifest() -> Manifest:
-    return make_manifest(freq="h", features=["hour_of_day", "day_of_week"], input_size=INPUT_SIZE, horizon=HORIZON)
-
-
-def _values(count: int) -> list[float]:
-    return [float(10 + (3 * step) % 7) for step in range(count)]
-
-
-def _prepare(manifest: Manifest, values: list[float], **given: object) -> PreparedSeries:
-    arguments: dict[str, object] = {"timestamps": None, "start": None, "freq": None, "horizon": manifest.horizon}
-    arguments.update(given)
-    return prepare_series(manifest, "a", values, **arguments)  # type: ignore[arg-type]
+from tests.serving.conftest import HORIZON, INPUT_SIZE, _prepare, _values
 
 
 def assemble(

@@ -83,6 +83,11 @@ class DynamicBatcher(Generic[Item, Result]):
         self._rejected = REJECTED.labels(*labels)
 
     @property
+    def run_batch(self) -> Callable[[Sequence[Item]], Sequence[Result]]:
+        """The batch function, for a call outside the queue (a warm-up on the inference thread)."""
+        return self._run_batch
+
+    @property
     def depth(self) -> int:
         return len(self._queue)
 

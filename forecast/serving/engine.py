@@ -26,7 +26,7 @@ from forecast.registry.manifest import Manifest
 from forecast.registry.store import Registry, aliased_version, check_name
 from forecast.registry.weights import load_predictor
 from forecast.serving.batcher import DynamicBatcher
-from forecast.serving.pipeline import ForecastPipeline, Forward, ForwardFactory, network_forward
+from forecast.serving.pipeline import ForecastPipeline, ForwardFactory, network_forward
 from forecast.serving.telemetry import LOAD_FAILURES, MODELS_LOADED
 from forecast.settings import Settings, max_batch_size
 
@@ -39,7 +39,6 @@ _IDLE_UNLOAD_S = 300.0
 @dataclass(slots=True)
 class ServedModel:
     pipeline: ForecastPipeline
-    forward: Forward
     leases: int = 0
     last_used: float = field(default_factory=time.monotonic)
 
@@ -133,9 +132,7 @@ class Engine:
                 return self._loaded[key]
             try:
                 served = await asyncio.to_thread(self._load, name, version)
-                await asyncio.get_running_loop().run_in_executor(
-                    self._executor, served.pipeline.warm_up, served.forward
-                )
+                await asyncio.get_running_loop().run_in_executor(self._executor, served.pipeline.warm_up)
             except ForecastError as exc:
                 self._failed.add(key)
                 LOAD_FAILURES.labels(name).inc()
@@ -158,7 +155,7 @@ class Engine:
             queue_limit=self.settings.queue_limit,
             labels=(name, str(version)),
         )
-        return ServedModel(pipeline=ForecastPipeline(loaded.manifest, batcher), forward=forward)
+        return ServedModel(pipeline=ForecastPipeline(loaded.manifest, batcher))
 
     async def _retire_unused(self) -> None:
         aliased = {(name, version) for name, targets in self._aliases.items() for version in targets.values()}

@@ -118,11 +118,12 @@ class ForecastPipeline:
             intervals=intervals,
         )
 
-    def warm_up(self, forward: Forward) -> None:
-        """One forward pass of a zero window, before the version takes traffic."""
+    def warm_up(self) -> None:
+        """One forward pass of a zero window, before the version takes traffic; on the
+        inference thread (the caller's)."""
         network = self.manifest.network
         window = Window(
             history=np.zeros(network.input_size, dtype=np.float32),
             features=np.zeros((network.input_size, feature_width(self.manifest.features)), dtype=np.float32),
         )
-        forward([window])
+        self.batcher.run_batch([window])

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-
 from forecast.model.config import NetworkConfig
 from forecast.series.frequency import cadence
-from forecast.series.windows import block_origins, series_of_origins
 from forecast.training.baselines import seasonal_naive
-from forecast.training.evaluate import EvaluationSet
+from forecast.training.evaluate import EvaluationSet, block_windows
 from forecast.training.metrics import forecast_metrics
+from forecast.training.promotion import promotion_score
 
 logger = logging.getLogger(__name__)
 
@@ -32,15 +30,10 @@ def default_segment_length(freq: str, input_size: int) -> int:
 def anchor_error(evaluation: EvaluationSet, network: NetworkConfig, period: int) -> float:
     """Validation error of the baseline that repeats the value `period` steps back: MASE, or MAE
     where MASE is undefined (every history constant)."""
-    store, horizon = evaluation.store, network.horizon
-    origins = block_origins(store, evaluation.blocks, "validation", input_size=network.input_size, horizon=horizon)
-    series_index = series_of_origins(store, origins)
-    starts = store.offsets[:-1][series_index]
-    actual = evaluation.values[origins[:, None] + np.arange(horizon)]  # (W, H)
-    forecast = seasonal_naive(evaluation.values, origins, horizon, period, starts)
-    metrics = forecast_metrics(actual, forecast, evaluation.denominators[series_index])
-    mase = metrics["mase"]
-    return float(mase if mase is not None else metrics["mae"] or 0.0)
+    horizon = network.horizon
+    windows = block_windows(evaluation, "validation", input_size=network.input_size, horizon=horizon)
+    forecast = seasonal_naive(evaluation.values, windows.origins, horizon, period, windows.series_starts)
+    return promotion_score(forecast_metrics(windows.actual, forecast, windows.denominators)).value
 
 
 def choose_anchor(evaluation: EvaluationSet, network: NetworkConfig, freq: str) -> int:

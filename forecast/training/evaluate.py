@@ -61,24 +61,45 @@ def predict_origins(predictor: Predictor, store: SeriesStore, origins: np.ndarra
     return np.concatenate(means), np.concatenate(spreads)
 
 
-def evaluate_block(predictor: Predictor, evaluation: EvaluationSet, block: str) -> BlockResult:
-    config, store = predictor.config, evaluation.store
-    origins = block_origins(store, evaluation.blocks, block, input_size=config.input_size, horizon=config.horizon)
-    future = origins[:, None] + np.arange(config.horizon)  # (W, H)
-    actual = evaluation.values[future]
-    forecast, spread = predict_origins(predictor, store, origins)
+@dataclass(slots=True)
+class BlockWindows:
+    """Every forecast origin of a block with what scoring a forecast there needs."""
+
+    origins: np.ndarray  # (W,) absolute
+    actual: np.ndarray  # (W, H)
+    series_starts: np.ndarray  # (W,) absolute start of each origin's series
+    denominators: np.ndarray  # (W,) MASE denominator of each origin's series
+
+
+def block_windows(evaluation: EvaluationSet, block: str, *, input_size: int, horizon: int) -> BlockWindows:
+    store = evaluation.store
+    origins = block_origins(store, evaluation.blocks, block, input_size=input_size, horizon=horizon)
     series_index = series_of_origins(store, origins)
-    window_denominators = evaluation.denominators[series_index]
-    starts = store.offsets[:-1][series_index]
+    return BlockWindows(
+        origins=origins,
+        actual=evaluation.values[origins[:, None] + np.arange(horizon)],  # (W, H)
+        series_starts=store.offsets[:-1][series_index],
+        denominators=evaluation.denominators[series_index],
+    )
+
+
+def evaluate_block(predictor: Predictor, evaluation: EvaluationSet, block: str) -> BlockResult:
+    config, values = predictor.config, evaluation.values
+    windows = block_windows(evaluation, block, input_size=config.input_size, horizon=config.horizon)
+    origins = windows.origins
+    forecast, spread = predict_origins(predictor, evaluation.store, origins)
     methods = {
         "model": forecast,
-        "naive": naive(evaluation.values, origins, config.horizon),
-        "seasonal_naive": seasonal_naive(evaluation.values, origins, config.horizon, evaluation.season_length, starts),
+        "naive": naive(values, origins, config.horizon),
+        "seasonal_naive": seasonal_naive(
+            values, origins, config.horizon, evaluation.season_length, windows.series_starts
+        ),
     }
     metrics = {
-        method: forecast_metrics(actual, predicted, window_denominators) for method, predicted in methods.items()
+        method: forecast_metrics(windows.actual, predicted, windows.denominators)
+        for method, predicted in methods.items()
     }
-    return BlockResult(origins=origins, actual=actual, forecast=forecast, spread=spread, metrics=metrics)
+    return BlockResult(origins=origins, actual=windows.actual, forecast=forecast, spread=spread, metrics=metrics)
 
 
 def report_samples(

@@ -13,7 +13,7 @@ from forecast.model.intervals import Calibration
 from forecast.registry.manifest import DataFingerprint, Manifest, Provenance
 from forecast.registry.store import Registry
 from forecast.series.frequency import cadence
-from forecast.training.promotion import Comparison, Promotion, gate_verdict, move_production, promotion_score
+from forecast.training.promotion import Comparison, Promotion, Score, gate_verdict, move_production
 from forecast.training.records import Evaluation, Fitted, PreparedJob
 
 
@@ -61,7 +61,7 @@ def publish_and_promote(
     """Write the version atomically, then move `production` by the rules, under the model's lock."""
     with registry.locked(job.name):
         manifest = registry.publish(job.name, files, draft)
-        score = promotion_score(manifest.metrics["test"]["model"])
         assert manifest.gate is not None  # every draft has its verdict
+        score = Score(manifest.gate.metric, manifest.gate.model)  # the gate scored the model already
         promotion = move_production(registry, job.name, manifest.version, score, promote, comparison, manifest.gate)
     return manifest, promotion

@@ -61,6 +61,13 @@ def error_response(exc: ForecastError) -> JSONResponse:
     )
 
 
+def internal_error_response(request_id: str) -> JSONResponse:
+    """The 500 of an unexpected exception: the envelope, and nothing of the exception itself
+    (the server log has it, under the same request id)."""
+    message = f"internal error; the server log has the details under request id {request_id}"
+    return JSONResponse(status_code=500, content=error_body("internal", message))
+
+
 def _readable(error: dict[str, object]) -> str:
     """'values[5] is 'x': Input should be a valid number' rather than pydantic's
     'body.series.0.values.5': inside a series (named in the message's prefix) the location is

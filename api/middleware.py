@@ -9,10 +9,11 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_response
+from api.errors import error_response, internal_error_response
 from forecast.errors import RequestTooLarge
 
 logger = logging.getLogger("forecast.access")
+errors = logging.getLogger(__name__)
 
 
 class RequestIdMiddleware:
@@ -30,16 +31,24 @@ class RequestIdMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
+        response_started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, response_started = message["status"], True
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode("latin-1")))
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Starlette's ServerErrorMiddleware sits outside every user middleware and answers
+            # a bare text/plain 500; answering here instead gives the 500 the envelope and the id.
+            errors.exception("unhandled error in %s %s (request %s)", scope.get("method"), scope.get("path"), request_id)
+            if response_started:
+                raise  # part of the response is on the wire: only closing the connection is left
+            await internal_error_response(request_id)(scope, receive, send_with_id)
         finally:
             if logger.isEnabledFor(logging.INFO):
                 logger.info(

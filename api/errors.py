@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,15 +13,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import error_body
 from forecast.errors import (
+    EXCERPT_CHARS,
+    AccessDenied,
     ClientDisconnected,
     DeadlineExceeded,
+    Forbidden,
     ForecastError,
     InvalidInput,
     InvalidName,
     NotFound,
     Overloaded,
+    RateLimited,
     RegistryCorrupt,
     RequestTooLarge,
+    Unauthorized,
+    excerpt,
 )
 
 logger = logging.getLogger(__name__)
@@ -35,6 +42,9 @@ _STATUS: list[tuple[type[ForecastError], int, str]] = [
     (DeadlineExceeded, 504, "deadline_exceeded"),
     (RegistryCorrupt, 500, "registry_corrupt"),
     (ClientDisconnected, 499, "client_disconnected"),  # nginx's code; nobody is listening
+    (Unauthorized, 401, "unauthorized"),
+    (Forbidden, 403, "forbidden"),
+    (RateLimited, 429, "rate_limited"),
 ]
 
 
@@ -56,6 +66,8 @@ def error_response(exc: ForecastError) -> JSONResponse:
     headers = {}
     if isinstance(exc, Overloaded):
         headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+    if isinstance(exc, AccessDenied):  # the Bearer challenge, or Retry-After and RateLimit-*
+        headers.update(exc.headers)
     return JSONResponse(
         status_code=kind.status, content=error_body(kind.label, str(exc), exc.series_id), headers=headers
     )
@@ -68,17 +80,23 @@ def internal_error_response(request_id: str) -> JSONResponse:
     return JSONResponse(status_code=500, content=error_body("internal", message))
 
 
-def _readable(error: dict[str, object]) -> str:
+def _location(error: dict[str, Any]) -> list[int | str]:
+    """A validation error's location; a part can be a key the client made up (an extra field),
+    so string parts are cut short."""
+    return [part if isinstance(part, int) else str(part)[:EXCERPT_CHARS] for part in error.get("loc", ())]
+
+
+def _readable(error: dict[str, Any]) -> str:
     """'values[5] is 'x': Input should be a valid number' rather than pydantic's
     'body.series.0.values.5': inside a series (named in the message's prefix) the location is
     relative to it, and a scalar input is quoted so the user sees what was wrong."""
-    parts = [part for part in error.get("loc", ()) if part != "body"]  # type: ignore[attr-defined]
+    parts = [part for part in _location(error) if part != "body"]
     if len(parts) >= 2 and parts[0] == "series" and isinstance(parts[1], int):
         parts = parts[2:]
     location = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in parts).lstrip(".")
     given = error.get("input")
-    if location and isinstance(given, str | int | float) and not isinstance(given, bool):
-        location += f" is {given[:40] if isinstance(given, str) else given!r}"
+    if location and isinstance(given, str | int | float):
+        location += f" is {excerpt(given) if isinstance(given, str) else repr(given)}"
     return f"{location}: {error.get('msg')}" if location else str(error.get("msg"))
 
 
@@ -92,8 +110,8 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = exc.errors()
         series_id = _series_id_of(exc.body, errors[0]) if errors else None
         message = "; ".join(_readable(e) for e in errors[:5])
-        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors[:20]]
-        prefix = f"series {series_id!r}: " if series_id else ""
+        detail = [{"loc": _location(e), "msg": e.get("msg"), "type": e.get("type")} for e in errors[:20]]
+        prefix = f"series {excerpt(series_id)}: " if series_id else ""
         return JSONResponse(status_code=422, content=error_body("invalid_request", prefix + message, series_id, detail))
 
     @app.exception_handler(StarletteHTTPException)

@@ -3,40 +3,52 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, model_validator
 
 from forecast.registry.manifest import Manifest
 from forecast.serving.pipeline import RequestForecast
 
+# Bounds on every string and number a client sends: validation must cost little and quote
+# little. ISO 8601 with nanoseconds and a zone offset is 35 characters.
+MAX_TIMESTAMP_CHARS = 40
+MAX_FREQ_CHARS = 32
+MAX_ID_CHARS = 200
+MAX_NAME_CHARS = 64
+MAX_HORIZON = 100_000
+# JSON has one number type: strict floats take integers, never booleans or numeric strings.
+Number = Annotated[float, Strict()]
+Timestamp = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TIMESTAMP_CHARS)]
+
 
 class SeriesIn(BaseModel):
-    """One series: values with explicit timestamps, or values with a start and a frequency."""
+    """One series: values with explicit timestamps, or values with a start and a frequency.
+    Timestamps are ISO 8601 (e.g. 2024-01-31T13:00:00, with an optional zone offset)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=200)
-    values: list[float] = Field(min_length=1)
-    timestamps: list[str] | None = None
-    start: str | None = None
-    freq: str | None = None
+    id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    values: list[Number] = Field(min_length=1)
+    timestamps: list[Timestamp] | None = None
+    start: Timestamp | None = None
+    freq: str | None = Field(default=None, min_length=1, max_length=MAX_FREQ_CHARS)
 
     @model_validator(mode="after")
     def _one_time_axis(self) -> SeriesIn:
         if (self.timestamps is None) == (self.start is None):
-            raise ValueError(f"series {self.id!r}: give either 'timestamps' or 'start' (with an optional 'freq')")
+            raise ValueError("give either 'timestamps' or 'start' (with an optional 'freq')")
         return self
 
 
 class ForecastRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    model: str = Field(min_length=1, max_length=64)
-    version: int | None = Field(default=None, ge=1)
-    alias: str | None = Field(default=None, min_length=1, max_length=64)
-    horizon: int | None = Field(default=None, ge=1)
-    levels: list[float] = Field(default_factory=list, max_length=20)
+    model: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1, strict=True)
+    alias: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
+    horizon: int | None = Field(default=None, ge=1, le=MAX_HORIZON, strict=True)
+    levels: list[Annotated[Number, Field(gt=0.0, lt=100.0)]] = Field(default_factory=list, max_length=20)
     series: list[SeriesIn] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -128,8 +140,20 @@ def forecast_body(manifest: Manifest, result: RequestForecast) -> dict[str, Any]
 def error_body(
     kind: str, message: str, series_id: str | None = None, detail: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """Every error response's body, shaped as `ErrorBody`."""
-    body: dict[str, Any] = {"error": kind, "message": message, "series_id": series_id}
+    """Every error response's body, shaped as `ErrorBody`: small whatever the input (the
+    message is cut, an id is quoted as an excerpt) and always encodable as UTF-8."""
+    shown_id = None if series_id is None else _bounded(series_id, MAX_ID_CHARS)
+    body: dict[str, Any] = {"error": kind, "message": _bounded(message, MAX_MESSAGE_CHARS), "series_id": shown_id}
     if detail is not None:
         body["detail"] = detail
     return body
+
+
+MAX_MESSAGE_CHARS = 1000
+
+
+def _bounded(text: str, limit: int) -> str:
+    """At most about `limit` characters, with lone surrogates escaped so that it encodes."""
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -6,13 +6,26 @@ their message as one line and exits non-zero.
 
 from __future__ import annotations
 
+# Error messages quote the offending input; a hostile input must not make the message huge.
+EXCERPT_CHARS = 40
+
+
+def excerpt(text: object, limit: int = EXCERPT_CHARS) -> str:
+    """`text` as repr() writes it, cut to about `limit` characters with an ellipsis and the
+    full length when longer. Lone surrogates and other unencodable characters come out escaped,
+    so the result always encodes as UTF-8."""
+    shown = repr(text) if isinstance(text, str) else repr(str(text))
+    if len(shown) > limit + 2:
+        shown = f"{shown[: limit + 1]}...' ({len(str(text))} characters)"
+    return shown.encode("utf-8", "backslashreplace").decode("utf-8")
+
 
 class ForecastError(Exception):
     """Base class of every error the library raises on purpose."""
 
     def __init__(self, message: str, *, series_id: str | None = None) -> None:
         self.series_id = series_id
-        prefix = f"series {series_id!r}: " if series_id is not None else ""
+        prefix = f"series {excerpt(series_id)}: " if series_id is not None else ""
         super().__init__(prefix + message)
 
 
@@ -46,6 +59,10 @@ class FrequencyError(InvalidInput):
 
 class SeriesTooShort(InvalidInput):
     pass
+
+
+class ValueOutOfRange(InvalidInput):
+    """A value, instant or forecast beyond what the network's dtype or the calendar can hold."""
 
 
 class InvalidRequest(InvalidInput):
@@ -94,3 +111,30 @@ class ShuttingDown(Overloaded):
 
 class ClientDisconnected(ForecastError):
     """The client hung up while its series were queued; its work was dropped."""
+
+
+class InvalidSetting(ForecastError):
+    """A setting the service cannot start with (an unreadable API key file, a malformed rate
+    limit); the message names the variable and the fix, and never a key's value."""
+
+
+class AccessDenied(ForecastError):
+    """The API refused a caller before doing any work for it. `headers` are what the refusal
+    must carry besides its body (the Bearer challenge, when to retry), filled in by the API
+    code that raises it."""
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        self.headers = dict(headers or {})
+        super().__init__(message)
+
+
+class Unauthorized(AccessDenied):
+    """No API key, or one the server does not know."""
+
+
+class Forbidden(AccessDenied):
+    """A valid API key whose scope does not cover the request."""
+
+
+class RateLimited(AccessDenied):
+    """A key (or, without keys, a client address) over its requests or series per second."""

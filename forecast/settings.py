@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -27,11 +27,57 @@ class Settings(BaseSettings):
     gc_threshold: int = Field(default=50_000, ge=0)
     request_timeout_s: float = Field(default=30.0, gt=0.0)
     reload_seconds: float = Field(default=2.0, gt=0.0)
+    # A version that failed to load is retried after reload_seconds, doubling up to this cap, and
+    # at once when its files change (see forecast/serving/failures.py).
+    load_retry_max_s: float = Field(default=300.0, gt=0.0)
+    # Versions kept loaded at most; the least recently used unaliased, unleased ones go first.
+    # Aliased versions are always kept, even beyond it.
+    max_loaded_versions: int = Field(default=8, ge=1)
+    # A loaded version that no alias points at is unloaded once no request used it for this long.
+    idle_unload_s: float = Field(default=300.0, ge=0.0)
     max_series_per_request: int = Field(default=1000, ge=1)
     max_points_per_series: int = Field(default=50_000, ge=1)
+    # All series of one request together: 500 hourly series of 1,000 points fit twice over,
+    # and the parse stays around 0.1 s and 100 MB at the cap (413 beyond).
+    max_points_per_request: int = Field(default=1_000_000, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # Seconds between SIGTERM (readiness off) and closing the listening socket.
     shutdown_grace_s: float = Field(default=1.0, ge=0.0, le=300.0)
+    # Transport limits (api/transport.py); a fronting proxy should add its own, see the README.
+    # From a connection's opening (or a keep-alive request's first byte) to the end of its
+    # headers: a deadline, not an idle timer, so a byte-a-second client is closed too (408).
+    header_timeout_s: float = Field(default=10.0, gt=0.0, le=300.0)
+    # From the end of the headers to the end of the body (408): the largest allowed body
+    # (max_body_bytes) must arrive within it, 32 MiB in 60 s is about 4.5 Mbit/s.
+    body_timeout_s: float = Field(default=60.0, gt=0.0, le=3600.0)
+    # An idle keep-alive connection is closed after this; a proxy's upstream idle timeout
+    # must be shorter, or it may reuse a connection the server is closing (a 502).
+    keep_alive_timeout_s: float = Field(default=5.0, gt=0.0, le=3600.0)
+    # Request line plus headers (431 beyond); nginx's default buffers hold 32 KiB at most.
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    # Open connections; beyond, the connection idle longest (keep-alive, or still sending its
+    # headers) is closed to make room, so half-open connections cannot lock a new one out.
+    max_connections: int = Field(default=1024, ge=1, le=1_000_000)
+    # Requests being read or answered at once (503 + Retry-After beyond); /healthz, /readyz
+    # and /metrics are exempt, so a busy server is not restarted or left unobserved.
+    max_concurrent_requests: int = Field(default=512, ge=1, le=1_000_000)
+    # Connections the kernel queues before the server accepts them (capped by somaxconn).
+    listen_backlog: int = Field(default=2048, ge=1, le=65535)
+    # API keys and rate limits (api/auth.py, api/ratelimit.py, api/access.py; README "API keys and
+    # rate limits"). Keys: `KEY`, `NAME:KEY` or `NAME:SCOPE:KEY`, comma-separated, or a path (it
+    # holds a `/`) to a file of salted hashes. Unset or empty: the API is open, as it was before.
+    # A SecretStr, so that a printed or logged Settings does not show the keys.
+    api_keys: SecretStr | None = None
+    # /metrics names the models and their traffic, so with keys it takes a `read` key unless this
+    # is on; /docs, /redoc and /openapi.json describe the API and hold no data, so they stay open
+    # unless this is off (a browser cannot send a key to /docs).
+    public_metrics: bool = False
+    public_docs: bool = True
+    # `limits` strings ("50/second", "3000/minute"), per API key (per client address without
+    # keys). Unset: no limit; the batcher's bounded queue already turns overload into 503s, and
+    # the right share per client depends on the deployment.
+    rate_limit_requests: str | None = None
+    rate_limit_series: str | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator("cors_origins", mode="before")

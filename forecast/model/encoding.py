@@ -22,13 +22,17 @@ class Encoded:
 
 
 def encode(history: torch.Tensor, features: torch.Tensor, params: ScalingParams) -> Encoded:
-    """history (B, L) raw values, features (B, L, F) -> network inputs and the window's scale."""
+    """history (B, L) raw values, features (B, L, F) -> network inputs and the window's scale.
+
+    The statistics and the scaling run in history's dtype and only the scaled values take the
+    network's (features') dtype: served windows arrive as float64, so a level of 1e8 keeps
+    steps that float32 (spacing 8 at 1e8) would round away."""
     loc, spread = window_stats(history, params)
-    scaled = to_scaled(history, loc, spread)  # (B, L)
+    scaled = to_scaled(history, loc, spread).to(features.dtype)  # (B, L)
     inputs = torch.cat([scaled.unsqueeze(-1), features], dim=-1)  # (B, L, 1 + F)
     return Encoded(inputs=inputs, loc=loc, spread=spread)
 
 
 def decode(forecast_scaled: torch.Tensor, encoded: Encoded) -> torch.Tensor:
-    """(B, H) scaled forecasts -> (B, H) on the data's original scale."""
-    return from_scaled(forecast_scaled, encoded.loc, encoded.spread)
+    """(B, H) scaled forecasts -> (B, H) on the data's original scale, in the history's dtype."""
+    return from_scaled(forecast_scaled.to(encoded.loc.dtype), encoded.loc, encoded.spread)

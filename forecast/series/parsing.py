@@ -7,8 +7,9 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+from pandas.errors import OutOfBoundsDatetime
 
-from forecast.errors import BadTimestamps, NonFiniteValues, NonNumericValues
+from forecast.errors import BadTimestamps, NonFiniteValues, NonNumericValues, excerpt
 
 _SPELLED_INFINITY = ("inf", "-inf", "infinity", "-infinity")
 
@@ -25,7 +26,7 @@ def parse_values(series_id: str, raw: object, timestamps: pd.DatetimeIndex | Non
         if not_numbers.any():
             position = int(np.flatnonzero(not_numbers.to_numpy())[0])
             raise NonNumericValues(
-                f"value {as_series.iloc[position]!r} {where(position)} is not a number", series_id=series_id
+                f"value {excerpt(as_series.iloc[position])} {where(position)} is not a number", series_id=series_id
             )
         values[text.isin(_SPELLED_INFINITY).to_numpy()] = np.inf
     bad = ~np.isfinite(values)
@@ -65,31 +66,85 @@ def parse_timestamps(series_id: str, raw: object) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(parsed.dt.tz_localize(None))
 
 
-def parse_timestamps_fast(series_id: str, raw: list[str]) -> pd.DatetimeIndex:
-    """ISO 8601 timestamps without a zone parse in numpy (about 100x faster than pandas on a
-    request's worth); anything else takes the general path with its error messages."""
+# The instants a datetime64[ns] can hold (pandas' Timestamp.min/max, about 1677-09-21 to
+# 2262-04-11). numpy wraps silently outside them (year 3000 parses as 1830), so every posted
+# instant is checked against them, and so is the last step of every forecast.
+FIRST_NS = int(pd.Timestamp.min.value)
+LAST_NS = int(pd.Timestamp.max.value)
+# Years whose every instant fits in nanoseconds: strings in them take numpy's fast parse.
+_SAFE_YEARS = range(pd.Timestamp.min.year + 1, pd.Timestamp.max.year)
+
+
+def instant_range_text() -> str:
+    return f"{pd.Timestamp.min.ceil('s')} to {pd.Timestamp.max.floor('s')}"
+
+
+def parse_iso_timestamps(series_id: str, raw: list[str]) -> pd.DatetimeIndex:
+    """Posted ISO 8601 timestamps as a tz-naive DatetimeIndex (zone offsets converted to UTC),
+    or an error naming the first one that is not ISO 8601 or lies outside the representable
+    range. Only ISO 8601 is taken from clients: guessing other formats (dateutil) costs time
+    that grows faster than the string, which a request must not be able to buy."""
     parsed = _numpy_datetimes(raw)
-    return pd.DatetimeIndex(parsed) if parsed is not None else parse_timestamps(series_id, raw)
+    if parsed is not None:
+        return pd.DatetimeIndex(parsed)
+    for position, text in enumerate(raw):  # the slow path names the first bad entry
+        parse_iso_instant(series_id, text, position)
+    return pd.DatetimeIndex(pd.to_datetime(raw, format="ISO8601", utc=True).tz_localize(None))
 
 
-def parse_instant(series_id: str, raw: str) -> pd.Timestamp:
-    """One timestamp (a series' start), through the same rules as parse_timestamps_fast."""
-    parsed = _iso_instant(raw)
-    return parsed if parsed is not None else pd.Timestamp(parse_timestamps(series_id, [raw])[0])
+def parse_iso_instant(series_id: str, raw: str, position: int | None = None) -> pd.Timestamp:
+    """One posted ISO 8601 instant (a series' start), range-checked like parse_iso_timestamps."""
+    try:
+        return _iso_instant(raw)
+    except _NotFastIso:
+        pass
+    where = f" at position {position}" if position is not None else ""
+    try:
+        stamp = pd.Timestamp(pd.to_datetime(raw, format="ISO8601", utc=True))
+    except (OutOfBoundsDatetime, OverflowError) as exc:
+        raise BadTimestamps(
+            f"timestamp {excerpt(raw)}{where} is outside the range the service can represent ({instant_range_text()})",
+            series_id=series_id,
+        ) from exc
+    except (ValueError, TypeError) as exc:
+        raise BadTimestamps(
+            f"timestamp {excerpt(raw)}{where} is not an ISO 8601 date (e.g. 2024-01-31T13:00:00)",
+            series_id=series_id,
+        ) from exc
+    return stamp.tz_localize(None)
 
 
+class _NotFastIso(Exception):
+    pass
+
+
+# Cached: the series of a request, and of successive requests, mostly share their start. Only
+# successes are cached (lru_cache does not keep raised exceptions), so junk never takes a slot.
 @lru_cache(maxsize=1024)
-def _iso_instant(raw: str) -> pd.Timestamp | None:
-    """Cached: the series of a request, and of successive requests, mostly share their start."""
+def _iso_instant(raw: str) -> pd.Timestamp:
     parsed = _numpy_datetimes([raw])
-    return pd.Timestamp(parsed[0]) if parsed is not None else None
+    if parsed is None:
+        raise _NotFastIso
+    return pd.Timestamp(parsed[0])
 
 
 def _numpy_datetimes(raw: list[str]) -> np.ndarray | None:
-    """numpy's ISO 8601 parse, or None where pandas must decide (zone offsets, other formats)."""
+    """numpy's ISO 8601 parse, or None where pandas must decide: zone offsets, other formats,
+    and years outside _SAFE_YEARS, where numpy's nanoseconds would wrap. A plain ISO string
+    starts with its four-digit year; the first and last decide, because a wrapped instant
+    between them breaks the regular spacing every window is checked for."""
+    if not raw or not all(_plain_year(text) in _SAFE_YEARS for text in (raw[0], raw[-1])):
+        return None
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy warns on zone offsets: let pandas convert those
         try:
             return np.array(raw, dtype="datetime64[ns]")
         except (ValueError, TypeError, UserWarning, DeprecationWarning, OverflowError):
             return None
+
+
+def _plain_year(text: str) -> int:
+    """The year of a string that starts 'YYYY-', else -1."""
+    if len(text) >= 5 and text[4] == "-" and text[:4].isdigit():
+        return int(text[:4])
+    return -1

@@ -4,6 +4,7 @@ through `ForecastPipeline`, so the order of the stages lives here and nowhere el
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -11,6 +12,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from forecast.errors import ValueOutOfRange
 from forecast.model.intervals import interval_bounds
 from forecast.model.predictor import Predictor
 from forecast.registry.manifest import Manifest
@@ -78,6 +80,25 @@ class RequestForecast:
     intervals: dict[str, Bounds]  # level as written ("80", "97.5") -> bounds
 
 
+# Requests with more series than this are prepared off the event loop.
+_PREPARE_INLINE_SERIES = 32
+
+
+def _check_finite(prepared: list[PreparedSeries], mean: np.ndarray, intervals: dict[str, Bounds]) -> None:
+    """A forecast that overflowed is an error for its series, never a 200 (JSON would write
+    the inf as null)."""
+    finite = np.isfinite(mean).all(axis=1)  # (S,)
+    for bounds in intervals.values():
+        finite &= np.isfinite(bounds.lower).all(axis=1) & np.isfinite(bounds.upper).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise ValueOutOfRange(
+            "the forecast is not finite (the series' values or their spread are too large for the network); "
+            "rescale the series",
+            series_id=prepared[row].series_id,
+        )
+
+
 class ForecastPipeline:
     def __init__(self, manifest: Manifest, batcher: DynamicBatcher[Window, WindowForecast]) -> None:
         self.manifest = manifest
@@ -95,7 +116,12 @@ class ForecastPipeline:
         self, series: Sequence[PostedSeries], *, horizon: int | None, levels: list[float], timeout_s: float
     ) -> RequestForecast:
         served_horizon = check_request(self.manifest, horizon, levels)
-        prepared = self.prepare(series, served_horizon)
+        if len(series) > _PREPARE_INLINE_SERIES:
+            # A bulk request's parsing takes tens of milliseconds: on a worker thread the event
+            # loop keeps answering other clients (and /healthz) meanwhile.
+            prepared = await asyncio.to_thread(self.prepare, series, served_horizon)
+        else:
+            prepared = self.prepare(series, served_horizon)
         outputs = await self.batcher.submit([p.window for p in prepared], timeout_s=timeout_s)
         return self.finish(prepared, outputs, served_horizon, levels)
 
@@ -111,6 +137,7 @@ class ForecastPipeline:
             for level in levels:
                 lower, upper = interval_bounds(mean, spread, self.manifest.intervals, level)
                 intervals[f"{level:g}"] = Bounds(lower=lower, upper=upper)
+        _check_finite(prepared, mean, intervals)
         return RequestForecast(
             series_ids=[p.series_id for p in prepared],
             timestamps=[p.future_iso for p in prepared],
@@ -123,7 +150,7 @@ class ForecastPipeline:
         inference thread (the caller's)."""
         network = self.manifest.network
         window = Window(
-            history=np.zeros(network.input_size, dtype=np.float32),
+            history=np.zeros(network.input_size, dtype=np.float64),
             features=np.zeros((network.input_size, feature_width(self.manifest.features)), dtype=np.float32),
         )
         self.batcher.run_batch([window])

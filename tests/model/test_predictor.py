@@ -14,6 +14,7 @@ import torch
 
 from forecast.errors import RegistryCorrupt
 from forecast.model.config import NetworkConfig, ScalingParams
+from forecast.model.network import build_network
 from forecast.model.predictor import Predictor
 from forecast.registry.weights import network_from_weights, weights_bytes
 from tests.factories import perturbed_network
@@ -123,3 +124,14 @@ def test_an_empty_batch_gives_empty_forecasts(windows: tuple[torch.Tensor, torch
     empty = predictor.predict(history[:0], features[:0])
     assert empty.mean.shape == (0, CONFIG.horizon)
     assert empty.spread.shape == (0,)
+
+
+def test_a_large_level_keeps_its_small_steps() -> None:
+    """A level of 1e8 with steps of 0.5: float32 (spacing 8 there) would round the steps away.
+    Served windows are float64 until scaled, so the untrained network (exactly the naive
+    forecast) answers the last value itself."""
+    history = torch.tensor([1e8 + 0.5 * step for step in range(CONFIG.input_size)], dtype=torch.float64)[None, :]
+    features = torch.zeros(1, CONFIG.input_size, CHANNELS - 1)
+    predictor = Predictor(build_network(CONFIG, CHANNELS), ScalingParams(mode="window"), torch.device("cpu"))
+    forecast = predictor.predict(history, features)
+    assert forecast.mean.tolist() == [[1e8 + 0.5 * (CONFIG.input_size - 1)] * CONFIG.horizon]

@@ -12,12 +12,18 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from api.schemas import forecast_body
+from forecast.errors import ValueOutOfRange
+from forecast.model.config import input_channels
+from forecast.model.network import build_network
+from forecast.model.predictor import Predictor
+from forecast.series.features import feature_width
 from forecast.model.intervals import interval_bounds
 from forecast.registry.manifest import Manifest
 from forecast.serving.batcher import DynamicBatcher
-from forecast.serving.pipeline import ForecastPipeline, WindowForecast
+from forecast.serving.pipeline import ForecastPipeline, WindowForecast, network_forward
 from forecast.serving.requests import PreparedSeries
 from tests.factories import make_manifest
 from tests.serving.conftest import HORIZON, INPUT_SIZE, _prepare, _values
@@ -112,3 +118,40 @@ def test_a_request_runs_through_the_batcher_and_keeps_its_order_and_per_series_i
         lower, upper = interval_bounds(result.mean[row : row + 1], np.array([1.0 + row]), manifest.intervals, 80.0)  # type: ignore[attr-defined]
         np.testing.assert_allclose(result.intervals["80"].lower[row], lower[0])  # type: ignore[attr-defined]
         np.testing.assert_allclose(result.intervals["80"].upper[row], upper[0])  # type: ignore[attr-defined]
+
+
+def _naive_pipeline(manifest: Manifest) -> ForecastPipeline:
+    """The version's untrained network, which is exactly the naive forecast, behind a batcher."""
+    network = build_network(manifest.network, input_channels(feature_width(manifest.features)))
+    forward = network_forward(manifest, Predictor(network, manifest.scaling, torch.device("cpu")))
+    batcher = DynamicBatcher(forward, ThreadPoolExecutor(max_workers=1), max_batch_size=8, max_wait_ms=0.0, queue_limit=64)
+    return ForecastPipeline(manifest, batcher)
+
+
+def _posted(values: list[float]) -> SimpleNamespace:
+    return SimpleNamespace(id="a", values=values, timestamps=None, start="2024-01-01T00:00:00", freq="h")
+
+
+def test_a_large_level_keeps_its_small_steps_through_the_pipeline(manifest: Manifest) -> None:
+    """1e8 plus steps of 3.5: the float32 cast of the old path answered 100000008.0."""
+    values = [1e8 + 3.5 * step for step in range(8)]
+
+    async def run() -> list[float]:
+        pipeline = _naive_pipeline(manifest)
+        pipeline.batcher.start()
+        try:
+            result = await pipeline.forecast([_posted(values)], horizon=None, levels=[], timeout_s=5.0)
+        finally:
+            await pipeline.batcher.stop()
+        return list(result.mean[0])
+
+    assert asyncio.run(run()) == [values[-1]] * HORIZON
+
+
+def test_a_forecast_that_overflows_is_an_error_for_its_series(manifest: Manifest) -> None:
+    """Values at float32's edge with a huge spread: the intervals overflow. Never a 200 with nulls."""
+    prepared = _prepare(manifest, _values(8), start="2024-01-01T00:00:00")
+    output = WindowForecast(mean=np.full(HORIZON, 3e38), spread=float("inf"))
+    with pytest.raises(ValueOutOfRange, match="not finite") as refused:
+        ForecastPipeline(manifest, batcher=None).finish([prepared], [output], HORIZON, [80.0])  # type: ignore[arg-type]
+    assert refused.value.series_id == "a"

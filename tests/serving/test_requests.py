@@ -34,13 +34,14 @@ def test_timestamps_and_start_with_freq_give_the_same_window(freq: str, features
     by_start = _prepare(manifest, values, start=first, freq=freq)
 
     for prepared in (by_stamps, by_start):
-        np.testing.assert_array_equal(prepared.window.history, np.array(values[-INPUT_SIZE:], dtype=np.float32))
+        np.testing.assert_array_equal(prepared.window.history, np.array(values[-INPUT_SIZE:], dtype=np.float64))
         np.testing.assert_array_equal(
             prepared.window.features, calendar_features(grid[len(values) - INPUT_SIZE : len(values)], features)
         )
         assert list(prepared.future) == list(grid[len(values) :])
         assert prepared.series_id == "a"
-    assert by_stamps.window.history.dtype == np.float32
+    # float64 until scaled: a level of 1e8 keeps steps that float32 would round away
+    assert by_stamps.window.history.dtype == np.float64
 
 
 def test_a_shorter_horizon_gives_fewer_future_timestamps(manifest: Manifest) -> None:

@@ -1,0 +1,149 @@
+"""The service's OpenAPI document, saying what the forecast route accepts on this server.
+
+FastAPI derives the request schema from `ForecastRequest`, which knows only the generic bounds.
+What a request must satisfy to reach a network depends on the served models: their names,
+versions and aliases, the points a series needs (the input size), the longest horizon, the
+frequency, the highest calibrated interval level. So the document adds one request variant per
+served model with those constraints, beside the generic schema (which still describes every
+accepted body, e.g. series given by timestamps). Clients and fuzzers (schemathesis) that read
+the document then generate requests the models can answer.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from api.schemas import ForecastRequest
+from forecast.errors import ForecastError
+from forecast.registry.manifest import Manifest
+from forecast.series.frequency import fixed_step_ns
+from forecast.serving.engine import Engine
+from forecast.serving.requests import NETWORK_MAX_VALUE
+from forecast.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_REF = "#/components/schemas/{model}"
+# Starts a generator can produce that are always valid dates within the calendar's range.
+_START_PATTERN = r"^20[0-4][0-9]-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):00:00$"
+
+
+def install_openapi(app: FastAPI, settings: Settings) -> None:
+    """Replace `app.openapi` (what /openapi.json and /docs serve) with the served-models-aware
+    document, rebuilt only when what is served changes."""
+    generic: dict[str, Any] = {}
+    cached: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def openapi() -> dict[str, Any]:
+        if not generic:
+            generic.update(_generic_document(app))
+        engine: Engine | None = getattr(app.state, "engine", None)
+        served = _served(engine)
+        key = tuple((name, tuple(sorted(aliases.items()))) for name, aliases in served.items())
+        if key not in cached:
+            cached.clear()
+            cached[key] = _with_models(generic, _manifests(engine, served), settings)
+        return cached[key]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _generic_document(app: FastAPI) -> dict[str, Any]:
+    document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    request = ForecastRequest.model_json_schema(ref_template=_REF)
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(request.pop("$defs", {}))
+    schemas["ForecastRequest"] = request
+    return document
+
+
+def _served(engine: Engine | None) -> dict[str, dict[str, int]]:
+    if engine is None:
+        return {}
+    return {name: engine.served_aliases(name) for name in engine.served_models()}
+
+
+def _manifests(engine: Engine | None, served: dict[str, dict[str, int]]) -> dict[str, list[tuple[Manifest, list[str]]]]:
+    """Each served model's versions with the aliases pointing at them."""
+    found: dict[str, list[tuple[Manifest, list[str]]]] = {}
+    if engine is None:
+        return found
+    for name, aliases in served.items():
+        for version in sorted(set(aliases.values())):
+            try:
+                manifest = engine.registry.manifest(name, version)
+            except ForecastError as exc:  # served from memory, unreadable on disk right now
+                logger.warning("OpenAPI: cannot describe %s version %d: %s", name, version, exc)
+                continue
+            found.setdefault(name, []).append((manifest, sorted(a for a, v in aliases.items() if v == version)))
+    return found
+
+
+def _with_models(
+    generic: dict[str, Any], served: dict[str, list[tuple[Manifest, list[str]]]], settings: Settings
+) -> dict[str, Any]:
+    document = copy.deepcopy(generic)
+    schemas = document["components"]["schemas"]
+    schemas["SeriesIn"]["properties"]["values"]["maxItems"] = settings.max_points_per_series
+    schemas["ForecastRequest"]["properties"]["series"]["maxItems"] = settings.max_series_per_request
+    variants = [_variant(manifest, aliases, settings) for versions in served.values() for manifest, aliases in versions]
+    if variants:
+        schemas["ServedModelRequest"] = {
+            "description": "A request that one of the served models can answer, by its served version or alias.",
+            "anyOf": variants,
+        }
+        schemas["ForecastRequestBody"] = {
+            "anyOf": [{"$ref": _REF.format(model="ServedModelRequest")}, {"$ref": _REF.format(model="ForecastRequest")}]
+        }
+        body = document["paths"]["/v1/forecast"]["post"]["requestBody"]["content"]["application/json"]
+        body["schema"] = {"$ref": _REF.format(model="ForecastRequestBody")}
+    return document
+
+
+def _variant(manifest: Manifest, aliases: list[str], settings: Settings) -> dict[str, Any]:
+    """The request schema for one served version, selected by its version number or an alias
+    (none means production)."""
+    selector: dict[str, Any] = {"version": {"const": manifest.version}}
+    if aliases:
+        selector = {"alias": {"enum": aliases}}
+    start: dict[str, Any] = {"type": "string", "format": "date-time"}
+    if fixed_step_ns(manifest.freq) is not None:
+        start["pattern"] = _START_PATTERN  # any instant is on a fixed step's grid
+    series = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["id", "values", "start"],
+        "properties": {
+            "id": {"type": "string", "minLength": 1, "maxLength": 200},
+            "values": {
+                "type": "array",
+                "minItems": manifest.input_size,
+                "maxItems": settings.max_points_per_series,
+                "items": {"type": "number", "minimum": -NETWORK_MAX_VALUE, "maximum": NETWORK_MAX_VALUE},
+            },
+            "start": start,
+            "freq": {"enum": [manifest.freq], "description": "or any other spelling of the same frequency"},
+        },
+    }
+    highest_level = manifest.intervals.levels[-1]
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["model", "series", *selector],
+        "properties": {
+            "model": {"const": manifest.name},
+            **selector,
+            "horizon": {"type": "integer", "minimum": 1, "maximum": manifest.horizon},
+            "levels": {
+                "type": "array",
+                "maxItems": 20,
+                "items": {"type": "number", "exclusiveMinimum": 0, "maximum": highest_level},
+            },
+            "series": {"type": "array", "minItems": 1, "maxItems": settings.max_series_per_request, "items": series},
+        },
+    }

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,12 +30,19 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from forecast.errors import InvalidName, ModelNotFound, RegistryCorrupt, VersionNotFound
-from forecast.registry.manifest import MANIFEST_FILE, Manifest
+from forecast.registry.manifest import MANIFEST_FILE, WEIGHTS_FILE, Manifest
 
 logger = logging.getLogger(__name__)
 
 PRODUCTION = "production"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# A version folder's name is its number as publish writes it: "0003" or a non-ASCII digit would
+# parse as another version's number and answer for it.
+_VERSION = re.compile(r"^[1-9][0-9]{0,17}$")
+# aliases.json is a handful of names; a manifest, a few kilobytes. Bounds keep a hostile file
+# (a FIFO, /dev/zero behind a symlink, gigabytes of JSON) from hanging or filling the server.
+_MAX_ALIASES_BYTES = 1 << 20
+_MAX_MANIFEST_BYTES = 16 << 20
 _STAGING = ".staging"
 _STALE_STAGING_S = 24 * 3600
 
@@ -64,6 +72,40 @@ class FileIdentity:
     inode: int
     mtime_ns: int
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class VersionFiles:
+    """The identity of a version's manifest and weights (None: absent or unreadable). A load that
+    failed is retried at once when this changes, and not re-hashed while it stays the same."""
+
+    manifest: FileIdentity | None
+    weights: FileIdentity | None
+
+
+def file_identity(path: Path) -> FileIdentity | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return FileIdentity(status.st_ino, status.st_mtime_ns, status.st_size)
+
+
+def read_regular_file(path: Path, limit_bytes: int | None = None) -> bytes:
+    """A regular file's bytes. O_NONBLOCK so that a FIFO put in a file's place fails instead of
+    blocking the reader for ever; anything but a regular file, or a file over the limit, is an
+    OSError like an unreadable one."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if limit_bytes is not None and status.st_size > limit_bytes:
+            raise OSError(errno.EFBIG, f"{status.st_size} bytes, more than the {limit_bytes} allowed", str(path))
+        payload = handle.read() if limit_bytes is None else handle.read(limit_bytes + 1)
+    if limit_bytes is not None and len(payload) > limit_bytes:
+        raise OSError(errno.EFBIG, f"more than the {limit_bytes} bytes allowed", str(path))
+    return payload
 
 
 @dataclass(slots=True)
@@ -104,25 +146,48 @@ class Registry:
     def list_models(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if _NAME.fullmatch(p.name) and self.versions(p.name))
+        return sorted(name for name in self.model_folders() if self.versions(name))
+
+    def model_folders(self) -> list[str]:
+        """The folders under the root with a model's name, versions or not. Raises OSError when
+        the root cannot be listed (missing, unmounted, unreadable), which a caller must tell
+        apart from an empty registry."""
+        return sorted(p.name for p in self.root.iterdir() if _NAME.fullmatch(p.name) and p.is_dir())
 
     def versions(self, name: str) -> list[int]:
         folder = self.model_dir(name) / "versions"
         if not folder.is_dir():
             return []
-        return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / MANIFEST_FILE).is_file())
+        return sorted(
+            int(p.name) for p in folder.iterdir() if _VERSION.fullmatch(p.name) and (p / MANIFEST_FILE).is_file()
+        )
 
     def aliases(self, name: str) -> dict[str, int]:
+        return self.read_aliases(name) or {}
+
+    def read_aliases(self, name: str) -> dict[str, int] | None:
+        """aliases.json, checked: None when there is none; RegistryCorrupt when it is torn,
+        hostile or unreadable (alias names and version numbers as set_alias writes them)."""
         path = self.model_dir(name) / "aliases.json"
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(read_regular_file(path, _MAX_ALIASES_BYTES))
         except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
+            return None
+        except (OSError, ValueError, RecursionError) as exc:
             raise RegistryCorrupt(f"model {name!r}: aliases.json is unreadable ({exc})") from exc
-        if not isinstance(raw, dict) or not all(type(version) is int for version in raw.values()):
-            raise RegistryCorrupt(f"model {name!r}: aliases.json must map alias names to version numbers; got {raw!r}")
-        return {str(alias): version for alias, version in raw.items()}
+        if not isinstance(raw, dict) or not all(type(version) is int and version >= 1 for version in raw.values()):
+            shown = repr(raw)[:200]
+            raise RegistryCorrupt(f"model {name!r}: aliases.json must map alias names to version numbers; got {shown}")
+        for alias in raw:
+            if not _NAME.fullmatch(alias) or ".." in alias:
+                raise RegistryCorrupt(f"model {name!r}: aliases.json holds an invalid alias name {alias[:80]!r}")
+        return dict(raw)
+
+    def version_files(self, name: str, version: int) -> VersionFiles:
+        folder = self.version_dir(name, version)
+        return VersionFiles(
+            manifest=file_identity(folder / MANIFEST_FILE), weights=file_identity(folder / WEIGHTS_FILE)
+        )
 
     def resolve(self, name: str, version: int | None = None, alias: str | None = None) -> int:
         """The version a request means: an explicit version, else the alias, else production."""
@@ -144,7 +209,7 @@ class Registry:
         if expected is None:
             raise RegistryCorrupt(f"model {name!r} version {version}: {filename} is not listed in the manifest")
         try:
-            payload = (self.version_dir(name, version) / filename).read_bytes()
+            payload = read_regular_file(self.version_dir(name, version) / filename)
         except OSError as exc:
             raise RegistryCorrupt(f"model {name!r} version {version}: cannot read {filename} ({exc})") from exc
         if sha256_bytes(payload) != expected:
@@ -156,22 +221,30 @@ class Registry:
 
     def manifest(self, name: str, version: int) -> Manifest:
         """The validated manifest; cached while the file is unchanged (versions are immutable,
-        and the API lists every manifest each time a dashboard polls)."""
-        path = self.version_dir(name, version) / MANIFEST_FILE
+        and the API lists every manifest each time a dashboard polls). A manifest that names
+        another model or version than its folder is refused: a copied or renamed folder would
+        otherwise answer as the original."""
+        folder = self.version_dir(name, version)
+        path = folder / MANIFEST_FILE
         try:
             status = path.stat()
             identity = FileIdentity(status.st_ino, status.st_mtime_ns, status.st_size)
             cached = self._manifests.get((name, version))
             if cached is not None and cached.identity == identity:
                 return cached.manifest
-            manifest = Manifest.model_validate_json(path.read_bytes())
-            self._manifests[(name, version)] = _CachedManifest(identity, manifest)
-            return manifest
+            manifest = Manifest.model_validate_json(read_regular_file(path, _MAX_MANIFEST_BYTES))
         except FileNotFoundError as exc:
             raise VersionNotFound(f"model {name!r} has no version {version}") from exc
         except (OSError, ValidationError, ValueError) as exc:
             first = str(exc).splitlines()[0]
             raise RegistryCorrupt(f"model {name!r} version {version}: manifest.json is invalid ({first})") from exc
+        if (manifest.name, manifest.version) != (name, version):
+            raise RegistryCorrupt(
+                f"model {name!r} version {version}: the manifest in {folder} describes model {manifest.name!r} "
+                f"version {manifest.version} (a copied or renamed folder); publish it under its own name and number"
+            )
+        self._manifests[(name, version)] = _CachedManifest(identity, manifest)
+        return manifest
 
     # ---- writing -------------------------------------------------------------------------
 
@@ -221,7 +294,7 @@ class Registry:
 
     def _all_version_numbers(self, name: str) -> list[int]:
         folder = self.model_dir(name) / "versions"
-        return [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+        return [int(p.name) for p in folder.iterdir() if _VERSION.fullmatch(p.name)] if folder.is_dir() else []
 
     def _sweep_stale_staging(self, staging_root: Path) -> None:
         """Staging folders of writers killed long ago; never visible, only disk space."""

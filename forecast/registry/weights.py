@@ -1,4 +1,10 @@
-"""Weights in and out of safetensors (no pickle), and a version rebuilt as a `Predictor`."""
+"""Weights in and out of safetensors (no pickle), and a version rebuilt as a `Predictor`.
+
+Before a version is rebuilt its manifest is checked against the weights it describes: the
+calendar features must be ones the server can compute, and their width must be the input width
+the weights were trained on. A manifest that lies about either would load and then fail every
+request, so it is refused here with the folder named.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,9 @@ from forecast.model.network import Network, build_network
 from forecast.model.predictor import Predictor
 from forecast.registry.manifest import WEIGHTS_FILE, Manifest
 from forecast.registry.store import Registry
+from forecast.series.features import FEATURE_NAMES
+
+State = dict[str, torch.Tensor]
 
 
 def weights_bytes(network: Network) -> bytes:
@@ -22,15 +31,64 @@ def weights_bytes(network: Network) -> bytes:
     return save_safetensors(state)
 
 
-def network_from_weights(config: NetworkConfig, input_channels: int, payload: bytes) -> Network:
-    network = build_network(config, input_channels)
+def _first_lines(exc: BaseException) -> str:
+    # torch puts a bare header on the first line and the tensor that does not fit on the next.
+    return " ".join(line.strip() for line in str(exc).splitlines()[:2])
+
+
+def read_state(payload: bytes) -> State:
     try:
-        state = load_safetensors(payload)
-        network.load_state_dict(state, strict=True)
+        return load_safetensors(payload)
     except (RuntimeError, ValueError, KeyError, SafetensorError) as exc:
-        # torch puts a bare header on the first line and the tensor that does not fit on the next.
-        detail = " ".join(line.strip() for line in str(exc).splitlines()[:2])
-        raise RegistryCorrupt(f"weights do not fit the manifest's network ({detail})") from exc
+        raise RegistryCorrupt(
+            f"weights do not fit the manifest's network: not a readable safetensors file ({_first_lines(exc)})"
+        ) from exc
+
+
+def weights_input_channels(state: State, config: NetworkConfig) -> int | None:
+    """The values per time step the weights read, from the first layer that sees them: the
+    segment embedding (segment_length steps of C channels each) or the encoder's input matrix.
+    None when no weight depends on it (a network without the recurrent encoder reads the value
+    alone). Every ensemble member must agree."""
+    widths = set()
+    for key, tensor in state.items():
+        if key.endswith("embed.weight") and tensor.dim() == 2:
+            segment = config.segment_length or 1
+            widths.add(tensor.shape[1] // segment if tensor.shape[1] % segment == 0 else -1)
+        elif key.endswith("encoder.weight_ih_l0") and tensor.dim() == 2 and not _has_embed(state, key):
+            widths.add(tensor.shape[1])
+    if len(widths) > 1 or -1 in widths:
+        raise RegistryCorrupt(f"the weights' first layers disagree on their input width ({sorted(widths)})")
+    return widths.pop() if widths else None
+
+
+def _has_embed(state: State, encoder_key: str) -> bool:
+    """With a segment embedding the encoder reads the embedding, not the channels."""
+    return encoder_key.removesuffix("encoder.weight_ih_l0") + "embed.weight" in state
+
+
+def check_manifest_fits(manifest: Manifest, state: State) -> None:
+    """Refuse a manifest whose features the server cannot compute or whose width is not the
+    weights' input width."""
+    unknown = [feature for feature in manifest.features if feature not in FEATURE_NAMES]
+    if unknown:
+        raise RegistryCorrupt(f"the manifest lists unknown calendar features {unknown}; known: {list(FEATURE_NAMES)}")
+    trained = weights_input_channels(state, manifest.network)
+    if trained is not None and trained != manifest.input_channels:
+        raise RegistryCorrupt(
+            f"the manifest's features {manifest.features} make {manifest.input_channels} input channels "
+            f"(the value and 2 per feature) but its weights read {trained}; the manifest does not describe "
+            "these weights (restore it or retrain)"
+        )
+
+
+def network_from_weights(config: NetworkConfig, input_channels: int, payload: bytes | State) -> Network:
+    network = build_network(config, input_channels)
+    state = read_state(payload) if isinstance(payload, bytes) else payload
+    try:
+        network.load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise RegistryCorrupt(f"weights do not fit the manifest's network ({_first_lines(exc)})") from exc
     return network
 
 
@@ -41,8 +99,15 @@ class LoadedVersion:
 
 
 def load_predictor(registry: Registry, name: str, version: int, device: torch.device) -> LoadedVersion:
-    """Rebuild a version from the registry, its weights checked against the manifest's sha256."""
+    """Rebuild a version from the registry: the manifest checked against its folder and against
+    its weights, the weights against the manifest's sha256."""
     manifest = registry.manifest(name, version)
     payload = registry.read_file(name, version, WEIGHTS_FILE, manifest)
-    network = network_from_weights(manifest.network, manifest.input_channels, payload)
+    try:
+        state = read_state(payload)
+        check_manifest_fits(manifest, state)
+        network = network_from_weights(manifest.network, manifest.input_channels, state)
+    except RegistryCorrupt as exc:
+        folder = registry.version_dir(name, version)
+        raise RegistryCorrupt(f"model {name!r} version {version} in {folder}: {exc}") from exc
     return LoadedVersion(manifest=manifest, predictor=Predictor(network, manifest.scaling, device))

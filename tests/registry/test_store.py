@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -355,3 +356,91 @@ def test_two_racing_writers_get_distinct_complete_versions(tmp_path: Path) -> No
         # each writer's versions hold that writer's files, in the order it wrote them
         assert [tags[v - 1] for v in versions] == [f"writer-{index}-{s}" for s in range(per_writer)]
     assert all(tags[v - 1] == tag for v, tag in checked.items())
+
+
+# ---- folders that lie, hostile files --------------------------------------------------------
+
+
+def test_a_version_folder_copied_under_another_name_or_number_is_refused_naming_the_folder(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    publish_network(registry, "demo")
+    shutil.copytree(registry.version_dir("demo", 1), registry.version_dir("demo", 5))
+    shutil.copytree(registry.model_dir("demo"), registry.model_dir("copy"))
+
+    for name, version in (("demo", 5), ("copy", 1)):
+        with pytest.raises(RegistryCorrupt, match="describes model 'demo' version 1") as refused:
+            load_predictor(registry, name, version, torch.device("cpu"))
+        assert str(registry.version_dir(name, version)) in str(refused.value)
+    assert registry.manifest("demo", 1).version == 1, "the original still loads"
+
+
+@pytest.mark.parametrize(
+    "folder", ["01", "0", "\u0661", "1 ", "+1"], ids=["leading-zero", "zero", "arabic-one", "space", "plus"]
+)
+def test_version_folders_not_named_as_publish_names_them_are_not_versions(tmp_path: Path, folder: str) -> None:
+    """int() reads all of these as a version number, which another folder already answers for."""
+    registry = Registry(tmp_path)
+    publish_network(registry, "demo")
+    shutil.copytree(registry.version_dir("demo", 1), registry.model_dir("demo") / "versions" / folder)
+
+    assert registry.versions("demo") == [1]
+
+
+@pytest.mark.parametrize(
+    "content",
+    ['{"production": true}', '{"production": 0}', '{"production": -1}', '{"../up": 1}', '{"": 1}',
+     "[" * 100_000, '{"production": 1, "pad": "' + "x" * (2 << 20) + '"}'],
+    ids=["bool", "zero", "negative", "path-alias", "empty-alias", "deeply-nested", "over-1-MiB"],
+)  # fmt: skip
+def test_a_hostile_aliases_file_is_refused_as_corrupt_with_a_short_message(tmp_path: Path, content: str) -> None:
+    registry = Registry(tmp_path)
+    publish_tagged(registry, "demo", "v1")
+    (tmp_path / "demo" / "aliases.json").write_text(content)
+
+    with pytest.raises(RegistryCorrupt, match=r"model 'demo': aliases\.json") as refused:
+        registry.aliases("demo")
+    assert len(str(refused.value)) < 400
+
+
+def test_a_fifo_in_place_of_aliases_json_is_refused_without_blocking(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    publish_tagged(registry, "demo", "v1")
+    os.mkfifo(tmp_path / "demo" / "aliases.json")
+    started = time.monotonic()
+
+    with pytest.raises(RegistryCorrupt, match="not a regular file"):
+        registry.aliases("demo")
+    assert time.monotonic() - started < 5.0
+
+
+def test_no_aliases_file_reads_as_none_and_an_empty_one_as_no_aliases(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    publish_tagged(registry, "demo", "v1")
+    assert registry.read_aliases("demo") is None and registry.aliases("demo") == {}
+    (tmp_path / "demo" / "aliases.json").write_text("{}")
+    assert registry.read_aliases("demo") == {}
+
+
+def test_an_unlistable_root_raises_instead_of_reading_as_empty(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "registry")
+    publish_tagged(registry, "demo", "v1")
+    assert registry.model_folders() == ["demo"]
+    (tmp_path / "registry").rename(tmp_path / "away")
+
+    with pytest.raises(OSError):
+        registry.model_folders()
+    assert registry.list_models() == []  # the listing's reading: nothing there now
+
+
+def test_version_files_change_when_a_file_is_replaced_or_arrives(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    version = publish_network(registry, "demo")
+    weights = registry.version_dir("demo", version) / WEIGHTS_FILE
+    whole = registry.version_files("demo", version)
+    payload = weights.read_bytes()
+
+    weights.unlink()
+    missing = registry.version_files("demo", version)
+    assert missing.weights is None and missing.manifest == whole.manifest
+    weights.write_bytes(payload)
+    assert registry.version_files("demo", version) not in (missing, whole)

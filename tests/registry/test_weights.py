@@ -1,0 +1,101 @@
+"""A manifest is checked against the weights it describes before a version is rebuilt: calendar
+features the server cannot compute, or features whose width is not the weights' input width, are
+refused with the version's folder named, for every shape of network the trainer writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from forecast.errors import RegistryCorrupt
+from forecast.model.config import NetworkConfig, input_channels
+from forecast.model.network import build_network
+from forecast.registry.manifest import MANIFEST_FILE, REPORT_FILE, WEIGHTS_FILE
+from forecast.registry.store import Registry
+from forecast.registry.weights import load_predictor, read_state, weights_bytes, weights_input_channels
+from forecast.series.features import feature_width
+from tests.factories import make_manifest
+
+FEATURES = ["hour_of_day", "day_of_week"]  # 5 input channels: the value and a sin/cos pair each
+
+
+def publish(registry: Registry, features: list[str] = FEATURES) -> int:
+    manifest = make_manifest(features=features, input_size=8, horizon=4)
+    network = build_network(manifest.network, manifest.input_channels)
+    return registry.publish("demo", {WEIGHTS_FILE: weights_bytes(network), REPORT_FILE: b"{}"}, manifest).version
+
+
+def rewrite_features(registry: Registry, version: int, features: list[str]) -> None:
+    path = registry.version_dir("demo", version) / MANIFEST_FILE
+    manifest = json.loads(path.read_text())
+    manifest["features"] = features
+    path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "features",
+    [["hour_of_day"], ["hour_of_day", "day_of_week", "month_of_year"], []],
+    ids=["fewer", "more", "none"],
+)
+def test_features_whose_width_is_not_the_weights_input_are_refused_naming_the_folder(
+    tmp_path: Path, features: list[str]
+) -> None:
+    registry = Registry(tmp_path)
+    version = publish(registry)
+    rewrite_features(registry, version, features)
+
+    with pytest.raises(RegistryCorrupt) as refused:
+        load_predictor(registry, "demo", version, torch.device("cpu"))
+    message = str(refused.value)
+    assert str(registry.version_dir("demo", version)) in message
+    assert f"make {1 + 2 * len(features)} input channels" in message and "weights read 5" in message
+
+
+@pytest.mark.parametrize("features", [["hour_of_day", "tide"], ["HOUR_OF_DAY", "day_of_week"]], ids=["made-up", "case"])
+def test_unknown_features_of_the_right_width_are_refused(tmp_path: Path, features: list[str]) -> None:
+    """Same width, so the weights fit: without this check the version would load, warm up on
+    zeros and then fail every request."""
+    registry = Registry(tmp_path)
+    version = publish(registry)
+    rewrite_features(registry, version, features)
+
+    with pytest.raises(RegistryCorrupt, match="unknown calendar features") as refused:
+        load_predictor(registry, "demo", version, torch.device("cpu"))
+    assert str(registry.version_dir("demo", version)) in str(refused.value)
+
+
+def test_the_same_features_in_another_order_still_load(tmp_path: Path) -> None:
+    """Not a lie the weights can reveal; the width is what is checked."""
+    registry = Registry(tmp_path)
+    version = publish(registry)
+    rewrite_features(registry, version, list(reversed(FEATURES)))
+    assert load_predictor(registry, "demo", version, torch.device("cpu")).manifest.features == [
+        "day_of_week",
+        "hour_of_day",
+    ]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        NetworkConfig(arch="lstm", input_size=48, horizon=12, hidden_size=16),
+        NetworkConfig(arch="gru", input_size=48, horizon=12, hidden_size=16, segment_length=24),
+        NetworkConfig(arch="rnn", input_size=24, horizon=6, hidden_size=8, num_layers=2, ensemble=3),
+        NetworkConfig(arch="lstm", input_size=48, horizon=12, hidden_size=16, segment_length=12, ensemble=2),
+    ],
+    ids=["plain", "segments", "ensemble-2-layers", "ensemble-segments"],
+)
+@pytest.mark.parametrize("features", [[], ["hour_of_day"], ["hour_of_day", "day_of_week", "day_of_year"]])
+def test_the_input_width_is_read_back_from_every_shape_of_network(config: NetworkConfig, features: list[str]) -> None:
+    channels = input_channels(feature_width(features))
+    state = read_state(weights_bytes(build_network(config, channels)))
+    assert weights_input_channels(state, config) == channels
+
+
+def test_a_network_that_reads_the_value_alone_has_no_width_to_check() -> None:
+    config = NetworkConfig(arch="gru", input_size=24, horizon=6, recurrent=False)
+    state = read_state(weights_bytes(build_network(config, 5)))
+    assert weights_input_channels(state, config) is None

@@ -30,3 +30,22 @@ COMPUTE_TIME = Histogram(
 MODELS_LOADED = Gauge("forecast_models_loaded", "Model versions loaded and serving")
 LOAD_FAILURES = Counter("forecast_model_load_failures_total", "Versions that failed to load", ["model"])
 REJECTED = Counter("forecast_rejected_total", "Series refused by a full queue", ["model", "version"])
+
+# The registry's health as the engine last saw it. A scan that could not be used (the root
+# unreadable or empty) changes nothing that is served; these say that the state is stale.
+REGISTRY_SCAN_ERRORS = Counter(
+    "forecast_registry_scan_errors_total",
+    "Registry scans that could not be used (root unreadable or empty): what is served did not change",
+)
+REGISTRY_LAST_SCAN_OK = Gauge("forecast_registry_last_scan_ok", "1 when the last registry scan was usable, else 0")
+REGISTRY_LAST_GOOD_SCAN = Gauge(
+    "forecast_registry_last_good_scan_timestamp_seconds", "Unix time of the last usable registry scan"
+)
+REGISTRY_MODEL_ERRORS = Gauge(
+    "forecast_registry_model_errors",
+    "Models whose aliases.json or versions could not be read on the last scan (their last good aliases serve)",
+)
+UNSERVED_ALIASES = Gauge(
+    "forecast_unserved_aliases",
+    "Aliases whose version on disk is not the one served (failed to load, missing, or waiting to retry)",
+)

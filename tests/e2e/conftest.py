@@ -107,14 +107,15 @@ def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.05)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
-def start_server(registry: Path, log_dir: Path, **settings: str) -> Server:
+def start_server(registry: Path, log_dir: Path, command: list[str] | None = None, **settings: str) -> Server:
+    """`forecast serve` (or `command`, which takes `--port`) with FORECAST_ settings, once ready."""
     port = free_port()
     env = {**os.environ, "FORECAST_REGISTRY": str(registry), "FORECAST_SHUTDOWN_GRACE_S": "0"}
     env.update({f"FORECAST_{key.upper()}": value for key, value in settings.items()})
     log = log_dir / f"server-{port}.log"
     handle = open(log, "wb")  # noqa: SIM115 - the server process writes it until it exits
     process = subprocess.Popen(
-        [*FORECAST, "serve", "--port", str(port)], stdout=handle, stderr=subprocess.STDOUT, env=env
+        [*(command or [*FORECAST, "serve"]), "--port", str(port)], stdout=handle, stderr=subprocess.STDOUT, env=env
     )
     server = Server(process=process, url=f"http://127.0.0.1:{port}", log=log)
 

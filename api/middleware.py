@@ -65,7 +65,14 @@ class RequestIdMiddleware:
 
 
 class BodyLimitMiddleware:
-    """413 for bodies over the limit, whether announced by Content-Length or streamed."""
+    """413 for bodies over the limit, whether announced by Content-Length or streamed.
+
+    A streamed (chunked) body is counted as the application reads it. Raising from `receive`
+    would not do: FastAPI's body parsing turns any exception there into a 400. So the 413 is
+    sent from `receive` itself, the application then sees a disconnect, and whatever it answers
+    to that is dropped. uvicorn reads and discards the rest of the body (bounded by
+    FORECAST_BODY_TIMEOUT_S), so a client that sends it all before reading still gets the 413.
+    """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -79,26 +86,39 @@ class BodyLimitMiddleware:
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             await self._refuse(scope, receive, send)
             return
-        received = 0
+        received, refused, started = 0, False, False
 
         async def counted_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise _BodyTooLarge
+                    refused = True
+                    if not started:  # a response already under way can only be cut short
+                        await self._refuse(scope, receive, send)
+                    return {"type": "http.disconnect"}
             return message
 
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return  # the 413 is the response
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self.app(scope, counted_receive, send)
-        except _BodyTooLarge:
-            await self._refuse(scope, receive, send)
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
+            # The application's reaction to the disconnect it was handed (Starlette's
+            # ClientDisconnect from its body read): the 413 has answered, and letting this out
+            # would log a false error and make uvicorn close the connection mid-upload.
+            errors.debug("after the 413, the application raised", exc_info=True)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         refusal = RequestTooLarge(f"request body over {self.max_body_bytes} bytes (FORECAST_MAX_BODY_BYTES)")
         await error_response(refusal)(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass

@@ -1,6 +1,8 @@
-"""`forecast serve`: uvicorn with a graceful shutdown.
+"""`forecast serve`: uvicorn with transport limits and a graceful shutdown.
 
-On SIGTERM (or Ctrl-C) the server first fails readiness, keeps serving for
+The limits (api/transport.py) are deadlines for headers and bodies, an idle keep-alive
+timeout, a header size bound, a connection cap and an in-flight request cap, each a FORECAST_
+setting. On SIGTERM (or Ctrl-C) the server first fails readiness, keeps serving for
 `FORECAST_SHUTDOWN_GRACE_S` so load balancers stop sending, then stops accepting connections,
 lets in-flight requests finish, drains the batchers and exits 0.
 """
@@ -8,6 +10,7 @@ lets in-flight requests finish, drains the batchers and exits 0.
 from __future__ import annotations
 
 import logging
+import resource
 import threading
 from types import FrameType
 
@@ -15,6 +18,7 @@ import uvicorn
 
 from api.app import create_app
 from api.gc_tuning import tune_gc
+from api.transport import InFlightLimit, LimitedHttpProtocol, TransportLimits
 from forecast.serving.pipeline import ForwardFactory, network_forward
 from forecast.settings import Settings, get_settings
 
@@ -47,6 +51,21 @@ class DrainingServer(uvicorn.Server):
         self._captured_signals.clear()
 
 
+def _allow_open_files(max_connections: int) -> None:
+    """Raise the soft open-file limit toward the hard one, so that the connection cap, not
+    EMFILE, is what refuses connections (a soft limit of 1024 is common). Model files, the
+    listening socket and the interpreter need some descriptors besides the connections."""
+    needed = max_connections + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        if raised < needed:
+            logger.warning(
+                "open files limited to %d: FORECAST_MAX_CONNECTIONS=%d may not be reached", raised, max_connections
+            )
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -58,7 +77,20 @@ def serve(
         settings = Settings(**{**settings.model_dump(), "registry": registry})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     app = create_app(settings, forward_factory)
-    config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=30)
+    config = uvicorn.Config(
+        InFlightLimit(app, settings.max_concurrent_requests),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        # uvicorn's limit_concurrency is left off: it counts idle connections too (see
+        # api/transport.py); the protocol sets the keep-alive timeout from the settings.
+        http=LimitedHttpProtocol.bound(TransportLimits.from_settings(settings)),
+        ws="none",  # no WebSocket routes: an upgrade request is served as plain HTTP
+        backlog=settings.listen_backlog,
+    )
+    _allow_open_files(settings.max_connections)
     server = DrainingServer(config, grace_s=settings.shutdown_grace_s)
     tune_gc(settings.gc_threshold)  # after the imports and the app, before the models load
     shown = "localhost" if host in {"0.0.0.0", "::"} else host

@@ -15,6 +15,14 @@
 #
 # The host needs the NVIDIA driver and the NVIDIA Container Toolkit; run with `--gpus all`
 # (or the compose override) and FORECAST_DEVICE=cuda.
+#
+# The image needs no root, no capability and no writable root filesystem: the server writes
+# nothing, the trainer only the registry and /tmp. Run it locked down, as docker-compose.yml
+# does, and published on the loopback interface behind a TLS proxy:
+#
+#     docker run --read-only --tmpfs /tmp:rw,noexec,nosuid,nodev,size=64m --cap-drop ALL \
+#       --security-opt no-new-privileges:true --memory 2g --cpus 2 --pids-limit 512 \
+#       -p 127.0.0.1:8000:8000 -v "$PWD/models:/models:ro" forecast:latest
 
 ARG BASE_IMAGE=python:3.11-slim
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
@@ -68,13 +76,18 @@ RUN if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/nu
     && useradd --system --uid 10001 --gid forecast --home-dir /home/forecast --create-home \
         --shell /usr/sbin/nologin forecast \
     && mkdir -p /models \
-    && chown forecast:forecast /models
+    && chown forecast:forecast /models \
+    # No set-uid or set-gid programs (su, mount, passwd...): nothing in the image can gain
+    # privileges, even when run without no-new-privileges.
+    && find / -xdev -type f -perm /6000 -exec chmod a-s {} +
 
 COPY --from=builder /opt/venv /opt/venv
 
+# Caches (torch's, pip's if ever run) go to /tmp, the one writable place with --read-only.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    XDG_CACHE_HOME=/tmp/.cache \
     FORECAST_REGISTRY=/models
 
 WORKDIR /home/forecast
@@ -89,4 +102,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 
+# 0.0.0.0 of the container's own network namespace: who can reach it is decided where the port
+# is published (-p 127.0.0.1:8000:8000, or docker-compose.yml's FORECAST_BIND).
 CMD ["forecast", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -18,7 +18,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian's chromium for the dashboard's browser tests (Playwright's own download cannot work here).
+# Debian's chromium for the dashboard's browser tests (Playwright's own download cannot work here),
+# docker-compose to validate the compose files, and promtool to lint /metrics. Debian ships
+# promtool only in the prometheus package, which also installs a Prometheus server (under
+# systemd it starts on :9090; `systemctl disable --now prometheus` if unwanted).
 browser:
 	@command -v chromium >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -26,6 +29,9 @@ browser:
 	@command -v docker-compose >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq docker-compose >/dev/null; }
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus >/dev/null; }
 
 test: venv browser
 	$(BIN)/lint-imports  # the layering contract (pyproject.toml)

@@ -49,18 +49,24 @@ def compose_env() -> dict[str, str]:
 
 
 def run_compose(
-    compose_bin: str, *files: Path, args: tuple[str, ...] = ("config",)
+    compose_bin: str, *files: Path, args: tuple[str, ...] = ("config",), env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     argv = [compose_bin, "--project-directory", str(ROOT)]
     for file in files:
         argv += ["-f", str(file)]
     return subprocess.run(
-        [*argv, *args], cwd=ROOT, env=compose_env(), capture_output=True, text=True, timeout=60, check=False
+        [*argv, *args],
+        cwd=ROOT,
+        env={**compose_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
-def resolved_config(compose_bin: str, *files: Path) -> dict[str, Any]:
-    result = run_compose(compose_bin, *files)
+def resolved_config(compose_bin: str, *files: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    result = run_compose(compose_bin, *files, env=env)
     names = " + ".join(file.name for file in files)
     assert result.returncode == 0, f"docker-compose config rejected {names}:\n{result.stderr}"
     config = yaml.safe_load(result.stdout)
@@ -92,6 +98,25 @@ def mounts(service: dict[str, Any]) -> dict[str, tuple[Path, bool]]:
     return found
 
 
+def published_ports(service: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(host address, host port, container port) of each published port. Compose v1 resolves a
+    port with a host address to the short form ("127.0.0.1:8000:8000/tcp"), Compose v2 to the
+    long one (host_ip, published, target); no host address means every interface."""
+    found = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            found.append((str(port.get("host_ip", "0.0.0.0")), str(port["published"]), str(port["target"])))
+            continue
+        parts = str(port).split("/")[0].rsplit(":", 2)
+        if len(parts) == 3:
+            found.append((parts[0] or "0.0.0.0", parts[1], parts[2]))
+        elif len(parts) == 2:
+            found.append(("0.0.0.0", parts[0], parts[1]))
+        else:
+            found.append(("0.0.0.0", "", parts[0]))  # a random host port
+    return found
+
+
 def healthcheck_command(service: dict[str, Any]) -> str:
     test = service.get("healthcheck", {}).get("test", [])
     return test if isinstance(test, str) else " ".join(test)
@@ -106,7 +131,7 @@ def test_api_serves_the_registry_read_only(base_config: dict[str, Any]) -> None:
     assert mounts(api)["/models"] == ((ROOT / "models").resolve(), True), "the API must mount ./models read-only"
     assert api["environment"]["FORECAST_REGISTRY"] == "/models"
     assert api["build"]["context"] == str(ROOT)
-    assert any(str(port.get("published")) == "8000" and str(port.get("target")) == "8000" for port in api["ports"])
+    assert [(published, target) for _, published, target in published_ports(api)] == [("8000", "8000")]
     assert api["restart"] == "unless-stopped"
     assert "/healthz" in healthcheck_command(api)
     assert api["command"][:2] == ["forecast", "serve"]
@@ -125,6 +150,66 @@ def test_trainer_is_a_job_behind_its_profile_writing_the_shared_registry(base_co
     assert "entrypoint" not in trainer
     assert healthcheck_command(trainer) == "NONE", "a job has no /healthz: the image's check must be off"
     assert trainer.get("restart", "no") == "no"
+
+
+def test_the_api_is_published_on_the_loopback_interface_unless_told_otherwise(
+    compose_bin: str, base_config: dict[str, Any]
+) -> None:
+    """Plain HTTP on every interface of the host is what the attacker found; the default is this
+    host only, and FORECAST_BIND picks another interface (a private one, for a proxy elsewhere)."""
+    assert published_ports(base_config["services"]["api"]) == [("127.0.0.1", "8000", "8000")]
+    chosen = resolved_config(compose_bin, COMPOSE, env={"FORECAST_BIND": "10.0.0.5"})
+    assert published_ports(chosen["services"]["api"]) == [("10.0.0.5", "8000", "8000")]
+    assert "ports" not in base_config["services"]["trainer"], "a job publishes nothing"
+
+
+def memory_bytes(limit: str | int) -> int:
+    text = str(limit).lower().rstrip("b")
+    units = {"k": 2**10, "m": 2**20, "g": 2**30}
+    return int(float(text[:-1]) * units[text[-1]]) if text[-1] in units else int(text)
+
+
+def assert_hardened(service: dict[str, Any], name: str) -> None:
+    assert service.get("read_only") is True, f"{name}: the root filesystem must be read-only"
+    assert service.get("cap_drop") == ["ALL"] and not service.get("cap_add"), f"{name}: every capability dropped"
+    assert "no-new-privileges:true" in service.get("security_opt", []), f"{name}: no-new-privileges"
+    assert not service.get("privileged"), name
+    tmp = [mount for mount in service.get("tmpfs", []) if mount.split(":")[0] == "/tmp"]
+    assert len(tmp) == 1, f"{name}: /tmp, the one writable place, is a tmpfs"
+    options = tmp[0].partition(":")[2].split(",")
+    assert {"noexec", "nosuid", "nodev"} <= set(options), f"{name}: {tmp[0]}"
+    assert any(option.startswith("size=") for option in options), f"{name}: a tmpfs without a size takes half the RAM"
+    assert 256 * 2**20 <= memory_bytes(service["mem_limit"]) <= 64 * 2**30, f"{name}: mem_limit {service['mem_limit']}"
+    assert 0 < float(service["cpus"]) <= 64, f"{name}: cpus {service.get('cpus')}"
+    assert 0 < int(service["pids_limit"]) <= 4096, f"{name}: pids_limit"
+    # Nothing that would undo the hardening (the GPU comes through a device reservation).
+    for namespace in ("network_mode", "pid", "ipc", "userns_mode"):
+        assert service.get(namespace) != "host", f"{name}: {namespace} shared with the host"
+    assert "devices" not in service, f"{name}: host devices mapped in"
+
+
+@pytest.mark.parametrize("which", ["base", "gpu"])
+def test_both_containers_are_locked_down_with_limits(
+    which: str, base_config: dict[str, Any], gpu_config: dict[str, Any]
+) -> None:
+    config = base_config if which == "base" else gpu_config
+    for name in ("api", "trainer"):
+        assert_hardened(config["services"][name], f"{which} {name}")
+    # The only writable mounts: the trainer's registry (and /tmp above).
+    api, trainer = config["services"]["api"], config["services"]["trainer"]
+    assert [target for target, (_, read_only) in mounts(api).items() if not read_only] == []
+    assert [target for target, (_, read_only) in mounts(trainer).items() if not read_only] == ["/models"]
+
+
+def test_the_limits_can_be_raised_without_editing_the_file(compose_bin: str) -> None:
+    raised = resolved_config(
+        compose_bin,
+        COMPOSE,
+        env={"FORECAST_API_MEMORY": "6g", "FORECAST_API_CPUS": "3", "FORECAST_TRAINER_MEMORY": "12g"},
+    )
+    api, trainer = raised["services"]["api"], raised["services"]["trainer"]
+    assert memory_bytes(api["mem_limit"]) == 6 * 2**30 and float(api["cpus"]) == 3.0
+    assert memory_bytes(trainer["mem_limit"]) == 12 * 2**30
 
 
 def test_trainer_runs_with_the_profile_enabled(compose_bin: str) -> None:
@@ -234,6 +319,15 @@ def test_final_stage_runs_as_a_user_it_creates_that_is_not_root(final_stage: lis
     assert user not in {"root", "0"}
     creates = " ".join(args_of(final_stage, "RUN"))
     assert re.search(rf"(useradd|adduser)\b[^;&]*\b{re.escape(user)}\b", creates), f"USER {user} is never created"
+
+
+def test_final_stage_has_no_set_uid_programs_and_caches_in_tmp(final_stage: list[tuple[str, str]]) -> None:
+    """Without no-new-privileges (a plain `docker run`), a set-uid program is how a process in
+    the container becomes root; and with --read-only, /tmp is the one writable place."""
+    runs = " ".join(args_of(final_stage, "RUN"))
+    assert re.search(r"find / -xdev -type f -perm /6000 -exec chmod a-s \{\} \+", runs)
+    env = " ".join(args_of(final_stage, "ENV"))
+    assert re.search(r"(^|\s)XDG_CACHE_HOME=/tmp/", env)
 
 
 def test_healthcheck_hits_healthz_without_curl(final_stage: list[tuple[str, str]]) -> None:

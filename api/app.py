@@ -12,8 +12,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from api.access import install_access
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from api.ratelimit import RATE_LIMIT_HEADERS
 from api.routes import forecast, health, models
 from forecast import __version__
 from forecast.registry.store import Registry
@@ -61,13 +63,16 @@ def create_app(settings: Settings | None = None, forward_factory: ForwardFactory
         async def root() -> RedirectResponse:
             return RedirectResponse("/dashboard/")
 
+    # Inside CORS, so that a browser on another origin can read a 401 or 429; before the body
+    # is read, so that a refusal costs no parsing.
+    install_access(app, settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            expose_headers=["X-Request-ID", "Retry-After", "WWW-Authenticate", *RATE_LIMIT_HEADERS],
         )
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

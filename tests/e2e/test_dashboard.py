@@ -498,3 +498,85 @@ def test_cors_headers_go_only_to_the_configured_origins(
     expect(page.locator("#live-status")).to_have_attribute("data-state", "offline")
     expect(page.locator("#live-status")).to_contain_text("does not allow this page's origin")
     snapshot(page, tmp_path / "cors-refused.png")
+
+
+# --- API keys -------------------------------------------------------------------------------
+
+DASHBOARD_KEY = "dashboard-key-" + "d" * 30
+FORECAST_ONLY_KEY = "forecast-only-" + "f" * 30
+
+
+def stored_key(page: Page) -> str | None:
+    return page.evaluate("() => sessionStorage.getItem('forecast-api-key')")  # type: ignore[no-any-return]
+
+
+def test_with_keys_the_page_asks_for_one_keeps_it_for_the_session_and_shows_the_models(
+    browser: Browser, registry_template: Path, static_origin: str, tmp_path: Path
+) -> None:
+    server = start_server(
+        registry_template,
+        tmp_path,
+        api_keys=f"dash:read:{DASHBOARD_KEY},batch:forecast:{FORECAST_ONLY_KEY}",
+        cors_origins=static_origin,
+    )
+    context = browser.new_context(viewport=WIDE)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        sent: list[tuple[str, str | None]] = []  # (url, Authorization) of each API call
+        page.on("request", lambda r: sent.append((r.url, r.headers.get("authorization"))) if "/v1/" in r.url else None)
+        page.goto(f"{server.url}/dashboard/")
+        prompt, reason = page.locator("#access"), page.locator("#access-reason")
+        expect(prompt).to_be_visible()
+        expect(reason).to_have_text("This API needs a key. Enter yours below.")
+        expect(page.locator("#api-key")).to_be_focused()
+        expect(page.locator("#live-status")).to_have_attribute("data-state", "locked")
+        expect(page.locator("#models-body tr[data-model]")).to_have_count(0)
+        snapshot(page, tmp_path / "key-prompt.png", copy_to="/tmp/dashboard-key-prompt.png")
+
+        page.fill("#api-key", "not-the-key-" + "x" * 20)
+        page.click("#key-submit")
+        expect(reason).to_contain_text("The API refused the key (the API key is not valid")
+        expect(prompt).to_be_visible()
+        assert stored_key(page) is None  # a refused key is not kept
+
+        page.fill("#api-key", FORECAST_ONLY_KEY)
+        page.click("#key-submit")
+        expect(reason).to_contain_text("This key may not read the registry (the key 'batch' has scope forecast")
+        expect(page.locator("#models-body tr[data-model]")).to_have_count(0)
+
+        page.fill("#api-key", DASHBOARD_KEY)
+        page.click("#key-submit")
+        expect(page.locator("#models-body tr[data-model]")).to_have_count(3)
+        expect(prompt).to_be_hidden()
+        expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+        expect(page.locator("#loss-chart canvas")).to_have_count(1)  # the version's calls carry it too
+        assert stored_key(page) == DASHBOARD_KEY
+        accepted = sent[[auth for _, auth in sent].index(f"Bearer {DASHBOARD_KEY}") :]
+        assert len({url for url, _ in accepted}) >= 3 and {auth for _, auth in accepted} == {f"Bearer {DASHBOARD_KEY}"}
+
+        # Kept for the browser session: a reload shows the models without asking.
+        page.reload()
+        expect(page.locator("#models-body tr[data-model]")).to_have_count(3)
+        expect(prompt).to_be_hidden()
+        # Another session (a new browser context) has no key; forgetting it asks again.
+        other = browser.new_context(viewport=WIDE)
+        fresh = other.new_page()
+        fresh.goto(f"{server.url}/dashboard/")
+        expect(fresh.locator("#access")).to_be_visible()
+        other.close()
+        page.click("#key-forget")
+        expect(prompt).to_be_visible()
+        assert stored_key(page) is None
+
+        # A dashboard on another origin can read the 401 (CORS headers on the refusal) and
+        # send the key (the preflight allows Authorization).
+        page.goto(f"{static_origin}/index.html?api={server.url}")
+        expect(prompt).to_be_visible()
+        page.fill("#api-key", DASHBOARD_KEY)
+        page.click("#key-submit")
+        expect(page.locator("#models-body tr[data-model]")).to_have_count(3)
+        snapshot(page, tmp_path / "key-accepted.png")
+    finally:
+        context.close()
+        server.stop()

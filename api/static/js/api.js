@@ -1,5 +1,7 @@
-// Calls to the forecast API, which may live on another origin (?api=https://host), and the
-// error every failed call throws.
+// Calls to the forecast API, which may live on another origin (?api=https://host), with the
+// user's API key when there is one (js/auth.js), and the error every failed call throws.
+
+import { apiKey, askForKey } from "./auth.js";
 
 export const API_BASE = (new URLSearchParams(location.search).get("api") || "").replace(/\/+$/, "");
 
@@ -14,6 +16,7 @@ export class ApiError extends Error {
 export async function api(path, init = {}) {
   const headers = { Accept: "application/json" };
   if (init.body) headers["Content-Type"] = "application/json";
+  if (apiKey()) headers.Authorization = `Bearer ${apiKey()}`;
   let response;
   try {
     response = await fetch(API_BASE + path, { ...init, headers });
@@ -31,7 +34,9 @@ export async function api(path, init = {}) {
   }
   if (!response.ok) {
     const wellFormed = body && typeof body.message === "string";
-    throw new ApiError(response.status, wellFormed ? body : { error: "http", message: `HTTP ${response.status}: ${text.slice(0, 300)}` });
+    const error = new ApiError(response.status, wellFormed ? body : { error: "http", message: `HTTP ${response.status}: ${text.slice(0, 300)}` });
+    if (response.status === 401 || response.status === 403) askForKey(response.status, error.message);
+    throw error;
   }
   return body;
 }

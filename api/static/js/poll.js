@@ -1,5 +1,6 @@
 // Keeps the page live: asks the API for its models every few seconds, re-renders the panels
 // when the registry changed, logs what changed, and shows the connection in the top bar.
+// Refused for want of a key (401, 403), it waits for the user's key instead of retrying.
 
 import { API_BASE, api } from "./api.js";
 import { $ } from "./dom.js";
@@ -11,6 +12,8 @@ import { refreshVersionSelects, selectVersion } from "./panels/version.js";
 import { defaultVersion, state, versionKey } from "./state.js";
 
 const POLL_MS = 3000;
+let timer = null;
+let generation = 0; // a new key starts a new round; an older round's answer schedules nothing
 
 // The changes from one answer to the next, worded for the log; new versions are marked fresh.
 function diffModels(previous, next) {
@@ -46,6 +49,9 @@ function setLiveStatus(kind, text) {
 }
 
 export async function poll() {
+  clearTimeout(timer);
+  const round = ++generation;
+  let again = true;
   try {
     const answer = await api("/v1/models");
     const first = !state.connected;
@@ -70,9 +76,11 @@ export async function poll() {
     const where = API_BASE ? ` · API ${API_BASE}` : "";
     setLiveStatus("live", `Live${where} · checked ${fmtTime(new Date())} · every ${POLL_MS / 1000} s`);
   } catch (error) {
-    setLiveStatus("offline", `Offline: ${error.message} Retrying every ${POLL_MS / 1000} s.`);
+    again = error.status !== 401 && error.status !== 403;
+    if (again) setLiveStatus("offline", `Offline: ${error.message} Retrying every ${POLL_MS / 1000} s.`);
+    else setLiveStatus("locked", "Waiting for an API key.");
     if (!state.connected) renderModelsUnavailable(error.message);
   } finally {
-    setTimeout(poll, POLL_MS);
+    if (again && round === generation) timer = setTimeout(poll, POLL_MS);
   }
 }

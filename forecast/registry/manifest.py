@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from forecast.model.config import (
     Architecture,
@@ -21,7 +21,7 @@ from forecast.model.config import (
     input_channels,
 )
 from forecast.model.intervals import Calibration
-from forecast.series.features import feature_width
+from forecast.series.features import FEATURE_NAMES, feature_width
 
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -159,6 +159,15 @@ class Manifest(BaseModel):
         else:
             training = {"anchor_period": 1, "segment_length": 1, **training}
         return {**{key: value for key, value in data.items() if key != "network"}, "training": training}
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, features: list[str]) -> list[str]:
+        """A feature the server cannot compute would fail every request of the version."""
+        unknown = [feature for feature in features if feature not in FEATURE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown calendar features {unknown}; known: {list(FEATURE_NAMES)}")
+        return features
 
     @property
     def network(self) -> NetworkConfig:

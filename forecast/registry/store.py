@@ -108,6 +108,15 @@ def read_regular_file(path: Path, limit_bytes: int | None = None) -> bytes:
     return payload
 
 
+def _first_problem(exc: Exception) -> str:
+    """pydantic's first error as `location: message`, not its header line ("1 validation error")."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        error = exc.errors()[0]
+        location = ".".join(str(part) for part in error["loc"])
+        return f"{location}: {error['msg']}"[:300] if location else str(error["msg"])[:300]
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+
+
 @dataclass(slots=True)
 class _CachedManifest:
     identity: FileIdentity
@@ -236,8 +245,9 @@ class Registry:
         except FileNotFoundError as exc:
             raise VersionNotFound(f"model {name!r} has no version {version}") from exc
         except (OSError, ValidationError, ValueError) as exc:
-            first = str(exc).splitlines()[0]
-            raise RegistryCorrupt(f"model {name!r} version {version}: manifest.json is invalid ({first})") from exc
+            raise RegistryCorrupt(
+                f"model {name!r} version {version}: {path} is invalid ({_first_problem(exc)})"
+            ) from exc
         if (manifest.name, manifest.version) != (name, version):
             raise RegistryCorrupt(
                 f"model {name!r} version {version}: the manifest in {folder} describes model {manifest.name!r} "

@@ -1,9 +1,9 @@
 """Weights in and out of safetensors (no pickle), and a version rebuilt as a `Predictor`.
 
-Before a version is rebuilt its manifest is checked against the weights it describes: the
-calendar features must be ones the server can compute, and their width must be the input width
-the weights were trained on. A manifest that lies about either would load and then fail every
-request, so it is refused here with the folder named.
+Before a version is rebuilt its manifest is checked against the weights it describes: the width
+of its calendar features must be the input width the weights were trained on. A manifest that
+lies about it cannot serve a single request; torch's strict load would refuse it too, naming a
+tensor, so this says what is wrong in the manifest's own terms, with the folder named.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from forecast.model.network import Network, build_network
 from forecast.model.predictor import Predictor
 from forecast.registry.manifest import WEIGHTS_FILE, Manifest
 from forecast.registry.store import Registry
-from forecast.series.features import FEATURE_NAMES
 
 State = dict[str, torch.Tensor]
 
@@ -68,11 +67,8 @@ def _has_embed(state: State, encoder_key: str) -> bool:
 
 
 def check_manifest_fits(manifest: Manifest, state: State) -> None:
-    """Refuse a manifest whose features the server cannot compute or whose width is not the
-    weights' input width."""
-    unknown = [feature for feature in manifest.features if feature not in FEATURE_NAMES]
-    if unknown:
-        raise RegistryCorrupt(f"the manifest lists unknown calendar features {unknown}; known: {list(FEATURE_NAMES)}")
+    """Refuse a manifest whose features' width is not the weights' input width (the manifest
+    itself refuses features the server cannot compute)."""
     trained = weights_input_channels(state, manifest.network)
     if trained is not None and trained != manifest.input_channels:
         raise RegistryCorrupt(

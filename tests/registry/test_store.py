@@ -122,8 +122,12 @@ def test_an_invalid_manifest_is_refused(tmp_path: Path, content: bytes) -> None:
     version = publish_network(registry, "demo")
     (tmp_path / "demo" / "versions" / str(version) / MANIFEST_FILE).write_bytes(content)
 
-    with pytest.raises(RegistryCorrupt, match=rf"model 'demo' version {version}: manifest.json is invalid"):
+    with pytest.raises(
+        RegistryCorrupt, match=rf"model 'demo' version {version}: .*manifest.json is invalid"
+    ) as refused:
         load_predictor(registry, "demo", version, torch.device("cpu"))
+    assert str(tmp_path / "demo" / "versions" / str(version)) in str(refused.value), "the folder is named"
+    assert "validation error" not in str(refused.value), "pydantic's header line instead of the problem"
 
 
 # ---- names, aliases, resolution -----------------------------------------------------------

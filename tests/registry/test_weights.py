@@ -1,6 +1,6 @@
-"""A manifest is checked against the weights it describes before a version is rebuilt: calendar
-features the server cannot compute, or features whose width is not the weights' input width, are
-refused with the version's folder named, for every shape of network the trainer writes."""
+"""A manifest is checked before a version is rebuilt: calendar features the server cannot
+compute, or features whose width is not the weights' input width, are refused with the version's
+folder named; the width is read back right from every shape of network the trainer writes."""
 
 from __future__ import annotations
 
@@ -57,12 +57,14 @@ def test_features_whose_width_is_not_the_weights_input_are_refused_naming_the_fo
 @pytest.mark.parametrize("features", [["hour_of_day", "tide"], ["HOUR_OF_DAY", "day_of_week"]], ids=["made-up", "case"])
 def test_unknown_features_of_the_right_width_are_refused(tmp_path: Path, features: list[str]) -> None:
     """Same width, so the weights fit: without this check the version would load, warm up on
-    zeros and then fail every request."""
+    zeros and then fail every request. The manifest itself refuses them."""
     registry = Registry(tmp_path)
     version = publish(registry)
     rewrite_features(registry, version, features)
 
-    with pytest.raises(RegistryCorrupt, match="unknown calendar features") as refused:
+    with pytest.raises(
+        RegistryCorrupt, match=r"manifest.json is invalid \(features: .*unknown calendar features"
+    ) as refused:
         load_predictor(registry, "demo", version, torch.device("cpu"))
     assert str(registry.version_dir("demo", version)) in str(refused.value)
 

@@ -288,6 +288,10 @@ class Engine:
         wanted = self._wanted.get(name)
         return None if wanted is None else dict(wanted)
 
+    def refused_versions(self, name: str) -> set[int]:
+        """Versions that failed to load as their files are now (until a retry succeeds)."""
+        return self._failures.failed_versions(name) - {v for (model, v) in self._loaded if model == name}
+
     def loaded_manifests(self, name: str) -> list[Manifest]:
         return [served.manifest for (model, _), served in sorted(self._loaded.items()) if model == name]
 
@@ -321,6 +325,7 @@ class Engine:
         await asyncio.to_thread(self.registry.resolve, name, version)
         outcome = await self._ensure_loaded(name, version)
         if isinstance(outcome, LoadFailure):
-            raise RegistryCorrupt(f"model {name!r} version {version} cannot be served: {outcome.error}")
+            named = outcome.error.startswith(f"model {name!r} version {version}")  # most library errors are
+            raise RegistryCorrupt(outcome.error if named else f"model {name!r} version {version}: {outcome.error}")
         self._retire_unused(keep=(name, version))
         return outcome

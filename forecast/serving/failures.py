@@ -51,6 +51,9 @@ class LoadFailures:
         news = not same_files or previous is None or previous.error != error
         return failure, news
 
+    def failed_versions(self, name: str) -> set[int]:
+        return {version for model, version in self._failures if model == name}
+
     def clear(self, key: VersionKey) -> None:
         self._failures.pop(key, None)
 

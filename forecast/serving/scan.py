@@ -17,7 +17,7 @@ from forecast.registry.store import Registry
 logger = logging.getLogger(__name__)
 
 # Errors travel to /readyz and the log; a hostile file must not make either huge.
-_MAX_ERROR_CHARS = 300
+_MAX_ERROR_CHARS = 500
 
 
 def short_error(exc: BaseException | str) -> str:

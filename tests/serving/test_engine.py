@@ -260,7 +260,7 @@ def test_a_version_that_fails_to_load_leaves_the_working_one_serving_and_says_wh
         assert (problem["alias"], problem["wanted"], problem["served"]) == (PRODUCTION, 2, 1)
         assert "sha256" in str(problem["error"])
         assert engine.health().degraded and engine.ready, "degraded, but the last good state still serves"
-        with pytest.raises(RegistryCorrupt, match=r"version 2 cannot be served.*sha256"):
+        with pytest.raises(RegistryCorrupt, match=r"'demo' version 2: .*sha256"):
             await served_version(engine, version=2)
 
     with_engine(registry, scenario)
@@ -361,7 +361,7 @@ def test_a_copied_version_folder_is_refused_naming_the_folder(registry: Registry
         assert await served_version(engine) == 1
         [canary] = problems(engine)
         assert canary["alias"] == "canary" and str(registry.version_dir(NAME, 7)) in str(canary["error"])
-        with pytest.raises(RegistryCorrupt, match=r"version 7 cannot be served.*describes model 'demo' version 1"):
+        with pytest.raises(RegistryCorrupt, match=r"'demo' version 7: .*describes model 'demo' version 1"):
             await served_version(engine, version=7)
         with pytest.raises(RegistryCorrupt, match=r"describes model 'demo' version 1") as refused:
             await served_version(engine, "copy")

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api.schemas import ForecastRequest
+from api.schemas import MAX_ID_CHARS, MAX_TIMESTAMP_CHARS, ErrorBody, ForecastRequest
 from forecast.errors import ForecastError
 from forecast.registry.manifest import Manifest
 from forecast.series.frequency import fixed_step_ns
@@ -59,7 +59,24 @@ def _generic_document(app: FastAPI) -> dict[str, Any]:
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(request.pop("$defs", {}))
     schemas["ForecastRequest"] = request
+    _errors_as_envelopes(document)
     return document
+
+
+def _errors_as_envelopes(document: dict[str, Any]) -> None:
+    """Every operation can answer an error, always in the envelope (api/errors.py): FastAPI's
+    own 422 schema (HTTPValidationError) is never what the service sends."""
+    envelope = {"content": {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}}}}
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if "422" in responses:
+                responses["422"] = {"description": "Invalid request", **envelope}
+            responses["default"] = {"description": "An error, in the envelope", **envelope}
+    schemas = document["components"]["schemas"]
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    schemas.setdefault("ErrorBody", ErrorBody.model_json_schema(ref_template=_REF))
 
 
 def _served(engine: Engine | None) -> dict[str, dict[str, int]]:
@@ -91,59 +108,82 @@ def _with_models(
     schemas = document["components"]["schemas"]
     schemas["SeriesIn"]["properties"]["values"]["maxItems"] = settings.max_points_per_series
     schemas["ForecastRequest"]["properties"]["series"]["maxItems"] = settings.max_series_per_request
-    variants = [_variant(manifest, aliases, settings) for versions in served.values() for manifest, aliases in versions]
+    variants = [
+        variant
+        for versions in served.values()
+        for manifest, aliases in versions
+        for variant in _variants(manifest, aliases, settings)
+    ]
     if variants:
+        # The body is one of these: any other model name is a 404, whatever its fields.
         schemas["ServedModelRequest"] = {
-            "description": "A request that one of the served models can answer, by its served version or alias.",
+            "description": "A request that one of the served models can answer, by its version or an alias "
+            "(ForecastRequest says what each field means).",
             "anyOf": variants,
         }
-        schemas["ForecastRequestBody"] = {
-            "anyOf": [{"$ref": _REF.format(model="ServedModelRequest")}, {"$ref": _REF.format(model="ForecastRequest")}]
-        }
         body = document["paths"]["/v1/forecast"]["post"]["requestBody"]["content"]["application/json"]
-        body["schema"] = {"$ref": _REF.format(model="ForecastRequestBody")}
+        body["schema"] = {"$ref": _REF.format(model="ServedModelRequest")}
     return document
 
 
-def _variant(manifest: Manifest, aliases: list[str], settings: Settings) -> dict[str, Any]:
-    """The request schema for one served version, selected by its version number or an alias
-    (none means production)."""
-    selector: dict[str, Any] = {"version": {"const": manifest.version}}
+def _variants(manifest: Manifest, aliases: list[str], settings: Settings) -> list[dict[str, Any]]:
+    """The request schemas of one served version: selected by its version number, or by an
+    alias pointing at it (no alias means production)."""
+    selectors: list[dict[str, Any]] = [{"version": {"const": manifest.version}}]
     if aliases:
-        selector = {"alias": {"enum": aliases}}
-    start: dict[str, Any] = {"type": "string", "format": "date-time"}
-    if fixed_step_ns(manifest.freq) is not None:
-        start["pattern"] = _START_PATTERN  # any instant is on a fixed step's grid
-    series = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["id", "values", "start"],
-        "properties": {
-            "id": {"type": "string", "minLength": 1, "maxLength": 200},
-            "values": {
-                "type": "array",
-                "minItems": manifest.input_size,
-                "maxItems": settings.max_points_per_series,
-                "items": {"type": "number", "minimum": -NETWORK_MAX_VALUE, "maximum": NETWORK_MAX_VALUE},
-            },
-            "start": start,
-            "freq": {"enum": [manifest.freq], "description": "or any other spelling of the same frequency"},
-        },
+        selectors.append({"alias": {"enum": aliases}})
+    fields = _request_fields(manifest, settings)
+    return [
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["model", "series", *selector],
+            "properties": {"model": {"const": manifest.name}, **selector, **fields},
+        }
+        for selector in selectors
+    ]
+
+
+def _request_fields(manifest: Manifest, settings: Settings) -> dict[str, Any]:
+    values = {
+        "type": "array",
+        "minItems": manifest.input_size,
+        "maxItems": settings.max_points_per_series,
+        "items": {"type": "number", "minimum": -NETWORK_MAX_VALUE, "maximum": NETWORK_MAX_VALUE},
     }
-    highest_level = manifest.intervals.levels[-1]
+    start: dict[str, Any] = {"type": "string", "format": "date-time", "maxLength": MAX_TIMESTAMP_CHARS}
+    if fixed_step_ns(manifest.freq) is not None:  # any instant is on a fixed step's grid
+        start = {"type": "string", "pattern": _START_PATTERN, "description": "an ISO 8601 instant, e.g. this form"}
+    stamps = {
+        "type": "array",
+        "minItems": manifest.input_size,
+        "maxItems": settings.max_points_per_series,
+        "items": {"type": "string", "format": "date-time", "maxLength": MAX_TIMESTAMP_CHARS},
+        "description": "as many as the values, regular at the model's frequency",
+    }
+    common = {
+        "id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+        "values": values,
+        "freq": {"enum": [manifest.freq], "description": "or any other spelling of the same frequency"},
+    }
+    forms = [("start", start), ("timestamps", stamps)]
+    series = {
+        "anyOf": [
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["id", "values", axis],
+                "properties": {**common, axis: schema},
+            }
+            for axis, schema in forms
+        ]
+    }
     return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["model", "series", *selector],
-        "properties": {
-            "model": {"const": manifest.name},
-            **selector,
-            "horizon": {"type": "integer", "minimum": 1, "maximum": manifest.horizon},
-            "levels": {
-                "type": "array",
-                "maxItems": 20,
-                "items": {"type": "number", "exclusiveMinimum": 0, "maximum": highest_level},
-            },
-            "series": {"type": "array", "minItems": 1, "maxItems": settings.max_series_per_request, "items": series},
+        "horizon": {"type": "integer", "minimum": 1, "maximum": manifest.horizon},
+        "levels": {
+            "type": "array",
+            "maxItems": 20,
+            "items": {"type": "number", "exclusiveMinimum": 0, "maximum": manifest.intervals.levels[-1]},
         },
+        "series": {"type": "array", "minItems": 1, "maxItems": settings.max_series_per_request, "items": series},
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, model_validator
 
 from forecast.registry.manifest import Manifest
 from forecast.serving.pipeline import RequestForecast
@@ -20,6 +20,19 @@ MAX_HORIZON = 100_000
 # JSON has one number type: strict floats take integers, never booleans or numeric strings.
 Number = Annotated[float, Strict()]
 Timestamp = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TIMESTAMP_CHARS)]
+
+
+def _whole_number(value: object) -> object:
+    """JSON Schema's integer includes 3.0; a boolean or a string is not one."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# A version or a horizon: an integer, or a float with no fraction; never true or "3". (The
+# bounds come before the validator so that they show in the schema.)
+Version = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(_whole_number), Strict()]
+Horizon = Annotated[int, Field(ge=1, le=MAX_HORIZON), BeforeValidator(_whole_number), Strict()]
 
 
 class SeriesIn(BaseModel):
@@ -45,9 +58,9 @@ class ForecastRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     model: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
-    version: int | None = Field(default=None, ge=1, le=2**31 - 1, strict=True)
+    version: Version | None = None
     alias: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
-    horizon: int | None = Field(default=None, ge=1, le=MAX_HORIZON, strict=True)
+    horizon: Horizon | None = None
     levels: list[Annotated[Number, Field(gt=0.0, lt=100.0)]] = Field(default_factory=list, max_length=20)
     series: list[SeriesIn] = Field(min_length=1)
 

@@ -139,6 +139,9 @@ async def forecast(request: Request, engine: EngineDep, settings: SettingsDep) -
     except ForecastError as exc:
         status = error_kind(exc).status
         raise
+    except RequestValidationError:
+        status = 422
+        raise
     finally:
         REQUESTS.labels(model_label, version_label, str(status)).inc()
         REQUEST_LATENCY.labels(model_label).observe(time.perf_counter() - started)

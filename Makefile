@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv browser bench-tools test lint run demo bench clean
+.PHONY: venv browser bench-tools test fuzz lint run demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ browser:
 test: venv browser
 	$(BIN)/lint-imports  # the layering contract (pyproject.toml)
 	$(BIN)/python -m pytest
+
+# A long schemathesis round against the real server's OpenAPI (`make test` runs a short one).
+FUZZ_EXAMPLES ?= 400
+fuzz: venv
+	FORECAST_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -s --timeout=3600 tests/e2e/test_fuzz.py
 
 lint: venv
 	$(BIN)/lint-imports

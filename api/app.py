@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from api.access import install_access
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from api.openapi import install_openapi
 from api.ratelimit import RATE_LIMIT_HEADERS
 from api.routes import forecast, health, models
 from forecast import __version__
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, forward_factory: ForwardFactory
     app.include_router(forecast.router)
     app.include_router(models.router)
     app.include_router(health.router)
+    install_openapi(app, settings)
     if (STATIC / "index.html").exists():
         app.mount("/dashboard", StaticFiles(directory=STATIC, html=True), name="dashboard")
 

@@ -45,7 +45,9 @@ class RequestIdMiddleware:
         except Exception:
             # Starlette's ServerErrorMiddleware sits outside every user middleware and answers
             # a bare text/plain 500; answering here instead gives the 500 the envelope and the id.
-            errors.exception("unhandled error in %s %s (request %s)", scope.get("method"), scope.get("path"), request_id)
+            errors.exception(
+                "unhandled error in %s %s (request %s)", scope.get("method"), scope.get("path"), request_id
+            )
             if response_started:
                 raise  # part of the response is on the wire: only closing the connection is left
             await internal_error_response(request_id)(scope, receive, send_with_id)

@@ -1,10 +1,18 @@
-"""GET /v1/models...: what the registry holds and what the server serves. Read-only."""
+"""GET /v1/models...: what the registry holds and what the server serves. Read-only.
+
+One model's broken files never break the listing for everyone: a torn aliases.json lists the
+aliases last read (the ones being served), a version whose manifest is invalid is left out (the
+server log, /readyz and the metrics name it), and while the registry cannot be read at all the
+models and versions the server still serves are listed from memory.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -12,37 +20,107 @@ from pydantic import BaseModel
 
 from api.deps import EngineDep, RegistryDep
 from api.schemas import ModelList, ModelSummary, VersionSummary
-from forecast.errors import ModelNotFound, RegistryCorrupt
-from forecast.registry.manifest import REPORT_FILE
+from forecast.errors import ForecastError, ModelNotFound, NotFound, RegistryCorrupt
+from forecast.registry.manifest import REPORT_FILE, Manifest
 from forecast.registry.store import Registry, check_name
+from forecast.serving.engine import Engine
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-def _summary(registry: Registry, name: str, served: dict[str, int]) -> ModelSummary:
-    versions = registry.versions(name)
-    if not versions:
-        raise ModelNotFound(f"model {name!r} is not in the registry; known models: {registry.list_models()}")
-    aliases = registry.aliases(name)
-    summaries = []
-    for version in versions:
-        try:
-            manifest = registry.manifest(name, version)
-        except RegistryCorrupt:
-            continue  # listed by the server log and metrics; not shown as if it were usable
-        summaries.append(
-            VersionSummary(
-                version=version,
-                arch=manifest.arch,
-                input_size=manifest.input_size,
-                horizon=manifest.horizon,
-                freq=manifest.freq,
-                created_at=manifest.created_at,
-                aliases=sorted(a for a, v in aliases.items() if v == version),
-                test_metrics=manifest.metrics.get("test", {}),
-            )
+@dataclass(slots=True)
+class _Served:
+    """What the engine serves, copied on the event loop: the listing reads files on a worker
+    thread, and the engine's state changes on the loop meanwhile."""
+
+    aliases: dict[str, dict[str, int]]  # model -> alias -> version served
+    wanted: dict[str, dict[str, int] | None]  # model -> the aliases last read from its files
+    loaded: dict[str, list[Manifest]]  # model -> its loaded versions
+    refused: dict[str, set[int]]  # model -> versions that failed to load as their files are now
+
+    @classmethod
+    def of(cls, engine: Engine, names: list[str] | None = None) -> _Served:
+        names = engine.served_models() if names is None else names
+        return cls(
+            aliases={name: engine.served_aliases(name) for name in names},
+            wanted={name: engine.wanted_aliases(name) for name in names},
+            loaded={name: engine.loaded_manifests(name) for name in names},
+            refused={name: engine.refused_versions(name) for name in names},
         )
-    return ModelSummary(name=name, versions=summaries, aliases=aliases, served=served)
+
+
+def _aliases(registry: Registry, served: _Served, name: str) -> dict[str, int]:
+    try:
+        return registry.aliases(name)
+    except RegistryCorrupt as exc:
+        # Logged once by the engine when it found it; each dashboard poll would repeat it here.
+        logger.debug("listing %s with its last good aliases: %s", name, exc)
+        known = served.wanted.get(name)
+        return known if known is not None else served.aliases.get(name, {})
+
+
+def _manifests(registry: Registry, served: _Served, name: str) -> dict[int, Manifest]:
+    """The versions to list: the registry's valid ones that did not fail to load, and the ones
+    being served (from memory: they answer requests even while the registry cannot be read)."""
+    manifests = {manifest.version: manifest for manifest in served.loaded.get(name, [])}
+    try:
+        on_disk = registry.versions(name)
+    except OSError:
+        on_disk = []
+    refused = served.refused.get(name, set())
+    for version in on_disk:
+        if version in manifests or version in refused:
+            continue
+        try:
+            manifests[version] = registry.manifest(name, version)
+        except (RegistryCorrupt, NotFound):
+            continue  # listed by the server log and metrics; not shown as if it were usable
+    return manifests
+
+
+def _summary(registry: Registry, served: _Served, name: str) -> ModelSummary:
+    manifests = _manifests(registry, served, name)
+    if not manifests:
+        try:
+            known = registry.list_models()
+        except OSError:
+            known = sorted(served.aliases)
+        raise ModelNotFound(f"model {name!r} is not in the registry; known models: {known}")
+    aliases = _aliases(registry, served, name)
+    summaries = [
+        VersionSummary(
+            version=version,
+            arch=manifest.arch,
+            input_size=manifest.input_size,
+            horizon=manifest.horizon,
+            freq=manifest.freq,
+            created_at=manifest.created_at,
+            aliases=sorted(a for a, v in aliases.items() if v == version),
+            test_metrics=manifest.metrics.get("test", {}),
+        )
+        for version, manifest in sorted(manifests.items())
+    ]
+    return ModelSummary(name=name, versions=summaries, aliases=aliases, served=served.aliases.get(name, {}))
+
+
+def _model_list(registry: Registry, served: _Served) -> ModelList:
+    try:
+        names = set(registry.list_models())
+    except OSError as exc:
+        logger.debug("listing the served models from memory: %s", exc)
+        names = set()
+    names |= {name for name, manifests in served.loaded.items() if manifests}
+    models = []
+    for name in sorted(names):
+        try:
+            models.append(_summary(registry, served, name))
+        except ModelNotFound:
+            continue  # gone between the listing and the read
+        except (ForecastError, OSError) as exc:
+            logger.warning("model %s left out of the listing: %s", name, exc)
+    return ModelList(models=models)
 
 
 def _revalidated(request: Request, payload: BaseModel) -> Response:
@@ -60,26 +138,30 @@ def _revalidated(request: Request, payload: BaseModel) -> Response:
 
 @router.get("", response_model=ModelList)
 async def list_models(request: Request, registry: RegistryDep, engine: EngineDep) -> Response:
-    def read() -> ModelList:
-        return ModelList(models=[_summary(registry, n, engine.served_aliases(n)) for n in registry.list_models()])
-
-    return _revalidated(request, await asyncio.to_thread(read))
+    return _revalidated(request, await asyncio.to_thread(_model_list, registry, _Served.of(engine)))
 
 
 @router.get("/{name}", response_model=ModelSummary)
 async def get_model(name: str, request: Request, registry: RegistryDep, engine: EngineDep) -> Response:
     check_name(name)
-    return _revalidated(request, await asyncio.to_thread(_summary, registry, name, engine.served_aliases(name)))
+    return _revalidated(request, await asyncio.to_thread(_summary, registry, _Served.of(engine, [name]), name))
 
 
 @router.get("/{name}/versions/{version}")
-async def get_version(name: str, version: int, registry: RegistryDep) -> dict[str, Any]:
+async def get_version(name: str, version: int, registry: RegistryDep, engine: EngineDep) -> dict[str, Any]:
     """The version's manifest: hyperparameters, metrics, calibration, provenance."""
     check_name(name)
+    loaded = {manifest.version: manifest for manifest in engine.loaded_manifests(name)}
 
     def read() -> dict[str, Any]:
-        registry.resolve(name, version)  # 404 naming the known models or versions
-        return registry.manifest(name, version).model_dump(mode="json")
+        try:
+            registry.resolve(name, version)  # 404 naming the known models or versions
+            return registry.manifest(name, version).model_dump(mode="json")
+        except NotFound:
+            served = loaded.get(version)
+            if served is None:
+                raise
+            return served.model_dump(mode="json")  # served from memory while the registry is unreadable
 
     return await asyncio.to_thread(read)
 

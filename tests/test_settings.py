@@ -128,3 +128,21 @@ def test_readme_defaults_match_the_code() -> None:
 def test_every_setting_is_documented_in_the_readme() -> None:
     missing = set(Settings.model_fields) - set(_readme_defaults()) - set(UNDOCUMENTED)
     assert not missing, f"settings missing from the README's table: {sorted(missing)}"
+
+
+def test_the_registry_fault_settings_are_read_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORECAST_LOAD_RETRY_MAX_S", "60")
+    monkeypatch.setenv("FORECAST_MAX_LOADED_VERSIONS", "3")
+    monkeypatch.setenv("FORECAST_IDLE_UNLOAD_S", "0")  # 0: unload an unaliased version at the next poll
+    settings = Settings()
+    assert (settings.load_retry_max_s, settings.max_loaded_versions, settings.idle_unload_s) == (60.0, 3, 0.0)
+    for variable, value, field in [
+        ("FORECAST_LOAD_RETRY_MAX_S", "0", "load_retry_max_s"),
+        ("FORECAST_MAX_LOADED_VERSIONS", "0", "max_loaded_versions"),
+        ("FORECAST_IDLE_UNLOAD_S", "-1", "idle_unload_s"),
+    ]:
+        monkeypatch.setenv(variable, value)
+        with pytest.raises(ValidationError) as refused:
+            Settings()
+        assert [error["loc"] for error in refused.value.errors()] == [(field,)]
+        monkeypatch.delenv(variable)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -138,7 +139,7 @@ class Engine:
                     logger.info("serving %s with aliases %s", name, targets)
             self._aliases = served
             self._pending.clear()
-        self._retire_unused()
+            self._retire_unused()  # not while the registry is unreadable: nothing could reload
         self._publish_health()
 
     def _record_scan(self, scan: RegistryScan) -> bool:
@@ -257,8 +258,12 @@ class Engine:
         held |= self._pending | {key for key, served in self._loaded.items() if served.leases > 0}
         if keep is not None:
             held.add(keep)
+        # A model gone from the registry (every scanned model has an entry) is idle at once.
+        last_used = {
+            key: served.last_used if key[0] in self._aliases else -math.inf for key, served in self._loaded.items()
+        }
         victims = versions_to_unload(
-            {key: served.last_used for key, served in self._loaded.items()},
+            last_used,
             held,
             now=time.monotonic(),
             idle_s=self.settings.idle_unload_s,
@@ -316,8 +321,10 @@ class Engine:
             if targets is None:
                 raise ModelNotFound(f"model {name!r} is not served; known models: {sorted(self._aliases)}")
             wanted = check_name(alias, "alias") if alias is not None else PRODUCTION
-            if wanted not in targets and (problem := self._alias_errors.get((name, wanted))) is not None:
-                raise RegistryCorrupt(f"model {name!r} alias {wanted!r} cannot be served: {problem}")
+            if wanted not in targets:
+                problem = self._alias_errors.get((name, wanted)) or self._model_errors.get(name)
+                if problem is not None:
+                    raise RegistryCorrupt(f"model {name!r} alias {wanted!r} cannot be served: {problem}")
             version = aliased_version(name, targets, alias)
         if (name, version) in self._loaded:
             return self._loaded[(name, version)]

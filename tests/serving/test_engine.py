@@ -378,11 +378,16 @@ def test_a_registry_renamed_away_keeps_serving_and_is_reported_until_it_is_back(
     away = registry.root.with_name("registry-away")
 
     async def scenario(engine: Engine) -> None:
+        pinned = publish_network(registry, NAME)
+        assert await served_version(engine, version=pinned) == pinned  # loaded by number, no alias
+        engine.settings = engine.settings.model_copy(update={"idle_unload_s": 0.0})
         errors = REGISTRY_SCAN_ERRORS._value.get()
         registry.root.rename(away)
         for _ in range(3):
             await engine.refresh()
             assert await served_version(engine) == 1
+        assert engine.is_loaded(NAME, pinned), "unloaded while nothing could load it again"
+        assert await served_version(engine, version=pinned) == pinned
         health = engine.health()
         assert not health.registry.ok and health.registry.consecutive_failures == 3
         assert "cannot list the registry" in str(health.registry.last_error)
@@ -399,7 +404,7 @@ def test_a_registry_renamed_away_keeps_serving_and_is_reported_until_it_is_back(
         move_alias(registry, publish_network(registry, NAME))
         await engine.refresh()
         assert engine.health().registry.ok and REGISTRY_LAST_SCAN_OK._value.get() == 1
-        assert await served_version(engine) == 2, "the registry is back: hot reload works again"
+        assert await served_version(engine) == 3, "the registry is back: hot reload works again"
 
     with_engine(registry, scenario)
 
@@ -508,9 +513,24 @@ def test_a_model_removed_from_a_readable_registry_is_no_longer_served(registry: 
         await engine.refresh()
         with pytest.raises(ModelNotFound, match="'other' is not served"):
             await served_version(engine, "other")
+        assert not engine.is_loaded("other", 1), "a deleted model still answers by version number"
+        with pytest.raises(ModelNotFound, match="'other' is not in the registry"):
+            await served_version(engine, "other", version=1)
         assert await served_version(engine) == 1
 
-    with_engine(registry, scenario, idle_unload_s=0.0)
+    with_engine(registry, scenario)
+
+
+def test_a_new_model_whose_aliases_file_is_torn_says_so(registry: Registry) -> None:
+    publish_network(registry, "fresh")
+    (registry.model_dir("fresh") / "aliases.json").write_text('{"production": 1')
+
+    async def scenario(engine: Engine) -> None:
+        with pytest.raises(RegistryCorrupt, match=r"'fresh' alias 'production' cannot be served: .*aliases\.json"):
+            await served_version(engine, "fresh")
+        assert await served_version(engine, "fresh", version=1) == 1, "its versions still serve by number"
+
+    with_engine(registry, scenario)
 
 
 def test_an_unreadable_registry_at_start_up_is_not_ready_until_it_can_be_read(tmp_path: Path) -> None:

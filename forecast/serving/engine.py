@@ -29,7 +29,7 @@ import torch
 from forecast.errors import ForecastError, ModelNotFound, RegistryCorrupt
 from forecast.model.devices import resolve_device
 from forecast.registry.manifest import Manifest
-from forecast.registry.store import PRODUCTION, Registry, aliased_version, check_name
+from forecast.registry.store import PRODUCTION, Registry, VersionFiles, aliased_version, check_name
 from forecast.registry.weights import load_predictor
 from forecast.serving.batcher import DynamicBatcher
 from forecast.serving.eviction import versions_to_unload
@@ -219,24 +219,29 @@ class Engine:
                 served = await asyncio.to_thread(self._load, name, version)
                 await asyncio.get_running_loop().run_in_executor(self._executor, warm_up, served.pipeline)
             except Exception as exc:  # any failure stays with this version: torch, OOM, I/O, a bug
-                failure, news = self._failures.record(key, files, short_error(exc), time.monotonic())
-                if news:
-                    LOAD_FAILURES.labels(name).inc()
-                    logger.error(
-                        "version %d of %s failed to load and is not served (retried in %.1fs, or when its files "
-                        "change): %s",
-                        version, name, failure.retry_at - time.monotonic(), failure.error,
-                        exc_info=None if isinstance(exc, ForecastError) else exc,
-                    )  # fmt: skip
-                else:
-                    logger.debug("version %d of %s failed again (attempt %d)", version, name, failure.attempts)
-                return failure
+                return self._record_failure(key, files, exc)
             self._failures.clear(key)
             served.pipeline.batcher.start()
             self._loaded[key] = served
             MODELS_LOADED.set(len(self._loaded))
             logger.info("loaded %s version %d on %s", name, version, self.device)
             return served
+
+    def _record_failure(self, key: VersionKey, files: VersionFiles, exc: Exception) -> LoadFailure:
+        """Logged (with the traceback when unexpected) and counted once per distinct failure; a
+        retry of the same files that fails alike is only a debug line."""
+        name, version = key
+        failure, news = self._failures.record(key, files, short_error(exc), time.monotonic())
+        if not news:
+            logger.debug("version %d of %s failed again (attempt %d)", version, name, failure.attempts)
+            return failure
+        LOAD_FAILURES.labels(name).inc()
+        logger.error(
+            "version %d of %s failed to load and is not served (retried in %.1fs, or when its files change): %s",
+            version, name, failure.retry_at - time.monotonic(), failure.error,
+            exc_info=None if isinstance(exc, ForecastError) else exc,
+        )  # fmt: skip
+        return failure
 
     def _load(self, name: str, version: int) -> ServedModel:
         loaded = load_predictor(self.registry, name, version, self.device)

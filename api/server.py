@@ -1,10 +1,10 @@
 """`forecast serve`: uvicorn with transport limits and a graceful shutdown.
 
 The limits (api/transport.py) are deadlines for headers and bodies, an idle keep-alive
-timeout, a header size bound, a connection cap and an in-flight request cap, each a FORECAST_
-setting. On SIGTERM (or Ctrl-C) the server first fails readiness, keeps serving for
-`FORECAST_SHUTDOWN_GRACE_S` so load balancers stop sending, then stops accepting connections,
-lets in-flight requests finish, drains the batchers and exits 0.
+timeout, a send timeout, a header size bound, a connection cap and an in-flight request cap,
+each a FORECAST_ setting. On SIGTERM (or Ctrl-C) the server first fails readiness, keeps
+serving for `FORECAST_SHUTDOWN_GRACE_S` so load balancers stop sending, then stops accepting
+connections, lets in-flight requests finish, drains the batchers and exits 0.
 """
 
 from __future__ import annotations

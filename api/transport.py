@@ -1,5 +1,6 @@
-"""Transport limits that uvicorn lacks: header and body deadlines, a header size bound, a
-connection cap that closes idle connections first, and an in-flight cap that spares the probes.
+"""Transport limits that uvicorn lacks: header and body deadlines, a send timeout for clients
+that stop reading, a header size bound, a connection cap that closes idle connections first,
+and an in-flight request cap that spares the probes.
 
 uvicorn's httptools protocol (the one it picks when httptools is installed, as here) has a
 keep-alive timer and nothing else: no deadline for headers or bodies, and no header size bound
@@ -51,6 +52,7 @@ class TransportLimits:
     header_timeout_s: float
     body_timeout_s: float
     keep_alive_timeout_s: float
+    send_timeout_s: float
     max_header_bytes: int
     max_connections: int
 
@@ -60,6 +62,7 @@ class TransportLimits:
             header_timeout_s=settings.header_timeout_s,
             body_timeout_s=settings.body_timeout_s,
             keep_alive_timeout_s=settings.keep_alive_timeout_s,
+            send_timeout_s=settings.send_timeout_s,
             max_header_bytes=settings.max_header_bytes,
             max_connections=settings.max_connections,
         )
@@ -93,6 +96,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.timeout_keep_alive = self.limits.keep_alive_timeout_s  # type: ignore[assignment]
         self._deadline: asyncio.TimerHandle | None = None
+        self._write_deadline: asyncio.TimerHandle | None = None
         self._awaiting_headers = True
         self._header_bytes = 0
         self._refused = False
@@ -109,7 +113,30 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._disarm_write()
         super().connection_lost(exc)
+
+    # The transport calls these when its unsent data crosses 64 KiB and falls back to 16 KiB.
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_deadline is None:
+            self._write_deadline = self.loop.call_later(self.limits.send_timeout_s, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        self._disarm_write()
+        super().resume_writing()
+
+    def _disarm_write(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+
+    def _write_stalled(self) -> None:
+        self._write_deadline = None
+        REFUSED.labels("send_timeout").inc()
+        # The client stopped reading: nothing more can reach it, so the unsent rest is dropped
+        # and the response's task, waiting to write, sees a disconnect and frees its slot.
+        self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # An idle keep-alive connection is closed after this; a proxy's upstream idle timeout
     # must be shorter, or it may reuse a connection the server is closing (a 502).
     keep_alive_timeout_s: float = Field(default=5.0, gt=0.0, le=3600.0)
+    # How long a response may wait for a client that stopped reading (more than 64 KiB unsent)
+    # before the connection is dropped: a slow reader must not hold a request slot for ever.
+    send_timeout_s: float = Field(default=30.0, gt=0.0, le=3600.0)
     # Request line plus headers (431 beyond); nginx's default buffers hold 32 KiB at most.
     max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     # Open connections; beyond, the connection idle longest (keep-alive, or still sending its

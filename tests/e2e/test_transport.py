@@ -8,6 +8,7 @@ deadlines and small caps, so that what closes connections there is the cap, not 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -40,6 +41,7 @@ def tight(tmp_path_factory: pytest.TempPathFactory, registry_template: Path) -> 
         header_timeout_s=str(DEADLINE_S),
         body_timeout_s=str(DEADLINE_S),
         keep_alive_timeout_s=str(DEADLINE_S),
+        send_timeout_s=str(DEADLINE_S),
         max_header_bytes=str(MAX_HEADER_BYTES),
     )
     yield server
@@ -214,6 +216,36 @@ def test_an_idle_keep_alive_connection_is_closed_after_its_timeout_and_a_busy_on
     idle_from = time.monotonic()
     assert read_until_closed(sock, DEADLINE_S + LATE_S) == b""
     assert time.monotonic() - idle_from >= DEADLINE_S * 0.9
+
+
+def refusals(server: Server, reason: str) -> float:
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    found = re.search(rf'^forecast_http_refused_total{{reason="{reason}"}} (\S+)$', text, flags=re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_client_that_stops_reading_is_dropped_at_the_send_timeout(
+    tight: Server, forecast_request: dict[str, Any]
+) -> None:
+    """A slow reader must not hold a request slot for ever. The kernel buffers a few MB per
+    connection (tcp_wmem), so the client pipelines 200 requests for a 50 KB file (10 MB of
+    answers) and reads nothing: once the server's own buffer is full and has waited the send
+    timeout, the connection is dropped."""
+    asset = "/dashboard/vendor/uplot/uPlot.iife.min.js"
+    assert httpx.get(f"{tight.url}{asset}", timeout=10).status_code == 200
+    before = refusals(tight, "send_timeout")
+    address = urlsplit(tight.url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, then nothing read
+    sock.connect((address.hostname, address.port))
+    sock.sendall(f"GET {asset} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * 200)
+    started = time.monotonic()
+    wait_until(lambda: refusals(tight, "send_timeout") > before, 30, "the stalled connection to be dropped")
+    assert time.monotonic() - started >= DEADLINE_S * 0.9
+    # What the kernel had queued still arrives, then the end: the rest of the answers never come.
+    received = read_until_closed(sock, 30)
+    assert received.startswith(b"HTTP/1.1 200") and received.count(b"HTTP/1.1 200") < 200
+    assert_serves_forecasts(tight, forecast_request)
 
 
 # --- sizes ----------------------------------------------------------------------------------

@@ -41,6 +41,8 @@ def test_metrics_after_real_traffic_pass_promtool(
         assert client.post("/v1/forecast", json={"model": "no-such-model", "series": [series]}).status_code == 404
         too_short = {**series, "values": series["values"][:5], "timestamps": series["timestamps"][:5]}
         assert client.post("/v1/forecast", json={"model": "demo-lstm", "series": [too_short]}).status_code == 422
+        # A transport refusal (api/transport.py), so its counter has a sample too.
+        assert client.get("/healthz", headers={"X-Big": "a" * 20_000}).status_code == 431
         scraped = client.get("/metrics")
     assert scraped.status_code == 200
     text = scraped.text
@@ -48,6 +50,7 @@ def test_metrics_after_real_traffic_pass_promtool(
     requests = [set(labels.split(",")) for labels in re.findall(r"^forecast_requests_total\{([^}]*)\} ", text, re.M)]
     assert {'model="demo-lstm"', 'version="1"', 'status="200"'} in requests, requests
     assert any('status="404"' in labels for labels in requests) and any('status="422"' in labels for labels in requests)
+    assert 'forecast_http_refused_total{reason="headers_too_large"} 1.0' in text
     checked = subprocess.run(
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60, check=False
     )

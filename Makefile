@@ -60,7 +60,7 @@ demo: venv
 	fi
 
 run: demo
-	$(BIN)/forecast serve --host 0.0.0.0 --port 8000
+	$(BIN)/forecast serve --host 127.0.0.1 --port 8000  # loopback: the demo runs open (no API keys)
 
 # wrk is the load generator of bench/serve.py.
 bench-tools:

@@ -108,8 +108,10 @@ def _as_documented(field: str, value: object) -> object:
     device-dependent default as '64 (CPU), 256 (CUDA)'."""
     if field == "max_batch_size" and value is None:
         return ", ".join(f"{size} ({device.upper()})" for device, size in DEFAULT_MAX_BATCH_SIZE.items())
-    if value == []:
+    if value is None or value == []:
         return "(none)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return value

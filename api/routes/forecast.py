@@ -14,6 +14,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from api.access import limit_series
 from api.deps import EngineDep, SettingsDep
@@ -37,7 +38,10 @@ _PARSE_INLINE_BYTES = 64 * 1024
 
 
 async def _parsed(request: Request) -> ForecastRequest:
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except ClientDisconnect:  # hung up mid-body, or cut off by the body deadline (api/transport.py)
+        raise ClientDisconnected("the client disconnected before its request body was complete") from None
     if len(raw) <= _PARSE_INLINE_BYTES:
         return _parse(raw)
     return await asyncio.to_thread(_parse, raw)

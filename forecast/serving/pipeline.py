@@ -16,7 +16,6 @@ from forecast.errors import ValueOutOfRange
 from forecast.model.intervals import interval_bounds
 from forecast.model.predictor import Predictor
 from forecast.registry.manifest import Manifest
-from forecast.series.features import feature_width
 from forecast.serving.batcher import DynamicBatcher
 from forecast.serving.requests import PreparedSeries, Window, check_request, prepare_series
 
@@ -144,13 +143,3 @@ class ForecastPipeline:
             mean=mean,
             intervals=intervals,
         )
-
-    def warm_up(self) -> None:
-        """One forward pass of a zero window, before the version takes traffic; on the
-        inference thread (the caller's)."""
-        network = self.manifest.network
-        window = Window(
-            history=np.zeros(network.input_size, dtype=np.float64),
-            features=np.zeros((network.input_size, feature_width(self.manifest.features)), dtype=np.float32),
-        )
-        self.batcher.run_batch([window])

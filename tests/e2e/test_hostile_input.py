@@ -5,6 +5,7 @@ while /healthz keeps answering; the server serves normally afterwards."""
 
 from __future__ import annotations
 
+import socket
 import sys
 import threading
 import time
@@ -197,3 +198,17 @@ def test_an_unexpected_exception_is_a_json_500_with_the_request_id(tmp_path: Pat
     assert "illegal memory access" not in body["message"]  # the log has it, the client does not
     assert healthy.status_code == 200
     assert "req-500" in failing.log_text() and "RuntimeError" in failing.log_text()
+
+
+def test_a_client_hanging_up_mid_body_is_a_499_not_an_error(server: Server) -> None:
+    """Half a body, then the client is gone: counted as a disconnect, never logged as a crash."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /v1/forecast HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 5000\r\n\r\n" + b'{"model": "demo-lstm", "series": ['
+        )
+    wait_until(lambda: 'status="499"' in httpx.get(f"{server.url}/metrics").text, 30, "the disconnect to be counted")
+    assert "unhandled error" not in server.log_text()
+    with server.client() as client:
+        assert client.post("/v1/forecast", json=_request()).status_code == 200

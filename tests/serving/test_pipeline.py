@@ -17,11 +17,11 @@ import torch
 from api.schemas import forecast_body
 from forecast.errors import ValueOutOfRange
 from forecast.model.config import input_channels
+from forecast.model.intervals import interval_bounds
 from forecast.model.network import build_network
 from forecast.model.predictor import Predictor
-from forecast.series.features import feature_width
-from forecast.model.intervals import interval_bounds
 from forecast.registry.manifest import Manifest
+from forecast.series.features import feature_width
 from forecast.serving.batcher import DynamicBatcher
 from forecast.serving.pipeline import ForecastPipeline, WindowForecast, network_forward
 from forecast.serving.requests import PreparedSeries
@@ -124,7 +124,9 @@ def _naive_pipeline(manifest: Manifest) -> ForecastPipeline:
     """The version's untrained network, which is exactly the naive forecast, behind a batcher."""
     network = build_network(manifest.network, input_channels(feature_width(manifest.features)))
     forward = network_forward(manifest, Predictor(network, manifest.scaling, torch.device("cpu")))
-    batcher = DynamicBatcher(forward, ThreadPoolExecutor(max_workers=1), max_batch_size=8, max_wait_ms=0.0, queue_limit=64)
+    batcher = DynamicBatcher(
+        forward, ThreadPoolExecutor(max_workers=1), max_batch_size=8, max_wait_ms=0.0, queue_limit=64
+    )
     return ForecastPipeline(manifest, batcher)
 
 

@@ -135,11 +135,13 @@ class Server:
         self.log.close()
 
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+# wrk writes durations with the unit that suits them: "950.00us", "12.5ms", "1.2s", "10.00m".
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+_DURATION = r"[0-9.]+(?:us|ms|s|m|h)"
 
 
 def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([0-9.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    number, unit = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text).groups()  # type: ignore[union-attr]
     return float(number) * _UNITS[unit]
 
 
@@ -149,10 +151,11 @@ def wrk(url: str, body: Path, connections: int, duration_s: float) -> dict[str, 
          f"{url}/v1/forecast"],
         env={**os.environ, "WRK_BODY": str(body)}, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    latency = dict(re.findall(r"^\s+(50|99)%\s+([0-9.]+(?:us|ms|s))", output, flags=re.M))
+    latency = dict(re.findall(rf"^\s+(50|99)%\s+({_DURATION})", output, flags=re.M))
     failed = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors = re.search(r"Socket errors: (.*)", output)
-    total, seconds = re.search(r"(\d+) requests in ([0-9.]+)s", output).groups()  # type: ignore[union-attr]
+    total, took = re.search(rf"(\d+) requests in ({_DURATION})", output).groups()  # type: ignore[union-attr]
+    seconds = _ms(took) / 1e3
     refused = int(failed.group(1)) if failed else 0
     return {
         # only answered forecasts count: a fast 503 is not throughput

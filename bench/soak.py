@@ -57,6 +57,7 @@ class Sample:
     answered: dict[str, float]  # version -> 200s so far
     other_statuses: dict[str, float]  # status -> non-200 answers so far
     rss_mib: float
+    cpu_ticks: tuple[int, int]  # (steal, total) jiffies of the whole machine so far
 
 
 @dataclass(slots=True)
@@ -103,6 +104,13 @@ def rss_mib(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else float("nan")
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(steal, total) from /proc/stat: time the hypervisor gave this VM's vCPUs to someone else,
+    the one stall a process cannot cause or see from inside."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (fields[7] if len(fields) > 7 else 0), sum(fields)
+
+
 def sample(client: httpx.Client, pid: int, clock: float) -> Sample:
     text = client.get("/metrics").text
     answered: dict[str, float] = {}
@@ -116,7 +124,7 @@ def sample(client: httpx.Client, pid: int, clock: float) -> Sample:
             answered[version] = answered.get(version, 0.0) + count
         else:
             others[status] = others.get(status, 0.0) + count
-    return Sample(time.monotonic() - clock, answered, others, rss_mib(pid))
+    return Sample(time.monotonic() - clock, answered, others, rss_mib(pid), cpu_ticks())
 
 
 def per_second(samples: list[Sample], duration_s: float) -> list[dict[str, float]]:
@@ -128,7 +136,15 @@ def per_second(samples: list[Sample], duration_s: float) -> list[dict[str, float
         if after.t_s > duration_s:
             break
         done = sum(after.answered.values()) - sum(before.answered.values())
-        rates.append({"t_s": round(after.t_s, 2), "requests_per_s": done / (after.t_s - before.t_s)})
+        steal = after.cpu_ticks[0] - before.cpu_ticks[0]
+        ticks = max(1, after.cpu_ticks[1] - before.cpu_ticks[1])
+        rates.append(
+            {
+                "t_s": round(after.t_s, 2),
+                "requests_per_s": done / (after.t_s - before.t_s),
+                "cpu_steal_pct": round(100 * steal / ticks, 1),
+            }
+        )
     return rates
 
 
@@ -173,7 +189,15 @@ def summarize(samples: list[Sample], record: Publication, load: dict[str, Any], 
             "swapped_during_load": served_v2 is not None and served_v2 <= duration_s,
             "error": record.error,
         },
-        "per_second": [{"t_s": r["t_s"], "requests_per_s": round(r["requests_per_s"], 1)} for r in rates],
+        "cpu_steal_pct": {
+            "max": max(r["cpu_steal_pct"] for r in rates),
+            "median": statistics.median(r["cpu_steal_pct"] for r in rates),
+            "at_the_slowest_second": min(rates, key=lambda r: r["requests_per_s"])["cpu_steal_pct"],
+        },
+        "per_second": [
+            {"t_s": r["t_s"], "requests_per_s": round(r["requests_per_s"], 1), "cpu_steal_pct": r["cpu_steal_pct"]}
+            for r in rates
+        ],
         "rss_mib_per_second": [round(value, 1) for value in rss],
     }
 

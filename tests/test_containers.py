@@ -1,4 +1,5 @@
-"""The container files: docker-compose.yml, its GPU override, the Dockerfile and .dockerignore.
+"""The container files: docker-compose.yml (with its S3 profile and deploy/compose/nginx.conf),
+its GPU override, the Dockerfile and .dockerignore.
 
 Docker cannot run on these machines, so the compose files are validated by Debian's
 `docker-compose` (1.29.2, Compose v1, which knows the Compose Specification's `profiles` and
@@ -27,6 +28,22 @@ COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_GPU = ROOT / "docker-compose.gpu.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+NGINX_CONF = ROOT / "deploy" / "compose" / "nginx.conf"
+
+# Every service, and the profile each sits behind (None: started by a plain `docker compose up`).
+PROFILES = {
+    "api": None,
+    "trainer": "trainer",
+    "minio": "s3",
+    "minio-init": "s3",
+    "api-s3-1": "s3",
+    "api-s3-2": "s3",
+    "proxy": "s3",
+    "trainer-s3": "s3",
+}
+# The services that run the project's image.
+FORECAST_SERVICES = ("api", "trainer", "api-s3-1", "api-s3-2", "trainer-s3")
+S3_REPLICAS = ("api-s3-1", "api-s3-2")
 
 
 # --- docker-compose -------------------------------------------------------------------------
@@ -65,8 +82,10 @@ def run_compose(
     )
 
 
-def resolved_config(compose_bin: str, *files: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
-    result = run_compose(compose_bin, *files, env=env)
+def resolved_config(
+    compose_bin: str, *files: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ("config",)
+) -> dict[str, Any]:
+    result = run_compose(compose_bin, *files, args=args, env=env)
     names = " + ".join(file.name for file in files)
     assert result.returncode == 0, f"docker-compose config rejected {names}:\n{result.stderr}"
     config = yaml.safe_load(result.stdout)
@@ -122,8 +141,21 @@ def healthcheck_command(service: dict[str, Any]) -> str:
     return test if isinstance(test, str) else " ".join(test)
 
 
-def test_compose_file_is_valid_and_has_the_two_services(base_config: dict[str, Any]) -> None:
-    assert set(base_config["services"]) == {"api", "trainer"}
+def active_services(config: dict[str, Any], *profiles: str) -> set[str]:
+    """The services `docker compose --profile P ... up` would start: those without profiles, and
+    those behind one of the given profiles (Compose v1's `config` lists every service)."""
+    return {
+        name
+        for name, service in config["services"].items()
+        if not service.get("profiles") or set(service["profiles"]) & set(profiles)
+    }
+
+
+def test_compose_file_is_valid_and_a_plain_up_starts_the_api_only(base_config: dict[str, Any]) -> None:
+    assert set(base_config["services"]) == set(PROFILES)
+    for name, profile in PROFILES.items():
+        assert base_config["services"][name].get("profiles") == ([profile] if profile else None), name
+    assert active_services(base_config) == {"api"}
 
 
 def test_api_serves_the_registry_read_only(base_config: dict[str, Any]) -> None:
@@ -189,45 +221,71 @@ def assert_hardened(service: dict[str, Any], name: str) -> None:
 
 
 @pytest.mark.parametrize("which", ["base", "gpu"])
-def test_both_containers_are_locked_down_with_limits(
+def test_every_container_is_locked_down_with_limits(
     which: str, base_config: dict[str, Any], gpu_config: dict[str, Any]
 ) -> None:
     config = base_config if which == "base" else gpu_config
-    for name in ("api", "trainer"):
+    for name in PROFILES:
         assert_hardened(config["services"][name], f"{which} {name}")
-    # The only writable mounts: the trainer's registry (and /tmp above).
-    api, trainer = config["services"]["api"], config["services"]["trainer"]
-    assert [target for target, (_, read_only) in mounts(api).items() if not read_only] == []
-    assert [target for target, (_, read_only) in mounts(trainer).items() if not read_only] == ["/models"]
+    # The only writable mounts: the trainer's registry and MinIO's data (and /tmp above).
+    writable = {
+        name: [target for target, (_, read_only) in mounts(service).items() if not read_only]
+        for name, service in config["services"].items()
+    }
+    assert writable == {name: [] for name in PROFILES} | {"trainer": ["/models"], "minio": ["/data"]}
 
 
 def test_the_limits_can_be_raised_without_editing_the_file(compose_bin: str) -> None:
     raised = resolved_config(
         compose_bin,
         COMPOSE,
-        env={"FORECAST_API_MEMORY": "6g", "FORECAST_API_CPUS": "3", "FORECAST_TRAINER_MEMORY": "12g"},
+        args=("--profile", "s3", "config"),
+        env={
+            "FORECAST_API_MEMORY": "6g",
+            "FORECAST_API_CPUS": "3",
+            "FORECAST_TRAINER_MEMORY": "12g",
+            "FORECAST_WORKERS": "3",
+        },
     )
     api, trainer = raised["services"]["api"], raised["services"]["trainer"]
     assert memory_bytes(api["mem_limit"]) == 6 * 2**30 and float(api["cpus"]) == 3.0
     assert memory_bytes(trainer["mem_limit"]) == 12 * 2**30
+    # The S3 profile's replicas and trainer take the same variables.
+    for name in S3_REPLICAS:
+        replica = raised["services"][name]
+        assert memory_bytes(replica["mem_limit"]) == 6 * 2**30 and float(replica["cpus"]) == 3.0, name
+        assert replica["environment"]["FORECAST_WORKERS"] == "3", name
+    assert memory_bytes(raised["services"]["trainer-s3"]["mem_limit"]) == 12 * 2**30
 
 
-def test_trainer_runs_with_the_profile_enabled(compose_bin: str) -> None:
-    result = run_compose(compose_bin, COMPOSE, args=("--profile", "trainer", "config", "--services"))
+@pytest.mark.parametrize(
+    ("profile", "started"),
+    [
+        ("trainer", {"api", "trainer"}),
+        ("s3", {"api", "minio", "minio-init", "api-s3-1", "api-s3-2", "proxy", "trainer-s3"}),
+    ],
+)
+def test_each_profile_resolves_and_adds_its_services(
+    compose_bin: str, base_config: dict[str, Any], profile: str, started: set[str]
+) -> None:
+    result = run_compose(compose_bin, COMPOSE, args=("--profile", profile, "config", "--services"))
     assert result.returncode == 0, result.stderr
-    assert set(result.stdout.split()) == {"api", "trainer"}
+    assert started <= set(result.stdout.split())
+    assert active_services(base_config, profile) == started
 
 
 def test_gpu_override_merges_a_gpu_reservation_and_the_cuda_build(
     base_config: dict[str, Any], gpu_config: dict[str, Any]
 ) -> None:
-    assert set(gpu_config["services"]) == {"api", "trainer"}
-    for name in ("api", "trainer"):
+    assert set(gpu_config["services"]) == set(PROFILES)
+    for name in FORECAST_SERVICES:
         service = gpu_config["services"][name]
         devices = service["deploy"]["resources"]["reservations"]["devices"]
         assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}], name
         assert service["environment"]["FORECAST_DEVICE"] == "cuda", name
-        assert service["environment"]["FORECAST_REGISTRY"] == "/models", name
+        base_environment = base_config["services"][name]["environment"]
+        assert service["environment"]["FORECAST_REGISTRY"] == base_environment["FORECAST_REGISTRY"], name
+        assert service.get("profiles") == base_config["services"][name].get("profiles"), name
         # The override adds to the base, it does not undo it.
         assert mounts(service) == mounts(base_config["services"][name]), name
         args = service["build"]["args"]
@@ -240,6 +298,254 @@ def test_gpu_override_merges_a_gpu_reservation_and_the_cuda_build(
         # Its own tag, so the CPU image stays as it is.
         assert service["image"] != base_config["services"][name]["image"]
     assert gpu_config["services"]["trainer"]["profiles"] == ["trainer"]
+    # MinIO, the bucket job and the proxy need no GPU.
+    for name in set(PROFILES) - set(FORECAST_SERVICES):
+        assert gpu_config["services"][name] == base_config["services"][name], name
+
+
+# --- the S3 profile: MinIO, the bucket job, two API replicas behind nginx ----------------------
+
+
+@pytest.fixture(scope="module")
+def s3_config(compose_bin: str) -> dict[str, Any]:
+    return resolved_config(compose_bin, COMPOSE, args=("--profile", "s3", "config"))
+
+
+def s3_registry(service: dict[str, Any]) -> tuple[str, str]:
+    """(bucket, prefix) of the service's FORECAST_REGISTRY, which must be an s3:// URL."""
+    match = re.fullmatch(r"s3://([a-z0-9.-]+)/(\S+)", service["environment"]["FORECAST_REGISTRY"])
+    assert match, service["environment"]["FORECAST_REGISTRY"]
+    return match.group(1), match.group(2)
+
+
+def depends_on(service: dict[str, Any]) -> dict[str, str]:
+    found = service.get("depends_on", {})
+    if isinstance(found, list):  # the short syntax: only started, not healthy or done
+        return dict.fromkeys(found, "service_started")
+    return {name: spec.get("condition", "service_started") for name, spec in found.items()}
+
+
+def test_s3_profile_runs_two_replicas_of_the_api_on_the_s3_registry(s3_config: dict[str, Any]) -> None:
+    services = s3_config["services"]
+    api = services["api"]
+    for name in S3_REPLICAS:
+        replica = services[name]
+        environment = replica["environment"]
+        assert s3_registry(replica) == ("forecast", "models"), name
+        assert environment["FORECAST_S3_ENDPOINT_URL"] == "http://minio:9000", name
+        # The standard AWS chain's names, so boto3 finds them without any code of ours.
+        assert environment["AWS_ACCESS_KEY_ID"] and environment["AWS_SECRET_ACCESS_KEY"], name
+        # The same image and command as the single API; no registry on disk, no port of its own.
+        assert replica["image"] == api["image"] and replica["build"] == api["build"], name
+        assert replica["command"] == api["command"], name
+        assert "/models" not in mounts(replica) and "ports" not in replica, name
+        assert replica["restart"] == "unless-stopped", name
+        # Healthy means ready (registry read, models loaded): the proxy waits for it.
+        assert "/readyz" in healthcheck_command(replica) and ":8000/" in healthcheck_command(replica), name
+        assert depends_on(replica) == {"minio-init": "service_completed_successfully"}, name
+        assert int(environment["FORECAST_WORKERS"]) <= float(replica["cpus"]), name
+    first, second = (services[name] for name in S3_REPLICAS)
+    assert first == second, "the two replicas are the same service twice"
+
+
+def test_s3_profile_has_minio_with_its_data_volume_and_a_one_shot_bucket_job(s3_config: dict[str, Any]) -> None:
+    services = s3_config["services"]
+    minio, init = services["minio"], services["minio-init"]
+    assert re.fullmatch(r"minio/minio:RELEASE\.\S+", minio["image"]), "a pinned MinIO release, not latest"
+    assert minio["command"][:2] == ["server", "/data"]
+    assert "--address" in minio["command"] and minio["command"][minio["command"].index("--address") + 1] == ":9000"
+    sources = {
+        (volume.split(":")[1] if isinstance(volume, str) else volume["target"]): (
+            volume.split(":")[0] if isinstance(volume, str) else volume["source"]
+        )
+        for volume in minio["volumes"]
+    }
+    assert sources == {"/data": "minio-data"}, "MinIO's data on a named volume, and nothing else mounted"
+    assert "minio-data" in s3_config["volumes"]
+    assert "mc" in healthcheck_command(minio) and "ready" in healthcheck_command(minio)
+    assert "ports" not in minio, "MinIO is reachable from the compose network only"
+    # The bucket job: MinIO's client, once, after MinIO is healthy, creating the registry's bucket.
+    assert re.fullmatch(r"minio/mc:RELEASE\.\S+", init["image"])
+    assert depends_on(init) == {"minio": "service_healthy"}
+    script = " ".join(init["entrypoint"] + init["command"])
+    bucket, _ = s3_registry(services["api-s3-1"])
+    assert re.search(rf"mc .*\bmb --ignore-existing local/{bucket}\b", script), script
+    assert "alias set local http://minio:9000" in script
+    assert init.get("restart", "no") == "no" and healthcheck_command(init) == "NONE"
+    assert "ports" not in init and init["user"].split(":")[0] != "0"
+    # One set of credentials: MinIO's root user is what the replicas and the trainer sign with.
+    for name in ("api-s3-1", "api-s3-2", "trainer-s3"):
+        environment = services[name]["environment"]
+        assert environment["AWS_ACCESS_KEY_ID"] == minio["environment"]["MINIO_ROOT_USER"], name
+        assert environment["AWS_SECRET_ACCESS_KEY"] == minio["environment"]["MINIO_ROOT_PASSWORD"], name
+    assert init["environment"] == minio["environment"]
+
+
+def test_s3_credentials_come_from_the_environment(compose_bin: str) -> None:
+    chosen = resolved_config(
+        compose_bin,
+        COMPOSE,
+        args=("--profile", "s3", "config"),
+        env={"MINIO_ROOT_USER": "someone", "MINIO_ROOT_PASSWORD": "a-long-real-secret"},
+    )
+    for name in ("api-s3-1", "api-s3-2", "trainer-s3"):
+        environment = chosen["services"][name]["environment"]
+        assert (environment["AWS_ACCESS_KEY_ID"], environment["AWS_SECRET_ACCESS_KEY"]) == (
+            "someone",
+            "a-long-real-secret",
+        ), name
+    assert chosen["services"]["minio"]["environment"]["MINIO_ROOT_PASSWORD"] == "a-long-real-secret"
+
+
+def test_s3_trainer_writes_the_s3_registry_and_reads_data_read_only(s3_config: dict[str, Any]) -> None:
+    services = s3_config["services"]
+    trainer, local_trainer, replica = services["trainer-s3"], services["trainer"], services["api-s3-1"]
+    for key in ("FORECAST_REGISTRY", "FORECAST_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert trainer["environment"][key] == replica["environment"][key], key
+    assert mounts(trainer) == {"/data": ((ROOT / "data").resolve(), True)}, "no registry on disk, data read-only"
+    assert trainer["image"] == replica["image"] and "entrypoint" not in trainer
+    assert depends_on(trainer) == {"minio-init": "service_completed_successfully"}
+    assert healthcheck_command(trainer) == "NONE" and trainer.get("restart", "no") == "no"
+    assert "ports" not in trainer
+    assert (trainer["mem_limit"], trainer["cpus"], trainer["tmpfs"]) == (
+        local_trainer["mem_limit"],
+        local_trainer["cpus"],
+        local_trainer["tmpfs"],
+    )
+
+
+def test_s3_profile_publishes_the_proxy_alone_on_the_loopback_interface(
+    compose_bin: str, s3_config: dict[str, Any]
+) -> None:
+    services = s3_config["services"]
+    proxy = services["proxy"]
+    assert published_ports(proxy) == [("127.0.0.1", "8080", "8080")]
+    publishing = {name for name, service in services.items() if service.get("ports")}
+    assert publishing == {"api", "proxy"}, "in the S3 profile only the proxy publishes (and the plain api)"
+    chosen = resolved_config(
+        compose_bin,
+        COMPOSE,
+        args=("--profile", "s3", "config"),
+        env={"FORECAST_BIND": "10.0.0.5", "FORECAST_PROXY_PORT": "9090"},
+    )
+    assert published_ports(chosen["services"]["proxy"]) == [("10.0.0.5", "9090", "8080")]
+    # The proxy starts once both replicas are ready, and reports readiness through itself.
+    assert depends_on(proxy) == dict.fromkeys(S3_REPLICAS, "service_healthy")
+    assert "127.0.0.1:8080/readyz" in healthcheck_command(proxy)
+    assert mounts(proxy) == {"/etc/nginx/nginx.conf": (NGINX_CONF.resolve(), True)}
+    # The unprivileged build: the stock image's root master needs the capabilities dropped here.
+    assert proxy["image"].startswith("nginxinc/nginx-unprivileged:") and not proxy["image"].endswith(":latest")
+
+
+# nginx.conf, read as nginx does: directives end in `;`, blocks in `{ }`, `#` starts a comment.
+
+
+def nginx_blocks(text: str) -> list[tuple[str, list[str], list[Any] | None]]:
+    tokens = re.findall(r'"[^"]*"|\'[^\']*\'|[{};]|[^\s{};"\']+', re.sub(r"#[^\n]*", "", text))
+    position = 0
+
+    def block() -> list[tuple[str, list[str], list[Any] | None]]:
+        nonlocal position
+        found: list[tuple[str, list[str], list[Any] | None]] = []
+        words: list[str] = []
+        while position < len(tokens):
+            token = tokens[position]
+            position += 1
+            if token == ";":
+                found.append((words[0], words[1:], None))
+                words = []
+            elif token == "{":
+                found.append((words[0], words[1:], block()))
+                words = []
+            elif token == "}":
+                assert not words, f"unterminated directive {words}"
+                return found
+            else:
+                words.append(token.strip("\"'"))
+        assert not words, f"unterminated directive {words}"
+        return found
+
+    return block()
+
+
+def directives(blocks: list[Any], name: str) -> list[tuple[list[str], list[Any] | None]]:
+    return [(args, children) for directive, args, children in blocks if directive == name]
+
+
+def one(blocks: list[Any], name: str) -> list[str]:
+    found = directives(blocks, name)
+    assert len(found) == 1, f"{name}: {found}"
+    return found[0][0]
+
+
+def seconds(value: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    match = re.fullmatch(r"(\d+)(ms|s|m|h)?", value)
+    assert match, value
+    return int(match.group(1)) * units[match.group(2) or "s"]
+
+
+@pytest.fixture(scope="module")
+def nginx_http() -> list[Any]:
+    top = nginx_blocks(NGINX_CONF.read_text())
+    (http,) = [children for _, children in directives(top, "http")]
+    # Read-only root: the pid file and every temporary file on the /tmp tmpfs.
+    assert one(top, "pid")[0].startswith("/tmp/")
+    for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        assert one(http, f"{temp}_temp_path")[0].startswith("/tmp/"), temp
+    return http
+
+
+def served_port(service: dict[str, Any]) -> str:
+    command = service["command"]
+    return command[command.index("--port") + 1]
+
+
+def test_proxy_round_robins_over_both_replicas_on_their_port(s3_config: dict[str, Any], nginx_http: list[Any]) -> None:
+    services = s3_config["services"]
+    (upstream,) = [children for _, children in directives(nginx_http, "upstream")]
+    servers = [args[0] for args, _ in directives(upstream, "server")]
+    assert servers == [f"{name}:{served_port(services[name])}" for name in S3_REPLICAS]
+    for balancing in ("least_conn", "ip_hash", "hash", "random"):
+        assert not directives(upstream, balancing), f"{balancing}: round-robin is asked for"
+    (server,) = [children for _, children in directives(nginx_http, "server")]
+    assert one(server, "listen") == [published_ports(services["proxy"])[0][2]]
+    (root,) = [children for args, children in directives(server, "location") if args == ["/"]]
+    assert one(root, "proxy_pass") == ["http://forecast_api"]
+    # Keep-alive connections to the replicas: HTTP/1.1 without `Connection: close`.
+    assert directives(upstream, "keepalive")
+    assert one(server, "proxy_http_version") == ["1.1"]
+    assert ["Connection", ""] in [args for args, _ in directives(server, "proxy_set_header")]
+
+
+def test_proxy_has_the_hardening_the_readme_asks_for(nginx_http: list[Any]) -> None:
+    """README, "Transport limits and running behind a proxy": body size, header buffers, timeouts,
+    per-address limits, whole-body buffering, keep-alive to the server shorter than its own, and
+    /metrics off the public side; the numbers against the server's defaults (the replicas keep them)."""
+    from forecast.settings import Settings
+
+    server_default = {name: field.default for name, field in Settings.model_fields.items()}
+    (upstream,) = [children for _, children in directives(nginx_http, "upstream")]
+    (server,) = [children for _, children in directives(nginx_http, "server")]
+    assert memory_bytes(one(nginx_http, "client_max_body_size")[0]) == server_default["max_body_bytes"]
+    count, size = one(nginx_http, "large_client_header_buffers")
+    assert int(count) >= 2 and memory_bytes(size) >= server_default["max_header_bytes"]
+    assert seconds(one(nginx_http, "client_header_timeout")[0]) <= server_default["header_timeout_s"]
+    assert seconds(one(nginx_http, "client_body_timeout")[0]) <= server_default["body_timeout_s"]
+    assert seconds(one(nginx_http, "send_timeout")[0]) <= server_default["send_timeout_s"]
+    assert seconds(one(upstream, "keepalive_timeout")[0]) < server_default["keep_alive_timeout_s"]
+    assert seconds(one(server, "proxy_read_timeout")[0]) > server_default["request_timeout_s"]
+    assert one(server, "proxy_request_buffering") == ["on"]
+    zones = {
+        name: re.fullmatch(r"zone=([\w-]+):\w+", args[1]).group(1)  # type: ignore[union-attr]
+        for name in ("limit_conn_zone", "limit_req_zone")
+        for args, _ in directives(nginx_http, name)
+    }
+    assert one(server, "limit_conn")[0] == zones["limit_conn_zone"]
+    assert one(server, "limit_req")[0] == f"zone={zones['limit_req_zone']}"
+    assert one(nginx_http, "server_tokens") == ["off"]
+    (metrics,) = [children for args, children in directives(server, "location") if args == ["=", "/metrics"]]
+    assert not directives(metrics, "proxy_pass") and one(metrics, "return") == ["404"]
 
 
 # --- Dockerfile -----------------------------------------------------------------------------
@@ -367,7 +673,7 @@ def test_compose_cpu_build_args_are_the_dockerfile_defaults(
     base_config: dict[str, Any], dockerfile: list[tuple[str, str]]
 ) -> None:
     defaults = arg_defaults(dockerfile)
-    for name in ("api", "trainer"):
+    for name in FORECAST_SERVICES:
         for arg, value in base_config["services"][name]["build"].get("args", {}).items():
             assert defaults.get(arg) == value, f"{name}: build arg {arg}={value} differs from the Dockerfile's"
 

@@ -1,6 +1,6 @@
 """The GPU check, in one call on a machine with CUDA: the `gpu` tests, then the serving
-benchmark with the models on the GPU (FORECAST_DEVICE=cuda), and the raw forward ceiling on
-CUDA at several batch sizes. Prints one JSON document.
+benchmark with the models on the GPU (FORECAST_DEVICE=cuda), the raw forward ceiling on
+CUDA at several batch sizes, and training on torchrun with a process per GPU. Prints one JSON document.
 
 Device time is scarce, so every section runs under its own time limit, a failing section is
 recorded rather than fatal, and with `--out DIR` the report so far is rewritten after each
@@ -66,6 +66,25 @@ def serve_on_cuda(duration: float, log: Path | None) -> dict[str, Any]:
     return result
 
 
+def torchrun_on_cuda(log: Path | None) -> dict[str, Any]:
+    """The contract's `torchrun --nproc-per-node N -m forecast.cli train` on the GPUs, one process per
+    GPU (nccl between them; with one GPU torchrun starts one process and no process group), beside
+    one plain process (bench/distributed.py --quick)."""
+    nproc = torch.cuda.device_count()
+    run = subprocess.run(
+        [sys.executable, "bench/distributed.py", "--device", "cuda", "--nproc", str(nproc), "--seeds", "1", "--quick",
+         "--name", "distributed_cuda"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if log is not None:
+        log.write_text(run.stderr)
+    if run.returncode != 0:
+        return {"error": run.stderr[-3000:]}
+    result: dict[str, Any] = json.loads(run.stdout)
+    result["nccl_used"] = nproc > 1
+    return result
+
+
 def cuda_forward_ceiling() -> dict[str, dict[int, float]]:
     """Series/s of the raw forward on CUDA for the serving benchmark's two shapes (untrained
     weights: the cost does not depend on them)."""
@@ -90,6 +109,7 @@ def main() -> None:
         "gpu_tests": lambda: gpu_tests(args.out / "gpu_tests.log" if args.out else None),
         "cuda_forward_series_per_s": cuda_forward_ceiling,
         "serve_on_cuda": lambda: serve_on_cuda(args.duration, args.out / "serve.log" if args.out else None),
+        "torchrun_on_cuda": lambda: torchrun_on_cuda(args.out / "torchrun.log" if args.out else None),
     }
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from forecast.errors import ForecastError, InvalidInput
+from forecast.errors import ForecastError, InvalidInput, PeerFailed
 from forecast.registry.manifest import TrainingConfig
 from forecast.registry.store import PRODUCTION, Registry
 from forecast.settings import get_settings
@@ -111,6 +111,12 @@ def _add_train(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--force", action="store_true", help="let a version that does not beat the seasonal naive become production"
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--nproc",
+        type=int,
+        help="train data-parallel on N processes of this machine, as torchrun --standalone --nproc-per-node N "
+        "(under torchrun itself, torchrun's processes are used)",
+    )
 
 
 def _add_models(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -170,20 +176,38 @@ def training_config(args: argparse.Namespace, registry: Registry) -> TrainingCon
 
 
 def command_train(args: argparse.Namespace) -> int:
-    from forecast.training.job import run_training  # torch import is slow; only the commands that need it pay
+    # torch import is slow; only the commands that need it pay
+    from forecast.training.distributed import join_world
 
-    registry = _registry(args)
-    config = training_config(args, registry)
-    outcome = run_training(
-        args.data,
-        args.name,
-        config,
-        registry,
-        promote=args.promote,
-        warm_start=args.warm_start,
-        force=args.force,
-        progress=not args.quiet,
-    )
+    world = join_world()  # under torchrun: this process's rank, and the process group
+    if args.nproc is not None and not world.distributed:
+        if args.nproc < 1:
+            raise InvalidInput(f"--nproc must be at least 1, not {args.nproc}")
+        if args.nproc > 1:
+            from forecast.training.launch import launch_local
+
+            return launch_local(args.nproc, args.command_line)  # each process runs this command again
+    from forecast.training.job import run_training_rank  # after the launch: the launching process needs none of it
+
+    try:
+        with world.step():  # every rank reads the same settings: a bad one is reported once
+            registry = _registry(args)
+            config = training_config(args, registry)
+        outcome = run_training_rank(
+            args.data,
+            args.name,
+            config,
+            registry,
+            promote=args.promote,
+            warm_start=args.warm_start,
+            force=args.force,
+            progress=not args.quiet,
+            world=world,
+        )
+    finally:
+        world.leave()
+    if outcome is None:  # a torchrun rank other than 0: it trained its share; rank 0 publishes and reports
+        return 0
     test = outcome.manifest.metrics["test"]
     print(f"wrote {outcome.name} version {outcome.version} to {outcome.path}")
     print(f"{outcome.promotion_note}")
@@ -234,12 +258,15 @@ def command_models(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser, handlers = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = list(sys.argv[1:] if argv is None else argv)  # what `train --nproc` runs in each process
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
         return handlers[args.command](args)
+    except PeerFailed:  # another torchrun rank printed the reason; saying it again would only repeat it
+        return 2
     except ForecastError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

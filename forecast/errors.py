@@ -33,6 +33,11 @@ class TrainingFailed(ForecastError):
     """Training ran but produced a network that must not be published (non-finite forecasts)."""
 
 
+class PeerFailed(ForecastError):
+    """Another process of a torchrun training job failed and reported why; this one stops too,
+    without repeating the message."""
+
+
 class InvalidInput(ForecastError):
     """The caller's data or request is wrong; nothing was computed or written."""
 

@@ -2,6 +2,9 @@
 
 Nothing touches the registry until every step before `publish` has succeeded; the version then
 appears in one atomic rename, and the aliases move afterwards under the model's lock.
+
+Under torchrun every rank prepares the same job and fits the network data-parallel; rank 0 alone
+goes on to evaluate, calibrate, publish and promote, so one version appears.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from forecast.series.features import FEATURE_NAMES, default_features
 from forecast.series.frequency import cadence
 from forecast.series.windows import block_origins, build_store, split_blocks, training_parts
 from forecast.training.choices import resolve_network
+from forecast.training.distributed import SOLO, World, check_world
 from forecast.training.evaluate import evaluate_block, evaluation_set, report_samples
 from forecast.training.loop import Objective, fit
 from forecast.training.promotion import (
@@ -100,8 +104,9 @@ def prepare(
     return job
 
 
-def fit_network(job: PreparedJob, *, progress: bool) -> Fitted:
-    """Fit the scaler on the training part only, then the network, with early stopping."""
+def fit_network(job: PreparedJob, *, progress: bool, world: World = SOLO) -> Fitted:
+    """Fit the scaler on the training part only, then the network, with early stopping; every
+    rank of `world` fits the same members together."""
     all_values = np.concatenate([s.values for s in job.dataset.series])  # float64, laid out like the store
     scaling_input = np.concatenate(training_parts(all_values, job.store, job.blocks))
     scaling = fit_scaling(job.config.scaling, job.config.scaler, scaling_input)
@@ -118,7 +123,7 @@ def fit_network(job: PreparedJob, *, progress: bool) -> Fitted:
         result = fit(
             job.store, origins["train"], origins["validation"], job.input_channels, objective, job.config,
             job.device, seed=job.config.seed + member, initial_state=_member_state(job.initial_state, member, shape),
-            progress=progress,
+            progress=progress, world=world,
         )  # fmt: skip
         members.append(result.network)
         best_epochs.append(result.best_epoch)
@@ -187,11 +192,39 @@ def run_training(
     force: bool = False,
     progress: bool = True,
 ) -> TrainOutcome:
+    """The whole job in this one process."""
+    outcome = run_training_rank(
+        data, name, config, registry, promote=promote, warm_start=warm_start, force=force, progress=progress
+    )
+    assert outcome is not None  # the one process is rank 0, which publishes
+    return outcome
+
+
+def run_training_rank(
+    data: str | Path,
+    name: str,
+    config: TrainingConfig,
+    registry: Registry,
+    *,
+    promote: bool = False,
+    warm_start: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    world: World = SOLO,
+) -> TrainOutcome | None:
+    """The whole job as one rank of `world`: every rank prepares and fits together; the ranks
+    other than 0 then return None, without touching the registry."""
     clock = _Clock()
-    job = prepare(data, name, config, registry, warm_start=warm_start)
+    with world.step():  # every rank reads the same data: a bad input stops them all, reported once
+        job = prepare(data, name, config, registry, warm_start=warm_start)
+        shape = job.config.network
+        origins = block_origins(job.store, job.blocks, "train", input_size=shape.input_size, horizon=shape.horizon)
+        check_world(world, job.device, train_windows=len(origins))
     clock.lap("prepare_s")
-    fitted = fit_network(job, progress=progress)
+    fitted = fit_network(job, progress=progress and world.is_main, world=world)
     clock.lap("train_s")
+    if not world.is_main:
+        return None
     evaluation = evaluate(job, fitted.predictor)
     calibration = calibrate_intervals(evaluation)
     report = {
@@ -203,6 +236,8 @@ def run_training(
     comparison = score_production(job, registry) if promote else None
     clock.lap("evaluate_s")
     timings = {**clock.marks, "train_windows_per_s": round(fitted.windows_seen / max(clock.marks["train_s"], 1e-9), 1)}
+    if world.distributed:
+        timings["train_processes"] = world.size  # the windows per second are those of all of them
     files = {WEIGHTS_FILE: weights_bytes(fitted.predictor.network), REPORT_FILE: json.dumps(report).encode()}
     draft = draft_manifest(job, fitted, evaluation, calibration, timings, force=force)
     manifest, promotion = publish_and_promote(registry, job, draft, files, promote=promote, comparison=comparison)

@@ -1,6 +1,11 @@
 """The training loop: AdamW, gradient-norm clipping, a plateau learning-rate schedule and early
 stopping on validation loss with the best weights restored. Seeded, so the same data and seed
-give the same weights on the CPU."""
+give the same weights on the CPU.
+
+Under torchrun (`forecast.training.distributed`) every rank runs this loop: each takes its share
+of every batch and DDP averages the gradients, each validates its share of the validation windows
+and the losses are summed, and every rank follows rank 0's validation loss, so the schedule, the
+best epoch and the early stop agree on all of them. Same seed and world size, same weights."""
 
 from __future__ import annotations
 
@@ -12,14 +17,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
-from forecast.model.config import LossName, ScalingParams
+from forecast.model.config import LossName, NetworkConfig, ScalingParams
 from forecast.model.encoding import encode
-from forecast.model.network import Forecaster
+from forecast.model.network import Forecaster, forecast_loss
 from forecast.model.scaling import to_scaled
 from forecast.registry.manifest import EpochRecord, TrainingConfig
 from forecast.series.windows import SeriesStore, gather, series_of_origins
+from forecast.training.distributed import SOLO, World
 
 logger = logging.getLogger(__name__)
 
@@ -63,23 +70,33 @@ class Objective:
         return torch.nan_to_num(spread * inverse, nan=1.0)
 
 
-def _batch_loss(network: Forecaster, store: SeriesStore, origins: np.ndarray, objective: Objective) -> torch.Tensor:
-    config = network.config
+def _batch_loss(
+    model: nn.Module, config: NetworkConfig, store: SeriesStore, origins: np.ndarray, objective: Objective
+) -> torch.Tensor:
+    """The loss of the windows at `origins`, through `model`: the forecaster, or DDP's wrapper of it
+    (only a forward through the wrapper has the backward average the gradients over the ranks)."""
     batch = gather(store, origins, input_size=config.input_size, horizon=config.horizon)
     encoded = encode(batch.history, batch.features, objective.scaling)
     target = to_scaled(batch.target, encoded.loc, encoded.spread)  # (B, H)
-    return network.loss(encoded.inputs, target, objective.loss, objective.weights(store, origins, encoded.spread))
+    forecast = model(encoded.inputs)  # (B, H)
+    return forecast_loss(forecast, target, objective.loss, objective.weights(store, origins, encoded.spread))
 
 
-def validation_loss(network: Forecaster, store: SeriesStore, origins: np.ndarray, objective: Objective) -> float:
+def validation_loss(
+    network: Forecaster, store: SeriesStore, origins: np.ndarray, objective: Objective, world: World = SOLO
+) -> float:
+    """The mean loss over `origins`; distributed, each rank takes its share and the sums are
+    all-reduced, so every rank gets the loss over all of them."""
     network.eval()
     total, count = 0.0, 0
-    with torch.inference_mode():
-        for start in range(0, len(origins), _EVAL_BATCH):
-            chunk = origins[start : start + _EVAL_BATCH]
-            total += float(_batch_loss(network, store, chunk, objective)) * len(chunk)
+    shard = world.share(origins)
+    with torch.inference_mode():  # the bare network: no collective per chunk, whose count differs by rank
+        for start in range(0, len(shard), _EVAL_BATCH):
+            chunk = shard[start : start + _EVAL_BATCH]
+            total += float(_batch_loss(network, network.config, store, chunk, objective)) * len(chunk)
             count += len(chunk)
-    return total / max(count, 1)
+    everywhere_total, everywhere_count = world.sum(total, count)
+    return everywhere_total / max(everywhere_count, 1)
 
 
 def _on_device(store: SeriesStore, device: torch.device) -> SeriesStore:
@@ -93,26 +110,45 @@ def _on_device(store: SeriesStore, device: torch.device) -> SeriesStore:
 
 def _train_epoch(
     network: Forecaster,
+    model: nn.Module,
     optimizer: torch.optim.Optimizer,
     store: SeriesStore,
     train_origins: np.ndarray,
     objective: Objective,
     config: TrainingConfig,
     rng: np.random.Generator,
+    world: World = SOLO,
 ) -> float:
-    """One pass over a fresh sample of at most `windows_per_epoch` windows; the mean loss."""
+    """One pass over a fresh sample of at most `windows_per_epoch` windows; the mean batch loss.
+
+    Distributed, every rank draws the same sample (the same seed) and takes its share of each batch:
+    the batches and the number of steps are the single process's, and `batch_size` stays the size
+    of the whole batch, whatever the number of processes."""
     network.train()
     order = rng.permutation(len(train_origins))[: config.windows_per_epoch]
-    losses = []
+    losses = []  # each batch's mean loss (distributed: this rank's part of it)
     for start in range(0, len(order), config.batch_size):
-        chunk = train_origins[order[start : start + config.batch_size]]
-        loss = _batch_loss(network, store, chunk, objective)
+        batch = order[start : start + config.batch_size]
+        if len(batch) < world.size:  # a last batch too small to give every rank a window (never in one process)
+            continue
+        share = world.share(batch)
+        loss = _batch_loss(model, network.config, store, train_origins[share], objective)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if world.distributed:
+            # DDP averages the ranks' gradients; weighting each rank's mean by its part of the batch
+            # makes that average the gradient of the whole batch's mean loss, as in one process.
+            fraction = len(share) / len(batch)
+            (loss * (fraction * world.size)).backward()
+            losses.append(float(loss.detach()) * fraction)
+        else:
+            loss.backward()
+            losses.append(float(loss.detach()))
         torch.nn.utils.clip_grad_norm_(network.parameters(), config.clip_norm)  # exploding gradients
         optimizer.step()
-        losses.append(float(loss.detach()))
-    return float(np.mean(losses))
+    if not world.distributed:
+        return float(np.mean(losses))
+    (total,) = world.sum(float(np.sum(losses)))  # every rank ran the same number of batches
+    return total / len(losses)
 
 
 def _initial_network(
@@ -137,24 +173,28 @@ def fit(
     seed: int | None = None,
     initial_state: dict[str, torch.Tensor] | None = None,
     progress: bool = True,
+    world: World = SOLO,
 ) -> FitResult:
     """One forecaster fitted on the training origins; `seed` defaults to the config's (an
-    ensemble's members each get their own)."""
+    ensemble's members each get their own). Every rank of `world` calls it with the same arguments."""
     rng = seed_everything(config.seed if seed is None else seed)
     network = _initial_network(config, input_channels, initial_state).to(device)
+    model = world.wrap(network, device)  # DDP also broadcasts rank 0's initial weights
     device_store = _on_device(store, device)
     if len(validation_origins) > _MAX_VALIDATION_WINDOWS:  # a fixed subset keeps epochs comparable
         validation_origins = np.sort(rng.choice(validation_origins, _MAX_VALIDATION_WINDOWS, replace=False))
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, config.patience // 2))
     result = FitResult(network=network)
-    best_loss = validation_loss(network, device_store, validation_origins, objective)  # untrained: the anchor
+    # Untrained, the network is its anchor baseline: the loss to beat.
+    best_loss = world.from_main(validation_loss(network, device_store, validation_origins, objective, world))
     best_state = copy.deepcopy(network.state_dict())
     epochs = tqdm(range(1, config.max_epochs + 1), desc="training", unit="epoch", file=sys.stderr, disable=not progress)
     for epoch in epochs:
         started = time.perf_counter()
-        train_loss = _train_epoch(network, optimizer, device_store, train_origins, objective, config, rng)
-        val_loss = validation_loss(network, device_store, validation_origins, objective)
+        train_loss = _train_epoch(network, model, optimizer, device_store, train_origins, objective, config, rng, world)
+        # Rank 0's loss on every rank: the schedule, the best epoch and the stop below agree everywhere.
+        val_loss = world.from_main(validation_loss(network, device_store, validation_origins, objective, world))
         schedule.step(val_loss)
         record = EpochRecord(
             epoch=epoch,

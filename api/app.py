@@ -19,7 +19,7 @@ from api.openapi import install_openapi
 from api.ratelimit import RATE_LIMIT_HEADERS
 from api.routes import forecast, health, models
 from forecast import __version__
-from forecast.registry.store import Registry
+from forecast.registry.store import open_registry
 from forecast.serving.engine import Engine
 from forecast.serving.pipeline import ForwardFactory, network_forward
 from forecast.settings import Settings, get_settings
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None, forward_factory: ForwardFactory
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = Engine(Registry(settings.registry), settings, forward_factory)
+        engine = Engine(open_registry(settings.registry, settings), settings, forward_factory)
         app.state.engine = engine
         app.state.draining = False
         await engine.start()

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from forecast.errors import ForecastError, InvalidInput, PeerFailed
 from forecast.registry.manifest import TrainingConfig
-from forecast.registry.store import PRODUCTION, Registry
+from forecast.registry.store import PRODUCTION, Registry, open_registry
 from forecast.settings import get_settings
 
 logger = logging.getLogger("forecast")
@@ -135,7 +135,8 @@ def _add_models(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 
 def _registry(args: argparse.Namespace) -> Registry:
-    return Registry(args.registry or get_settings().registry)
+    settings = get_settings()
+    return open_registry(args.registry or settings.registry, settings)
 
 
 def _read_config_file(path: str) -> dict[str, Any]:
@@ -227,7 +228,7 @@ def command_models(args: argparse.Namespace) -> int:
     if args.action in (None, "list"):
         names = registry.list_models()
         if not names:
-            print(f"no models in {registry.root}")
+            print(f"no models in {registry.location}")
         for name in names:
             aliases = registry.aliases(name)
             print(f"{name}: versions {registry.versions(name)}, aliases {json.dumps(aliases, sort_keys=True)}")

@@ -98,6 +98,15 @@ class RegistryCorrupt(ForecastError):
     """A version whose files fail their checksum or whose manifest does not validate."""
 
 
+class RegistryConflict(ForecastError):
+    """A registry write that lost to other writers: a file that changed under every attempt to
+    update it, or a folder written into outside the registry's protocol."""
+
+
+class AliasMoved(RegistryConflict):
+    """An alias no longer points where the caller saw it (another promotion got there first)."""
+
+
 class Overloaded(ForecastError):
     """The batcher's queue is full: retry later."""
 

@@ -13,6 +13,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FORECAST_", extra="ignore", frozen=True)
 
     registry: str = "./models"
+    # The endpoint of an S3-compatible store (MinIO, ...) when `registry` is s3://bucket/prefix;
+    # unset: AWS's own. Credentials come from boto3's default chain, never from here.
+    s3_endpoint_url: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Batcher defaults chosen from bench/serve.py; see the README's serving section.
     # None: the device's default (DEFAULT_MAX_BATCH_SIZE), since a GPU's forward costs nearly the

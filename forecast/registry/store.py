@@ -1,36 +1,49 @@
-"""The model registry on disk: versioned, append-only, atomic.
+"""The model registry: versioned, append-only, atomic, on a local folder or on S3.
 
     <root>/<name>/versions/<N>/manifest.json | model.safetensors | report.json
     <root>/<name>/aliases.json
 
-A version is written into a private staging folder and renamed into place in one step, so it
-is invisible until complete and a killed writer leaves no half version. Renaming onto an
-existing non-empty folder fails, so two writers that pick the same N cannot clobber each
-other: the loser takes N + 1. Aliases are rewritten through a temporary file and os.replace.
+The root is a path or s3://bucket/prefix, with the same layout under it. This module holds the
+registry's rules, written once: safe names, version numbers, manifests checked against their
+folder, the sha256 of every file, aliases checked as hostile input, the manifest cache. The
+storage (forecast/registry/storage/) keeps the guarantees: a version is invisible until
+complete, a killed writer leaves no half version, two writers never share a number, and an
+alias update is never lost.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
+import enum
 import hashlib
 import json
 import logging
-import os
 import re
-import shutil
-import stat
-import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from forecast.errors import InvalidName, ModelNotFound, RegistryCorrupt, VersionNotFound
+from forecast.errors import AliasMoved, InvalidName, ModelNotFound, RegistryCorrupt, VersionNotFound
 from forecast.registry.manifest import MANIFEST_FILE, WEIGHTS_FILE, Manifest
+from forecast.registry.storage import FileIdentity, Identity, LocalStorage, ObjectIdentity, Storage, open_storage
+from forecast.registry.storage.local import file_identity, read_regular_file
+from forecast.settings import Settings, get_settings
+
+__all__ = [
+    "ANY_VERSION",
+    "PRODUCTION",
+    "FileIdentity",
+    "ObjectIdentity",
+    "Registry",
+    "VersionFiles",
+    "aliased_version",
+    "check_name",
+    "file_identity",
+    "open_registry",
+    "read_regular_file",
+    "sha256_bytes",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +56,6 @@ _VERSION = re.compile(r"^[1-9][0-9]{0,17}$")
 # (a FIFO, /dev/zero behind a symlink, gigabytes of JSON) from hanging or filling the server.
 _MAX_ALIASES_BYTES = 1 << 20
 _MAX_MANIFEST_BYTES = 16 << 20
-_STAGING = ".staging"
-_STALE_STAGING_S = 24 * 3600
 
 
 def check_name(name: str, what: str = "model name") -> str:
@@ -66,46 +77,12 @@ def aliased_version(name: str, aliases: dict[str, int], alias: str | None) -> in
 
 
 @dataclass(frozen=True, slots=True)
-class FileIdentity:
-    """What changes when a file is replaced or rewritten."""
-
-    inode: int
-    mtime_ns: int
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
 class VersionFiles:
     """The identity of a version's manifest and weights (None: absent or unreadable). A load that
     failed is retried at once when this changes, and not re-hashed while it stays the same."""
 
-    manifest: FileIdentity | None
-    weights: FileIdentity | None
-
-
-def file_identity(path: Path) -> FileIdentity | None:
-    try:
-        status = path.stat()
-    except OSError:
-        return None
-    return FileIdentity(status.st_ino, status.st_mtime_ns, status.st_size)
-
-
-def read_regular_file(path: Path, limit_bytes: int | None = None) -> bytes:
-    """A regular file's bytes. O_NONBLOCK so that a FIFO put in a file's place fails instead of
-    blocking the reader for ever; anything but a regular file, or a file over the limit, is an
-    OSError like an unreadable one."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(descriptor, "rb") as handle:
-        status = os.fstat(descriptor)
-        if not stat.S_ISREG(status.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
-        if limit_bytes is not None and status.st_size > limit_bytes:
-            raise OSError(errno.EFBIG, f"{status.st_size} bytes, more than the {limit_bytes} allowed", str(path))
-        payload = handle.read() if limit_bytes is None else handle.read(limit_bytes + 1)
-    if limit_bytes is not None and len(payload) > limit_bytes:
-        raise OSError(errno.EFBIG, f"more than the {limit_bytes} bytes allowed", str(path))
-    return payload
+    manifest: Identity | None
+    weights: Identity | None
 
 
 def _first_problem(exc: Exception) -> str:
@@ -119,7 +96,7 @@ def _first_problem(exc: Exception) -> str:
 
 @dataclass(slots=True)
 class _CachedManifest:
-    identity: FileIdentity
+    identity: Identity
     manifest: Manifest
 
 
@@ -127,49 +104,70 @@ def sha256_bytes(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def _write_synced(path: Path, payload: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
+class _Unset(enum.Enum):
+    ANY = "any"
 
 
-def _fsync_dir(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+# set_alias's `expected` when the alias may point anywhere (or nowhere) before the move.
+ANY_VERSION = _Unset.ANY
+
+
+def open_registry(root: str | Path, settings: Settings | None = None) -> Registry:
+    """The registry at a path or an s3://bucket/prefix URL, with the S3 endpoint of `settings`."""
+    settings = settings or get_settings()
+    return Registry(open_storage(root, s3_endpoint_url=settings.s3_endpoint_url))
 
 
 class Registry:
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+    """The registry's rules over a `Storage`: a local folder (a path) or an object store."""
+
+    def __init__(self, root: str | Path | Storage) -> None:
+        self.storage = root if isinstance(root, Storage) else open_storage(root)
         self._manifests: dict[tuple[str, int], _CachedManifest] = {}
 
-    # ---- reading -------------------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        """The root as a user names it (a path or s3://bucket/prefix), for messages."""
+        return self.storage.location
+
+    @property
+    def root(self) -> Path:
+        """The root folder of a registry on disk (tools and tests that touch its files)."""
+        if not isinstance(self.storage, LocalStorage):
+            raise TypeError(f"the registry {self.location} is not a local folder")
+        return self.storage.root
 
     def model_dir(self, name: str) -> Path:
         return self.root / check_name(name)
 
+    def version_dir(self, name: str, version: int) -> Path:
+        return self.model_dir(name) / "versions" / str(version)
+
+    def version_location(self, name: str, version: int) -> str:
+        """A version's folder (a path, or its s3:// URL), for messages."""
+        return self.storage.where(_version_key(name, version))
+
+    # ---- reading -------------------------------------------------------------------------
+
     def list_models(self) -> list[str]:
-        if not self.root.is_dir():
+        try:
+            names = self.model_folders()
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(name for name in self.model_folders() if self.versions(name))
+        return sorted(name for name in names if self.versions(name))
 
     def model_folders(self) -> list[str]:
         """The folders under the root with a model's name, versions or not. Raises OSError when
-        the root cannot be listed (missing, unmounted, unreadable), which a caller must tell
-        apart from an empty registry."""
-        return sorted(p.name for p in self.root.iterdir() if _NAME.fullmatch(p.name) and p.is_dir())
+        the root cannot be listed (missing, unmounted, unreadable, no such bucket), which a
+        caller must tell apart from an empty registry."""
+        return sorted(name for name in self.storage.folders("") if _NAME.fullmatch(name))
 
     def versions(self, name: str) -> list[int]:
-        folder = self.model_dir(name) / "versions"
-        if not folder.is_dir():
+        try:
+            folders = self.storage.folders_holding(f"{check_name(name)}/versions", MANIFEST_FILE)
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(
-            int(p.name) for p in folder.iterdir() if _VERSION.fullmatch(p.name) and (p / MANIFEST_FILE).is_file()
-        )
+        return sorted(int(folder) for folder in folders if _VERSION.fullmatch(folder))
 
     def aliases(self, name: str) -> dict[str, int]:
         return self.read_aliases(name) or {}
@@ -177,26 +175,25 @@ class Registry:
     def read_aliases(self, name: str) -> dict[str, int] | None:
         """aliases.json, checked: None when there is none; RegistryCorrupt when it is torn,
         hostile or unreadable (alias names and version numbers as set_alias writes them)."""
-        path = self.model_dir(name) / "aliases.json"
         try:
-            raw = json.loads(read_regular_file(path, _MAX_ALIASES_BYTES))
+            payload = self.storage.read(_aliases_key(name), _MAX_ALIASES_BYTES).payload
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, RecursionError) as exc:
+        except OSError as exc:
             raise RegistryCorrupt(f"model {name!r}: aliases.json is unreadable ({exc})") from exc
-        if not isinstance(raw, dict) or not all(type(version) is int and version >= 1 for version in raw.values()):
-            shown = repr(raw)[:200]
-            raise RegistryCorrupt(f"model {name!r}: aliases.json must map alias names to version numbers; got {shown}")
-        for alias in raw:
-            if not _NAME.fullmatch(alias) or ".." in alias:
-                raise RegistryCorrupt(f"model {name!r}: aliases.json holds an invalid alias name {alias[:80]!r}")
-        return dict(raw)
+        return _parse_aliases(name, payload)
 
     def version_files(self, name: str, version: int) -> VersionFiles:
-        folder = self.version_dir(name, version)
+        key = _version_key(name, version)
         return VersionFiles(
-            manifest=file_identity(folder / MANIFEST_FILE), weights=file_identity(folder / WEIGHTS_FILE)
+            manifest=self._identity(f"{key}/{MANIFEST_FILE}"), weights=self._identity(f"{key}/{WEIGHTS_FILE}")
         )
+
+    def _identity(self, key: str) -> Identity | None:
+        try:
+            return self.storage.identity(key)
+        except OSError:
+            return None
 
     def resolve(self, name: str, version: int | None = None, alias: str | None = None) -> int:
         """The version a request means: an explicit version, else the alias, else production."""
@@ -209,16 +206,13 @@ class Registry:
             return version
         return aliased_version(name, self.aliases(name), alias)
 
-    def version_dir(self, name: str, version: int) -> Path:
-        return self.model_dir(name) / "versions" / str(version)
-
     def read_file(self, name: str, version: int, filename: str, manifest: Manifest) -> bytes:
         """A version's file, refused unless its sha256 matches the manifest's."""
         expected = manifest.files.get(filename)
         if expected is None:
             raise RegistryCorrupt(f"model {name!r} version {version}: {filename} is not listed in the manifest")
         try:
-            payload = read_regular_file(self.version_dir(name, version) / filename)
+            payload = self.storage.read(f"{_version_key(name, version)}/{filename}").payload
         except OSError as exc:
             raise RegistryCorrupt(f"model {name!r} version {version}: cannot read {filename} ({exc})") from exc
         if sha256_bytes(payload) != expected:
@@ -230,102 +224,107 @@ class Registry:
 
     def manifest(self, name: str, version: int) -> Manifest:
         """The validated manifest; cached while the file is unchanged (versions are immutable,
-        and the API lists every manifest each time a dashboard polls). A manifest that names
-        another model or version than its folder is refused: a copied or renamed folder would
-        otherwise answer as the original."""
-        folder = self.version_dir(name, version)
-        path = folder / MANIFEST_FILE
+        and the API lists every manifest each time a dashboard polls): a stat on disk, a HEAD on
+        S3. A manifest that names another model or version than its folder is refused: a copied
+        or renamed folder would otherwise answer as the original."""
+        key = f"{_version_key(name, version)}/{MANIFEST_FILE}"
+        where = self.storage.where(key)
         try:
-            status = path.stat()
-            identity = FileIdentity(status.st_ino, status.st_mtime_ns, status.st_size)
+            identity = self.storage.identity(key)
+            if identity is None:
+                raise FileNotFoundError(where)
             cached = self._manifests.get((name, version))
             if cached is not None and cached.identity == identity:
                 return cached.manifest
-            manifest = Manifest.model_validate_json(read_regular_file(path, _MAX_MANIFEST_BYTES))
+            blob = self.storage.read(key, _MAX_MANIFEST_BYTES)
+            manifest = Manifest.model_validate_json(blob.payload)
         except FileNotFoundError as exc:
             raise VersionNotFound(f"model {name!r} has no version {version}") from exc
         except (OSError, ValidationError, ValueError) as exc:
             raise RegistryCorrupt(
-                f"model {name!r} version {version}: {path} is invalid ({_first_problem(exc)})"
+                f"model {name!r} version {version}: {where} is invalid ({_first_problem(exc)})"
             ) from exc
         if (manifest.name, manifest.version) != (name, version):
             raise RegistryCorrupt(
-                f"model {name!r} version {version}: the manifest in {folder} describes model {manifest.name!r} "
-                f"version {manifest.version} (a copied or renamed folder); publish it under its own name and number"
+                f"model {name!r} version {version}: the manifest in {self.version_location(name, version)} describes "
+                f"model {manifest.name!r} version {manifest.version} (a copied or renamed folder); publish it under "
+                "its own name and number"
             )
-        self._manifests[(name, version)] = _CachedManifest(identity, manifest)
+        self._manifests[(name, version)] = _CachedManifest(blob.identity, manifest)
         return manifest
 
     # ---- writing -------------------------------------------------------------------------
 
-    @contextmanager
-    def locked(self, name: str) -> Iterator[None]:
-        """An exclusive lock on one model's aliases (read-modify-write of aliases.json)."""
-        folder = self.model_dir(name)
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / ".lock", "a+") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    def locked(self, name: str) -> AbstractContextManager[None]:
+        """Exclusive among one model's writers on disk (re-entrant). On S3 there is no lock:
+        publish claims numbers create-only and set_alias is a compare-and-swap, so writes stay
+        apart without one, and `set_alias(expected=...)` guards a read-then-move."""
+        return self.storage.locked(check_name(name))
 
     def publish(self, name: str, files: dict[str, bytes], draft: Manifest) -> Manifest:
         """Write a new version atomically and return its manifest, which names the version
         number it finally landed as and the sha256 of every file."""
-        folder = self.model_dir(name)
-        staging_root = folder / _STAGING
-        (folder / "versions").mkdir(parents=True, exist_ok=True)
-        staging_root.mkdir(exist_ok=True)
-        self._sweep_stale_staging(staging_root)
-        staging = staging_root / f"{os.getpid()}-{uuid.uuid4().hex}"
-        staging.mkdir()
+        parent = f"{check_name(name)}/versions"
+        digests = {filename: sha256_bytes(payload) for filename, payload in files.items()}
+        landed: dict[int, Manifest] = {}
+
+        def manifest_for(number: int) -> bytes:
+            landed[number] = draft.model_copy(update={"version": number, "files": digests})
+            return landed[number].model_dump_json(indent=2).encode()
+
+        number = self.storage.publish(parent, self._next_number(parent), files, MANIFEST_FILE, manifest_for)
+        return landed[number]
+
+    def _next_number(self, parent: str) -> int:
+        """One past every version folder, complete or not (a folder being written holds its number)."""
         try:
-            digests = {}
-            for filename, payload in files.items():
-                _write_synced(staging / filename, payload)
-                digests[filename] = sha256_bytes(payload)
-            candidate = max(self._all_version_numbers(name), default=0) + 1
-            while True:
-                manifest = draft.model_copy(update={"version": candidate, "files": digests})
-                _write_synced(staging / MANIFEST_FILE, manifest.model_dump_json(indent=2).encode())
-                _fsync_dir(staging)
-                try:
-                    os.rename(staging, folder / "versions" / str(candidate))
-                except OSError as exc:
-                    if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                        raise
-                    candidate += 1  # another writer took this number first
-                    continue
-                _fsync_dir(folder / "versions")
-                return manifest
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            numbers = [int(folder) for folder in self.storage.folders(parent) if _VERSION.fullmatch(folder)]
+        except (FileNotFoundError, NotADirectoryError):
+            numbers = []
+        return max(numbers, default=0) + 1
 
-    def _all_version_numbers(self, name: str) -> list[int]:
-        folder = self.model_dir(name) / "versions"
-        return [int(p.name) for p in folder.iterdir() if _VERSION.fullmatch(p.name)] if folder.is_dir() else []
-
-    def _sweep_stale_staging(self, staging_root: Path) -> None:
-        """Staging folders of writers killed long ago; never visible, only disk space."""
-        cutoff = time.time() - _STALE_STAGING_S
-        for leftover in staging_root.iterdir():
-            try:
-                if leftover.stat().st_mtime < cutoff:
-                    shutil.rmtree(leftover, ignore_errors=True)
-            except OSError:
-                continue
-
-    def set_alias(self, name: str, alias: str, version: int) -> None:
-        """Point an alias at a version; callers hold `locked(name)` when they read first."""
+    def set_alias(self, name: str, alias: str, version: int, *, expected: int | _Unset | None = ANY_VERSION) -> None:
+        """Point an alias at a version, atomically and without losing another writer's change to
+        aliases.json. With `expected` (a version, or None for "no such alias yet") the move
+        happens only if the alias still points there, else AliasMoved: the compare-and-swap a
+        caller needs when it decided on what it read before."""
         check_name(alias, "alias")
-        if version not in self.versions(name):
-            raise VersionNotFound(f"model {name!r} has no version {version}; versions: {self.versions(name)}")
-        aliases = self.aliases(name)
-        aliases[alias] = version
-        folder = self.model_dir(name)
-        temporary = folder / f".aliases-{uuid.uuid4().hex}.json"
-        _write_synced(temporary, json.dumps(aliases, indent=2, sort_keys=True).encode())
-        os.replace(temporary, folder / "aliases.json")
-        _fsync_dir(folder)
+        if version not in (known := self.versions(name)):
+            raise VersionNotFound(f"model {name!r} has no version {version}; versions: {known}")
+
+        def moved(current: bytes | None) -> bytes:
+            aliases = (_parse_aliases(name, current) if current is not None else None) or {}
+            if expected is not ANY_VERSION and aliases.get(alias) != expected:
+                raise AliasMoved(
+                    f"model {name!r}: alias {alias!r} points at {aliases.get(alias)} now, not {expected}; not moved"
+                )
+            aliases[alias] = version
+            return json.dumps(aliases, indent=2, sort_keys=True).encode()
+
+        try:
+            self.storage.update(_aliases_key(name), moved, _MAX_ALIASES_BYTES)
+        except OSError as exc:
+            raise RegistryCorrupt(f"model {name!r}: cannot update aliases.json ({exc})") from exc
         logger.info("alias %s of %s -> version %d", alias, name, version)
+
+
+def _version_key(name: str, version: int) -> str:
+    return f"{check_name(name)}/versions/{version}"
+
+
+def _aliases_key(name: str) -> str:
+    return f"{check_name(name)}/aliases.json"
+
+
+def _parse_aliases(name: str, payload: bytes) -> dict[str, int]:
+    try:
+        raw = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise RegistryCorrupt(f"model {name!r}: aliases.json is unreadable ({exc})") from exc
+    if not isinstance(raw, dict) or not all(type(version) is int and version >= 1 for version in raw.values()):
+        shown = repr(raw)[:200]
+        raise RegistryCorrupt(f"model {name!r}: aliases.json must map alias names to version numbers; got {shown}")
+    for alias in raw:
+        if not _NAME.fullmatch(alias) or ".." in alias:
+            raise RegistryCorrupt(f"model {name!r}: aliases.json holds an invalid alias name {alias[:80]!r}")
+    return dict(raw)

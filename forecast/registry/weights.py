@@ -104,6 +104,6 @@ def load_predictor(registry: Registry, name: str, version: int, device: torch.de
         check_manifest_fits(manifest, state)
         network = network_from_weights(manifest.network, manifest.input_channels, state)
     except RegistryCorrupt as exc:
-        folder = registry.version_dir(name, version)
+        folder = registry.version_location(name, version)
         raise RegistryCorrupt(f"model {name!r} version {version} in {folder}: {exc}") from exc
     return LoadedVersion(manifest=manifest, predictor=Predictor(network, manifest.scaling, device))

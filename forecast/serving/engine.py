@@ -148,7 +148,7 @@ class Engine:
         that for a moment, while deleting every model on purpose is rare (a restart applies it)."""
         error = scan.error
         if error is None and not scan.models and self._wanted:
-            error = f"the registry {self.registry.root} holds no models"
+            error = f"the registry {self.registry.location} holds no models"
         was_failing = self._scans.consecutive_failures > 0
         self._scans.record(error)
         if error is not None and not was_failing:

@@ -48,7 +48,7 @@ def scan_registry(registry: Registry) -> RegistryScan:
     try:
         names = registry.model_folders()
     except OSError as exc:
-        return RegistryScan(error=short_error(f"cannot list the registry {registry.root}: {exc}"))
+        return RegistryScan(error=short_error(f"cannot list the registry {registry.location}: {exc}"))
     scan = RegistryScan()
     for name in names:
         model = _scan_model(registry, name)

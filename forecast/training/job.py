@@ -241,5 +241,5 @@ def run_training_rank(
     files = {WEIGHTS_FILE: weights_bytes(fitted.predictor.network), REPORT_FILE: json.dumps(report).encode()}
     draft = draft_manifest(job, fitted, evaluation, calibration, timings, force=force)
     manifest, promotion = publish_and_promote(registry, job, draft, files, promote=promote, comparison=comparison)
-    path = registry.version_dir(name, manifest.version)
+    path = registry.version_location(name, manifest.version)
     return TrainOutcome(name, manifest.version, path, manifest, promotion.promoted, promotion.note)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from forecast.errors import TrainingFailed
+from forecast.errors import AliasMoved, TrainingFailed
 from forecast.registry.manifest import GateVerdict, Metrics
 from forecast.registry.store import PRODUCTION, Registry
 
@@ -88,7 +88,11 @@ def move_production(
         )
     current = registry.aliases(name).get(PRODUCTION)
     if current is None:
-        registry.set_alias(name, PRODUCTION, version)
+        # `expected`: on S3 nothing locks the model, so the move is a compare-and-swap on what was read.
+        try:
+            registry.set_alias(name, PRODUCTION, version, expected=None)
+        except AliasMoved:
+            return Promotion(False, "another version became production meanwhile; not promoted")
         return Promotion(True, "first version of this model: now production")
     if not promote:
         return Promotion(False, f"production stays at version {current} (pass --promote to compare and promote)")
@@ -105,7 +109,10 @@ def move_production(
     verdict = "beats" if new.value < old.value else "does not beat"
     outcome = "promoted" if new.value < old.value else "not promoted"
     if new.value < old.value:
-        registry.set_alias(name, PRODUCTION, version)
+        try:
+            registry.set_alias(name, PRODUCTION, version, expected=current)
+        except AliasMoved:
+            return Promotion(False, f"production moved from version {current} while publishing; not promoted")
     return Promotion(
         new.value < old.value,
         f"test {new.metric} {new.value:.4f} {verdict} production version {current} ({old.value:.4f}): {outcome}",

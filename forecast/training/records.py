@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -55,7 +54,7 @@ class Evaluation:
 class TrainOutcome:
     name: str
     version: int
-    path: Path
+    path: str  # the version's folder, or its s3:// URL
     manifest: Manifest
     promoted: bool
     promotion_note: str

@@ -2,6 +2,8 @@
 
     python tests/registry_writer.py ROOT NAME WORKDIR --writers N [--versions K] [--size BYTES]
 
+ROOT is a path or an s3://bucket/prefix URL (its endpoint from FORECAST_S3_ENDPOINT_URL).
+
 The parent imports the registry once (torch comes with it: seconds on two cores) and forks N
 writer processes. It writes WORKDIR/pids.json (atomically), and each writer waits for
 WORKDIR/go so that they all start together, then publishes K versions (forever when K is 0)
@@ -25,7 +27,7 @@ from pathlib import Path
 from forecast.model.config import NetworkConfig, ScalingParams
 from forecast.model.intervals import Calibration
 from forecast.registry.manifest import REPORT_FILE, WEIGHTS_FILE, DataFingerprint, Manifest, Provenance, TrainingConfig
-from forecast.registry.store import Registry
+from forecast.registry.store import Registry, open_registry
 
 GO_TIMEOUT_S = 60.0
 SMALL_NETWORK = NetworkConfig(arch="gru", input_size=8, horizon=4, hidden_size=4)
@@ -75,7 +77,7 @@ def check_version(registry: Registry, name: str, version: int, size: int) -> str
     tag = manifest.data.source
     expected = tagged_files(tag, size)
     assert set(manifest.files) == set(expected), manifest.files
-    on_disk = {p.name for p in registry.version_dir(name, version).iterdir()}
+    on_disk = set(registry.storage.files(f"{name}/versions/{version}"))
     assert on_disk == {*expected, "manifest.json"}, on_disk
     for filename, payload in expected.items():
         assert registry.read_file(name, version, filename, manifest) == payload, (version, filename)
@@ -108,7 +110,7 @@ def main() -> int:
     parser.add_argument("--versions", type=int, default=0, help="per writer; 0 = until killed")
     parser.add_argument("--size", type=int, default=1 << 20, help="bytes of model.safetensors")
     args = parser.parse_args()
-    registry, workdir = Registry(args.root), Path(args.workdir)
+    registry, workdir = open_registry(args.root), Path(args.workdir)
     children = []
     for index in range(args.writers):
         pid = os.fork()

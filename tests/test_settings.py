@@ -14,7 +14,11 @@ from forecast.settings import DEFAULT_MAX_BATCH_SIZE, Settings, get_settings, ma
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 # Fields that are deliberately not in the README's table, with the reason.
-UNDOCUMENTED: dict[str, str] = {}
+UNDOCUMENTED: dict[str, str] = {
+    # Its README row comes with "The registry on S3" section of issue 12 (README.md is edited by
+    # one hand); remove this entry when the row is in.
+    "s3_endpoint_url": "FORECAST_S3_ENDPOINT_URL: (none), AWS's own endpoint",
+}
 
 
 @pytest.fixture(autouse=True)

@@ -16,10 +16,22 @@ def register_serve(commands: argparse._SubParsersAction) -> Callable[[argparse.N
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--registry", help="registry root (default $FORECAST_REGISTRY or ./models)")
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        help="serving processes sharing the port (default $FORECAST_WORKERS; 0: one per usable core)",
+    )
     return command_serve
 
 
 def command_serve(args: argparse.Namespace) -> int:
     from api.server import serve
 
-    return serve(host=args.host, port=args.port, registry=args.registry)
+    return serve(host=args.host, port=args.port, registry=args.registry, workers=args.workers)
+
+
+def _workers(text: str) -> int:
+    count = int(text)
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"--workers must be 0 (one per usable core) or more, not {count}")
+    return count

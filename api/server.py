@@ -1,17 +1,23 @@
-"""`forecast serve`: uvicorn with transport limits and a graceful shutdown.
+"""`forecast serve`: uvicorn with transport limits and a graceful shutdown, in one process or
+in FORECAST_WORKERS processes sharing the port (api/workers.py).
 
 The limits (api/transport.py) are deadlines for headers and bodies, an idle keep-alive
 timeout, a send timeout, a header size bound, a connection cap and an in-flight request cap,
 each a FORECAST_ setting. On SIGTERM (or Ctrl-C) the server first fails readiness, keeps
 serving for `FORECAST_SHUTDOWN_GRACE_S` so load balancers stop sending, then stops accepting
-connections, lets in-flight requests finish, drains the batchers and exits 0.
+connections, lets in-flight requests finish, drains the batchers and exits 0. With several
+workers the supervisor forwards the signal, so each worker does all of that, and it exits 0
+once every worker did.
 """
 
 from __future__ import annotations
 
 import logging
 import resource
+import socket
 import threading
+from dataclasses import dataclass
+from functools import partial
 from types import FrameType
 
 import uvicorn
@@ -19,10 +25,13 @@ import uvicorn
 from api.app import create_app
 from api.gc_tuning import tune_gc
 from api.transport import InFlightLimit, LimitedHttpProtocol, TransportLimits
+from api.workers import bind_socket, run_workers, threads_per_worker, worker_count
 from forecast.serving.pipeline import ForwardFactory, network_forward
 from forecast.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
+
+_GRACEFUL_SHUTDOWN_S = 30  # in-flight requests' time to finish once the socket is closed
 
 
 class DrainingServer(uvicorn.Server):
@@ -66,24 +75,30 @@ def _allow_open_files(max_connections: int) -> None:
             )
 
 
-def serve(
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    registry: str | None = None,
-    forward_factory: ForwardFactory = network_forward,
-) -> int:
-    settings = get_settings()
-    if registry is not None:
-        settings = Settings(**{**settings.model_dump(), "registry": registry})
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    app = create_app(settings, forward_factory)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s"  # the pid tells workers apart
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    """What every worker builds its server from (pickled into each worker process)."""
+
+    settings: Settings
+    host: str
+    port: int
+    forward_factory: ForwardFactory
+
+
+def build_server(spec: ServerSpec) -> DrainingServer:
+    """The app behind the in-flight cap and the limited protocol, in a draining uvicorn server."""
+    settings = spec.settings
+    app = create_app(settings, spec.forward_factory)
     config = uvicorn.Config(
         InFlightLimit(app, settings.max_concurrent_requests),
-        host=host,
-        port=port,
+        host=spec.host,
+        port=spec.port,
         log_level="info",
         access_log=False,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
         # uvicorn's limit_concurrency is left off: it counts idle connections too (see
         # api/transport.py); the protocol sets the keep-alive timeout from the settings.
         http=LimitedHttpProtocol.bound(TransportLimits.from_settings(settings)),
@@ -91,11 +106,64 @@ def serve(
         backlog=settings.listen_backlog,
     )
     _allow_open_files(settings.max_connections)
-    server = DrainingServer(config, grace_s=settings.shutdown_grace_s)
-    tune_gc(settings.gc_threshold)  # after the imports and the app, before the models load
+    return DrainingServer(config, grace_s=settings.shutdown_grace_s)
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
+
+
+def run_worker(spec: ServerSpec, sock: socket.socket) -> None:
+    """A worker process of the supervisor (api/workers.py), accepting from the shared socket."""
+    configure_logging()
+    server = build_server(spec)
+    tune_gc(spec.settings.gc_threshold)  # after the imports and the app, before the models load
+    server.run(sockets=[sock])
+
+
+def _announce(host: str, port: int, workers: int) -> None:
     shown = "localhost" if host in {"0.0.0.0", "::"} else host
     print(
-        f"forecast API on http://{shown}:{port}  (dashboard: http://{shown}:{port}/dashboard/, docs: /docs)", flush=True
+        f"forecast API on http://{shown}:{port}  (dashboard: http://{shown}:{port}/dashboard/, docs: /docs)"
+        + (f"  {workers} workers" if workers > 1 else ""),
+        flush=True,
     )
-    server.run()
-    return 0
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    registry: str | None = None,
+    forward_factory: ForwardFactory = network_forward,
+    workers: int | None = None,
+) -> int:
+    """`workers` (default FORECAST_WORKERS; 0: one per usable core) serving processes on one port."""
+    settings = get_settings()
+    count = worker_count(settings.workers if workers is None else workers)
+    overrides: dict[str, object] = {} if registry is None else {"registry": registry}
+    if workers is not None:
+        overrides["workers"] = workers
+    if count > 1:
+        overrides["torch_threads"] = threads_per_worker(settings.torch_threads, count)
+    if overrides:
+        settings = Settings(**{**settings.model_dump(), **overrides})
+    configure_logging()
+    spec = ServerSpec(settings, host, port, forward_factory)
+    if count == 1:
+        server = build_server(spec)
+        tune_gc(settings.gc_threshold)  # after the imports and the app, before the models load
+        _announce(host, port, 1)
+        server.run()
+        return 0
+    # A bad configuration (an unreadable key file) fails here, in one line, not once per worker.
+    create_app(settings, forward_factory)
+    try:
+        sock = bind_socket(host, port)
+    except OSError as exc:
+        logger.error("cannot listen on %s:%d: %s", host, port, exc)
+        return 1
+    _announce(host, port, count)
+    # Each worker drains for the grace, then waits for its requests (uvicorn's graceful timeout)
+    # and its batchers; beyond that margin the supervisor kills what is left.
+    stop_timeout_s = settings.shutdown_grace_s + _GRACEFUL_SHUTDOWN_S + 30.0
+    return run_workers(partial(run_worker, spec), sock, count, stop_timeout_s)

@@ -23,8 +23,12 @@ class Settings(BaseSettings):
     max_batch_size: int | None = Field(default=None, ge=1, le=4096)
     max_wait_ms: float = Field(default=0.0, ge=0.0, le=1000.0)
     queue_limit: int = Field(default=2048, ge=1)
-    # Intra-op threads of torch in the server; 0 keeps torch's default (one per core).
+    # Intra-op threads of torch in the server; 0 keeps torch's default (one per core), divided
+    # among the workers when there are several.
     torch_threads: int = Field(default=0, ge=0, le=256)
+    # Serving processes sharing the port, each a whole server (api/workers.py); 0: one per usable
+    # core (CPU affinity and the cgroup's CPU quota), measured by bench/serve.py --workers.
+    workers: int = Field(default=0, ge=0, le=256)
     # The server's young-generation GC threshold (CPython's default is 700); 0 keeps the defaults
     # and skips gc.freeze(). See api/gc_tuning.py for why.
     gc_threshold: int = Field(default=50_000, ge=0)

@@ -15,6 +15,9 @@ from forecast.settings import DEFAULT_MAX_BATCH_SIZE, Settings, get_settings, ma
 README = Path(__file__).resolve().parents[1] / "README.md"
 # Fields that are deliberately not in the README's table, with the reason.
 UNDOCUMENTED: dict[str, str] = {
+    # Its README row comes with the "Many workers and replicas" section of issue 12 (README.md is
+    # edited by one hand); remove this entry when the row is in.
+    "workers": "FORECAST_WORKERS: 0, one serving process per usable core",
     # Its README row comes with "The registry on S3" section of issue 12 (README.md is edited by
     # one hand); remove this entry when the row is in.
     "s3_endpoint_url": "FORECAST_S3_ENDPOINT_URL: (none), AWS's own endpoint",
@@ -152,3 +155,14 @@ def test_the_registry_fault_settings_are_read_and_bounded(monkeypatch: pytest.Mo
             Settings()
         assert [error["loc"] for error in refused.value.errors()] == [(field,)]
         monkeypatch.delenv(variable)
+
+
+def test_the_worker_count_is_read_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().workers == 0  # one per usable core (api/workers.py)
+    monkeypatch.setenv("FORECAST_WORKERS", "4")
+    assert Settings().workers == 4
+    for refused_value in ("-1", "257", "two"):
+        monkeypatch.setenv("FORECAST_WORKERS", refused_value)
+        with pytest.raises(ValidationError) as refused:
+            Settings()
+        assert [error["loc"] for error in refused.value.errors()] == [("workers",)]

@@ -11,9 +11,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import EngineDep
+from forecast.serving.telemetry import scrape
 
 router = APIRouter(tags=["health"])
 
@@ -59,4 +60,5 @@ async def readyz(request: Request, engine: EngineDep) -> JSONResponse:
     },
 )
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """One view of the whole server: with several workers, all of them merged."""
+    return Response(scrape(), media_type=CONTENT_TYPE_LATEST)

@@ -111,6 +111,7 @@ def start_server(registry: Path, log_dir: Path, command: list[str] | None = None
     """`forecast serve` (or `command`, which takes `--port`) with FORECAST_ settings, once ready."""
     port = free_port()
     env = {**os.environ, "FORECAST_REGISTRY": str(registry), "FORECAST_SHUTDOWN_GRACE_S": "0"}
+    env["FORECAST_WORKERS"] = "1"  # one process unless a test asks for more (the default is one per core)
     env.update({f"FORECAST_{key.upper()}": value for key, value in settings.items()})
     log = log_dir / f"server-{port}.log"
     handle = open(log, "wb")  # noqa: SIM115 - the server process writes it until it exits

@@ -133,6 +133,31 @@ def test_a_folder_copied_in_by_a_tool_is_never_written_into(s3_server: S3Server,
     assert s3_server.get(s3_url, "demo/versions/3/model.safetensors") == b"half of a synced version"
 
 
+def test_a_number_another_writer_claims_first_is_left_to_it(
+    s3_server: S3Server, s3_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rival claims the number this publisher picked between its listing and its claim (the
+    race of two trainers, made certain): the create-only claim loses, and the publisher moves
+    on to the next number without writing into the rival's folder."""
+    registry = s3_registry(s3_url)
+    publish_tagged(registry, "demo", "v1")
+    real_put = S3Storage._put
+    rivals: list[str] = []
+
+    def rival_first(self: S3Storage, key: str, payload: bytes, **condition: str) -> bool:
+        if key.endswith(".claim") and not rivals:
+            rivals.append(key)
+            s3_server.put(s3_url, key, b"rival-token")
+        return real_put(self, key, payload, **condition)
+
+    monkeypatch.setattr(S3Storage, "_put", rival_first)
+    assert publish_tagged(registry, "demo", "mine") == 3
+    assert rivals == ["demo/.staging/2.claim"]
+    assert s3_server.get(s3_url, rivals[0]) == b"rival-token", "the rival's claim was overwritten"
+    assert not [key for key in s3_server.keys(s3_url) if key.startswith("demo/versions/2/")]
+    assert check_version(registry, "demo", 3, 1000) == "mine"
+
+
 # ---- aliases -----------------------------------------------------------------------------
 
 

@@ -18,9 +18,6 @@ UNDOCUMENTED: dict[str, str] = {
     # Its README row comes with the "Many workers and replicas" section of issue 12 (README.md is
     # edited by one hand); remove this entry when the row is in.
     "workers": "FORECAST_WORKERS: 0, one serving process per usable core",
-    # Its README row comes with "The registry on S3" section of issue 12 (README.md is edited by
-    # one hand); remove this entry when the row is in.
-    "s3_endpoint_url": "FORECAST_S3_ENDPOINT_URL: (none), AWS's own endpoint",
 }
 
 

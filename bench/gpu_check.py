@@ -1,12 +1,13 @@
 """The GPU check, in one call on a machine with CUDA: the `gpu` tests, then the serving
-benchmark with the models on the GPU (FORECAST_DEVICE=cuda), the raw forward ceiling on
-CUDA at several batch sizes, and training on torchrun with a process per GPU. Prints one JSON document.
+benchmark with the models on the GPU (FORECAST_DEVICE=cuda) at 1 and `--workers` serving
+processes (default: one per usable core), the raw forward ceiling on CUDA at several batch
+sizes, and training on torchrun with a process per GPU. Prints one JSON document.
 
 Device time is scarce, so every section runs under its own time limit, a failing section is
 recorded rather than fatal, and with `--out DIR` the report so far is rewritten after each
 section (a run cut short still leaves what it measured).
 
-    python bench/gpu_check.py [--duration 5] [--out DIR]
+    python bench/gpu_check.py [--duration 5] [--workers N] [--out DIR]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from api.workers import usable_cores
 from bench.common import emit, machine
 from bench.serve import HORIZON, MODELS, ModelCeiling
 from forecast.model.config import NetworkConfig, ScalingParams
@@ -52,11 +54,13 @@ def gpu_tests(log: Path | None) -> dict[str, Any]:
     }
 
 
-def serve_on_cuda(duration: float, log: Path | None) -> dict[str, Any]:
+def serve_on_cuda(duration: float, workers: int, log: Path | None) -> dict[str, Any]:
     serve = subprocess.run(
         # two interleaved rounds, not three: the section has to fit the lent device's minutes
-        [sys.executable, "bench/serve.py", "--quick", "--duration", str(duration), "--rounds", "2"],
-        cwd=ROOT, env={**os.environ, "FORECAST_DEVICE": "cuda"}, capture_output=True, text=True, timeout=420,
+        [sys.executable, "bench/serve.py", "--quick", "--duration", str(duration), "--rounds", "2",
+         "--workers", str(workers)],
+        # two more servers per model than before (the N-worker runs): a longer limit
+        cwd=ROOT, env={**os.environ, "FORECAST_DEVICE": "cuda"}, capture_output=True, text=True, timeout=540,
     )  # fmt: skip
     if log is not None:
         log.write_text(serve.stderr)
@@ -99,6 +103,7 @@ def cuda_forward_ceiling() -> dict[str, dict[int, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--workers", type=int, default=usable_cores(), help="serving processes of the N-worker runs")
     parser.add_argument("--out", type=Path, help="folder that receives the report after every section")
     parser.add_argument("--only", help="comma-separated sections to run (default: all)")
     args = parser.parse_args()
@@ -108,7 +113,9 @@ def main() -> None:
     sections: dict[str, Callable[[], Any]] = {
         "gpu_tests": lambda: gpu_tests(args.out / "gpu_tests.log" if args.out else None),
         "cuda_forward_series_per_s": cuda_forward_ceiling,
-        "serve_on_cuda": lambda: serve_on_cuda(args.duration, args.out / "serve.log" if args.out else None),
+        "serve_on_cuda": lambda: serve_on_cuda(
+            args.duration, args.workers, args.out / "serve.log" if args.out else None
+        ),
         "torchrun_on_cuda": lambda: torchrun_on_cuda(args.out / "torchrun.log" if args.out else None),
     }
     if args.out is not None:

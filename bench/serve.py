@@ -7,12 +7,14 @@ at 1, 16, 64 and 256 concurrent connections, with 1 and 32 series per request, i
     with the network replaced by a no-op (bench/noop_server.py): what the server
     serves when the model costs nothing,
   - the model ceiling: the raw batched forward of the same network, in this process, at the
-    mean batch size the batching server formed, measured right after each batching run.
+    mean batch size the batching server formed, measured right after each batching run,
+  - the worker dimension: the batching server and the HTTP ceiling again with `--workers N`
+    serving processes on one port (default: one per usable core), beside their 1-worker runs.
 All ratios in the output compare numbers measured in this one run, on this machine: the three
 servers run side by side and each load point is measured on them in turn; the 64-connection
 points the bars read are measured in `--rounds` interleaved rounds and the median run is kept.
 
-    python bench/serve.py [--duration 5] [--rounds 3] [--quick] [--sweep]
+    python bench/serve.py [--duration 5] [--rounds 3] [--quick] [--sweep] [--workers N]
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from api.workers import usable_cores
 from bench.common import emit, machine
 from forecast.model.devices import resolve_device
 from forecast.model.predictor import Predictor
@@ -62,8 +65,19 @@ MODES: dict[str, tuple[str, dict[str, str]]] = {
     "batching": ("forecast.cli", {}),  # the defaults
     "unbatched": ("forecast.cli", {"max_batch_size": "1"}),
 }
+
 SERIES_PER_REQUEST = (1, 32)
 LUA = Path(__file__).with_name("post.lua")
+
+
+def worker_modes(workers: int) -> dict[str, tuple[str, dict[str, str]]]:
+    """The batching server and the HTTP ceiling with `workers` processes (none when 1: the same)."""
+    if workers <= 1:
+        return {}
+    return {
+        f"http_ceiling_{workers}_workers": ("bench.noop_server", {"workers": str(workers)}),
+        f"batching_{workers}_workers": ("forecast.cli", {"workers": str(workers)}),
+    }
 
 
 def train_models(registry: Registry, data: Path) -> None:
@@ -100,6 +114,9 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "FORECAST_REGISTRY": str(registry), "FORECAST_SHUTDOWN_GRACE_S": "0"}
+        # One process unless a mode asks for more (the product's default is one per core), so
+        # that the 1-worker modes stay what they were and bench/soak.py's memory is one process's.
+        settings = {"workers": "1", **settings}
         env.update({f"FORECAST_{k.upper()}": v for k, v in settings.items()})
         # stderr (the JSON access log too) goes to a file, so a server that fails to start says why.
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop)
@@ -108,9 +125,11 @@ class Server:
             env=env, stdout=subprocess.DEVNULL, stderr=self.log, cwd=Path(__file__).resolve().parents[1],
         )  # fmt: skip
         deadline = time.monotonic() + 120
+        workers = int(settings.get("workers", "1"))
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                # Any worker answers readiness; measuring waits until every worker has started.
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200 and self._started() >= workers:
                     return
             except httpx.TransportError:
                 pass
@@ -119,6 +138,11 @@ class Server:
         self.log.seek(0)
         tail = self.log.read().decode(errors="replace")[-3000:]
         raise RuntimeError(f"server did not become ready; its stderr ends with:\n{tail}")
+
+    def _started(self) -> int:
+        """Server processes whose app has started (uvicorn logs it once per worker)."""
+        self.log.seek(0)
+        return self.log.read().count(b"Application startup complete")
 
     def model_metrics(self, model: str) -> dict[str, float]:
         """One model's queue depth and batch-size histogram (sum, count), from /metrics."""
@@ -213,7 +237,7 @@ def load_curves(
             for _ in range(repeats):
                 for mode, server in servers.items():
                     result = measure(server, model, body, series_count, connections, duration_s)
-                    if mode == "batching":
+                    if mode.startswith("batching"):
                         result["model_ceiling_series_per_s"] = ceiling.series_per_s(
                             round(result["mean_batch_size"] or 1)
                         )
@@ -222,7 +246,7 @@ def load_curves(
                 ordered = sorted(results, key=lambda r: r["requests_per_s"])
                 median = dict(ordered[len(ordered) // 2])
                 median["rounds_requests_per_s"] = [r["requests_per_s"] for r in results]
-                if mode == "batching":
+                if mode.startswith("batching"):
                     median["rounds_model_ceiling_series_per_s"] = [r["model_ceiling_series_per_s"] for r in results]
                 curves[mode].append(median)
                 print(model, mode, median, file=sys.stderr)
@@ -266,6 +290,9 @@ def main() -> None:
         "--rounds", type=int, default=3, help="interleaved runs of each 64-connection point (median kept)"
     )
     parser.add_argument("--sweep", action="store_true", help="also sweep batch size and wait on the large model")
+    parser.add_argument(
+        "--workers", type=int, default=usable_cores(), help="serving processes of the N-worker runs (default: cores)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/serve.py needs wrk: apt-get install wrk")
@@ -277,7 +304,10 @@ def main() -> None:
     registry = Registry(workdir / "registry")
     train_models(registry, data)
     values = frame["OT"].to_numpy()
-    result: dict[str, Any] = {"machine": machine(), "duration_s": args.duration, "rounds": args.rounds, "models": {}}
+    result: dict[str, Any] = {
+        "machine": machine(), "duration_s": args.duration, "rounds": args.rounds, "workers": args.workers, "models": {}
+    }  # fmt: skip
+    modes = {**MODES, **worker_modes(args.workers)}
     for name, shape in MODELS.items():
         bodies = {}
         for count in SERIES_PER_REQUEST:
@@ -290,7 +320,7 @@ def main() -> None:
         ceiling = ModelCeiling.served(registry, name)
         servers: dict[str, Server] = {}
         try:
-            for mode, (module, settings) in MODES.items():
+            for mode, (module, settings) in modes.items():
                 servers[mode] = Server(registry.root, module, **settings)
             curves = load_curves(servers, name, bodies, args.duration, concurrency, args.rounds, ceiling)
         finally:
@@ -302,6 +332,8 @@ def main() -> None:
             "model_ceiling_series_per_s": {batch: ceiling.series_per_s(batch) for batch in (1, 8, 32, 64)},
         }
     result["bars"] = bars(result["models"])
+    if args.workers > 1:
+        result["worker_scaling"] = worker_scaling(result["models"], args.workers)
     if args.sweep:
         result["sweep"] = sweep(registry, workdir, values, args.duration)
     shutil.rmtree(workdir, ignore_errors=True)
@@ -346,6 +378,38 @@ def bars(models: dict[str, Any]) -> dict[str, Any]:
             "pass": all(m["share_of_lower_ceiling"] >= 0.5 for m in many.values()),
         },
     }
+
+
+def worker_scaling(models: dict[str, Any], workers: int) -> dict[str, Any]:
+    """Served series/s at 1 and `workers` workers for 1 and 32 series per request (64 clients),
+    beside the HTTP ceiling at both counts and the one-process model ceiling; the gains are paired
+    within rounds. `share_of_model_ceiling` of 32-series requests is the GPU check's goal (>= 50%
+    for the large model on CUDA)."""
+    scaling: dict[str, Any] = {}
+    for name, model in models.items():
+        curves = model["curves"]
+        rows = {}
+        for series in SERIES_PER_REQUEST:
+            one, many = _rounds(curves["batching"], series), _rounds(curves[f"batching_{workers}_workers"], series)
+            http_one = _rounds(curves["http_ceiling"], series)
+            http_many = _rounds(curves[f"http_ceiling_{workers}_workers"], series)
+            ceiling = np.asarray(
+                _row(curves[f"batching_{workers}_workers"], series, BAR_CONNECTIONS)[
+                    "rounds_model_ceiling_series_per_s"
+                ]
+            )
+            rows[series] = {
+                "served_series_per_s_1_worker": float(np.median(one)),
+                f"served_series_per_s_{workers}_workers": float(np.median(many)),
+                "gain": _paired(many, one),
+                "http_ceiling_1_worker": float(np.median(http_one)),
+                f"http_ceiling_{workers}_workers": float(np.median(http_many)),
+                "http_ceiling_gain": _paired(http_many, http_one),
+                "model_ceiling": float(np.median(ceiling)),
+                "share_of_model_ceiling": _paired(many, ceiling),
+            }
+        scaling[name] = rows
+    return scaling
 
 
 def sweep(registry: Registry, workdir: Path, values: np.ndarray, duration_s: float) -> list[dict[str, Any]]:

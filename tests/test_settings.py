@@ -14,11 +14,7 @@ from forecast.settings import DEFAULT_MAX_BATCH_SIZE, Settings, get_settings, ma
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 # Fields that are deliberately not in the README's table, with the reason.
-UNDOCUMENTED: dict[str, str] = {
-    # Its README row comes with the "Many workers and replicas" section of issue 12 (README.md is
-    # edited by one hand); remove this entry when the row is in.
-    "workers": "FORECAST_WORKERS: 0, one serving process per usable core",
-}
+UNDOCUMENTED: dict[str, str] = {}
 
 
 @pytest.fixture(autouse=True)

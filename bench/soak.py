@@ -11,9 +11,13 @@ the new version was published, promoted and first served.
 
     python bench/soak.py [--duration-s 600] [--connections 64] [--publish-at-s DURATION/2]
 
-The trainer runs on the same machine as the server, at the lowest CPU priority (nice 19), as
-a stand-in for the training job of a real deployment that runs elsewhere: its seconds are
-marked in the output, and the slowest second outside them is reported beside the overall one.
+By default the new version is trained before the load starts, in a copy of the registry, and
+published halfway by the registry's own mechanism (its folder written beside the versions and
+renamed into place), as a training job on another machine publishes: the server's two cores
+then measure the server alone through the publish, the load, the warm-up and the switch. With
+`--train-during-load` the trainer runs halfway on this machine instead, at the lowest CPU
+priority (nice 19): its seconds are marked in the output, and the slowest second outside them
+is reported beside the overall one.
 """
 
 from __future__ import annotations
@@ -84,6 +88,22 @@ def train(data: Path, config: Path, registry: Path, *extra: str, nice: bool = Fa
         "train", "--data", str(data), "--name", MODEL, "--config", str(config), "--force", "--quiet", *extra,
         registry=registry, nice=nice,
     )  # fmt: skip
+
+
+def publish_trained(staged: Path, registry: Path, clock: float, record: Publication) -> None:
+    """Version 2, trained beforehand (elsewhere, as it were), into the served registry: written
+    beside the versions, then renamed into place, so the server sees it whole or not at all;
+    then the production alias moved to it."""
+    try:
+        record.started_s = time.monotonic() - clock
+        incoming = registry / MODEL / ".staging" / "soak-2"
+        shutil.copytree(staged, incoming)
+        incoming.rename(registry / MODEL / "versions" / "2")
+        record.trained_s = time.monotonic() - clock
+        record.output.append(forecast_cli("models", "promote", MODEL, "2", registry=registry))
+        record.promoted_s = time.monotonic() - clock
+    except (OSError, RuntimeError) as exc:
+        record.error = str(exc)
 
 
 def publish(data: Path, config: Path, registry: Path, clock: float, record: Publication) -> None:
@@ -202,7 +222,9 @@ def summarize(samples: list[Sample], record: Publication, load: dict[str, Any], 
     }
 
 
-def soak(workdir: Path, duration_s: float, connections: int, publish_at_s: float) -> dict[str, Any]:
+def soak(
+    workdir: Path, duration_s: float, connections: int, publish_at_s: float, train_during_load: bool
+) -> dict[str, Any]:
     frame = pd.read_csv(BUNDLED_SETS["etth1"])[["date", "OT"]].iloc[:4000]
     data = workdir / "ett.csv"
     frame.to_csv(data, index=False)
@@ -212,6 +234,10 @@ def soak(workdir: Path, duration_s: float, connections: int, publish_at_s: float
     train(data, config, registry, "--promote")  # version 1, production
     body = workdir / "body.json"
     body.write_text(request_body(MODELS[MODEL]["input_size"], 1, frame["OT"].to_numpy()).replace('"model":"m"', f'"model":"{MODEL}"'))  # fmt: skip
+    staged = workdir / "side" / MODEL / "versions" / "2"
+    if not train_during_load:  # version 2 of the same registry, trained in a copy of it
+        shutil.copytree(registry, workdir / "side")
+        train(data, config, workdir / "side", "--seed", "1")
     server = Server(registry)
     try:
         load: dict[str, Any] = {}
@@ -219,7 +245,10 @@ def soak(workdir: Path, duration_s: float, connections: int, publish_at_s: float
         record, samples = Publication(), []
         with httpx.Client(base_url=server.url, timeout=10) as client:
             clock = time.monotonic()
-            publisher = threading.Thread(target=publish, args=(data, config, registry, clock, record))
+            if train_during_load:
+                publisher = threading.Thread(target=publish, args=(data, config, registry, clock, record))
+            else:
+                publisher = threading.Thread(target=publish_trained, args=(staged, registry, clock, record))
             loader.start()
             next_at = clock
             while loader.is_alive():
@@ -245,6 +274,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration-s", type=float, default=600.0, help="seconds of load (wrk's -d)")
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--train-during-load", action="store_true", help="train the new version on this machine, halfway"
+    )
     parser.add_argument("--publish-at-s", type=float, help="when the new version's training starts (default: halfway)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -252,12 +284,14 @@ def main() -> None:
     publish_at_s = args.duration_s / 2 if args.publish_at_s is None else args.publish_at_s
     workdir = Path(tempfile.mkdtemp(prefix="bench-soak-"))
     try:
-        result = soak(workdir, args.duration_s, args.connections, publish_at_s)
+        result = soak(workdir, args.duration_s, args.connections, publish_at_s, args.train_during_load)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     settings = {"duration_s": args.duration_s, "connections": args.connections, "publish_at_s": publish_at_s,
-                "series_per_request": 1, "model": {"name": MODEL, **MODELS[MODEL]}}  # fmt: skip
-    emit(f"soak_{round(args.duration_s)}s", {"machine": machine(), "settings": settings, **result})
+                "train_during_load": args.train_during_load, "series_per_request": 1,
+                "model": {"name": MODEL, **MODELS[MODEL]}}  # fmt: skip
+    name = f"soak_{round(args.duration_s)}s" + ("_train_during_load" if args.train_during_load else "")
+    emit(name, {"machine": machine(), "settings": settings, **result})
 
 
 if __name__ == "__main__":

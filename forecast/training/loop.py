@@ -161,6 +161,21 @@ def _initial_network(
     return network
 
 
+def _validation_subset(origins: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """At most _MAX_VALIDATION_WINDOWS origins, one fixed subset: epochs stay comparable."""
+    if len(origins) <= _MAX_VALIDATION_WINDOWS:
+        return origins
+    return np.sort(rng.choice(origins, _MAX_VALIDATION_WINDOWS, replace=False))
+
+
+def _optimizer(
+    network: nn.Module, config: TrainingConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau]:
+    optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, config.patience // 2))
+    return optimizer, schedule
+
+
 def fit(
     store: SeriesStore,
     train_origins: np.ndarray,
@@ -181,10 +196,8 @@ def fit(
     network = _initial_network(config, input_channels, initial_state).to(device)
     model = world.wrap(network, device)  # DDP also broadcasts rank 0's initial weights
     device_store = _on_device(store, device)
-    if len(validation_origins) > _MAX_VALIDATION_WINDOWS:  # a fixed subset keeps epochs comparable
-        validation_origins = np.sort(rng.choice(validation_origins, _MAX_VALIDATION_WINDOWS, replace=False))
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, config.patience // 2))
+    validation_origins = _validation_subset(validation_origins, rng)
+    optimizer, schedule = _optimizer(network, config)
     result = FitResult(network=network)
     # Untrained, the network is its anchor baseline: the loss to beat.
     best_loss = world.from_main(validation_loss(network, device_store, validation_origins, objective, world))

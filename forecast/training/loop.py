@@ -176,6 +176,16 @@ def _optimizer(
     return optimizer, schedule
 
 
+def _epoch_record(
+    epoch: int, train_loss: float, val_loss: float, optimizer: torch.optim.Optimizer, started: float
+) -> EpochRecord:
+    learning_rate = float(optimizer.param_groups[0]["lr"])
+    seconds = time.perf_counter() - started
+    return EpochRecord(
+        epoch=epoch, train_loss=train_loss, val_loss=val_loss, learning_rate=learning_rate, seconds=seconds
+    )
+
+
 def fit(
     store: SeriesStore,
     train_origins: np.ndarray,
@@ -209,14 +219,7 @@ def fit(
         # Rank 0's loss on every rank: the schedule, the best epoch and the stop below agree everywhere.
         val_loss = world.from_main(validation_loss(network, device_store, validation_origins, objective, world))
         schedule.step(val_loss)
-        record = EpochRecord(
-            epoch=epoch,
-            train_loss=train_loss,
-            val_loss=val_loss,
-            learning_rate=float(optimizer.param_groups[0]["lr"]),
-            seconds=time.perf_counter() - started,
-        )
-        result.epochs.append(record)
+        result.epochs.append(_epoch_record(epoch, train_loss, val_loss, optimizer, started))
         epochs.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}")
         if val_loss < best_loss:
             best_loss, result.best_epoch = val_loss, epoch

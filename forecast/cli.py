@@ -102,7 +102,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     train.add_argument("--config", help="JSON or TOML file with training settings (flags override it)")
     train.add_argument("--retrain", action="store_true", help="reuse the production version's configuration")
     train.add_argument("--warm-start", action="store_true", help="start from the production version's weights")
-    train.add_argument("--loss", choices=["mse", "mae", "mase"], help="training loss (default mae)")
+    train.add_argument("--loss", choices=["mse", "mae", "mase", "msse"], help="training loss (default mae)")
     train.add_argument(
         "--segment-length", type=int, help="points per recurrent step (default: the season when it divides L)"
     )

@@ -14,7 +14,7 @@ Architecture = Literal["rnn", "lstm", "gru"]
 ScalingMode = Literal["window", "global"]
 Combine = Literal["mean", "median"]
 # mse and mae on errors in the scaled space; mase on errors over each series' in-sample seasonal MAE.
-LossName = Literal["mse", "mae", "mase"]
+LossName = Literal["mse", "mae", "mase", "msse"]
 GlobalScaler = Literal["standard", "minmax", "robust"]
 
 

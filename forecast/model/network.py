@@ -23,19 +23,26 @@ from forecast.model.config import LossName, NetworkConfig
 _ENCODERS: dict[str, type[nn.RNN] | type[nn.LSTM] | type[nn.GRU]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
+# Losses on errors in units of each series' in-sample seasonal MAE rather than of each window's
+# scale: series of any size weigh alike, and within one series every window weighs alike (on a
+# single series, `msse` is the plain MSE of the data and `mase` its MAE).
+SERIES_SCALED_LOSSES: frozenset[LossName] = frozenset({"mase", "msse"})
+
+
 def forecast_loss(
     forecast: torch.Tensor, target: torch.Tensor, loss: LossName, weights: torch.Tensor | None = None
 ) -> torch.Tensor:
     """forecast, target (B, H) in the scaled space; weights (B, 1) turn scaled errors into errors
-    in units of each series' in-sample seasonal MAE, which `mase` needs (so series of any size
-    weigh alike)."""
+    in units of each series' in-sample seasonal MAE, which `mase` and `msse` need."""
     error = forecast - target  # (B, H)
-    if loss == "mse":
-        return error.square().mean()
-    if loss == "mase":
+    if loss in SERIES_SCALED_LOSSES:
         if weights is None:
-            raise ValueError("the mase loss needs each window's weight (its scale over its series' MASE denominator)")
-        return (error.abs() * weights).mean()
+            raise ValueError(
+                f"the {loss} loss needs each window's weight (its scale over its series' MASE denominator)"
+            )
+        error = error * weights
+    if loss in ("mse", "msse"):
+        return error.square().mean()
     return error.abs().mean()
 
 
@@ -78,6 +85,13 @@ class Forecaster(nn.Module):
         self.anchor_source: torch.Tensor
         self.register_buffer("anchor_source", source, persistent=False)
 
+    def linear_part(self) -> LinearPart | None:
+        """The anchor and the linear skip alone, sharing this forecaster's weights; None without a
+        skip. While the head is still zero, the forecaster forecasts exactly what this does."""
+        if self.skip is None:
+            return None
+        return LinearPart(self.skip, self.anchor_source)
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """inputs (B, L, C) with the scaled value in channel 0 -> forecasts (B, H), scaled."""
         values = inputs[:, :, 0]  # (B, L)
@@ -104,6 +118,23 @@ class Forecaster(nn.Module):
     ) -> torch.Tensor:
         """The training loss in the scaled space; target (B, H)."""
         return forecast_loss(self(inputs), target, loss, weights)
+
+
+class LinearPart(nn.Module):
+    """A forecaster's anchor plus its linear skip (NLinear-like), the skip's weights shared: the
+    training job fits it first, before the encoder (forecast.training.loop)."""
+
+    def __init__(self, skip: nn.Linear, anchor_source: torch.Tensor) -> None:
+        super().__init__()
+        self.skip = skip
+        self.anchor_source: torch.Tensor
+        self.register_buffer("anchor_source", anchor_source, persistent=False)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """inputs (B, L, C) -> forecasts (B, H), scaled."""
+        values = inputs[:, :, 0]  # (B, L)
+        change: torch.Tensor = self.skip(values - values[:, -1:])  # (B, H)
+        return values[:, self.anchor_source] + change
 
 
 class Ensemble(nn.Module):

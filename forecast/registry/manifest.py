@@ -43,7 +43,7 @@ class TrainingConfig(BaseModel):
     id_column: str = "series_id"
     timestamp_column: str = "timestamp"
     value_column: str = "value"
-    scaling: ScalingMode = "window"
+    scaling: ScalingMode | None = Field(default=None, description="None: global for one series, window for several")
     scaler: GlobalScaler = "standard"
     features: list[str] | None = Field(default=None, description="calendar features; None picks them by frequency")
     val_size: int | None = Field(default=None, ge=1, description="defaults to the horizon")
@@ -55,6 +55,7 @@ class TrainingConfig(BaseModel):
     weight_decay: float = Field(default=1e-4, ge=0)
     clip_norm: float = Field(default=1.0, gt=0)
     loss: LossName = "mae"
+    solve_skip: bool = Field(default=True, description="solve the linear skip by ridge regression before the epochs")
     windows_per_epoch: int = Field(default=100_000, ge=1, description="sampled afresh each epoch when there are more")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -36,7 +36,7 @@ from forecast.series.dataset import Columns, load_dataset
 from forecast.series.features import FEATURE_NAMES, default_features
 from forecast.series.frequency import cadence
 from forecast.series.windows import block_origins, build_store, split_blocks, training_parts
-from forecast.training.choices import resolve_network
+from forecast.training.choices import default_scaling, resolve_network
 from forecast.training.distributed import SOLO, World, check_world
 from forecast.training.evaluate import evaluate_block, evaluation_set, report_samples
 from forecast.training.loop import Objective, fit
@@ -88,7 +88,9 @@ def prepare(
     )
     cycle = cadence(dataset.freq)
     evaluation = evaluation_set(store, blocks, season_length=cycle.season_length, mase_period=cycle.mase_period)
-    config = config.model_copy(update={"network": resolve_network(config.network, evaluation, dataset.freq)})
+    network = resolve_network(config.network, evaluation, dataset.freq)
+    scaling = config.scaling or default_scaling(len(dataset.series))
+    config = config.model_copy(update={"network": network, "scaling": scaling})
     job = PreparedJob(
         name, str(data), config, dataset, features, store, blocks, evaluation, resolve_device(config.device)
     )
@@ -109,6 +111,7 @@ def fit_network(job: PreparedJob, *, progress: bool, world: World = SOLO) -> Fit
     rank of `world` fits the same members together."""
     all_values = np.concatenate([s.values for s in job.dataset.series])  # float64, laid out like the store
     scaling_input = np.concatenate(training_parts(all_values, job.store, job.blocks))
+    assert job.config.scaling is not None  # prepare_job resolved it
     scaling = fit_scaling(job.config.scaling, job.config.scaler, scaling_input)
     shape = job.config.network
     origins = {

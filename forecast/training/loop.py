@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,16 +23,18 @@ from tqdm import tqdm
 
 from forecast.model.config import LossName, NetworkConfig, ScalingParams
 from forecast.model.encoding import encode
-from forecast.model.network import Forecaster, forecast_loss
+from forecast.model.network import SERIES_SCALED_LOSSES, Forecaster, forecast_loss
 from forecast.model.scaling import to_scaled
 from forecast.registry.manifest import EpochRecord, TrainingConfig
 from forecast.series.windows import SeriesStore, gather, series_of_origins
 from forecast.training.distributed import SOLO, World
+from forecast.training.linear import accumulate, fit_linear
 
 logger = logging.getLogger(__name__)
 
 _EVAL_BATCH = 4096
 _MAX_VALIDATION_WINDOWS = 50_000
+_SKIP_LEARNING_RATE_FACTOR = 0.1
 
 
 @dataclass(slots=True)
@@ -48,8 +51,8 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 @dataclass(slots=True)
 class Objective:
-    """What the loop minimises: a loss on scaled errors; for `mase`, the inverse of each series'
-    in-sample seasonal MAE, which turns a window's scaled error into MASE units."""
+    """What the loop minimises: a loss on scaled errors; for `mase` and `msse`, the inverse of each
+    series' in-sample seasonal MAE, which turns a window's scaled error into MASE units."""
 
     loss: LossName
     scaling: ScalingParams
@@ -59,7 +62,7 @@ class Objective:
     def of(cls, loss: LossName, scaling: ScalingParams, denominators: np.ndarray) -> Objective:
         usable = np.isfinite(denominators) & (denominators > 0)
         inverse = np.divide(1.0, denominators, out=np.full(len(denominators), np.nan), where=usable)
-        return cls(loss, scaling, inverse if loss == "mase" else None)
+        return cls(loss, scaling, inverse if loss in SERIES_SCALED_LOSSES else None)
 
     def weights(self, store: SeriesStore, origins: np.ndarray, spread: torch.Tensor) -> torch.Tensor | None:
         """(B, 1) each window's scale over its series' denominator; 1 (the scaled error) for a
@@ -109,7 +112,7 @@ def _on_device(store: SeriesStore, device: torch.device) -> SeriesStore:
 
 
 def _train_epoch(
-    network: Forecaster,
+    network: nn.Module,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     store: SeriesStore,
@@ -132,7 +135,7 @@ def _train_epoch(
         if len(batch) < world.size:  # a last batch too small to give every rank a window (never in one process)
             continue
         share = world.share(batch)
-        loss = _batch_loss(model, network.config, store, train_origins[share], objective)
+        loss = _batch_loss(model, config.network, store, train_origins[share], objective)
         optimizer.zero_grad(set_to_none=True)
         if world.distributed:
             # DDP averages the ranks' gradients; weighting each rank's mean by its part of the batch
@@ -171,7 +174,18 @@ def _validation_subset(origins: np.ndarray, rng: np.random.Generator) -> np.ndar
 def _optimizer(
     network: nn.Module, config: TrainingConfig
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau]:
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    """AdamW with the linear skip at a tenth of the learning rate: it starts solved (by ridge
+    regression), and at the full rate the first epoch's steps undo that before the encoder has
+    learnt anything (on M4 Hourly, one LSTM: OWA 0.524 at the full rate, 0.510 at a tenth, 0.539
+    with the skip frozen)."""
+    named = list(network.named_parameters())
+    skip = [parameter for name, parameter in named if name.startswith("skip.")]
+    rest = [parameter for name, parameter in named if not name.startswith("skip.")]
+    groups: list[dict[str, Any]] = [
+        {"params": rest},
+        {"params": skip, "lr": config.learning_rate * _SKIP_LEARNING_RATE_FACTOR},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, config.patience // 2))
     return optimizer, schedule
 
@@ -184,6 +198,28 @@ def _epoch_record(
     return EpochRecord(
         epoch=epoch, train_loss=train_loss, val_loss=val_loss, learning_rate=learning_rate, seconds=seconds
     )
+
+
+def _fit_linear_skip(
+    network: Forecaster, store: SeriesStore, origins: tuple[np.ndarray, np.ndarray], objective: Objective,
+    rng: np.random.Generator, world: World, best_loss: float,
+) -> float:  # fmt: skip
+    """The skip of a fresh network solved by ridge regression (forecast.training.linear); the
+    validation loss it leaves; nothing to do without a skip."""
+    linear = network.linear_part()
+    if linear is None:
+        return best_loss
+    train_origins, validation_origins = origins
+    config = network.config
+    equations = accumulate(
+        linear, store, train_origins, lambda chosen, spread: objective.weights(store, chosen, spread),
+        input_size=config.input_size, horizon=config.horizon, scaling=objective.scaling, rng=rng,
+    )  # fmt: skip
+
+    def loss() -> float:
+        return world.from_main(validation_loss(network, store, validation_origins, objective, world))
+
+    return fit_linear(linear, equations, loss, best_loss)
 
 
 def fit(
@@ -201,7 +237,11 @@ def fit(
     world: World = SOLO,
 ) -> FitResult:
     """One forecaster fitted on the training origins; `seed` defaults to the config's (an
-    ensemble's members each get their own). Every rank of `world` calls it with the same arguments."""
+    ensemble's members each get their own). Every rank of `world` calls it with the same arguments.
+
+    A fresh network's linear skip is solved first, in closed form; the gradient steps then train
+    everything from there, and keep the start unless they beat it on validation, as the anchor is
+    kept unless training beats it."""
     rng = seed_everything(config.seed if seed is None else seed)
     network = _initial_network(config, input_channels, initial_state).to(device)
     model = world.wrap(network, device)  # DDP also broadcasts rank 0's initial weights
@@ -211,6 +251,9 @@ def fit(
     result = FitResult(network=network)
     # Untrained, the network is its anchor baseline: the loss to beat.
     best_loss = world.from_main(validation_loss(network, device_store, validation_origins, objective, world))
+    if initial_state is None and config.solve_skip:  # a warm start's skip is already fitted
+        best_loss = _fit_linear_skip(network, device_store, (train_origins, validation_origins), objective, rng,
+                                     world, best_loss)  # fmt: skip
     best_state = copy.deepcopy(network.state_dict())
     epochs = tqdm(range(1, config.max_epochs + 1), desc="training", unit="epoch", file=sys.stderr, disable=not progress)
     for epoch in epochs:

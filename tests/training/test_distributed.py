@@ -41,11 +41,14 @@ TORCHRUN_TIMEOUT_S = 240
 # this configuration span 0.54% of the mean test MASE (bench/distributed.py --quick --seeds 5);
 # the bound is about twice that. The 2-process run computes the single process's batches and
 # gradient averages, so only floating-point summation order separates them: its MASE is measured
-# 2.4e-8 (relative) from the single process's, its epoch losses 1.5e-7.
+# 2.4e-8 (relative) from the single process's, its epoch losses 1e-7 in most epochs.
 MASE_RELATIVE_TOLERANCE = 0.01
 # Ranks left to train apart (no gradient averaging), each on its half of every batch, were
 # measured 1.7% off the single process's training loss curve and 2.5% off its validation curve.
-LOSS_RELATIVE_TOLERANCE = 1e-4
+# Summation-order differences can grow over the epochs: since the skip starts solved by ridge
+# regression, one member's validation loss drifts to 2.5e-4 (relative) by its fifth epoch, while
+# the other members stay within 1e-7. The bound sits between that and training apart.
+LOSS_RELATIVE_TOLERANCE = 1e-3
 
 
 def torchrun_command() -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,13 +158,25 @@ def follow_ups(trained_registry: TrainedRegistry, tmp_path_factory: pytest.TempP
     def train_demo(registry: Path, source: str = data) -> list[str]:
         return ["train", "--data", source, "--name", "demo", "--registry", str(registry)]
 
-    # An untrained network forecasts exactly the naive forecast: far worse than production.
+    # One epoch at a negligible learning rate: the weights stay where training started.
     untrained = ["--max-epochs", "1", "--learning-rate", "1e-9"]
+    # Without the linear skip (which the job solves in closed form before the first epoch), that
+    # start is the anchor baseline: far worse than production (and no better than the seasonal
+    # naive, so --force takes it past the gate, to the comparison with production).
+    no_skip = folder / "no-skip.json"
+    no_skip.write_text(json.dumps({"linear_skip": False}))
     invocations = {
         "retrain": [*train_demo(runs.retrain, str(new_data)), "--retrain", "--quiet"],
-        # one epoch at a negligible learning rate: the weights stay where training started
         "warm-start": [*train_demo(runs.warm_start), "--warm-start", *untrained, "--device", "cpu", "--quiet"],
-        "worse": [*train_demo(runs.promote), *SMALL_MODEL_ARGS, *untrained, "--promote"],  # version 2
+        "worse": [
+            *train_demo(runs.promote),
+            *SMALL_MODEL_ARGS,
+            *untrained,
+            "--config",
+            str(no_skip),
+            "--promote",
+            "--force",
+        ],
         "rollback": ["models", "promote", "demo", "2", "--registry", str(runs.promote)],  # an operator's rollback
         "better": [*train_demo(runs.promote), *SMALL_MODEL_ARGS, "--promote"],  # version 3
     }

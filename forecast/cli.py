@@ -87,7 +87,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     train.add_argument("--target", help="value column (long format) or series column (wide format)")
     train.add_argument("--val-size", type=int, help="validation points at the end of each series' history (default H)")
     train.add_argument("--test-size", type=int, help="test points at the end of each series (default H)")
-    train.add_argument("--scaling", choices=["window", "global"])
+    train.add_argument(
+        "--scaling", choices=["window", "global"], help="default: global for one series, window for several"
+    )
     train.add_argument("--scaler", choices=["standard", "minmax", "robust"], help="scaler of --scaling global")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--learning-rate", type=float)

@@ -13,12 +13,17 @@ import torch
 from forecast.model.config import ScalingParams
 from forecast.model.scaling import from_scaled, to_scaled, window_stats
 
+_WINDOW = ScalingParams(mode="window")
+
 
 @dataclass(slots=True)
 class Encoded:
     inputs: torch.Tensor  # (B, L, input_channels(F)) scaled values then calendar features
     loc: torch.Tensor  # (B, 1)
-    spread: torch.Tensor  # (B, 1)
+    spread: torch.Tensor  # (B, 1) the scaling's scale
+    # (B, 1) the window's own scale, whatever the scaling: conformal intervals calibrated in it
+    # follow each window's volatility, also under global scaling (where `spread` is one constant).
+    window_spread: torch.Tensor
 
 
 def encode(history: torch.Tensor, features: torch.Tensor, params: ScalingParams) -> Encoded:
@@ -30,7 +35,8 @@ def encode(history: torch.Tensor, features: torch.Tensor, params: ScalingParams)
     loc, spread = window_stats(history, params)
     scaled = to_scaled(history, loc, spread).to(features.dtype)  # (B, L)
     inputs = torch.cat([scaled.unsqueeze(-1), features], dim=-1)  # (B, L, 1 + F)
-    return Encoded(inputs=inputs, loc=loc, spread=spread)
+    window_spread = spread if params.mode == "window" else window_stats(history, _WINDOW)[1]
+    return Encoded(inputs=inputs, loc=loc, spread=spread, window_spread=window_spread)
 
 
 def decode(forecast_scaled: torch.Tensor, encoded: Encoded) -> torch.Tensor:

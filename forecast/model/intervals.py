@@ -1,19 +1,22 @@
 """Prediction intervals by split-conformal calibration, per horizon step.
 
-Scores are absolute errors divided by each window's scale, so one calibration serves series
-of any magnitude. The manifest keeps, for every calibrated level, the score quantile per step;
+Scores are absolute errors divided by each window's own scale (its standard deviation around
+its last value), so one calibration serves series of any magnitude and intervals widen with a
+window's volatility, whatever the network's scaling. The manifest keeps, for every calibrated level, the score quantile per step;
 a request's level between two calibrated ones is interpolated.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, PrivateAttr
 
 from forecast.errors import InvalidRequest
 
+IntervalScale = Literal["scaling", "window"]
 CALIBRATED_LEVELS: tuple[float, ...] = (*tuple(float(level) for level in range(1, 100)), 99.5)
 REPORTED_LEVELS: tuple[float, ...] = (50.0, 80.0, 90.0, 95.0)
 
@@ -23,6 +26,9 @@ class Calibration(BaseModel):
     quantiles: list[list[float]]  # (n_levels, H) score quantile per level and horizon step
     n_windows: int
     coverage: dict[str, float] = {}  # level -> empirical coverage on the test block
+    # The scale the scores are in: each window's own (`window`), or the scaling's, as versions
+    # written before intervals always used the window's (identical under window scaling).
+    scale: IntervalScale = "scaling"
     _table: tuple[np.ndarray, np.ndarray] | None = PrivateAttr(default=None)
 
     def table(self) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +58,7 @@ def calibrate(scores: np.ndarray) -> Calibration:
     for level in CALIBRATED_LEVELS:
         rank = min(n_windows, math.ceil((n_windows + 1) * level / 100.0))  # 1-based
         rows.append([round(float(q), 6) for q in ordered[rank - 1]])
-    return Calibration(levels=list(CALIBRATED_LEVELS), quantiles=rows, n_windows=n_windows)
+    return Calibration(levels=list(CALIBRATED_LEVELS), quantiles=rows, n_windows=n_windows, scale="window")
 
 
 def check_levels(levels: list[float], calibration: Calibration) -> None:

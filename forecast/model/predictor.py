@@ -13,6 +13,7 @@ import torch
 
 from forecast.model.config import NetworkConfig, ScalingParams
 from forecast.model.encoding import decode, encode
+from forecast.model.intervals import IntervalScale
 from forecast.model.network import Network
 
 
@@ -31,10 +32,13 @@ class DeviceForecast:
 
 
 class Predictor:
-    def __init__(self, network: Network, scaling: ScalingParams, device: torch.device) -> None:
+    def __init__(
+        self, network: Network, scaling: ScalingParams, device: torch.device, interval_scale: IntervalScale = "window"
+    ) -> None:
         self.network = network.to(device).eval()
         self.scaling = scaling
         self.device = device
+        self.interval_scale = interval_scale  # which scale `spread` reports: the calibration's
 
     @property
     def config(self) -> NetworkConfig:
@@ -60,4 +64,5 @@ class Predictor:
         encoded = encode(
             history.to(self.device, non_blocking=True), features.to(self.device, non_blocking=True), self.scaling
         )
-        return DeviceForecast(mean=decode(self.network(encoded.inputs), encoded), spread=encoded.spread)
+        spread = encoded.window_spread if self.interval_scale == "window" else encoded.spread
+        return DeviceForecast(mean=decode(self.network(encoded.inputs), encoded), spread=spread)

@@ -106,4 +106,6 @@ def load_predictor(registry: Registry, name: str, version: int, device: torch.de
     except RegistryCorrupt as exc:
         folder = registry.version_location(name, version)
         raise RegistryCorrupt(f"model {name!r} version {version} in {folder}: {exc}") from exc
-    return LoadedVersion(manifest=manifest, predictor=Predictor(network, manifest.scaling, device))
+    return LoadedVersion(
+        manifest=manifest, predictor=Predictor(network, manifest.scaling, device, manifest.intervals.scale)
+    )

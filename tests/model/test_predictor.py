@@ -14,6 +14,7 @@ import torch
 
 from forecast.errors import RegistryCorrupt
 from forecast.model.config import NetworkConfig, ScalingParams
+from forecast.model.intervals import Calibration
 from forecast.model.network import build_network
 from forecast.model.predictor import Predictor
 from forecast.registry.weights import network_from_weights, weights_bytes
@@ -135,3 +136,27 @@ def test_a_large_level_keeps_its_small_steps() -> None:
     predictor = Predictor(build_network(CONFIG, CHANNELS), ScalingParams(mode="window"), torch.device("cpu"))
     forecast = predictor.predict(history, features)
     assert forecast.mean.tolist() == [[1e8 + 0.5 * (CONFIG.input_size - 1)] * CONFIG.horizon]
+
+
+def test_intervals_follow_each_windows_volatility_under_global_scaling(
+    windows: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    """Under global scaling the network's scale is one constant, but the intervals' scale is each
+    window's own, as under window scaling: a calm window gets narrow intervals, a volatile one wide.
+    A version calibrated before that (no `scale` in its intervals) keeps the scaling's constant."""
+    history, features = windows
+    calm_and_volatile = torch.cat([history[:1], history[:1] * 3 - 2 * history[:1, -1:]])  # same end, 3x the swings
+    features = features[:2]
+    network = perturbed_network(CONFIG, CHANNELS)
+    global_scaling = ScalingParams(mode="global", scaler="standard", loc=10.0, scale=7.0)
+    on_window = Predictor(network, ScalingParams(mode="window"), torch.device("cpu")).predict(
+        calm_and_volatile, features
+    )
+    on_global = Predictor(network, global_scaling, torch.device("cpu")).predict(calm_and_volatile, features)
+    before = Predictor(network, global_scaling, torch.device("cpu"), interval_scale="scaling")
+
+    np.testing.assert_allclose(on_global.spread, on_window.spread)
+    assert on_global.spread[1] == pytest.approx(3 * on_global.spread[0])
+    np.testing.assert_array_equal(before.predict(calm_and_volatile, features).spread, [7.0, 7.0])
+    old_manifest_intervals = {"levels": [50.0], "quantiles": [[1.0, 1.0, 1.0]], "n_windows": 10}
+    assert Calibration.model_validate(old_manifest_intervals).scale == "scaling"

@@ -9,6 +9,7 @@ Used by bench/accuracy.py.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -100,7 +101,8 @@ def train_with_cli(parts: Split, registry: Path, name: str, arch: str, extra: li
 
 
 def forecast_with_api(parts: Split, registry: Path, name: str) -> dict[str, np.ndarray]:
-    """Every whole history posted to the real server in the start/freq form, 100 series a request."""
+    """Every whole history posted to the real server in the start/freq form, 100 series a request,
+    to the name's one version: also an ablation the baseline gate kept out of production."""
     server = Server(registry)
     try:
         forecasts: dict[str, np.ndarray] = {}
@@ -109,7 +111,7 @@ def forecast_with_api(parts: Split, registry: Path, name: str) -> dict[str, np.n
             for first in range(0, len(ids), 100):
                 series = [{"id": sid, "start": START, "freq": "h", "values": parts.known[sid].tolist()}
                           for sid in ids[first : first + 100]]  # fmt: skip
-                response = client.post("/v1/forecast", json={"model": name, "series": series})
+                response = client.post("/v1/forecast", json={"model": name, "version": 1, "series": series})
                 response.raise_for_status()
                 forecasts.update({f["id"]: np.asarray(f["mean"]) for f in response.json()["forecasts"]})
         return forecasts
@@ -119,5 +121,6 @@ def forecast_with_api(parts: Split, registry: Path, name: str) -> dict[str, np.n
 
 def cli_and_api(parts: Split, registry: Path, arch: str, extra: list[str], *, name: str) -> dict[str, Any]:
     seconds = train_with_cli(parts, registry, name, arch, extra)
-    return {"arch": arch, "flags": extra, "train_s": round(seconds, 1),
+    gate = json.loads((registry / name / "versions" / "1" / "manifest.json").read_text())["gate"]
+    return {"arch": arch, "flags": extra, "train_s": round(seconds, 1), "passed_gate": gate["passed"],
             **score(forecast_with_api(parts, registry, name), parts)}  # fmt: skip

@@ -18,13 +18,23 @@ def _load(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _coverage(row: dict[str, Any]) -> str:
+    coverage = row.get("coverage") or {}
+    return f"{coverage['80']:.2f} / {coverage['95']:.2f}" if "80" in coverage and "95" in coverage else ""
+
+
+def _gate(row: dict[str, Any]) -> str:
+    passed = row.get("passed_gate")
+    return "" if passed is None else ("yes" if passed else "no (not production)")
+
+
 def accuracy() -> list[str]:
     lines = []
     ett = _load("accuracy_ett") or _load("accuracy")
     if ett and "etth1" in ett:
         lines += [
-            "| ETTh1 OT | variant | H | L | anchor | segment | members | MSE model | MSE naive | MSE seasonal naive | MAE model | anchors (MSE) | s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| ETTh1 OT | variant | H | L | anchor | segment | members | MSE model | MSE naive | MSE seasonal naive | MAE model | coverage 80 / 95 | anchors (MSE) | s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in ett["etth1"]:
             anchors = ", ".join(f"{k} {v}" for k, v in row["anchors_mse"].items())
@@ -32,24 +42,24 @@ def accuracy() -> list[str]:
                 f"| {row['arch'].upper()} | {row.get('variant', 'defaults')} | {row['horizon']} | {row['input_size']} | "
                 f"{row.get('anchor_period', 1)} | {row.get('segment_length', 1)} | {row.get('ensemble', 1)} | "
                 f"**{row['mse']['model']:.4f}** | {row['mse']['naive']:.4f} | {row['mse']['seasonal_naive']:.4f} | "
-                f"{row['mae']['model']:.4f} | {anchors} | {row['seconds']:.0f} |"
+                f"{row['mae']['model']:.4f} | {_coverage(row)} | {anchors} | {row['seconds']:.0f} |"
             )
         lines.append("")
     m4h = _load("accuracy_m4h") or _load("accuracy")
     if m4h and "m4_hourly" in m4h:
         hourly = m4h["m4_hourly"]
         lines += [
-            "| M4 Hourly, hidden last 48 | variant | sMAPE | MASE | OWA | train s (2 cores) |",
-            "|---|---|---|---|---|---|",
+            "| M4 Hourly, hidden last 48 | variant | sMAPE | MASE | OWA | train s (2 cores) | past the gate |",
+            "|---|---|---|---|---|---|---|",
         ]
         for name, row in hourly["baselines"].items():
             lines.append(
-                f"| {name} | | {row['smape']:.2f} | {row['mase']:.3f} | {row['owa']:.3f} | {row.get('seconds', 0)} |"
+                f"| {name} | | {row['smape']:.2f} | {row['mase']:.3f} | {row['owa']:.3f} | {row.get('seconds', 0)} | |"
             )
         for row in hourly["runs"]:
             lines.append(
                 f"| {row['arch'].upper()} | {row['variant']} | {row['smape']:.2f} | {row['mase']:.3f} | "
-                f"**{row['owa']:.3f}** | {row['train_s']:.0f} |"
+                f"**{row['owa']:.3f}** | {row['train_s']:.0f} | {_gate(row)} |"
             )
         lines.append("")
     m4 = _load("accuracy_m4") or _load("accuracy")

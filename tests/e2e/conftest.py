@@ -48,10 +48,15 @@ def history_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def registry_template(tmp_path_factory: pytest.TempPathFactory, history_csv: Path) -> Path:
-    """demo-lstm versions 1 (production) and 2 (alias staging), demo-gru version 1."""
+    """demo-lstm versions 1 (production) and 2 (alias staging), demo-gru version 1.
+
+    demo-gru is a deliberately weak production version (its skip fitted by 3 epochs from zero, not
+    solved first): past the gate, but one that a normal training beats (tests/e2e/test_replicas.py)."""
     registry = tmp_path_factory.mktemp("registry-template")
+    weak = tmp_path_factory.mktemp("configs") / "weak-gru.json"
+    weak.write_text('{"solve_skip": false}')
     train(registry, history_csv, "demo-lstm", "lstm")
-    train(registry, history_csv, "demo-gru", "gru")
+    train(registry, history_csv, "demo-gru", "gru", "--config", str(weak))
     train(registry, history_csv, "demo-lstm", "lstm", "--seed", "1")
     run_cli("models", "promote", "demo-lstm", "2", "--alias", "staging", registry=registry)
     return registry

@@ -28,8 +28,9 @@ RELOAD_S = 0.5
 PAUSE_S = 0.02
 # Noticing (one reload interval), loading and warming the new version on a busy 2-core machine.
 CONVERGE_S = RELOAD_S + 20.0
-# The trainer's version beats production (demo-gru version 1: 3 epochs, seed 0) on the test
-# block by a wide margin (test MASE 0.94 against 1.05), so `--promote` promotes it.
+# The trainer's version (its skip solved, as by default) beats production (demo-gru version 1,
+# deliberately weak: its skip fitted by 3 epochs from zero) on the test block by a wide margin,
+# so `--promote` promotes it (test MASE 0.61 against 1.19; the seasonal naive 1.33).
 BETTER = ("--max-epochs", "6", "--seed", "1")
 
 

@@ -238,10 +238,8 @@ def fit(
 ) -> FitResult:
     """One forecaster fitted on the training origins; `seed` defaults to the config's (an
     ensemble's members each get their own). Every rank of `world` calls it with the same arguments.
-
-    A fresh network's linear skip is solved first, in closed form; the gradient steps then train
-    everything from there, and keep the start unless they beat it on validation, as the anchor is
-    kept unless training beats it."""
+    A fresh network's skip is solved first, in closed form; the epochs then train everything from
+    there, and keep that start unless they beat it on validation, as the zero head keeps the anchor."""
     rng = seed_everything(config.seed if seed is None else seed)
     network = _initial_network(config, input_channels, initial_state).to(device)
     model = world.wrap(network, device)  # DDP also broadcasts rank 0's initial weights

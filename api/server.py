@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import resource
+import shutil
 import socket
 import threading
 from dataclasses import dataclass
@@ -23,10 +24,13 @@ from types import FrameType
 import uvicorn
 
 from api.app import create_app
+from api.cores import threads_per_worker, worker_count
 from api.gc_tuning import tune_gc
+from api.inference import DeviceLink, inference_devices, plan_inference
 from api.transport import InFlightLimit, LimitedHttpProtocol, TransportLimits
-from api.workers import bind_socket, run_workers, threads_per_worker, worker_count
+from api.workers import bind_socket, run_workers
 from forecast.serving.pipeline import ForwardFactory, network_forward
+from forecast.serving.remote import DeviceClient, device_forward
 from forecast.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -86,12 +90,18 @@ class ServerSpec:
     host: str
     port: int
     forward_factory: ForwardFactory
+    # Set when the forward passes run in the inference processes (FORECAST_INFERENCE).
+    link: DeviceLink | None = None
 
 
-def build_server(spec: ServerSpec) -> DrainingServer:
+def build_server(spec: ServerSpec, slot: int = 0) -> DrainingServer:
     """The app behind the in-flight cap and the limited protocol, in a draining uvicorn server."""
     settings = spec.settings
-    app = create_app(settings, spec.forward_factory)
+    forward_factory = spec.forward_factory
+    if spec.link is not None:
+        client = DeviceClient(spec.link.address_for(slot), spec.link.authkey, settings.request_timeout_s)
+        forward_factory = device_forward(client)
+    app = create_app(settings, forward_factory)
     config = uvicorn.Config(
         InFlightLimit(app, settings.max_concurrent_requests),
         host=spec.host,
@@ -113,10 +123,10 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
 
 
-def run_worker(spec: ServerSpec, sock: socket.socket) -> None:
+def run_worker(spec: ServerSpec, sock: socket.socket, slot: int) -> None:
     """A worker process of the supervisor (api/workers.py), accepting from the shared socket."""
     configure_logging()
-    server = build_server(spec)
+    server = build_server(spec, slot)
     tune_gc(spec.settings.gc_threshold)  # after the imports and the app, before the models load
     server.run(sockets=[sock])
 
@@ -143,7 +153,9 @@ def serve(
     overrides: dict[str, object] = {} if registry is None else {"registry": registry}
     if workers is not None:
         overrides["workers"] = workers
-    if count > 1:
+    # With inference processes the workers run no forward pass: those keep every core's threads.
+    devices = inference_devices(settings) if count > 1 and forward_factory is network_forward else []
+    if count > 1 and not devices:
         overrides["torch_threads"] = threads_per_worker(settings.torch_threads, count)
     if overrides:
         settings = Settings(**{**settings.model_dump(), **overrides})
@@ -162,8 +174,17 @@ def serve(
     except OSError as exc:
         logger.error("cannot listen on %s:%d: %s", host, port, exc)
         return 1
-    _announce(host, port, count)
     # Each worker drains for the grace, then waits for its requests (uvicorn's graceful timeout)
     # and its batchers; beyond that margin the supervisor kills what is left.
     stop_timeout_s = settings.shutdown_grace_s + _GRACEFUL_SHUTDOWN_S + 30.0
-    return run_workers(partial(run_worker, spec), sock, count, stop_timeout_s)
+    if not devices:
+        _announce(host, port, count)
+        return run_workers(partial(run_worker, spec), sock, count, stop_timeout_s)
+    plan = plan_inference(settings, devices)
+    logger.info("forward passes run in %d inference process(es): %s", len(devices), ", ".join(devices))
+    _announce(host, port, count)
+    try:
+        spec = ServerSpec(plan.worker_settings, host, port, forward_factory, plan.link)
+        return run_workers(partial(run_worker, spec), sock, count, stop_timeout_s, plan.devices)
+    finally:
+        shutil.rmtree(plan.folder, ignore_errors=True)

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from api.workers import usable_cores
+from api.cores import usable_cores
 from bench.common import emit, machine
 from bench.serve import HORIZON, MODELS, ModelCeiling
 from forecast.model.config import NetworkConfig, ScalingParams
@@ -60,7 +60,7 @@ def serve_on_cuda(duration: float, workers: int, log: Path | None) -> dict[str, 
         [sys.executable, "bench/serve.py", "--quick", "--duration", str(duration), "--rounds", "2",
          "--workers", str(workers)],
         # two more servers per model than before (the N-worker runs): a longer limit
-        cwd=ROOT, env={**os.environ, "FORECAST_DEVICE": "cuda"}, capture_output=True, text=True, timeout=540,
+        cwd=ROOT, env={**os.environ, "FORECAST_DEVICE": "cuda"}, capture_output=True, text=True, timeout=450,
     )  # fmt: skip
     if log is not None:
         log.write_text(serve.stderr)
@@ -102,7 +102,9 @@ def cuda_forward_ceiling() -> dict[str, dict[int, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument(
+        "--duration", type=float, default=3.0, help="seconds per load point (the whole check fits one 10-minute call)"
+    )
     parser.add_argument("--workers", type=int, default=usable_cores(), help="serving processes of the N-worker runs")
     parser.add_argument("--out", type=Path, help="folder that receives the report after every section")
     parser.add_argument("--only", help="comma-separated sections to run (default: all)")

@@ -9,7 +9,9 @@ at 1, 16, 64 and 256 concurrent connections, with 1 and 32 series per request, i
   - the model ceiling: the raw batched forward of the same network, in this process, at the
     mean batch size the batching server formed, measured right after each batching run,
   - the worker dimension: the batching server and the HTTP ceiling again with `--workers N`
-    serving processes on one port (default: one per usable core), beside their 1-worker runs.
+    serving processes on one port (default: one per usable core), beside their 1-worker runs;
+    the batching server twice, each worker running its own forward passes (per_worker) and all
+    of them sending theirs to one inference process (per_device), which merges them.
 All ratios in the output compare numbers measured in this one run, on this machine: the three
 servers run side by side and each load point is measured on them in turn; the 64-connection
 points the bars read are measured in `--rounds` interleaved rounds and the median run is kept.
@@ -39,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from api.workers import usable_cores
+from api.cores import usable_cores
 from bench.common import emit, machine
 from forecast.model.devices import resolve_device
 from forecast.model.predictor import Predictor
@@ -76,7 +78,12 @@ def worker_modes(workers: int) -> dict[str, tuple[str, dict[str, str]]]:
         return {}
     return {
         f"http_ceiling_{workers}_workers": ("bench.noop_server", {"workers": str(workers)}),
-        f"batching_{workers}_workers": ("forecast.cli", {"workers": str(workers)}),
+        f"batching_{workers}_workers": ("forecast.cli", {"workers": str(workers), "inference": "per_worker"}),
+        # the workers' batches merged in one inference process per device (api/inference.py)
+        f"batching_{workers}_workers_per_device": (
+            "forecast.cli",
+            {"workers": str(workers), "inference": "per_device"},
+        ),
     }
 
 
@@ -148,7 +155,9 @@ class Server:
         """One model's queue depth and batch-size histogram (sum, count), from /metrics."""
         text = httpx.get(f"{self.url}/metrics", timeout=120).text
         found = {}
-        for metric in ("forecast_queue_depth", "forecast_batch_size_sum", "forecast_batch_size_count"):
+        metrics = ("forecast_queue_depth", "forecast_batch_size_sum", "forecast_batch_size_count",
+                   "forecast_device_batch_size_sum", "forecast_device_batch_size_count")  # fmt: skip
+        for metric in metrics:
             match = re.search(rf'{metric}{{model="{model}",version="1"}} ([0-9.e+]+)', text)
             found[metric] = float(match.group(1)) if match else 0.0
         return found
@@ -209,14 +218,21 @@ def measure(
     before = settle(server, model)
     result = wrk(server.url, body, connections, duration_s)
     after = settle(server, model)
-    batches = after["forecast_batch_size_count"] - before["forecast_batch_size_count"]
-    formed = after["forecast_batch_size_sum"] - before["forecast_batch_size_sum"]
+
+    def mean(prefix: str) -> float | None:
+        batches = after[f"{prefix}_count"] - before[f"{prefix}_count"]
+        return (after[f"{prefix}_sum"] - before[f"{prefix}_sum"]) / batches if batches else None
+
+    workers_mean, device_mean = mean("forecast_batch_size"), mean("forecast_device_batch_size")
     result.update(
         series_per_request=series_count,
         connections=connections,
         series_per_s=result["requests_per_s"] * series_count,
-        mean_batch_size=formed / batches if batches else None,
+        # the forward pass's batch: the inference process's merged one when there is one
+        mean_batch_size=device_mean if device_mean is not None else workers_mean,
     )
+    if device_mean is not None:
+        result["mean_worker_batch_size"] = workers_mean
     return result
 
 
@@ -383,8 +399,9 @@ def bars(models: dict[str, Any]) -> dict[str, Any]:
 def worker_scaling(models: dict[str, Any], workers: int) -> dict[str, Any]:
     """Served series/s at 1 and `workers` workers for 1 and 32 series per request (64 clients),
     beside the HTTP ceiling at both counts and the one-process model ceiling; the gains are paired
-    within rounds. `share_of_model_ceiling` of 32-series requests is the GPU check's goal (>= 50%
-    for the large model on CUDA)."""
+    within rounds, for each inference mode. `share_of_model_ceiling` of 32-series requests (in the
+    mode FORECAST_INFERENCE=auto picks on the device: per_device on CUDA) is the GPU check's goal
+    (>= 50% for the large model)."""
     scaling: dict[str, Any] = {}
     for name, model in models.items():
         curves = model["curves"]
@@ -398,15 +415,27 @@ def worker_scaling(models: dict[str, Any], workers: int) -> dict[str, Any]:
                     "rounds_model_ceiling_series_per_s"
                 ]
             )
+            shared = _rounds(curves[f"batching_{workers}_workers_per_device"], series)
+            shared_ceiling = np.asarray(
+                _row(curves[f"batching_{workers}_workers_per_device"], series, BAR_CONNECTIONS)[
+                    "rounds_model_ceiling_series_per_s"
+                ]
+            )
             rows[series] = {
                 "served_series_per_s_1_worker": float(np.median(one)),
                 f"served_series_per_s_{workers}_workers": float(np.median(many)),
+                f"served_series_per_s_{workers}_workers_per_device": float(np.median(shared)),
                 "gain": _paired(many, one),
+                "gain_per_device": _paired(shared, one),
+                "per_device_over_per_worker": _paired(shared, many),
                 "http_ceiling_1_worker": float(np.median(http_one)),
                 f"http_ceiling_{workers}_workers": float(np.median(http_many)),
                 "http_ceiling_gain": _paired(http_many, http_one),
                 "model_ceiling": float(np.median(ceiling)),
                 "share_of_model_ceiling": _paired(many, ceiling),
+                # at the inference process's merged batch, which may exceed max_batch_size
+                "model_ceiling_per_device": float(np.median(shared_ceiling)),
+                "share_of_model_ceiling_per_device": _paired(shared, shared_ceiling),
             }
         scaling[name] = rows
     return scaling

@@ -123,6 +123,10 @@ class ShuttingDown(Overloaded):
     """The service is draining and takes no new work."""
 
 
+class InferenceUnavailable(Overloaded):
+    """The shared inference process of the device is restarting (or hung): retry shortly."""
+
+
 class ClientDisconnected(ForecastError):
     """The client hung up while its series were queued; its work was dropped."""
 

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     # Serving processes sharing the port, each a whole server (api/workers.py); 0: one per usable
     # core (CPU affinity and the cgroup's CPU quota), measured by bench/serve.py --workers.
     workers: int = Field(default=0, ge=0, le=256)
+    # Where the forward passes of several workers run: "per_worker", each worker its own copy of
+    # the models on the device; "per_device", one inference process per device that every worker
+    # sends its batches to and that merges them (forecast/serving/device_process.py); "auto":
+    # per_device on CUDA (a GPU forward costs about the same at 8 series as at 256, and N CUDA
+    # contexts are time-sliced), per_worker on the CPU (measured: bench/serve.py --workers).
+    inference: Literal["auto", "per_worker", "per_device"] = "auto"
     # The server's young-generation GC threshold (CPython's default is 700); 0 keeps the defaults
     # and skips gc.freeze(). See api/gc_tuning.py for why.
     gc_threshold: int = Field(default=50_000, ge=0)

@@ -176,7 +176,10 @@ class DynamicBatcher(Generic[Item, Result]):
                 if len(outputs) != len(live):
                     raise RuntimeError(f"the model returned {len(outputs)} forecasts for {len(live)} series")
             except Exception as exc:
-                logger.exception("batch of %d series failed on %s", len(live), self._labels)
+                if isinstance(exc, Overloaded):  # the inference process is restarting: one line, expected
+                    logger.warning("batch of %d series refused on %s: %s", len(live), self._labels, exc)
+                else:
+                    logger.exception("batch of %d series failed on %s", len(live), self._labels)
                 for item in live:
                     _resolve(item.future, error=exc)
                 continue

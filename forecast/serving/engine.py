@@ -35,7 +35,7 @@ from forecast.serving.batcher import DynamicBatcher
 from forecast.serving.eviction import versions_to_unload
 from forecast.serving.failures import LoadFailure, LoadFailures, VersionKey
 from forecast.serving.health import EngineHealth, ScanTracker, model_problems, publish_problems
-from forecast.serving.pipeline import ForecastPipeline, ForwardFactory, network_forward
+from forecast.serving.pipeline import ForecastPipeline, ForwardFactory, ReleasedOnUnload, network_forward
 from forecast.serving.scan import RegistryScan, scan_registry, short_error, wanted_aliases
 from forecast.serving.telemetry import LOAD_FAILURES, MODELS_LOADED
 from forecast.serving.warmup import warm_up
@@ -276,11 +276,17 @@ class Engine:
         )
         for key in victims:
             served = self._loaded.pop(key)
-            task = asyncio.get_running_loop().create_task(served.pipeline.batcher.stop())
+            task = asyncio.get_running_loop().create_task(self._unload(served))
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
             logger.info("unloaded %s version %d", *key)
         MODELS_LOADED.set(len(self._loaded))
+
+    @staticmethod
+    async def _unload(served: ServedModel) -> None:
+        await served.pipeline.batcher.stop()  # what is queued is served first
+        if isinstance(forward := served.pipeline.batcher.run_batch, ReleasedOnUnload):
+            await asyncio.to_thread(forward.release)
 
     # ---- requests --------------------------------------------------------------------------
 

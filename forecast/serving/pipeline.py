@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -32,6 +32,14 @@ class WindowForecast:
 Forward = Callable[[Sequence[Window]], Sequence[WindowForecast]]
 # Builds the forward pass of a loaded version: the network's (`network_forward`) in production.
 ForwardFactory = Callable[[Manifest, Predictor], Forward]
+
+
+@runtime_checkable
+class ReleasedOnUnload(Protocol):
+    """A forward pass that holds something outside the worker (the inference process's copy of
+    the version): the engine releases it once the version's batcher has stopped."""
+
+    def release(self) -> None: ...
 
 
 def network_forward(manifest: Manifest, predictor: Predictor) -> Forward:

@@ -29,6 +29,14 @@ QUEUE_DEPTH = Gauge(
     "forecast_queue_depth", "Series waiting in the batcher's queue", ["model", "version"], multiprocess_mode="livesum"
 )
 BATCH_SIZE = Histogram("forecast_batch_size", "Series per forward pass", ["model", "version"], buckets=_BATCH_BUCKETS)
+# The shared inference process's forward passes (FORECAST_INFERENCE=per_device): each merges the
+# batches the workers sent meanwhile, so against forecast_batch_size it shows what merging gains.
+DEVICE_BATCH_SIZE = Histogram(
+    "forecast_device_batch_size",
+    "Series per forward pass of the shared inference process, merged from the workers' batches",
+    ["model", "version"],
+    buckets=(*_BATCH_BUCKETS, 2048, 4096),
+)
 QUEUE_WAIT = Histogram(
     "forecast_queue_wait_seconds",
     "Time a series waited in the queue before its batch ran",

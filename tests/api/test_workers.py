@@ -17,8 +17,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from api import workers
-from api.workers import cgroup_cpu_quota, threads_per_worker, usable_cores, worker_count
+from api import cores
+from api.cores import cgroup_cpu_quota, threads_per_worker, usable_cores, worker_count
 from tests.e2e.conftest import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,11 +94,39 @@ def test_a_worker_that_cannot_start_stops_the_supervisor_with_exit_1(tmp_path: P
     assert "could not start" in output and len(re.findall(r"started worker", output)) <= 2, output
 
 
+def test_an_inference_process_starts_first_is_replaced_when_it_dies_and_stops_after_the_workers(
+    tmp_path: Path,
+) -> None:
+    port, log = free_port(), tmp_path / "supervisor.log"
+    supervisor = start_supervisor("device", port, log)
+    try:
+        workers_seen = pids_answering(port, 2)
+        device = pids_answering(port + 1, 1).pop()
+        os.kill(device, signal.SIGKILL)
+        replacement = pids_answering(port + 1, 1, exclude=frozenset({device})).pop()
+        assert pids_answering(port, 2) == workers_seen  # the workers were not restarted with it
+
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=30) == 0
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+    lines = log.read_text().splitlines()
+    started = [line for line in lines if line.startswith("started ")]
+    assert started[0].startswith("started inference process"), lines
+    exits = [line for line in lines if " exited with " in line]
+    # The workers drained first: the inference process their drains needed stopped last.
+    assert [line.split()[0] for line in exits] == ["worker", "worker", "inference"], lines
+    assert f"inference process {replacement} exited with" in exits[-1]
+    assert not [pid for pid in (*workers_seen, replacement) if Path(f"/proc/{pid}").exists()]
+    assert pid_at(port + 1) is None
+
+
 def test_the_worker_count_and_threads_follow_the_usable_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(workers, "usable_cores", lambda: 8)
-    assert workers.worker_count(0) == 8 and workers.worker_count(3) == 3
-    assert workers.threads_per_worker(0, 4) == 2 and workers.threads_per_worker(0, 16) == 1
-    assert workers.threads_per_worker(6, 4) == 6  # FORECAST_TORCH_THREADS wins
+    monkeypatch.setattr(cores, "usable_cores", lambda: 8)
+    assert cores.worker_count(0) == 8 and cores.worker_count(3) == 3
+    assert cores.threads_per_worker(0, 4) == 2 and cores.threads_per_worker(0, 16) == 1
+    assert cores.threads_per_worker(6, 4) == 6  # FORECAST_TORCH_THREADS wins
     monkeypatch.undo()
     assert worker_count(0) == usable_cores() >= 1 and threads_per_worker(0, 1) == usable_cores()
 

@@ -29,14 +29,22 @@ LOAD_TIMEOUT_S = 60.0  # two workers importing torch and loading models on a bus
 ACCESS_LINE = re.compile(r"forecast\.access \[(\d+)\]: (\{.*\})$")
 
 
-@pytest.fixture(scope="module")
-def two_workers(tmp_path_factory: pytest.TempPathFactory, registry_template: Path) -> Iterator[Server]:
-    """One server for the module (two workers take a while to start on two cores); the shutdown
-    test, last in the file, ends it."""
+@pytest.fixture(scope="module", params=["per_worker", "per_device"])
+def two_workers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, registry_template: Path
+) -> Iterator[Server]:
+    """One server per inference mode (two workers take a while to start on two cores): each runs
+    its own forward passes, or they all go to one inference process. The shutdown test, last in
+    the file, ends it."""
     registry = tmp_path_factory.mktemp("workers") / "registry"
     shutil.copytree(registry_template, registry)
     server = start_server(
-        registry, registry.parent, workers=str(WORKERS), reload_seconds=str(RELOAD_S), shutdown_grace_s=str(GRACE_S)
+        registry,
+        registry.parent,
+        workers=str(WORKERS),
+        reload_seconds=str(RELOAD_S),
+        shutdown_grace_s=str(GRACE_S),
+        inference=request.param,
     )
     yield server
     server.stop()
@@ -48,6 +56,10 @@ def registry_of(server: Server) -> Path:
 
 def started_workers(server: Server) -> list[int]:
     return [int(pid) for pid in re.findall(r"started worker (\d+)", server.log_text())]
+
+
+def started_inference_processes(server: Server) -> list[int]:
+    return [int(pid) for pid in re.findall(r"started inference process (\d+)", server.log_text())]
 
 
 def send(server: Server, path: str, payload: dict[str, Any] | None, count: int) -> list[tuple[str, httpx.Response]]:
@@ -117,7 +129,7 @@ def promtool() -> str:
 
 
 def test_two_workers_serve_forecasts_and_metrics_are_one_merged_view(
-    two_workers: Server, history_csv: Path, promtool: str
+    two_workers: Server, history_csv: Path, promtool: str, request: pytest.FixtureRequest
 ) -> None:
     payload = {"model": "demo-lstm", "series": [series_payload(history_csv, "a")]}
     with two_workers.client() as client:
@@ -128,6 +140,13 @@ def test_two_workers_serve_forecasts_and_metrics_are_one_merged_view(
     assert served_forecasts(text, "demo-lstm") - before == len(responses)
     assert "pid=" not in text  # every gauge is combined across workers, none listed per process
     assert re.search(r'^forecast_queue_depth\{model="demo-lstm",version="1"\} 0\.0$', text, re.M), text
+    device_passes = re.search(r'^forecast_device_batch_size_count\{model="demo-lstm",version="1"\} (\S+)$', text, re.M)
+    if request.node.callspec.params["two_workers"] == "per_device":
+        # Every forward pass ran in the one inference process, each worker's batches sent there.
+        assert len(started_inference_processes(two_workers)) == 1, two_workers.log_text()
+        assert device_passes is not None and float(device_passes.group(1)) >= 1, text
+    else:
+        assert not started_inference_processes(two_workers) and device_passes is None
     checked = subprocess.run(
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60, check=False
     )
@@ -164,8 +183,8 @@ def test_sigterm_turns_readiness_off_in_every_worker_drains_and_exits_zero(
     assert [response.status_code for _, response in during_grace] == [200] * 4
 
     assert server.process.wait(timeout=90) == 0, server.log_text()
-    left = [pid for pid in workers if Path(f"/proc/{pid}").exists()]
-    assert not left, f"workers still running after the supervisor exited: {left}"
+    left = [pid for pid in [*workers, *started_inference_processes(server)] if Path(f"/proc/{pid}").exists()]
+    assert not left, f"workers or inference processes still running after the supervisor exited: {left}"
     assert not metrics_dir.exists(), "the metrics folder outlived the server"
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{server.url}/healthz", timeout=2)

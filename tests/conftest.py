@@ -29,7 +29,7 @@ SMALL_MODEL_ARGS: tuple[str, ...] = (
 )  # fmt: skip
 SERIES_IDS: tuple[str, ...] = ("a", "b", "c")
 POINTS_PER_SERIES = 400
-CLI_TIMEOUT_S = 120
+CLI_TIMEOUT_S = 240
 
 
 def seasonal_frame(
@@ -125,6 +125,7 @@ def train(data: Path, registry: Path, name: str, *extra: str, defaults: bool = T
 _FORK_RUNNER = r"""
 import json, os, sys, traceback
 import forecast.cli
+import forecast.training.job  # torch and scikit-learn, imported once here rather than in every child
 
 cases = json.load(sys.stdin)
 codes = []

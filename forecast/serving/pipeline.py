@@ -42,13 +42,17 @@ class ReleasedOnUnload(Protocol):
     def release(self) -> None: ...
 
 
+def stack_windows(windows: Sequence[Window]) -> tuple[np.ndarray, np.ndarray]:
+    """A batch's inputs as the network takes them: history (B, L) and features (B, L, F)."""
+    return np.stack([window.history for window in windows]), np.stack([window.features for window in windows])
+
+
 def network_forward(manifest: Manifest, predictor: Predictor) -> Forward:
     """The version's network over a batch of windows, in one forward pass."""
 
     def run(windows: Sequence[Window]) -> list[WindowForecast]:
-        history = torch.from_numpy(np.stack([window.history for window in windows]))  # (B, L)
-        features = torch.from_numpy(np.stack([window.features for window in windows]))  # (B, L, F)
-        prediction = predictor.predict(history, features)
+        history, features = stack_windows(windows)
+        prediction = predictor.predict(torch.from_numpy(history), torch.from_numpy(features))
         return [
             WindowForecast(mean=prediction.mean[i], spread=float(prediction.spread[i])) for i in range(len(windows))
         ]

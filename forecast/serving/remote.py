@@ -25,7 +25,7 @@ import numpy as np
 from forecast.errors import InferenceUnavailable
 from forecast.model.predictor import Predictor
 from forecast.registry.manifest import Manifest
-from forecast.serving.pipeline import Forward, ForwardFactory, WindowForecast
+from forecast.serving.pipeline import Forward, ForwardFactory, WindowForecast, stack_windows
 from forecast.serving.requests import Window
 from forecast.serving.wire import Message, WireError, decode, describe, encode
 
@@ -145,9 +145,7 @@ class RemoteForward:
     version: int
 
     def __call__(self, windows: Sequence[Window]) -> list[WindowForecast]:
-        history = np.stack([window.history for window in windows])  # (B, L)
-        features = np.stack([window.features for window in windows])  # (B, L, F)
-        mean, spread = self.client.forward(self.name, self.version, history, features)
+        mean, spread = self.client.forward(self.name, self.version, *stack_windows(windows))
         return [WindowForecast(mean=mean[i], spread=float(spread[i])) for i in range(len(windows))]
 
     def release(self) -> None:

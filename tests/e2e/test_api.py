@@ -62,7 +62,7 @@ def test_alias_and_version_selection(shared_server: Server, history_csv: Path) -
     assert default["model"]["version"] == 1
     assert staging["model"]["version"] == 2 and pinned["model"]["version"] == 2
     assert staging["forecasts"] == pinned["forecasts"]
-    assert default["forecasts"][0]["mean"] != staging["forecasts"][0]["mean"]  # different seeds, different weights
+    assert default["forecasts"][0]["mean"] != staging["forecasts"][0]["mean"]  # a differently trained version
     assert listing["aliases"] == {"production": 1, "staging": 2}
     assert listing["served"] == {"production": 1, "staging": 2}
 

@@ -2,8 +2,8 @@
 with alias resolution and hot reload from the registry.
 
 A watcher polls the registry every `reload_seconds`. A new version or a moved alias is loaded
-in the background (checksums verified, the manifest checked against its folder and weights),
-warmed up with one request through the serving path, and only then does the alias switch to it.
+in the background (forecast/serving/versions.py: verified and warmed up), and only then does the
+alias switch to it.
 Requests hold a lease on the version they resolved, so a version that lost its alias is retired
 only after its last request has finished.
 
@@ -17,42 +17,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 import torch
 
-from forecast.errors import ForecastError, ModelNotFound, RegistryCorrupt
+from forecast.errors import ModelNotFound, RegistryCorrupt
 from forecast.model.devices import resolve_device
 from forecast.registry.manifest import Manifest
-from forecast.registry.store import PRODUCTION, Registry, VersionFiles, aliased_version, check_name
-from forecast.registry.weights import load_predictor
-from forecast.serving.batcher import DynamicBatcher
-from forecast.serving.eviction import versions_to_unload
-from forecast.serving.failures import LoadFailure, LoadFailures, VersionKey
+from forecast.registry.store import PRODUCTION, Registry, aliased_version, check_name
+from forecast.serving.failures import LoadFailure, VersionKey
 from forecast.serving.health import EngineHealth, ScanTracker, model_problems, publish_problems
-from forecast.serving.pipeline import ForecastPipeline, ForwardFactory, ReleasedOnUnload, network_forward
+from forecast.serving.pipeline import ForwardFactory, network_forward
 from forecast.serving.scan import RegistryScan, scan_registry, short_error, wanted_aliases
-from forecast.serving.telemetry import LOAD_FAILURES, MODELS_LOADED
-from forecast.serving.warmup import warm_up
-from forecast.settings import Settings, max_batch_size
+from forecast.serving.versions import LoadedVersions, ServedModel
+from forecast.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class ServedModel:
-    pipeline: ForecastPipeline
-    leases: int = 0
-    last_used: float = field(default_factory=time.monotonic)
-
-    @property
-    def manifest(self) -> Manifest:
-        return self.pipeline.manifest
 
 
 class Engine:
@@ -63,22 +45,16 @@ class Engine:
         stand-in (the serving benchmark's no-op, which measures the HTTP path alone)."""
         self.registry = registry
         self.settings = settings
-        self._forward_factory = forward_factory
         self.device = resolve_device(settings.device)
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
-        # One inference thread per device: forward passes never overlap on it.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"inference-{self.device.type}")
-        self._loaded: dict[VersionKey, ServedModel] = {}
+        self._versions = LoadedVersions(registry, settings, self.device, forward_factory)
         self._aliases: dict[str, dict[str, int]] = {}  # what is served: model -> alias -> version
         self._wanted: dict[str, dict[str, int]] = {}  # the last good read of each aliases.json
         self._model_errors: dict[str, str] = {}  # models whose files the last scan could not read
         self._alias_errors: dict[tuple[str, str], str] = {}  # (model, alias) whose wanted version is not served
         self._pending: set[VersionKey] = set()  # loaded by the refresh under way, not yet aliased
-        self._failures = LoadFailures(settings.reload_seconds, settings.load_retry_max_s)
         self._scans = ScanTracker()
-        self._stopping: set[asyncio.Task[None]] = set()
-        self._load_lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
         self._started = False
 
@@ -104,8 +80,7 @@ class Engine:
         if self._watcher is not None:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
-        await asyncio.gather(*(served.pipeline.batcher.stop() for served in self._loaded.values()), *self._stopping)
-        self._executor.shutdown(wait=True)
+        await self._versions.stop()
 
     async def _watch(self) -> None:
         while True:
@@ -132,7 +107,7 @@ class Engine:
                 if self._model_errors.get(name) != problem:
                     logger.error("model %s: %s; serving its last good aliases", name, problem)
             self._wanted, self._model_errors = state.aliases, state.model_errors
-            self._failures.forget_models_except(set(scan.models))
+            self._versions.failures.forget_models_except(set(scan.models))
             served, self._alias_errors = await self._serve_wanted(scan)
             for name, targets in served.items():
                 if self._aliases.get(name) != targets:
@@ -180,9 +155,9 @@ class Engine:
 
     async def _serve_target(self, name: str, version: int, on_disk: frozenset[int]) -> str | None:
         """Why an alias target cannot be served, or None once it is loaded."""
-        if version not in on_disk and (name, version) not in self._loaded:
+        if version not in on_disk and (name, version) not in self._versions:
             return f"version {version} is not in the registry"
-        outcome = await self._ensure_loaded(name, version)
+        outcome = await self._versions.ensure(name, version)
         if isinstance(outcome, LoadFailure):
             return outcome.error
         self._pending.add((name, version))
@@ -193,100 +168,20 @@ class Engine:
 
     def health(self) -> EngineHealth:
         """The registry's scan state and every wanted alias that is not served as wanted."""
+        failures = self._versions.failures
         problems = model_problems(
-            self._model_errors, self._alias_errors, self._wanted, self._aliases, self._failures, time.monotonic()
+            self._model_errors, self._alias_errors, self._wanted, self._aliases, failures, time.monotonic()
         )
         return EngineHealth(registry=self._scans.health(), problems=problems)
 
-    # ---- loading ---------------------------------------------------------------------------
-
-    async def _ensure_loaded(self, name: str, version: int) -> ServedModel | LoadFailure:
-        key = (name, version)
-        if key in self._loaded:
-            return self._loaded[key]
-        # A version that failed with these same files waits for its retry without waiting for
-        # the lock or re-reading its weights: a stat of two files is all it costs.
-        files = await asyncio.to_thread(self.registry.version_files, name, version)
-        if (failure := self._failures.blocking(key, files, time.monotonic())) is not None:
-            return failure
-        async with self._load_lock:
-            if key in self._loaded:
-                return self._loaded[key]
-            files = await asyncio.to_thread(self.registry.version_files, name, version)
-            if (failure := self._failures.blocking(key, files, time.monotonic())) is not None:
-                return failure
-            try:
-                served = await asyncio.to_thread(self._load, name, version)
-                await asyncio.get_running_loop().run_in_executor(self._executor, warm_up, served.pipeline)
-            except Exception as exc:  # any failure stays with this version: torch, OOM, I/O, a bug
-                return self._record_failure(key, files, exc)
-            self._failures.clear(key)
-            served.pipeline.batcher.start()
-            self._loaded[key] = served
-            MODELS_LOADED.set(len(self._loaded))
-            logger.info("loaded %s version %d on %s", name, version, self.device)
-            return served
-
-    def _record_failure(self, key: VersionKey, files: VersionFiles, exc: Exception) -> LoadFailure:
-        """Logged (with the traceback when unexpected) and counted once per distinct failure; a
-        retry of the same files that fails alike is only a debug line."""
-        name, version = key
-        failure, news = self._failures.record(key, files, short_error(exc), time.monotonic())
-        if not news:
-            logger.debug("version %d of %s failed again (attempt %d)", version, name, failure.attempts)
-            return failure
-        LOAD_FAILURES.labels(name).inc()
-        logger.error(
-            "version %d of %s failed to load and is not served (retried in %.1fs, or when its files change): %s",
-            version, name, failure.retry_at - time.monotonic(), failure.error,
-            exc_info=None if isinstance(exc, ForecastError) else exc,
-        )  # fmt: skip
-        return failure
-
-    def _load(self, name: str, version: int) -> ServedModel:
-        loaded = load_predictor(self.registry, name, version, self.device)
-        forward = self._forward_factory(loaded.manifest, loaded.predictor)
-        batcher = DynamicBatcher(
-            forward,
-            self._executor,
-            max_batch_size=max_batch_size(self.settings, self.device.type),
-            max_wait_ms=self.settings.max_wait_ms,
-            queue_limit=self.settings.queue_limit,
-            labels=(name, str(version)),
-        )
-        return ServedModel(pipeline=ForecastPipeline(loaded.manifest, batcher))
-
     def _retire_unused(self, keep: VersionKey | None = None) -> None:
-        """Unload by the one rule (forecast/serving/eviction.py). Synchronous up to the batchers'
-        stops, so nothing between a lookup and its lease sees a version vanish."""
+        """Unload what no alias, no refresh under way and no request holds (`keep` is one a
+        request is about to lease)."""
         held = {(name, version) for name, targets in self._aliases.items() for version in targets.values()}
-        held |= self._pending | {key for key, served in self._loaded.items() if served.leases > 0}
+        held |= self._pending
         if keep is not None:
             held.add(keep)
-        # A model gone from the registry (every scanned model has an entry) is idle at once.
-        last_used = {
-            key: served.last_used if key[0] in self._aliases else -math.inf for key, served in self._loaded.items()
-        }
-        victims = versions_to_unload(
-            last_used,
-            held,
-            now=time.monotonic(),
-            idle_s=self.settings.idle_unload_s,
-            cap=self.settings.max_loaded_versions,
-        )
-        for key in victims:
-            served = self._loaded.pop(key)
-            task = asyncio.get_running_loop().create_task(self._unload(served))
-            self._stopping.add(task)
-            task.add_done_callback(self._stopping.discard)
-            logger.info("unloaded %s version %d", *key)
-        MODELS_LOADED.set(len(self._loaded))
-
-    @staticmethod
-    async def _unload(served: ServedModel) -> None:
-        await served.pipeline.batcher.stop()  # what is queued is served first
-        if isinstance(forward := served.pipeline.batcher.run_batch, ReleasedOnUnload):
-            await asyncio.to_thread(forward.release)
+        self._versions.retire(held, self._aliases.keys())
 
     # ---- requests --------------------------------------------------------------------------
 
@@ -294,7 +189,7 @@ class Engine:
         return sorted(self._aliases)
 
     def is_loaded(self, name: str, version: int) -> bool:
-        return (name, version) in self._loaded
+        return (name, version) in self._versions
 
     def served_aliases(self, name: str) -> dict[str, int]:
         return dict(self._aliases.get(name, {}))
@@ -306,10 +201,10 @@ class Engine:
 
     def refused_versions(self, name: str) -> set[int]:
         """Versions that failed to load as their files are now (until a retry succeeds)."""
-        return self._failures.failed_versions(name) - {v for (model, v) in self._loaded if model == name}
+        return self._versions.refused(name)
 
     def loaded_manifests(self, name: str) -> list[Manifest]:
-        return [served.manifest for (model, _), served in sorted(self._loaded.items()) if model == name]
+        return [served.manifest for served in self._versions.of_model(name)]
 
     @asynccontextmanager
     async def lease(
@@ -337,11 +232,11 @@ class Engine:
                 if problem is not None:
                     raise RegistryCorrupt(f"model {name!r} alias {wanted!r} cannot be served: {problem}")
             version = aliased_version(name, targets, alias)
-        if (name, version) in self._loaded:
-            return self._loaded[(name, version)]
+        if (served := self._versions.get((name, version))) is not None:
+            return served
         # An explicit version nobody aliases: check it exists, then load it on demand.
         await asyncio.to_thread(self.registry.resolve, name, version)
-        outcome = await self._ensure_loaded(name, version)
+        outcome = await self._versions.ensure(name, version)
         if isinstance(outcome, LoadFailure):
             named = outcome.error.startswith(f"model {name!r} version {version}")  # most library errors are
             raise RegistryCorrupt(outcome.error if named else f"model {name!r} version {version}: {outcome.error}")

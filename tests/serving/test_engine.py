@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-import forecast.serving.engine as engine_module
+import forecast.serving.versions as versions_module
 from forecast.errors import ModelNotFound, RegistryCorrupt, VersionNotFound
 from forecast.model.intervals import calibrate
 from forecast.model.network import Forecaster
@@ -70,13 +70,13 @@ def registry(tmp_path: Path) -> Registry:
 def loads(monkeypatch: pytest.MonkeyPatch) -> Counter[tuple[str, int]]:
     """How many times each version was read and rebuilt from the registry (weights hashed)."""
     counted: Counter[tuple[str, int]] = Counter()
-    real = engine_module.load_predictor
+    real = versions_module.load_predictor
 
     def counting(registry: Registry, name: str, version: int, device: torch.device) -> LoadedVersion:
         counted[(name, version)] += 1
         return real(registry, name, version, device)
 
-    monkeypatch.setattr(engine_module, "load_predictor", counting)
+    monkeypatch.setattr(versions_module, "load_predictor", counting)
     return counted
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -29,9 +29,15 @@ logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 
 
-def create_app(settings: Settings | None = None, forward_factory: ForwardFactory = network_forward) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    forward_factory: ForwardFactory = network_forward,
+    inference_unreachable: Callable[[], str | None] | None = None,
+) -> FastAPI:
     """The service on `settings`' registry; `forward_factory` builds each version's forward pass
-    (the network's; the serving benchmark passes a no-op to measure the HTTP path alone)."""
+    (the network's; the serving benchmark passes a no-op to measure the HTTP path alone).
+    `inference_unreachable`, when the passes run in an inference process, says why it cannot be
+    reached (None when it can): /readyz fails while it cannot."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -53,6 +59,7 @@ def create_app(settings: Settings | None = None, forward_factory: ForwardFactory
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.inference_unreachable = inference_unreachable
     install_error_handlers(app)
     app.include_router(forecast.router)
     app.include_router(models.router)

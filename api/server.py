@@ -98,10 +98,11 @@ def build_server(spec: ServerSpec, slot: int = 0) -> DrainingServer:
     """The app behind the in-flight cap and the limited protocol, in a draining uvicorn server."""
     settings = spec.settings
     forward_factory = spec.forward_factory
+    inference_unreachable = None
     if spec.link is not None:
         client = DeviceClient(spec.link.address_for(slot), spec.link.authkey, settings.request_timeout_s)
-        forward_factory = device_forward(client)
-    app = create_app(settings, forward_factory)
+        forward_factory, inference_unreachable = device_forward(client), client.unreachable
+    app = create_app(settings, forward_factory, inference_unreachable)
     config = uvicorn.Config(
         InFlightLimit(app, settings.max_concurrent_requests),
         host=spec.host,

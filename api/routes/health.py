@@ -6,6 +6,7 @@ body says what is degraded: the registry scan's state and each model not served 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 from typing import Any
 
@@ -29,10 +30,13 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request, engine: EngineDep) -> JSONResponse:
-    """Ready once the registry could be read and the models are loaded, and no longer once a
-    shutdown has begun."""
+    """Ready once the registry could be read and the models are loaded, while the inference
+    process (if the forward passes run in one) can be reached, and no longer once a shutdown has
+    begun."""
     draining = getattr(request.app.state, "draining", False)
-    ready = engine.ready and not draining
+    check = request.app.state.inference_unreachable
+    inference_error = None if check is None else await asyncio.to_thread(check)
+    ready = engine.ready and not draining and inference_error is None
     health = engine.health()
     problems: dict[str, list[dict[str, Any]]] = {}
     omitted = 0
@@ -49,6 +53,8 @@ async def readyz(request: Request, engine: EngineDep) -> JSONResponse:
     }
     if omitted:
         body["problems_omitted"] = omitted
+    if check is not None:
+        body["inference"] = {"reachable": inference_error is None, "error": inference_error}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

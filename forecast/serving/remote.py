@@ -54,8 +54,9 @@ class DeviceClient:
         self._ids = itertools.count(1)
         self._ever_connected = False
 
-    def _connect(self) -> Connection:
-        patience_s = _RECONNECT_PATIENCE_S if self._ever_connected else _FIRST_CONNECT_PATIENCE_S
+    def _connect(self, patience_s: float | None = None) -> Connection:
+        if patience_s is None:
+            patience_s = _RECONNECT_PATIENCE_S if self._ever_connected else _FIRST_CONNECT_PATIENCE_S
         deadline = time.monotonic() + patience_s
         while True:
             try:
@@ -70,6 +71,18 @@ class DeviceClient:
         self._ever_connected = True
         threading.Thread(target=self._read, args=(connection,), name="device-answers", daemon=True).start()
         return connection
+
+    def unreachable(self) -> str | None:
+        """None while the inference process holds a connection or accepts one now; else why not.
+        For readiness: a worker whose forward passes cannot run has nothing to serve (one try,
+        without waiting; the connection it opens is the one the next batch uses)."""
+        with self._lock:
+            if self._connection is None:
+                try:
+                    self._connection = self._connect(patience_s=0.0)
+                except InferenceUnavailable as exc:
+                    return str(exc)
+        return None
 
     def _send(self, message: Message, arrays: tuple[np.ndarray, ...] = ()) -> Future[list[np.ndarray]] | None:
         data = encode(message, arrays)

@@ -1,7 +1,7 @@
 """FORECAST_INFERENCE=per_device with real processes: two workers send their batches to one
 inference process, which merges them, answers the same forecasts as a one-process server, and
 when it is killed is replaced while the workers serve on: the requests meanwhile get a 503 with
-Retry-After (never a 500), and the ones after it are answered again."""
+Retry-After (never a 500) and readiness fails, and the ones after it are answered again."""
 
 from __future__ import annotations
 
@@ -99,6 +99,14 @@ def test_a_killed_inference_process_is_replaced_and_no_request_gets_a_500(
     first = started_inference_processes(device_server)
     assert len(first) == 1, device_server.log_text()
     os.kill(first[0], signal.SIGKILL)
+
+    def unready() -> dict[str, Any] | None:  # the replacement imports torch first: seconds
+        response = httpx.get(f"{device_server.url}/readyz", timeout=10)
+        return response.json() if response.status_code == 503 else None
+
+    body = wait_until(unready, 30, "readiness to fail while no inference process listens", interval_s=0.02)
+    assert not body["draining"] and body["inference"]["reachable"] is False, body
+    assert "inference process is not answering" in body["inference"]["error"], body
     answers: list[httpx.Response] = []
 
     def answered_again() -> bool:
@@ -111,5 +119,8 @@ def test_a_killed_inference_process_is_replaced_and_no_request_gets_a_500(
         assert response.status_code in (200, 503), response.text
         if response.status_code == 503:
             assert "inference process" in response.json()["message"] and "Retry-After" in response.headers
-    with device_server.client() as client:  # every worker reaches the new process
+    with device_server.client() as client:  # every worker reaches the new process, and is ready
         assert all(client.post("/v1/forecast", json=payload).status_code == 200 for _ in range(8))
+        for _ in range(8):
+            ready = client.get("/readyz")
+            assert ready.status_code == 200 and ready.json()["inference"] == {"reachable": True, "error": None}

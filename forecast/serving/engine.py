@@ -181,7 +181,8 @@ class Engine:
         held |= self._pending
         if keep is not None:
             held.add(keep)
-        self._versions.retire(held, self._aliases.keys())
+        idle_s, cap = self.settings.idle_unload_s, self.settings.max_loaded_versions
+        self._versions.retire(held, self._aliases.keys(), idle_s=idle_s, cap=cap)
 
     # ---- requests --------------------------------------------------------------------------
 

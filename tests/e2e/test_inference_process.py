@@ -1,5 +1,5 @@
 """FORECAST_INFERENCE=per_device with real processes: two workers send their batches to one
-inference process, which merges them, answers the same forecasts as a one-process server, and
+inference process, which answers the same forecasts as a one-process server, and
 when it is killed is replaced while the workers serve on: the requests meanwhile get a 503 with
 Retry-After (never a 500) and readiness fails, and the ones after it are answered again."""
 
@@ -76,7 +76,9 @@ def device_passes(server: Server) -> tuple[float, float]:
     return found.get("count", 0.0), found.get("sum", 0.0)
 
 
-def test_concurrent_batches_of_both_workers_merge_into_fewer_passes(device_server: Server, history_csv: Path) -> None:
+def test_concurrent_requests_of_both_workers_run_in_the_inference_process_in_shared_passes(
+    device_server: Server, history_csv: Path
+) -> None:
     payload = {"model": "demo-lstm", "series": [series_payload(history_csv, "a")]}
     passes_before, series_before = device_passes(device_server)
 
@@ -89,7 +91,9 @@ def test_concurrent_batches_of_both_workers_merge_into_fewer_passes(device_serve
     assert statuses == [200] * 160
     passes, series = device_passes(device_server)
     assert series - series_before == 160  # every series ran in the inference process, once
-    assert passes - passes_before < 160  # and some passes carried several requests' series
+    # and some passes carried several requests' series (merging across workers is asserted
+    # deterministically in tests/serving/test_device_process.py: two workers rarely queue at once)
+    assert passes - passes_before < 160
 
 
 def test_a_killed_inference_process_is_replaced_and_no_request_gets_a_500(

@@ -5,7 +5,8 @@
 
 The root is a path or s3://bucket/prefix, with the same layout under it. This module holds the
 registry's rules, written once: safe names, version numbers, manifests checked against their
-folder, the sha256 of every file, aliases checked as hostile input, the manifest cache. The
+folder, the sha256 of every file, the manifest cache (names, keys and aliases.json's checks are
+forecast/registry/layout.py's). The
 storage (forecast/registry/storage/) keeps the guarantees: a version is invisible until
 complete, a killed writer leaves no half version, two writers never share a number, and an
 alias update is never lost.
@@ -17,14 +18,23 @@ import enum
 import hashlib
 import json
 import logging
-import re
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from forecast.errors import AliasMoved, InvalidName, ModelNotFound, RegistryCorrupt, VersionNotFound
+from forecast.errors import AliasMoved, ModelNotFound, RegistryCorrupt, VersionNotFound
+from forecast.registry.layout import (
+    NAME_PATTERN,
+    PRODUCTION,
+    VERSION_PATTERN,
+    aliased_version,
+    aliases_key,
+    check_name,
+    parse_aliases,
+    version_key,
+)
 from forecast.registry.manifest import MANIFEST_FILE, WEIGHTS_FILE, Manifest
 from forecast.registry.storage import FileIdentity, Identity, LocalStorage, ObjectIdentity, Storage, open_storage
 from forecast.registry.storage.local import file_identity, read_regular_file
@@ -47,33 +57,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PRODUCTION = "production"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-# A version folder's name is its number as publish writes it: "0003" or a non-ASCII digit would
-# parse as another version's number and answer for it.
-_VERSION = re.compile(r"^[1-9][0-9]{0,17}$")
 # aliases.json is a handful of names; a manifest, a few kilobytes. Bounds keep a hostile file
 # (a FIFO, /dev/zero behind a symlink, gigabytes of JSON) from hanging or filling the server.
 _MAX_ALIASES_BYTES = 1 << 20
 _MAX_MANIFEST_BYTES = 16 << 20
-
-
-def check_name(name: str, what: str = "model name") -> str:
-    """Names become path components: allow only a safe alphabet so none can leave the registry."""
-    if not _NAME.fullmatch(name) or ".." in name:
-        raise InvalidName(
-            f"invalid {what} {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
-    return name
-
-
-def aliased_version(name: str, aliases: dict[str, int], alias: str | None) -> int:
-    """The version an alias points at; no alias means production. The registry resolves on
-    what is on disk, the engine on what it serves: both by this rule."""
-    wanted = check_name(alias, "alias") if alias is not None else PRODUCTION
-    if wanted not in aliases:
-        raise VersionNotFound(f"model {name!r} has no alias {wanted!r}; aliases: {sorted(aliases)}")
-    return aliases[wanted]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +132,7 @@ class Registry:
 
     def version_location(self, name: str, version: int) -> str:
         """A version's folder (a path, or its s3:// URL), for messages."""
-        return self.storage.where(_version_key(name, version))
+        return self.storage.where(version_key(name, version))
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -160,14 +147,14 @@ class Registry:
         """The folders under the root with a model's name, versions or not. Raises OSError when
         the root cannot be listed (missing, unmounted, unreadable, no such bucket), which a
         caller must tell apart from an empty registry."""
-        return sorted(name for name in self.storage.folders("") if _NAME.fullmatch(name))
+        return sorted(name for name in self.storage.folders("") if NAME_PATTERN.fullmatch(name))
 
     def versions(self, name: str) -> list[int]:
         try:
             folders = self.storage.folders_holding(f"{check_name(name)}/versions", MANIFEST_FILE)
         except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(int(folder) for folder in folders if _VERSION.fullmatch(folder))
+        return sorted(int(folder) for folder in folders if VERSION_PATTERN.fullmatch(folder))
 
     def aliases(self, name: str) -> dict[str, int]:
         return self.read_aliases(name) or {}
@@ -176,15 +163,15 @@ class Registry:
         """aliases.json, checked: None when there is none; RegistryCorrupt when it is torn,
         hostile or unreadable (alias names and version numbers as set_alias writes them)."""
         try:
-            payload = self.storage.read(_aliases_key(name), _MAX_ALIASES_BYTES).payload
+            payload = self.storage.read(aliases_key(name), _MAX_ALIASES_BYTES).payload
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise RegistryCorrupt(f"model {name!r}: aliases.json is unreadable ({exc})") from exc
-        return _parse_aliases(name, payload)
+        return parse_aliases(name, payload)
 
     def version_files(self, name: str, version: int) -> VersionFiles:
-        key = _version_key(name, version)
+        key = version_key(name, version)
         return VersionFiles(
             manifest=self._identity(f"{key}/{MANIFEST_FILE}"), weights=self._identity(f"{key}/{WEIGHTS_FILE}")
         )
@@ -212,7 +199,7 @@ class Registry:
         if expected is None:
             raise RegistryCorrupt(f"model {name!r} version {version}: {filename} is not listed in the manifest")
         try:
-            payload = self.storage.read(f"{_version_key(name, version)}/{filename}").payload
+            payload = self.storage.read(f"{version_key(name, version)}/{filename}").payload
         except OSError as exc:
             raise RegistryCorrupt(f"model {name!r} version {version}: cannot read {filename} ({exc})") from exc
         if sha256_bytes(payload) != expected:
@@ -227,7 +214,7 @@ class Registry:
         and the API lists every manifest each time a dashboard polls): a stat on disk, a HEAD on
         S3. A manifest that names another model or version than its folder is refused: a copied
         or renamed folder would otherwise answer as the original."""
-        key = f"{_version_key(name, version)}/{MANIFEST_FILE}"
+        key = f"{version_key(name, version)}/{MANIFEST_FILE}"
         where = self.storage.where(key)
         try:
             identity = self.storage.identity(key)
@@ -278,7 +265,7 @@ class Registry:
     def _next_number(self, parent: str) -> int:
         """One past every version folder, complete or not (a folder being written holds its number)."""
         try:
-            numbers = [int(folder) for folder in self.storage.folders(parent) if _VERSION.fullmatch(folder)]
+            numbers = [int(folder) for folder in self.storage.folders(parent) if VERSION_PATTERN.fullmatch(folder)]
         except (FileNotFoundError, NotADirectoryError):
             numbers = []
         return max(numbers, default=0) + 1
@@ -293,7 +280,7 @@ class Registry:
             raise VersionNotFound(f"model {name!r} has no version {version}; versions: {known}")
 
         def moved(current: bytes | None) -> bytes:
-            aliases = (_parse_aliases(name, current) if current is not None else None) or {}
+            aliases = (parse_aliases(name, current) if current is not None else None) or {}
             if expected is not ANY_VERSION and aliases.get(alias) != expected:
                 raise AliasMoved(
                     f"model {name!r}: alias {alias!r} points at {aliases.get(alias)} now, not {expected}; not moved"
@@ -302,29 +289,7 @@ class Registry:
             return json.dumps(aliases, indent=2, sort_keys=True).encode()
 
         try:
-            self.storage.update(_aliases_key(name), moved, _MAX_ALIASES_BYTES)
+            self.storage.update(aliases_key(name), moved, _MAX_ALIASES_BYTES)
         except OSError as exc:
             raise RegistryCorrupt(f"model {name!r}: cannot update aliases.json ({exc})") from exc
         logger.info("alias %s of %s -> version %d", alias, name, version)
-
-
-def _version_key(name: str, version: int) -> str:
-    return f"{check_name(name)}/versions/{version}"
-
-
-def _aliases_key(name: str) -> str:
-    return f"{check_name(name)}/aliases.json"
-
-
-def _parse_aliases(name: str, payload: bytes) -> dict[str, int]:
-    try:
-        raw = json.loads(payload)
-    except (ValueError, RecursionError) as exc:
-        raise RegistryCorrupt(f"model {name!r}: aliases.json is unreadable ({exc})") from exc
-    if not isinstance(raw, dict) or not all(type(version) is int and version >= 1 for version in raw.values()):
-        shown = repr(raw)[:200]
-        raise RegistryCorrupt(f"model {name!r}: aliases.json must map alias names to version numbers; got {shown}")
-    for alias in raw:
-        if not _NAME.fullmatch(alias) or ".." in alias:
-            raise RegistryCorrupt(f"model {name!r}: aliases.json holds an invalid alias name {alias[:80]!r}")
-    return dict(raw)

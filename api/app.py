@@ -72,6 +72,12 @@ def create_app(
         async def root() -> RedirectResponse:
             return RedirectResponse("/dashboard/")
 
+    _install_middleware(app, settings)
+    return app
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Added innermost first: the request id outermost, then the body limit, CORS, access."""
     # Inside CORS, so that a browser on another origin can read a 401 or 429; before the body
     # is read, so that a refusal costs no parsing.
     install_access(app, settings)
@@ -85,4 +91,3 @@ def create_app(
         )
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
-    return app

@@ -25,8 +25,6 @@ import errno
 import logging
 import os
 import random
-import re
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -38,7 +36,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from forecast.errors import InvalidSetting, RegistryConflict
+from forecast.registry.layout import VERSION_PATTERN
 from forecast.registry.storage.base import Blob, Change, Identity, MarkerFor, ObjectIdentity, Storage
+from forecast.registry.storage.s3_client import S3Client
 
 logger = logging.getLogger(__name__)
 
@@ -50,23 +50,6 @@ _PRECONDITION_CODES = {"PreconditionFailed", "412"}
 # S3 answers 409 when two conditional writes of one key overlap; the loser may retry.
 _CONFLICT_CODES = {"ConditionalRequestConflict", "409", "OperationAborted"}
 _MISSING_CODES = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
-# A version folder's name as publish writes it (store.py's rule): others never raise the next number.
-_NUMBER = re.compile(r"^[1-9][0-9]{0,17}$")
-
-# One boto3 session per process: it caches the service description that every client loads
-# (tens of milliseconds each), and a session must not be shared across a fork.
-_session_lock = threading.Lock()
-_session: tuple[int, Any] | None = None
-
-
-def _boto3_session() -> Any:
-    global _session
-    with _session_lock:
-        if _session is None or _session[0] != os.getpid():
-            import boto3  # only an S3 registry pays for the import
-
-            _session = (os.getpid(), boto3.session.Session())
-        return _session[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +72,7 @@ class S3Storage(Storage):
         self.bucket, self.prefix = parse_s3_url(url)
         self.endpoint_url = endpoint_url
         self.stale_upload_s = stale_upload_s
-        self._client: Any = None
-        self._client_pid = 0
-        self._client_lock = threading.Lock()
+        self._s3 = S3Client(endpoint_url)
 
     @property
     def location(self) -> str:
@@ -107,29 +88,6 @@ class S3Storage(Storage):
         """The listing prefix of a folder: its key with one trailing slash ("" at the root)."""
         key = self._key(prefix)
         return f"{key}/" if key else ""
-
-    def _s3(self) -> Any:
-        """The client, made on first use and again in a forked child (the trainer's writers,
-        a server's workers): a client's connection pool must not cross a fork."""
-        with self._client_lock:
-            if self._client is None or self._client_pid != os.getpid():
-                from botocore.config import Config
-
-                config = Config(
-                    # A few retries for a transient fault; more would hold a poll or a request for many seconds.
-                    retries={"max_attempts": 3, "mode": "standard"},
-                    connect_timeout=5,
-                    read_timeout=60,
-                    # Checksums only where the API requires them: several S3-compatible stores
-                    # refuse the newer default trailing checksums.
-                    request_checksum_calculation="when_required",
-                    response_checksum_validation="when_required",
-                )
-                session = _boto3_session()
-                with _session_lock:  # a session is not thread-safe; its clients are
-                    self._client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
-                self._client_pid = os.getpid()
-            return self._client
 
     @contextmanager
     def _translated(self, key: str) -> Iterator[None]:
@@ -319,10 +277,10 @@ def _code(exc: Any) -> str:
 
 
 def _is_claim(name: str) -> bool:
-    return name.endswith(".claim") and _NUMBER.fullmatch(name.removesuffix(".claim")) is not None
+    return name.endswith(".claim") and VERSION_PATTERN.fullmatch(name.removesuffix(".claim")) is not None
 
 
 def _in_numbered(key: str, parent: str) -> bool:
     """Whether a key lies in a numbered folder of `parent` (`<parent>/<digits>/...`)."""
     head, _, rest = key[len(parent) + 1 :].partition("/")
-    return key.startswith(f"{parent}/") and bool(rest) and _NUMBER.fullmatch(head) is not None
+    return key.startswith(f"{parent}/") and bool(rest) and VERSION_PATTERN.fullmatch(head) is not None

@@ -35,6 +35,8 @@ async def readyz(request: Request, engine: EngineDep) -> JSONResponse:
     begun."""
     draining = getattr(request.app.state, "draining", False)
     check = request.app.state.inference_unreachable
+    if not engine.ready or draining:
+        check = None  # unready anyway: no connect to try
     inference_error = None if check is None else await asyncio.to_thread(check)
     ready = engine.ready and not draining and inference_error is None
     health = engine.health()

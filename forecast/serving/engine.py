@@ -44,7 +44,6 @@ class Engine:
         """`forward_factory` builds each loaded version's forward pass: the network's, or a
         stand-in (the serving benchmark's no-op, which measures the HTTP path alone)."""
         self.registry = registry
-        self.settings = settings
         self.device = resolve_device(settings.device)
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
@@ -57,6 +56,15 @@ class Engine:
         self._scans = ScanTracker()
         self._watcher: asyncio.Task[None] | None = None
         self._started = False
+
+    @property
+    def settings(self) -> Settings:
+        """One copy, the loaded versions': the batchers and the retirement read it too."""
+        return self._versions.settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        self._versions.settings = settings
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -181,8 +189,7 @@ class Engine:
         held |= self._pending
         if keep is not None:
             held.add(keep)
-        idle_s, cap = self.settings.idle_unload_s, self.settings.max_loaded_versions
-        self._versions.retire(held, self._aliases.keys(), idle_s=idle_s, cap=cap)
+        self._versions.retire(held, self._aliases.keys())
 
     # ---- requests --------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from forecast.model.predictor import Predictor
 from forecast.registry.manifest import Manifest
 from forecast.serving.pipeline import Forward, ForwardFactory, WindowForecast, stack_windows
 from forecast.serving.requests import Window
+from forecast.serving.scan import short_error
 from forecast.serving.wire import Message, WireError, decode, describe, encode
 
 logger = logging.getLogger(__name__)
@@ -74,14 +75,20 @@ class DeviceClient:
 
     def unreachable(self) -> str | None:
         """None while the inference process holds a connection or accepts one now; else why not.
-        For readiness: a worker whose forward passes cannot run has nothing to serve (one try,
-        without waiting; the connection it opens is the one the next batch uses)."""
-        with self._lock:
+        For readiness: a worker whose forward passes cannot run has nothing to serve. A probe
+        never waits: not on a batch's connect (that is an answer: not connected yet), nor on
+        the process (one try; the connection it opens is the one the next batch uses)."""
+        if self._connection is not None:  # a read without the lock: a probe may be a moment late
+            return None
+        if not self._lock.acquire(blocking=False):
+            return "connecting to the inference process"
+        try:
             if self._connection is None:
-                try:
-                    self._connection = self._connect(patience_s=0.0)
-                except InferenceUnavailable as exc:
-                    return str(exc)
+                self._connection = self._connect(patience_s=0.0)
+        except Exception as exc:  # InferenceUnavailable, or anything else: a 503, never a 500
+            return short_error(exc)
+        finally:
+            self._lock.release()
         return None
 
     def _send(self, message: Message, arrays: tuple[np.ndarray, ...] = ()) -> Future[list[np.ndarray]] | None:

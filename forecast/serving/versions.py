@@ -143,7 +143,7 @@ class LoadedVersions:
 
     # ---- unloading -------------------------------------------------------------------------
 
-    def retire(self, held: set[VersionKey], served_models: Collection[str], *, idle_s: float, cap: int) -> None:
+    def retire(self, held: set[VersionKey], served_models: Collection[str]) -> None:
         """Unload what neither `held` nor a lease holds, by the one rule (forecast/serving/eviction.py).
         Synchronous up to the batchers' stops, so nothing between a lookup and its lease sees a
         version vanish. A model not in `served_models` (gone from the registry) is idle at once."""
@@ -151,6 +151,7 @@ class LoadedVersions:
         last_used = {
             key: served.last_used if key[0] in served_models else -math.inf for key, served in self._loaded.items()
         }
+        idle_s, cap = self.settings.idle_unload_s, self.settings.max_loaded_versions
         victims = versions_to_unload(last_used, held, now=time.monotonic(), idle_s=idle_s, cap=cap)
         for key in victims:
             served = self._loaded.pop(key)

@@ -34,11 +34,10 @@ async def readyz(request: Request, engine: EngineDep) -> JSONResponse:
     process (if the forward passes run in one) can be reached, and no longer once a shutdown has
     begun."""
     draining = getattr(request.app.state, "draining", False)
-    check = request.app.state.inference_unreachable
-    if not engine.ready or draining:
-        check = None  # unready anyway: no connect to try
+    ready = engine.ready and not draining
+    check = request.app.state.inference_unreachable if ready else None  # unready anyway: no connect to try
     inference_error = None if check is None else await asyncio.to_thread(check)
-    ready = engine.ready and not draining and inference_error is None
+    ready = ready and inference_error is None
     health = engine.health()
     problems: dict[str, list[dict[str, Any]]] = {}
     omitted = 0

@@ -44,10 +44,9 @@ class Engine:
         """`forward_factory` builds each loaded version's forward pass: the network's, or a
         stand-in (the serving benchmark's no-op, which measures the HTTP path alone)."""
         self.registry = registry
-        self.device = resolve_device(settings.device)
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
-        self._versions = LoadedVersions(registry, settings, self.device, forward_factory)
+        self._versions = LoadedVersions(registry, settings, resolve_device(settings.device), forward_factory)
         self._aliases: dict[str, dict[str, int]] = {}  # what is served: model -> alias -> version
         self._wanted: dict[str, dict[str, int]] = {}  # the last good read of each aliases.json
         self._model_errors: dict[str, str] = {}  # models whose files the last scan could not read
@@ -56,6 +55,10 @@ class Engine:
         self._scans = ScanTracker()
         self._watcher: asyncio.Task[None] | None = None
         self._started = False
+
+    @property
+    def device(self) -> torch.device:
+        return self._versions.device
 
     @property
     def settings(self) -> Settings:

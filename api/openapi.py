@@ -144,6 +144,44 @@ def _variants(manifest: Manifest, aliases: list[str], settings: Settings) -> lis
     ]
 
 
+def _covariate_fields(manifest: Manifest) -> dict[str, Any]:
+    """The covariates a version reads, each required by name: past ones as long as the window,
+    future-known ones the window plus the horizon, static ones a training category or a number."""
+    covariates, size = manifest.covariates, manifest.input_size
+
+    def numbers(count: int) -> dict[str, Any]:
+        number = {"type": "number", "minimum": -NETWORK_MAX_VALUE, "maximum": NETWORK_MAX_VALUE}
+        return {"type": "array", "minItems": count, "maxItems": count, "items": number}
+
+    def named(properties: dict[str, Any], description: str) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "required": list(properties),
+            "properties": properties,
+            "description": description,
+        }
+
+    fields: dict[str, Any] = {}
+    if covariates.past:
+        past = {c.name: numbers(size) for c in covariates.past}
+        fields["past_covariates"] = named(past, "each as long as values")
+    if covariates.future:
+        future = {c.name: numbers(size + manifest.horizon) for c in covariates.future}
+        fields["future_covariates"] = named(future, "each from the first posted point to the last forecast step")
+    if covariates.static:
+        static = {
+            c.name: {"enum": c.categories}
+            if c.kind == "categorical"
+            else {"type": "number", "minimum": -NETWORK_MAX_VALUE, "maximum": NETWORK_MAX_VALUE}
+            for c in covariates.static
+        }
+        fields["static_covariates"] = named(
+            static, "a category seen in training (others are accepted too), or a number"
+        )
+    return fields
+
+
 def _request_fields(manifest: Manifest, settings: Settings) -> dict[str, Any]:
     values = {
         "type": "array",
@@ -166,13 +204,19 @@ def _request_fields(manifest: Manifest, settings: Settings) -> dict[str, Any]:
         "values": values,
         "freq": {"enum": [manifest.freq], "description": "or any other spelling of the same frequency"},
     }
+    covariates = _covariate_fields(manifest)
+    if covariates:
+        # The lengths of values and covariates go together, which JSON Schema cannot say: the
+        # variant fixes them (the input window, and it plus the horizon), a subset of what is accepted.
+        values["maxItems"] = stamps["maxItems"] = manifest.input_size
+        common.update(covariates)
     forms = [("start", start), ("timestamps", stamps)]
     series = {
         "anyOf": [
             {
                 "type": "object",
                 "additionalProperties": False,
-                "required": ["id", "values", axis],
+                "required": ["id", "values", axis, *covariates],
                 "properties": {**common, axis: schema},
             }
             for axis, schema in forms

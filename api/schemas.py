@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, model_validator
 
+from forecast.model.covariates import MAX_COVARIATE_NAME_CHARS
 from forecast.registry.manifest import Manifest
 from forecast.serving.pipeline import RequestForecast
 
@@ -17,9 +18,13 @@ MAX_FREQ_CHARS = 32
 MAX_ID_CHARS = 200
 MAX_NAME_CHARS = 64
 MAX_HORIZON = 100_000
+MAX_COVARIATES = 100  # of each kind, per series
 # JSON has one number type: strict floats take integers, never booleans or numeric strings.
 Number = Annotated[float, Strict()]
 Timestamp = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TIMESTAMP_CHARS)]
+CovariateName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_COVARIATE_NAME_CHARS)]
+# A static covariate: a category (text, or a number such as a store code) or a number.
+StaticValue = Annotated[str, StringConstraints(max_length=MAX_COVARIATE_NAME_CHARS)] | Number
 
 
 def _whole_number(value: object) -> object:
@@ -37,7 +42,8 @@ Horizon = Annotated[int, Field(ge=1, le=MAX_HORIZON), BeforeValidator(_whole_num
 
 class SeriesIn(BaseModel):
     """One series: values with explicit timestamps, or values with a start and a frequency.
-    Timestamps are ISO 8601 (e.g. 2024-01-31T13:00:00, with an optional zone offset)."""
+    Timestamps are ISO 8601 (e.g. 2024-01-31T13:00:00, with an optional zone offset). A model
+    trained with covariates needs each of them, by name and kind (GET /v1/models/{name} lists them)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -46,6 +52,23 @@ class SeriesIn(BaseModel):
     timestamps: list[Timestamp] | None = None
     start: Timestamp | None = None
     freq: str | None = Field(default=None, min_length=1, max_length=MAX_FREQ_CHARS)
+    past_covariates: dict[CovariateName, list[Number]] | None = Field(
+        default=None, max_length=MAX_COVARIATES, description="known up to the last value: as long as values"
+    )
+    future_covariates: dict[CovariateName, list[Number]] | None = Field(
+        default=None,
+        max_length=MAX_COVARIATES,
+        description="known over the horizon too: len(values) + horizon, from the first posted point to the last step",
+    )
+    static_covariates: dict[CovariateName, StaticValue] | None = Field(
+        default=None, max_length=MAX_COVARIATES, description="one value per series: a category or a number"
+    )
+
+    @property
+    def points(self) -> int:
+        """Every number posted for the series, covariates included: what the request limits count."""
+        lists = [*(self.past_covariates or {}).values(), *(self.future_covariates or {}).values()]
+        return len(self.values) + sum(len(values) for values in lists)
 
     @model_validator(mode="after")
     def _one_time_axis(self) -> SeriesIn:
@@ -107,6 +130,9 @@ class VersionSummary(BaseModel):
     created_at: datetime
     aliases: list[str]
     test_metrics: dict[str, dict[str, float | None]]
+    covariates: dict[str, list[str]] = Field(
+        default_factory=dict, description="covariate names by kind (past, future, static) a request must carry"
+    )
 
 
 class ModelSummary(BaseModel):

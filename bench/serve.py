@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from api.cores import usable_cores
 from bench.common import emit, machine
 from forecast.model.devices import resolve_device
+from forecast.model.encoding import RawWindows
 from forecast.model.predictor import Predictor
 from forecast.registry.manifest import TrainingConfig
 from forecast.registry.store import Registry
@@ -285,15 +286,17 @@ class ModelCeiling:
     def series_per_s(self, batch: int, seconds: float = 1.0) -> float:
         config = self.predictor.config
         history = torch.randn(batch, config.input_size).add_(30.0)
-        calendar = torch.randn(batch, config.input_size, self.predictor.network.input_channels - 1)  # all but the value
+        known = config.horizon if config.horizon_inputs else 0  # steps after the window the network reads
+        calendar = torch.randn(batch, config.input_size + known, self.predictor.network.layout.calendar)
+        windows = RawWindows.without_covariates(history, calendar)
         if self.predictor.device.type == "cuda":
-            history, calendar = history.pin_memory(), calendar.pin_memory()
+            windows = windows.pin_memory()
         with torch.inference_mode():
             for _ in range(3):  # warm-up: allocator, cuDNN plans
-                self.predictor.forecast_on_device(history, calendar).mean.cpu()
+                self.predictor.forecast_on_device(windows).mean.cpu()
             runs, started = 0, time.perf_counter()
             while time.perf_counter() - started < seconds:
-                self.predictor.forecast_on_device(history, calendar).mean.cpu()  # .cpu() waits for the device
+                self.predictor.forecast_on_device(windows).mean.cpu()  # .cpu() waits for the device
                 runs += 1
         return runs * batch / (time.perf_counter() - started)
 

@@ -32,8 +32,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, machine
-from forecast.model.config import NetworkConfig, ScalingParams, input_channels
-from forecast.model.encoding import encode
+from forecast.model.config import InputLayout, NetworkConfig, ScalingParams
+from forecast.model.encoding import RawWindows, encode
 from forecast.model.network import Forecaster
 from forecast.model.scaling import to_scaled
 from forecast.registry.manifest import TrainingConfig
@@ -84,9 +84,9 @@ def network_config(arch: str) -> NetworkConfig:
     return NetworkConfig.model_validate({"arch": arch, "input_size": INPUT_SIZE, "horizon": HORIZON, **NETWORK})
 
 
-def channels(features: list[str]) -> int:
-    """The scaled value plus a sine and a cosine per calendar feature."""
-    return input_channels(feature_width(features))
+def channels(features: list[str]) -> InputLayout:
+    """The scaled value plus a sine and a cosine per calendar feature (no covariates)."""
+    return InputLayout(calendar=feature_width(features))
 
 
 def run_ours(
@@ -116,7 +116,7 @@ def run_plain(dataset: Dataset, arch: str, windows: int, batch_size: int, epochs
 
     def materialise(origins: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         batch = gather(store, origins, input_size=INPUT_SIZE, horizon=HORIZON)
-        encoded = encode(batch.history, batch.features, params)
+        encoded = encode(RawWindows.without_covariates(batch.history, batch.features), params)
         return encoded.inputs.clone(), to_scaled(batch.target, encoded.loc, encoded.spread)
 
     torch.manual_seed(0)

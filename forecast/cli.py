@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from forecast.errors import ForecastError, InvalidInput, PeerFailed
+from forecast.errors import ForecastError, InvalidInput, MissingColumns, PeerFailed
 from forecast.registry.manifest import TrainingConfig
 from forecast.registry.store import PRODUCTION, Registry, open_registry
 from forecast.settings import get_settings
@@ -47,6 +47,10 @@ _TRAIN_FLAGS = {
     "loss": "loss",
     "segment_length": "segment_length",
     "ensemble": "ensemble",
+    "past_covariates": "past_covariates",
+    "future_covariates": "future_covariates",
+    "static_covariates": "static_covariates",
+    "static_data": "static_data",
 }
 # Settings that describe the data or the run, not the model: --retrain does not carry them over.
 _PER_RUN_FIELDS = {"device", "seed"}
@@ -112,6 +116,27 @@ def _add_train(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     train.add_argument(
         "--force", action="store_true", help="let a version that does not beat the seasonal naive become production"
     )
+    train.add_argument(
+        "--past-covariates",
+        type=_names,
+        metavar="COL,...",
+        help="columns known only up to the forecast origin (other sensors, lagged traffic)",
+    )
+    train.add_argument(
+        "--future-covariates",
+        type=_names,
+        metavar="COL,...",
+        help="columns known over the horizon too (temperature forecasts, holidays, planned prices)",
+    )
+    train.add_argument(
+        "--static-covariates",
+        type=_names,
+        metavar="COL,...",
+        help="one value per series (region, size); numbers are numeric unless named COL:categorical",
+    )
+    train.add_argument(
+        "--static-data", metavar="FILE", help="CSV or Parquet of the static covariates, one row per series id"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument(
         "--nproc",
@@ -134,6 +159,14 @@ def _add_models(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     promote.add_argument("--alias", default=PRODUCTION)
     for action in (listing, show, promote):  # `models list --registry X` as well as `models --registry X list`
         action.add_argument("--registry", default=argparse.SUPPRESS, help="registry root")
+
+
+def _names(text: str) -> list[str]:
+    """A comma-separated list of column names (blanks around them dropped)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected column names separated by commas, got {text!r}")
+    return names
 
 
 def _registry(args: argparse.Namespace) -> Registry:
@@ -196,17 +229,20 @@ def command_train(args: argparse.Namespace) -> int:
         with world.step():  # every rank reads the same settings: a bad one is reported once
             registry = _registry(args)
             config = training_config(args, registry)
-        outcome = run_training_rank(
-            args.data,
-            args.name,
-            config,
-            registry,
-            promote=args.promote,
-            warm_start=args.warm_start,
-            force=args.force,
-            progress=not args.quiet,
-            world=world,
-        )
+        try:
+            outcome = run_training_rank(
+                args.data,
+                args.name,
+                config,
+                registry,
+                promote=args.promote,
+                warm_start=args.warm_start,
+                force=args.force,
+                progress=not args.quiet,
+                world=world,
+            )
+        except MissingColumns as exc:
+            raise _retrain_hint(exc, args, config) from exc
     finally:
         world.leave()
     if outcome is None:  # a torchrun rank other than 0: it trained its share; rank 0 publishes and reports
@@ -223,6 +259,14 @@ def command_train(args: argparse.Namespace) -> int:
     coverage = ", ".join(f"{level}%: {value:.3f}" for level, value in outcome.manifest.intervals.coverage.items())
     print(f"interval coverage on test: {coverage}")
     return 0
+
+
+def _retrain_hint(exc: MissingColumns, args: argparse.Namespace, config: TrainingConfig) -> MissingColumns:
+    """A missing column under --retrain: say that the production version's covariates are kept."""
+    needed = config.covariate_columns.in_data_file
+    if not (args.retrain and needed):
+        return exc
+    return MissingColumns(f"{exc} (--retrain keeps the production version's covariates {needed})")
 
 
 def command_models(args: argparse.Namespace) -> int:
@@ -251,6 +295,12 @@ def command_models(args: argparse.Namespace) -> int:
                 f"(naive {test['naive']['mse']:.4f}, seasonal naive {test['seasonal_naive']['mse']:.4f})"
                 + (f" [{', '.join(tags)}]" if tags else "")
             )
+            if not manifest.covariates.empty:
+                kinds = manifest.covariates.kinds()
+                print(
+                    "      covariates: "
+                    + "; ".join(f"{kind} {', '.join(names)}" for kind, names in kinds.items() if names)
+                )
         return 0
     with registry.locked(args.name):
         registry.set_alias(args.name, args.alias, args.version)

@@ -4,6 +4,7 @@ dataset, and a forecaster whose head is no longer zero (so it differs from the n
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -11,6 +12,7 @@ import pandas as pd
 import torch
 
 from forecast.model.config import Architecture, NetworkConfig, ScalingParams
+from forecast.model.covariates import Covariates
 from forecast.model.intervals import calibrate
 from forecast.model.network import Forecaster
 from forecast.registry.manifest import DataFingerprint, Manifest, Provenance, TrainingConfig
@@ -29,6 +31,8 @@ def make_manifest(
     arch: Architecture = "gru",
     hidden_size: int = 4,
     name: str = "demo",
+    covariates: Covariates | None = None,
+    horizon_inputs: bool | None = None,
 ) -> Manifest:
     """A valid manifest with window scaling and a real conformal calibration of `horizon` steps.
 
@@ -41,11 +45,18 @@ def make_manifest(
         version=1,
         created_at=now,
         training=TrainingConfig(
-            arch=arch, input_size=input_size, horizon=horizon, hidden_size=hidden_size, freq=freq, features=names
+            arch=arch,
+            input_size=input_size,
+            horizon=horizon,
+            hidden_size=hidden_size,
+            freq=freq,
+            features=names,
+            horizon_inputs=horizon_inputs,
         ),
         freq=freq,
         features=names,
         scaling=ScalingParams(mode="window"),
+        covariates=covariates or Covariates(),
         season_length=24,
         mase_period=24,
         data=DataFingerprint(
@@ -87,3 +98,51 @@ def perturbed_network(config: NetworkConfig, input_channels: int, seed: int = 0)
         for parameter in network.parameters():
             parameter.add_(0.3 * torch.randn_like(parameter))
     return network
+
+
+@dataclass
+class Posted:
+    """A series as a client posts it (forecast.serving.pipeline.PostedSeries): values with a start
+    and a frequency by default, or with timestamps; covariates by kind when the version reads some."""
+
+    id: str
+    values: list[float]
+    start: str | None = "2024-01-01T00:00"
+    freq: str | None = "h"
+    timestamps: list[str] | None = None
+    past_covariates: dict[str, list[float]] | None = None
+    future_covariates: dict[str, list[float]] | None = None
+    static_covariates: dict[str, str | float] | None = None
+
+
+# The effect of one unit of `temperature` on the target in covariate_frame, per step.
+TEMPERATURE_EFFECT = 2.0
+
+
+def covariate_frame(series_ids: tuple[str, ...] = ("a", "b"), n_points: int = 400, seed: int = 0) -> pd.DataFrame:
+    """Hourly long-format series driven by their covariates: a daily cycle, plus
+    TEMPERATURE_EFFECT times a future-known `temperature` that the past does not predict (white
+    noise), plus a region's level (static, categorical) and small noise; `load` is a past
+    covariate that echoes the last hour's target. Values rounded to quarters, exact in float32."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    levels = {"north": 20.0, "south": 30.0}
+    for index, series_id in enumerate(series_ids):
+        region = "north" if index % 2 == 0 else "south"
+        steps = np.arange(n_points)
+        temperature = np.round(rng.normal(0.0, 2.0, n_points) * 4) / 4
+        target = levels[region] + 3.0 * np.sin(2 * np.pi * steps / 24) + TEMPERATURE_EFFECT * temperature
+        target = np.round((target + rng.normal(0.0, 0.1, n_points)) * 4) / 4
+        frames.append(
+            pd.DataFrame(
+                {
+                    "series_id": series_id,
+                    "timestamp": pd.date_range("2024-01-01", periods=n_points, freq="h"),
+                    "value": target,
+                    "temperature": temperature,
+                    "load": np.concatenate([[target[0]], target[:-1]]),
+                    "region": region,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)

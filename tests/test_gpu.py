@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from forecast.model.config import NetworkConfig, ScalingParams
+from forecast.model.encoding import RawWindows
 from forecast.model.network import Forecaster
 from forecast.model.predictor import Predictor
 from forecast.serving.pipeline import network_forward
@@ -31,10 +32,12 @@ def test_cuda_forecasts_equal_cpu_forecasts(cuda: torch.device, arch: str) -> No
         torch.nn.init.normal_(parameter, std=0.1)
     history = torch.randn(64, 48).add_(20.0)
     features = torch.randn(64, 48, 4)
-    on_cpu = Predictor(network, ScalingParams(mode="window"), torch.device("cpu")).predict(history, features)
+    on_cpu = Predictor(network, ScalingParams(mode="window"), torch.device("cpu")).predict(
+        RawWindows.without_covariates(history, features)
+    )
     on_gpu = Predictor(Forecaster(config, 5).to(cuda), ScalingParams(mode="window"), cuda)
     on_gpu.network.load_state_dict(network.state_dict())
-    gpu_prediction = on_gpu.predict(history, features)
+    gpu_prediction = on_gpu.predict(RawWindows.without_covariates(history, features))
     np.testing.assert_allclose(gpu_prediction.mean, on_cpu.mean, rtol=1e-4, atol=1e-4)
 
 

@@ -75,7 +75,7 @@ def _check_limits(body: ForecastRequest, settings: Settings) -> None:
         )
     total = 0
     for series in body.series:
-        total += len(series.values)
+        total += series.points
         if len(series.values) > settings.max_points_per_series:
             raise RequestTooLarge(
                 f"{len(series.values)} points; the limit is {settings.max_points_per_series} per series "
@@ -84,7 +84,7 @@ def _check_limits(body: ForecastRequest, settings: Settings) -> None:
             )
     if total > settings.max_points_per_request:
         raise RequestTooLarge(
-            f"{total} points in one request; the limit is {settings.max_points_per_request} "
+            f"{total} points (values and covariates) in one request; the limit is {settings.max_points_per_request} "
             "(FORECAST_MAX_POINTS_PER_REQUEST): split the series over several requests"
         )
     if len({s.id for s in body.series}) < len(body.series):

@@ -99,6 +99,7 @@ def _summary(registry: Registry, served: _Served, name: str) -> ModelSummary:
             created_at=manifest.created_at,
             aliases=sorted(a for a, v in aliases.items() if v == version),
             test_metrics=manifest.metrics.get("test", {}),
+            covariates={kind: names for kind, names in manifest.covariates.kinds().items() if names},
         )
         for version, manifest in sorted(manifests.items())
     ]

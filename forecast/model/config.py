@@ -6,6 +6,7 @@ Kept apart from `forecast.model.network` and `forecast.model.scaling` so that re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -19,8 +20,8 @@ GlobalScaler = Literal["standard", "minmax", "robust"]
 
 
 class NetworkConfig(BaseModel):
-    """Everything that fixes the network's shape, except its input channels, which follow from
-    the calendar features (`input_channels`)."""
+    """Everything that fixes the network's shape, except its inputs, which follow from the
+    calendar features and the covariates (`InputLayout`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -45,6 +46,10 @@ class NetworkConfig(BaseModel):
     # default (3, from bench/accuracy.py); a network built without that choice is a single one.
     ensemble: int | None = Field(default=None, ge=1, le=32)
     combine: Combine = "mean"
+    # The future-known inputs over the horizon (the calendar features, then the future-known
+    # covariates) reach the head and the linear skip, step by step. None: off, as in versions
+    # written before covariates existed; the training job turns it on.
+    horizon_inputs: bool | None = None
 
     @model_validator(mode="after")
     def _fits_the_window(self) -> NetworkConfig:
@@ -58,9 +63,63 @@ class NetworkConfig(BaseModel):
 
 
 def input_channels(feature_count: int) -> int:
-    """Values per time step the network reads: the scaled value, then the calendar features
-    (the order `forecast.model.encoding.encode` stacks them in)."""
+    """Values per time step the network reads without covariates: the scaled value, then the
+    calendar features (the order `forecast.model.encoding.encode` stacks them in)."""
     return 1 + feature_count
+
+
+def static_embedding_width(categories: int) -> int:
+    """Width of a categorical static covariate's embedding: a handful of dimensions, never more
+    than its categories need (the bucket for unseen ones included)."""
+    return max(1, min(8, (categories + 1) // 2))
+
+
+@dataclass(frozen=True, slots=True)
+class InputLayout:
+    """The widths of what the network reads, besides the target's values:
+
+    - `calendar`: calendar feature columns (a sine and a cosine per cycle), known at every step;
+    - `past`: past covariates, known up to the forecast origin;
+    - `future`: future-known covariates, known over the horizon too;
+    - `static_categories`: each categorical static covariate's number of codes (code 0 is the
+      bucket for categories unseen in training); `static_numeric`: numeric static covariates.
+
+    Each time step of the encoder reads the value, the past covariates, the calendar, the
+    future covariates and the embedded static covariates, in that order."""
+
+    calendar: int = 0
+    past: int = 0
+    future: int = 0
+    static_categories: tuple[int, ...] = ()
+    static_numeric: int = 0
+
+    @classmethod
+    def of(cls, layout: InputLayout | int) -> InputLayout:
+        """A layout, or the input channels of a network without covariates (the value and the
+        calendar columns), as networks were described before covariates."""
+        return layout if isinstance(layout, InputLayout) else cls(calendar=layout - 1)
+
+    @property
+    def static_width(self) -> int:
+        """Columns of the static input: one code per categorical covariate, then the numeric ones."""
+        return len(self.static_categories) + self.static_numeric
+
+    @property
+    def static_embedded_width(self) -> int:
+        return sum(static_embedding_width(count) for count in self.static_categories) + self.static_numeric
+
+    @property
+    def known_width(self) -> int:
+        """Future-known columns per step: the calendar, then the future-known covariates."""
+        return self.calendar + self.future
+
+    @property
+    def encoder_channels(self) -> int:
+        return 1 + self.past + self.known_width + self.static_embedded_width
+
+    @property
+    def has_covariates(self) -> bool:
+        return bool(self.past or self.future or self.static_width)
 
 
 class ScalingParams(BaseModel):

@@ -1,24 +1,68 @@
 """The one preprocessing path from raw windows to network inputs and back.
 
 The training job, its evaluation and the API all call `encode` and `decode`; nothing else
-scales values or builds the network's input, so training and serving cannot drift apart.
+scales values or covariates or builds the network's input, so training and serving cannot
+drift apart.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from forecast.model.config import ScalingParams
+from forecast.model.covariates import NO_COVARIATES, Covariates
 from forecast.model.scaling import from_scaled, to_scaled, window_stats
 
 _WINDOW = ScalingParams(mode="window")
 
 
 @dataclass(slots=True)
+class RawWindows:
+    """A batch of input windows as the data holds them, before any scaling.
+
+    `calendar` and `future` cover the input window and, for a network that reads the horizon's
+    future-known inputs, the horizon after it (L + H steps; L otherwise). Covariates a version
+    does not have are zero-width."""
+
+    history: torch.Tensor  # (B, L) raw target values (float64 when served: see `encode`)
+    calendar: torch.Tensor  # (B, L or L + H, F) calendar features
+    past: torch.Tensor  # (B, L, P) raw past covariates
+    future: torch.Tensor  # (B, L or L + H, K) raw future-known covariates
+    static: torch.Tensor  # (B, S) codes of categorical static covariates, then raw numeric ones
+
+    def __len__(self) -> int:
+        return self.history.shape[0]
+
+    def to(self, device: torch.device) -> RawWindows:
+        return RawWindows(*(part.to(device, non_blocking=True) for part in self.parts()))
+
+    def parts(self) -> tuple[torch.Tensor, ...]:
+        return (self.history, self.calendar, self.past, self.future, self.static)
+
+    def rows(self, chunk: slice) -> RawWindows:
+        return RawWindows(*(part[chunk] for part in self.parts()))
+
+    def pin_memory(self) -> RawWindows:
+        return RawWindows(*(part.pin_memory() for part in self.parts()))
+
+    @classmethod
+    def without_covariates(cls, history: torch.Tensor, calendar: torch.Tensor) -> RawWindows:
+        """Windows of a version without covariates: zero-width past, future and static inputs."""
+        batch, length = history.shape
+        empty = calendar.new_zeros((batch, length, 0))
+        return cls(
+            history, calendar, empty, calendar.new_zeros((batch, calendar.shape[1], 0)), history.new_zeros((batch, 0))
+        )
+
+
+@dataclass(slots=True)
 class Encoded:
-    inputs: torch.Tensor  # (B, L, input_channels(F)) scaled values then calendar features
+    inputs: torch.Tensor  # (B, L, C): the scaled value, past covariates, calendar, future covariates
+    known: torch.Tensor  # (B, H or 0, F + K): calendar and scaled future covariates over the horizon
+    static: torch.Tensor  # (B, S): codes, then scaled numeric static covariates
     loc: torch.Tensor  # (B, 1)
     spread: torch.Tensor  # (B, 1) the scaling's scale
     # (B, 1) the window's own scale, whatever the scaling: conformal intervals calibrated in it
@@ -26,17 +70,38 @@ class Encoded:
     window_spread: torch.Tensor
 
 
-def encode(history: torch.Tensor, features: torch.Tensor, params: ScalingParams) -> Encoded:
-    """history (B, L) raw values, features (B, L, F) -> network inputs and the window's scale.
+def _standardised(raw: torch.Tensor, loc_scale: tuple[np.ndarray, np.ndarray], dtype: torch.dtype) -> torch.Tensor:
+    """(..., K) raw covariates -> (x - loc) / scale per column, in the network's dtype."""
+    if raw.shape[-1] == 0:
+        return raw.to(dtype)
+    loc, scale = (torch.as_tensor(array, dtype=raw.dtype, device=raw.device) for array in loc_scale)
+    return ((raw - loc) / scale).to(dtype)
+
+
+def encode(raw: RawWindows, scaling: ScalingParams, covariates: Covariates = NO_COVARIATES) -> Encoded:
+    """Raw windows -> network inputs and the window's scale.
 
     The statistics and the scaling run in history's dtype and only the scaled values take the
-    network's (features') dtype: served windows arrive as float64, so a level of 1e8 keeps
-    steps that float32 (spacing 8 at 1e8) would round away."""
-    loc, spread = window_stats(history, params)
-    scaled = to_scaled(history, loc, spread).to(features.dtype)  # (B, L)
-    inputs = torch.cat([scaled.unsqueeze(-1), features], dim=-1)  # (B, L, 1 + F)
-    window_spread = spread if params.mode == "window" else window_stats(history, _WINDOW)[1]
-    return Encoded(inputs=inputs, loc=loc, spread=spread, window_spread=window_spread)
+    network's (the calendar's) dtype: served windows arrive as float64, so a level of 1e8 keeps
+    steps that float32 (spacing 8 at 1e8) would round away. Covariates are standardised with
+    their own training statistics."""
+    history, dtype = raw.history, raw.calendar.dtype
+    length = history.shape[1]
+    loc, spread = window_stats(history, scaling)
+    scaled = to_scaled(history, loc, spread).to(dtype)  # (B, L)
+    window_spread = spread if scaling.mode == "window" else window_stats(history, _WINDOW)[1]
+    calendar = raw.calendar  # (B, L [+ H], F)
+    if covariates.empty:
+        inputs = torch.cat([scaled.unsqueeze(-1), calendar[:, :length]], dim=-1)  # (B, L, 1 + F)
+        known = calendar[:, length:]  # (B, H or 0, F)
+        return Encoded(inputs, known, raw.static.to(dtype), loc, spread, window_spread)
+    standard = covariates.scaling()
+    past = _standardised(raw.past, standard.past, dtype)  # (B, L, P)
+    future = _standardised(raw.future, standard.future, dtype)  # (B, L [+ H], K)
+    static = _standardised(raw.static, standard.static, dtype)  # (B, S)
+    known_all = torch.cat([calendar, future], dim=-1)  # (B, L [+ H], F + K)
+    inputs = torch.cat([scaled.unsqueeze(-1), past, known_all[:, :length]], dim=-1)  # (B, L, 1 + P + F + K)
+    return Encoded(inputs, known_all[:, length:], static, loc, spread, window_spread)
 
 
 def decode(forecast_scaled: torch.Tensor, encoded: Encoded) -> torch.Tensor:

@@ -9,6 +9,15 @@ LSTNet's highway and NLinear) carries the strong linear part; the recurrent enco
 rest. With `segment_length` > 1 the encoder reads the window in segments (SegRNN): each segment's
 points are embedded together, so a week of hourly data is 7 recurrent steps instead of 168.
 
+Covariates enter where the field puts them: past covariates, the calendar and the future-known
+covariates over the window are input channels of the encoder, and embedded static covariates
+join every step; the linear skip reads the past covariates' windows and the static ones too (an
+ARX model beside the network). With `horizon_inputs`, the future-known inputs over the horizon
+(the calendar features and the future-known covariates, one path for both) reach the head,
+through a local MLP applied step by step as in MQ-RNN, and the skip, with one linear weight per
+step and input. Both read step h's inputs for step h only, so a forecast of its first h steps
+needs them over those h steps alone.
+
 An `Ensemble` holds several forecasters of one shape, trained with different seeds, and
 combines their forecasts (mean or median) in one forward pass.
 """
@@ -17,8 +26,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional
 
-from forecast.model.config import LossName, NetworkConfig
+from forecast.model.config import InputLayout, LossName, NetworkConfig, static_embedding_width
 
 _ENCODERS: dict[str, type[nn.RNN] | type[nn.LSTM] | type[nn.GRU]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -46,21 +56,148 @@ def forecast_loss(
     return error.abs().mean()
 
 
+class StaticEmbedding(nn.Module):
+    """Static covariates as one vector per series: each categorical one embedded (code 0, the
+    unseen bucket, has its own row), the numeric ones as they come (already scaled)."""
+
+    def __init__(self, layout: InputLayout) -> None:
+        super().__init__()
+        self.categorical = len(layout.static_categories)
+        self.tables = nn.ModuleList(
+            nn.Embedding(count, static_embedding_width(count)) for count in layout.static_categories
+        )
+
+    def forward(self, static: torch.Tensor) -> torch.Tensor:
+        """static (B, S): codes, then numeric values -> (B, E)."""
+        codes = static[:, : self.categorical].long()  # (B, n_categorical)
+        parts = [table(codes[:, index]) for index, table in enumerate(self.tables)]  # each (B, width)
+        return torch.cat([*parts, static[:, self.categorical :]], dim=-1)
+
+
+class HorizonDecoder(nn.Module):
+    """The local MLP of MQ-RNN (Wen et al., 2017): step h's correction from the encoder's context
+    and step h's future-known inputs, so the head can learn effects that are not linear (a
+    temperature's on demand). Its output layer starts at zero: untrained, it adds nothing."""
+
+    def __init__(self, hidden_size: int, known_width: int, horizon: int) -> None:
+        super().__init__()
+        width = hidden_size
+        self.context = nn.Linear(hidden_size, width)
+        self.known = nn.Linear(known_width, width, bias=False)
+        self.step = nn.Parameter(0.1 * torch.randn(horizon, width))  # which step of the horizon
+        self.out = nn.Linear(width, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, context: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """context (B, hidden), known (B, H, W) -> (B, H)."""
+        hidden = torch.relu(self.context(context)[:, None, :] + self.known(known) + self.step)  # (B, H, width)
+        out: torch.Tensor = self.out(hidden).squeeze(-1)  # (B, H)
+        return out
+
+
+class HorizonLinear(nn.Module):
+    """The skip's part over the horizon: step h adds its own linear weights times step h's
+    future-known inputs (a regression on the covariates, one coefficient per step)."""
+
+    def __init__(self, horizon: int, known_width: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(horizon, known_width))  # (H, W)
+
+    def forward(self, known: torch.Tensor) -> torch.Tensor:
+        """known (B, H, W) -> (B, H)."""
+        return (known * self.weight).sum(dim=-1)
+
+
+def skip_width(layout: InputLayout, input_size: int) -> int:
+    """Inputs of the skip's shared part: the window less its last value, each past covariate's
+    window, the static covariates (categorical ones one-hot, the unseen bucket included)."""
+    return input_size * (1 + layout.past) + sum(layout.static_categories) + layout.static_numeric
+
+
+def skip_design(layout: InputLayout, inputs: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
+    """The skip's shared inputs (B, D) from the encoded window (B, L, C) and static inputs (B, S)."""
+    values = inputs[:, :, 0]  # (B, L)
+    parts = [values - values[:, -1:]]
+    if layout.past:
+        past = inputs[:, :, 1 : 1 + layout.past]  # (B, L, P)
+        parts.append(past.transpose(1, 2).reshape(past.shape[0], -1))  # (B, P * L), covariate by covariate
+    categorical = len(layout.static_categories)
+    for index, count in enumerate(layout.static_categories):
+        parts.append(functional.one_hot(static[:, index].long(), count).to(values.dtype))  # (B, count)
+    if layout.static_numeric:
+        parts.append(static[:, categorical:])  # (B, n_numeric)
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+class LinearPart(nn.Module):
+    """A forecaster's anchor plus its linear skip (NLinear-like, with the covariates an ARX
+    model), the skip's weights shared: the training job fits it first, before the encoder
+    (forecast.training.loop and .linear)."""
+
+    def __init__(
+        self, skip: nn.Linear, horizon_skip: HorizonLinear | None, anchor_source: torch.Tensor, layout: InputLayout
+    ) -> None:
+        super().__init__()
+        self.skip = skip
+        self.horizon_skip = horizon_skip
+        self.layout = layout
+        self.anchor_source: torch.Tensor
+        self.register_buffer("anchor_source", anchor_source, persistent=False)
+
+    def forward(
+        self, inputs: torch.Tensor, known: torch.Tensor | None = None, static: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """inputs (B, L, C), known (B, H, W), static (B, S) -> forecasts (B, H), scaled."""
+        values = inputs[:, :, 0]  # (B, L)
+        change = skip_change(self.skip, self.horizon_skip, self.layout, inputs, known, static)
+        return values[:, self.anchor_source] + change
+
+
+def skip_change(
+    skip: nn.Linear,
+    horizon_skip: HorizonLinear | None,
+    layout: InputLayout,
+    inputs: torch.Tensor,
+    known: torch.Tensor | None,
+    static: torch.Tensor | None,
+) -> torch.Tensor:
+    """What the linear skip adds to the anchor: (B, H)."""
+    if static is None:
+        static = inputs.new_zeros((inputs.shape[0], 0))
+    change: torch.Tensor = skip(skip_design(layout, inputs, static))  # (B, H)
+    if horizon_skip is not None:
+        change = change + horizon_skip(_required(known))
+    return change
+
+
+def _required(known: torch.Tensor | None) -> torch.Tensor:
+    if known is None or known.shape[1] == 0:
+        raise ValueError("this network reads the future-known inputs over the horizon; none were given")
+    return known
+
+
 class Forecaster(nn.Module):
-    def __init__(self, config: NetworkConfig, input_channels: int) -> None:
+    def __init__(self, config: NetworkConfig, layout: InputLayout | int) -> None:
+        """`layout` says what the network reads; an int is the input channels of a network without
+        covariates (the value and its calendar columns)."""
         super().__init__()
         self.config = config
-        self.input_channels = input_channels
+        self.layout = InputLayout.of(layout)
+        self.input_channels = self.layout.encoder_channels
         # The training job makes both choices before it builds a network; left open, they are
         # the neutral ones: the naive anchor, point by point.
         self.segment_length = config.segment_length or 1
         anchor_period = config.anchor_period or 1
+        reads_horizon = bool(config.horizon_inputs) and self.layout.known_width > 0
+        self.static_embedding = StaticEmbedding(self.layout) if self.layout.static_width else None
         self.embed: nn.Linear | None = None
-        steps_width = input_channels
+        steps_width = self.input_channels
         if self.segment_length > 1 and config.recurrent:
-            self.embed = nn.Linear(self.segment_length * input_channels, config.hidden_size)
+            self.embed = nn.Linear(self.segment_length * self.input_channels, config.hidden_size)
             steps_width = config.hidden_size
         self.encoder: nn.RNN | nn.LSTM | nn.GRU | None = None
+        self.decoder: HorizonDecoder | None = None
         if config.recurrent:
             self.encoder = _ENCODERS[config.arch](
                 input_size=steps_width,
@@ -72,12 +209,17 @@ class Forecaster(nn.Module):
             self.head = nn.Linear(config.hidden_size, config.horizon)
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
+            if reads_horizon:
+                self.decoder = HorizonDecoder(config.hidden_size, self.layout.known_width, config.horizon)
         self.dropout = nn.Dropout(config.dropout)
         self.skip: nn.Linear | None = None
+        self.horizon_skip: HorizonLinear | None = None
         if config.linear_skip:
-            self.skip = nn.Linear(config.input_size, config.horizon)
+            self.skip = nn.Linear(skip_width(self.layout, config.input_size), config.horizon)
             nn.init.zeros_(self.skip.weight)
             nn.init.zeros_(self.skip.bias)
+            if reads_horizon:
+                self.horizon_skip = HorizonLinear(config.horizon, self.layout.known_width)
         # Step h of the anchor repeats position L - m + (h mod m) of the window. Not saved with the
         # weights: the config rebuilds it.
         steps = torch.arange(config.horizon)
@@ -85,72 +227,86 @@ class Forecaster(nn.Module):
         self.anchor_source: torch.Tensor
         self.register_buffer("anchor_source", source, persistent=False)
 
+    @property
+    def reads_horizon(self) -> bool:
+        """Whether forward needs the future-known inputs over the horizon."""
+        return self.decoder is not None or self.horizon_skip is not None
+
     def linear_part(self) -> LinearPart | None:
         """The anchor and the linear skip alone, sharing this forecaster's weights; None without a
         skip. While the head is still zero, the forecaster forecasts exactly what this does."""
         if self.skip is None:
             return None
-        return LinearPart(self.skip, self.anchor_source)
+        return LinearPart(self.skip, self.horizon_skip, self.anchor_source, self.layout)
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """inputs (B, L, C) with the scaled value in channel 0 -> forecasts (B, H), scaled."""
+    def linear_parameters(self) -> list[nn.Parameter]:
+        """The skip's weights, which the training job solves in closed form before the epochs."""
+        modules = [module for module in (self.skip, self.horizon_skip) if module is not None]
+        return [parameter for module in modules for parameter in module.parameters()]
+
+    def forward(
+        self, inputs: torch.Tensor, known: torch.Tensor | None = None, static: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """inputs (B, L, C) with the scaled value in channel 0, known (B, H, W) the future-known
+        inputs over the horizon, static (B, S) -> forecasts (B, H), scaled."""
         values = inputs[:, :, 0]  # (B, L)
         anchor = values[:, self.anchor_source]  # (B, H)
-        change = self._recurrent(inputs) if self.encoder is not None else torch.zeros_like(anchor)  # (B, H)
+        change = self._recurrent(inputs, known, static) if self.encoder is not None else torch.zeros_like(anchor)
         if self.skip is not None:
-            change = change + self.skip(values - values[:, -1:])  # (B, H)
+            change = change + skip_change(self.skip, self.horizon_skip, self.layout, inputs, known, static)  # (B, H)
         return anchor + change
 
-    def _recurrent(self, inputs: torch.Tensor) -> torch.Tensor:
+    def _recurrent(self, inputs: torch.Tensor, known: torch.Tensor | None, static: torch.Tensor | None) -> torch.Tensor:
         """What the encoder and the head add to the anchor: (B, L, C) -> (B, H)."""
         assert self.encoder is not None
         steps = inputs
+        if self.static_embedding is not None:
+            assert static is not None, "this network reads static covariates"
+            embedded = self.static_embedding(static)  # (B, E)
+            steps = torch.cat([inputs, embedded[:, None, :].expand(-1, inputs.shape[1], -1)], dim=-1)  # (B, L, C + E)
         if self.embed is not None:
-            batch, length, channels = inputs.shape
-            segments = inputs.reshape(batch, length // self.segment_length, self.segment_length * channels)
+            batch, length, channels = steps.shape
+            segments = steps.reshape(batch, length // self.segment_length, self.segment_length * channels)
             steps = torch.relu(self.embed(segments))  # (B, L / S, hidden)
         encoded, _ = self.encoder(steps)  # (B, steps, hidden)
-        head: torch.Tensor = self.head(self.dropout(encoded[:, -1]))  # (B, H)
+        context = self.dropout(encoded[:, -1])  # (B, hidden)
+        head: torch.Tensor = self.head(context)  # (B, H)
+        if self.decoder is not None:
+            head = head + self.decoder(context, _required(known))
         return head
 
     def loss(
-        self, inputs: torch.Tensor, target: torch.Tensor, loss: LossName = "mse", weights: torch.Tensor | None = None
+        self,
+        inputs: torch.Tensor,
+        target: torch.Tensor,
+        loss: LossName = "mse",
+        weights: torch.Tensor | None = None,
+        known: torch.Tensor | None = None,
+        static: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The training loss in the scaled space; target (B, H)."""
-        return forecast_loss(self(inputs), target, loss, weights)
-
-
-class LinearPart(nn.Module):
-    """A forecaster's anchor plus its linear skip (NLinear-like), the skip's weights shared: the
-    training job fits it first, before the encoder (forecast.training.loop)."""
-
-    def __init__(self, skip: nn.Linear, anchor_source: torch.Tensor) -> None:
-        super().__init__()
-        self.skip = skip
-        self.anchor_source: torch.Tensor
-        self.register_buffer("anchor_source", anchor_source, persistent=False)
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """inputs (B, L, C) -> forecasts (B, H), scaled."""
-        values = inputs[:, :, 0]  # (B, L)
-        change: torch.Tensor = self.skip(values - values[:, -1:])  # (B, H)
-        return values[:, self.anchor_source] + change
+        return forecast_loss(self(inputs, known, static), target, loss, weights)
 
 
 class Ensemble(nn.Module):
     """Members of one shape, combined step by step; its weights are the members' under `members.N.`."""
 
-    def __init__(self, config: NetworkConfig, input_channels: int, members: list[Forecaster] | None = None) -> None:
+    def __init__(
+        self, config: NetworkConfig, layout: InputLayout | int, members: list[Forecaster] | None = None
+    ) -> None:
         super().__init__()
         self.config = config
-        self.input_channels = input_channels
+        self.layout = InputLayout.of(layout)
+        self.input_channels = self.layout.encoder_channels
         count = config.ensemble or 1
-        built = members if members is not None else [Forecaster(config, input_channels) for _ in range(count)]
+        built = members if members is not None else [Forecaster(config, self.layout) for _ in range(count)]
         self.members = nn.ModuleList(built)
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """inputs (B, L, C) -> the members' combined forecasts (B, H), scaled."""
-        forecasts = torch.stack([member(inputs) for member in self.members])  # (N, B, H)
+    def forward(
+        self, inputs: torch.Tensor, known: torch.Tensor | None = None, static: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """inputs (B, L, C), known (B, H, W), static (B, S) -> the members' combined forecasts (B, H), scaled."""
+        forecasts = torch.stack([member(inputs, known, static) for member in self.members])  # (N, B, H)
         if self.config.combine == "mean":
             return forecasts.mean(dim=0)
         return forecasts.quantile(0.5, dim=0)  # interpolates between the middle two when N is even
@@ -159,6 +315,6 @@ class Ensemble(nn.Module):
 Network = Forecaster | Ensemble
 
 
-def build_network(config: NetworkConfig, input_channels: int) -> Network:
+def build_network(config: NetworkConfig, layout: InputLayout | int) -> Network:
     """A single forecaster, or an ensemble of `config.ensemble` of them."""
-    return Ensemble(config, input_channels) if (config.ensemble or 1) > 1 else Forecaster(config, input_channels)
+    return Ensemble(config, layout) if (config.ensemble or 1) > 1 else Forecaster(config, layout)

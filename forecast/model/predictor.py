@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from forecast.model.config import NetworkConfig, ScalingParams
-from forecast.model.encoding import decode, encode
+from forecast.model.covariates import NO_COVARIATES, Covariates
+from forecast.model.encoding import RawWindows, decode, encode
 from forecast.model.intervals import IntervalScale
 from forecast.model.network import Network
 
@@ -33,36 +34,40 @@ class DeviceForecast:
 
 class Predictor:
     def __init__(
-        self, network: Network, scaling: ScalingParams, device: torch.device, interval_scale: IntervalScale = "window"
+        self,
+        network: Network,
+        scaling: ScalingParams,
+        device: torch.device,
+        interval_scale: IntervalScale = "window",
+        covariates: Covariates = NO_COVARIATES,
     ) -> None:
         self.network = network.to(device).eval()
         self.scaling = scaling
         self.device = device
         self.interval_scale = interval_scale  # which scale `spread` reports: the calibration's
+        self.covariates = covariates
 
     @property
     def config(self) -> NetworkConfig:
         return self.network.config
 
-    def predict(self, history: torch.Tensor, features: torch.Tensor, batch_size: int = 4096) -> Prediction:
-        """history (B, L), features (B, L, F), both on any device -> Prediction."""
-        if self.device.type == "cuda" and not history.is_cuda:  # pinned memory: asynchronous copies
-            history, features = history.pin_memory(), features.pin_memory()
+    def predict(self, windows: RawWindows, batch_size: int = 4096) -> Prediction:
+        """Raw windows on any device -> Prediction."""
+        if self.device.type == "cuda" and not windows.history.is_cuda:  # pinned memory: asynchronous copies
+            windows = windows.pin_memory()
         means, spreads = [], []
         with torch.inference_mode():
-            for start in range(0, history.shape[0], batch_size):
-                chunk = slice(start, start + batch_size)
-                forecast = self.forecast_on_device(history[chunk], features[chunk])
+            for start in range(0, len(windows), batch_size):
+                forecast = self.forecast_on_device(windows.rows(slice(start, start + batch_size)))
                 means.append(forecast.mean.cpu())
                 spreads.append(forecast.spread.cpu())
         mean = torch.cat(means).double().numpy() if means else np.zeros((0, self.config.horizon))
         spread = torch.cat(spreads).double().numpy()[:, 0] if spreads else np.zeros(0)
         return Prediction(mean=mean, spread=spread)
 
-    def forecast_on_device(self, history: torch.Tensor, features: torch.Tensor) -> DeviceForecast:
+    def forecast_on_device(self, windows: RawWindows) -> DeviceForecast:
         """One forward pass on the predictor's device; the caller picks the grad mode."""
-        encoded = encode(
-            history.to(self.device, non_blocking=True), features.to(self.device, non_blocking=True), self.scaling
-        )
+        encoded = encode(windows.to(self.device), self.scaling, self.covariates)
         spread = encoded.window_spread if self.interval_scale == "window" else encoded.spread
-        return DeviceForecast(mean=decode(self.network(encoded.inputs), encoded), spread=spread)
+        forecast = self.network(encoded.inputs, encoded.known, encoded.static)  # (B, H)
+        return DeviceForecast(mean=decode(forecast, encoded), spread=spread)

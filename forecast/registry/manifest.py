@@ -7,25 +7,29 @@ live in model.safetensors, everything else here), plus metrics, calibration and 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from forecast.model.config import (
     Architecture,
     GlobalScaler,
+    InputLayout,
     LossName,
     NetworkConfig,
     ScalingMode,
     ScalingParams,
-    input_channels,
 )
+from forecast.model.covariates import MAX_COVARIATE_NAME_CHARS, Covariates
 from forecast.model.intervals import Calibration
+from forecast.series.covariates import CovariateColumns
 from forecast.series.features import FEATURE_NAMES, feature_width
 
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "model.safetensors"
 REPORT_FILE = "report.json"
+
+CovariateColumn = Annotated[str, StringConstraints(min_length=1, max_length=MAX_COVARIATE_NAME_CHARS + 12)]
 
 # metrics[block][method][metric], e.g. metrics["test"]["model"]["mse"]; None where a metric is
 # undefined (MASE when every training history was constant). NaN and infinity are refused.
@@ -46,6 +50,11 @@ class TrainingConfig(BaseModel):
     scaling: ScalingMode | None = Field(default=None, description="None: global for one series, window for several")
     scaler: GlobalScaler = "standard"
     features: list[str] | None = Field(default=None, description="calendar features; None picks them by frequency")
+    # Covariate columns by kind (a static one may end in ':categorical' to make numbers categories).
+    past_covariates: list[CovariateColumn] = Field(default_factory=list, description="known up to the origin")
+    future_covariates: list[CovariateColumn] = Field(default_factory=list, description="known over the horizon too")
+    static_covariates: list[CovariateColumn] = Field(default_factory=list, description="one value per series")
+    static_data: str | None = Field(default=None, description="a per-series file holding the static covariates")
     val_size: int | None = Field(default=None, ge=1, description="defaults to the horizon")
     test_size: int | None = Field(default=None, ge=1, description="defaults to the horizon")
     max_epochs: int = Field(default=30, ge=1)
@@ -74,6 +83,15 @@ class TrainingConfig(BaseModel):
         network = nested.model_dump() if isinstance(nested, NetworkConfig) else dict(nested or {})
         rest = {key: value for key, value in data.items() if key not in flat}
         return {**rest, "network": {**network, **flat}}
+
+    @property
+    def covariate_columns(self) -> CovariateColumns:
+        return CovariateColumns(
+            past=list(self.past_covariates),
+            future=list(self.future_covariates),
+            static=list(self.static_covariates),
+            static_data=self.static_data,
+        )
 
     @property
     def val_block_size(self) -> int:
@@ -126,7 +144,8 @@ class Manifest(BaseModel):
     # A NaN would be written as null and then fail to load: refuse it before anything is published.
     model_config = ConfigDict(allow_inf_nan=False)
 
-    format_version: Literal[1, 2] = 2
+    # 3: covariates and the horizon's future-known inputs; versions of formats 1 and 2 load as written.
+    format_version: Literal[1, 2, 3] = 3
     name: str
     version: int
     created_at: datetime
@@ -134,6 +153,7 @@ class Manifest(BaseModel):
     freq: str
     features: list[str]
     scaling: ScalingParams
+    covariates: Covariates = Field(default_factory=Covariates, description="what a request must carry beside values")
     season_length: int
     mase_period: int
     data: DataFingerprint
@@ -175,8 +195,13 @@ class Manifest(BaseModel):
         return self.training.network
 
     @property
+    def layout(self) -> InputLayout:
+        """What the network reads: the calendar columns and the covariates."""
+        return self.covariates.layout(feature_width(self.features))
+
+    @property
     def input_channels(self) -> int:
-        return input_channels(feature_width(self.features))
+        return self.layout.encoder_channels
 
     @property
     def arch(self) -> Architecture:

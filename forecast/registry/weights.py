@@ -16,7 +16,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from forecast.errors import RegistryCorrupt
-from forecast.model.config import NetworkConfig
+from forecast.model.config import InputLayout, NetworkConfig
 from forecast.model.network import Network, build_network
 from forecast.model.predictor import Predictor
 from forecast.registry.manifest import WEIGHTS_FILE, Manifest
@@ -72,14 +72,14 @@ def check_manifest_fits(manifest: Manifest, state: State) -> None:
     trained = weights_input_channels(state, manifest.network)
     if trained is not None and trained != manifest.input_channels:
         raise RegistryCorrupt(
-            f"the manifest's features {manifest.features} make {manifest.input_channels} input channels "
-            f"(the value and 2 per feature) but its weights read {trained}; the manifest does not describe "
-            "these weights (restore it or retrain)"
+            f"the manifest's features {manifest.features} and covariates {manifest.covariates.names} make "
+            f"{manifest.input_channels} input channels (the value, 2 per feature, the covariates) but its weights "
+            f"read {trained}; the manifest does not describe these weights (restore it or retrain)"
         )
 
 
-def network_from_weights(config: NetworkConfig, input_channels: int, payload: bytes | State) -> Network:
-    network = build_network(config, input_channels)
+def network_from_weights(config: NetworkConfig, layout: InputLayout | int, payload: bytes | State) -> Network:
+    network = build_network(config, layout)
     state = read_state(payload) if isinstance(payload, bytes) else payload
     try:
         network.load_state_dict(state, strict=True)
@@ -102,10 +102,11 @@ def load_predictor(registry: Registry, name: str, version: int, device: torch.de
     try:
         state = read_state(payload)
         check_manifest_fits(manifest, state)
-        network = network_from_weights(manifest.network, manifest.input_channels, state)
+        network = network_from_weights(manifest.network, manifest.layout, state)
     except RegistryCorrupt as exc:
         folder = registry.version_location(name, version)
         raise RegistryCorrupt(f"model {name!r} version {version} in {folder}: {exc}") from exc
     return LoadedVersion(
-        manifest=manifest, predictor=Predictor(network, manifest.scaling, device, manifest.intervals.scale)
+        manifest=manifest,
+        predictor=Predictor(network, manifest.scaling, device, manifest.intervals.scale, manifest.covariates),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from forecast.errors import (
     MissingColumns,
     SeriesTooShort,
 )
+from forecast.series.covariates import ROW_COLUMN, CovariateColumns, read_static_table, series_covariates
 from forecast.series.frequency import normalize_freq
 from forecast.series.parsing import parse_timestamps, parse_values
 from forecast.series.spacing import check_order, check_spacing, infer_freq
@@ -44,9 +45,20 @@ class Series:
     series_id: str
     timestamps: pd.DatetimeIndex
     values: np.ndarray  # (T,) float64, finite
+    past: np.ndarray | None = None  # (T, P) float64 past covariates (None: none)
+    future: np.ndarray | None = None  # (T, K) float64 future-known covariates (None: none)
+    static: dict[str, str | float] = field(default_factory=dict)  # static covariates by name
 
     def __len__(self) -> int:
         return len(self.values)
+
+    @property
+    def past_values(self) -> np.ndarray:
+        return np.zeros((len(self), 0)) if self.past is None else self.past
+
+    @property
+    def future_values(self) -> np.ndarray:
+        return np.zeros((len(self), 0)) if self.future is None else self.future
 
 
 @dataclass(slots=True)
@@ -54,18 +66,26 @@ class Dataset:
     series: list[Series]
     freq: str
     source: str
+    covariates: CovariateColumns = field(default_factory=CovariateColumns)
+    unused_columns: list[str] = field(default_factory=list)  # columns of the file nothing read
 
     @property
     def n_points(self) -> int:
         return sum(len(s) for s in self.series)
 
     def fingerprint(self) -> str:
-        """sha256 over ids, timestamps and values: the same data always gives the same digest."""
+        """sha256 over ids, timestamps, values and covariates: the same data always gives the same
+        digest (and a file without covariates the digest it had before they existed)."""
         digest = hashlib.sha256(self.freq.encode())
         for series in self.series:
             digest.update(series.series_id.encode() + b"\0")
             digest.update(series.timestamps.asi8.tobytes())
             digest.update(np.ascontiguousarray(series.values, dtype=np.float64).tobytes())
+            for block in (series.past, series.future):
+                if block is not None and block.size:
+                    digest.update(np.ascontiguousarray(block, dtype=np.float64).tobytes())
+            for name, value in sorted(series.static.items()):
+                digest.update(f"{name}={value}\0".encode())
         return digest.hexdigest()
 
 
@@ -86,23 +106,33 @@ def read_table(path: str | Path) -> pd.DataFrame:
     raise InvalidInput(f"{str(path)!r}: unknown file type {suffix!r}; use .csv or .parquet")
 
 
-def to_long(frame: pd.DataFrame, columns: Columns, target: str | None = None) -> pd.DataFrame:
-    """Bring a long or wide table to long format with columns series_id, timestamp, value.
+def to_long(
+    frame: pd.DataFrame, columns: Columns, target: str | None = None, covariates: CovariateColumns | None = None
+) -> LongTable:
+    """Bring a long or wide table to long format with columns series_id, timestamp, value, then
+    the covariate columns (and each row's place in the file when there are covariates).
 
     A table with the series-id column is long (`target`, if given, names its value column);
     otherwise it is wide: a timestamp column and one column per series (`target` picks one).
     Wide tables may hold series of different lengths: leading and trailing empty cells are
-    dropped, empty cells inside a series are refused like any other missing value.
+    dropped, empty cells inside a series are refused like any other missing value. In a wide
+    table of one series (`target`), the covariates are the columns beside it.
     """
+    covariates = covariates or CovariateColumns()
     present = [str(c) for c in frame.columns]
+    wanted = covariates.in_data_file
+    if covariates.in_data_file:
+        frame = frame.assign(**{ROW_COLUMN: np.arange(1, len(frame) + 1)})  # data rows, from 1
+    extra = [ROW_COLUMN] if wanted else []
     if columns.series_id in present:
         value_column = target or columns.value
-        missing = [c for c in (columns.timestamp, value_column) if c not in present]
-        if missing:
-            raise MissingColumns(f"missing columns {missing} in long-format data; found columns {present}")
-        long = frame[[columns.series_id, columns.timestamp, value_column]]
-        long.columns = pd.Index(["series_id", "timestamp", "value"])
-        return long.assign(series_id=long["series_id"].astype(str))
+        covariates.check_names([columns.series_id, columns.timestamp, value_column])
+        _require(present, [columns.timestamp, value_column], "long-format data")
+        _require(present, wanted, "the data", covariates=True)
+        long = frame[[columns.series_id, columns.timestamp, value_column, *wanted, *extra]]
+        long.columns = pd.Index(["series_id", "timestamp", "value", *wanted, *extra])
+        used = {columns.series_id, columns.timestamp, value_column, *wanted}
+        return LongTable(long.assign(series_id=long["series_id"].astype(str)), [c for c in present if c not in used])
     time_column = next((c for c in (columns.timestamp, "date", "timestamp", "ds") if c in present), None)
     if time_column is None:
         raise MissingColumns(
@@ -114,14 +144,38 @@ def to_long(frame: pd.DataFrame, columns: Columns, target: str | None = None) ->
         if target not in present:
             raise MissingColumns(f"target column {target!r} not found; found columns {present}")
         value_columns = [target]
+    elif not covariates.empty:
+        raise InvalidInput(
+            "covariates in a wide table need --target: the table is one series (the target column) with "
+            "its covariates beside it; for several series use the long format (series_id, timestamp, value, ...)"
+        )
     if not value_columns:
         raise MissingColumns(f"wide-format data has a timestamp column {time_column!r} but no series columns")
-    long = frame.melt(id_vars=[time_column], value_vars=value_columns, var_name="series_id", value_name="value")
+    covariates.check_names([time_column, *value_columns])
+    _require(present, wanted, "the data", covariates=True)
+    long = frame.melt(
+        id_vars=[time_column, *wanted, *extra], value_vars=value_columns, var_name="series_id", value_name="value"
+    )
     long = long.rename(columns={time_column: "timestamp"})
     is_present = long["value"].notna()
     rank = is_present.groupby(long["series_id"]).cumsum()
     remaining = is_present[::-1].groupby(long["series_id"][::-1]).cumsum()[::-1]
-    return long[(rank > 0) & (remaining > 0)][["series_id", "timestamp", "value"]]
+    used = {time_column, *value_columns, *wanted}
+    trimmed = long[(rank > 0) & (remaining > 0)][["series_id", "timestamp", "value", *wanted, *extra]]
+    return LongTable(trimmed, [c for c in present if c not in used])
+
+
+@dataclass(slots=True)
+class LongTable:
+    frame: pd.DataFrame  # series_id, timestamp, value, covariate columns
+    unused_columns: list[str]
+
+
+def _require(present: list[str], needed: list[str], where: str, *, covariates: bool = False) -> None:
+    missing = [c for c in needed if c not in present]
+    if missing:
+        kind = "covariate columns" if covariates else "columns"
+        raise MissingColumns(f"missing {kind} {missing} in {where}; found columns {present[:50]}")
 
 
 def validate_series(series_id: str, timestamps: object, values: object, freq: str | None) -> tuple[Series, str]:
@@ -141,14 +195,24 @@ def validate_series(series_id: str, timestamps: object, values: object, freq: st
     return Series(series_id=series_id, timestamps=stamps, values=numbers), series_freq
 
 
-def validate_frame(long: pd.DataFrame, freq: str | None, source: str) -> Dataset:
-    """Split a long frame into validated series sharing one frequency."""
+def validate_frame(
+    long: pd.DataFrame,
+    freq: str | None,
+    source: str,
+    covariates: CovariateColumns | None = None,
+    static_table: pd.DataFrame | None = None,
+) -> Dataset:
+    """Split a long frame into validated series sharing one frequency, with their covariates."""
     if long.empty:
         raise InvalidInput(f"{source}: the data has no rows")
+    covariates = covariates or CovariateColumns()
     series: list[Series] = []
     frequencies: dict[str, str] = {}
     for series_id, rows in long.groupby("series_id", sort=False):
         checked, series_freq = validate_series(str(series_id), rows["timestamp"], rows["value"], freq)
+        if not covariates.empty:  # rows are in time order: validate_series refuses any other
+            found = series_covariates(str(series_id), rows, covariates, static_table)
+            checked.past, checked.future, checked.static = found.past, found.future, found.static
         series.append(checked)
         frequencies[str(series_id)] = series_freq
     distinct = sorted(set(frequencies.values()))
@@ -159,12 +223,24 @@ def validate_frame(long: pd.DataFrame, freq: str | None, source: str) -> Dataset
             + ", ".join(f"{f!r} (e.g. series {s!r})" for f, s in first.items())
             + "; pass --freq or train them separately"
         )
-    return Dataset(series=series, freq=distinct[0], source=source)
+    return Dataset(series=series, freq=distinct[0], source=source, covariates=covariates)
 
 
 def load_dataset(
-    path: str | Path, *, columns: Columns | None = None, target: str | None = None, freq: str | None = None
+    path: str | Path,
+    *,
+    columns: Columns | None = None,
+    target: str | None = None,
+    freq: str | None = None,
+    covariates: CovariateColumns | None = None,
 ) -> Dataset:
+    columns = columns or Columns()
+    covariates = covariates or CovariateColumns()
     frame = read_table(path)
-    long = to_long(frame, columns or Columns(), target)
-    return validate_frame(long, freq, str(path))
+    long = to_long(frame, columns, target, covariates)
+    static_table = None
+    if covariates.static_data:
+        static_table = read_static_table(covariates.static_data, columns.series_id, covariates.static_names)
+    dataset = validate_frame(long.frame, freq, str(path), covariates, static_table)
+    dataset.unused_columns = long.unused_columns
+    return dataset

@@ -23,6 +23,11 @@ class SeriesStore:
     features: torch.Tensor  # (N, F) float32 calendar features of each point
     offsets: np.ndarray  # (S + 1,) int64: series s occupies [offsets[s], offsets[s + 1])
     series_ids: list[str]
+    past: torch.Tensor  # (N, P) float32 raw past covariates of each point
+    future: torch.Tensor  # (N, K) float32 raw future-known covariates of each point
+    # (S, W) float64: each series' static input (codes, then raw numbers); the training job fills it
+    # in once the categories are known.
+    static: torch.Tensor
 
     @property
     def lengths(self) -> np.ndarray:
@@ -42,11 +47,16 @@ def build_store(dataset: Dataset, feature_names: list[str]) -> SeriesStore:
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     values = np.concatenate([s.values for s in dataset.series]).astype(np.float32)
     features = np.concatenate([calendar_features(s.timestamps, feature_names) for s in dataset.series])
+    past = np.concatenate([s.past_values for s in dataset.series]).astype(np.float32)
+    future = np.concatenate([s.future_values for s in dataset.series]).astype(np.float32)
     return SeriesStore(
         values=torch.from_numpy(values),
         features=torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)),
         offsets=offsets,
         series_ids=[s.series_id for s in dataset.series],
+        past=torch.from_numpy(np.ascontiguousarray(past)),
+        future=torch.from_numpy(np.ascontiguousarray(future)),
+        static=torch.zeros((len(dataset.series), 0), dtype=torch.float64),
     )
 
 
@@ -107,12 +117,28 @@ def series_of_origins(store: SeriesStore, origins: np.ndarray) -> np.ndarray:
 @dataclass(slots=True)
 class WindowBatch:
     history: torch.Tensor  # (B, L) raw values of the input window
-    features: torch.Tensor  # (B, L, F) calendar features of the input window
+    features: torch.Tensor  # (B, L + K, F) calendar features of the input window and K known steps after it
     target: torch.Tensor  # (B, H) raw values to forecast
+    past: torch.Tensor  # (B, L, P) raw past covariates of the input window
+    future: torch.Tensor  # (B, L + K, Q) raw future-known covariates, over the same steps as the calendar
+    static: torch.Tensor  # (B, W) the static input of each window's series
 
 
-def gather(store: SeriesStore, origins: np.ndarray | torch.Tensor, *, input_size: int, horizon: int) -> WindowBatch:
+def gather(
+    store: SeriesStore, origins: np.ndarray | torch.Tensor, *, input_size: int, horizon: int, known_steps: int = 0
+) -> WindowBatch:
+    """The windows at `origins`; `known_steps` of the horizon (0 or H) come with their
+    future-known inputs, for a network that reads them."""
     origin = torch.as_tensor(origins, dtype=torch.int64)[:, None]  # (B, 1)
-    past = origin + torch.arange(-input_size, 0)  # (B, L)
-    future = origin + torch.arange(horizon)  # (B, H)
-    return WindowBatch(history=store.values[past], features=store.features[past], target=store.values[future])
+    window = origin + torch.arange(-input_size, 0)  # (B, L)
+    ahead = origin + torch.arange(horizon)  # (B, H)
+    known = origin + torch.arange(-input_size, known_steps)  # (B, L + K)
+    series = torch.as_tensor(series_of_origins(store, np.asarray(origins)), dtype=torch.int64)  # (B,)
+    return WindowBatch(
+        history=store.values[window],
+        features=store.features[known],
+        target=store.values[ahead],
+        past=store.past[window],
+        future=store.future[known],
+        static=store.static[series.to(store.static.device)],
+    )

@@ -36,6 +36,7 @@ from forecast.model.predictor import Predictor
 from forecast.registry.store import Registry, open_registry
 from forecast.registry.weights import load_predictor
 from forecast.serving.failures import VersionKey
+from forecast.serving.pipeline import raw_windows
 from forecast.serving.scan import short_error
 from forecast.serving.telemetry import DEVICE_BATCH_SIZE
 from forecast.serving.wire import Message, WireError, decode, describe, encode
@@ -43,6 +44,8 @@ from forecast.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# A forward message carries the five window arrays of forecast.serving.pipeline.WindowArrays.
+WINDOW_ARRAYS = 5
 # Series in one merged forward pass at most: each worker's batch is at most max_batch_size; the
 # merge takes what is queued up to this, which bounds the device memory of one pass.
 MERGED_SERIES_MAX = 4096
@@ -54,10 +57,13 @@ class _Batch:
 
     key: VersionKey
     predictor: Predictor
-    history: np.ndarray  # (B, L)
-    features: np.ndarray  # (B, L, F)
+    arrays: tuple[np.ndarray, ...]  # the window arrays (forecast.serving.pipeline.WindowArrays), B rows each
     answer: Callable[[bytes], None]
     id: int
+
+    @property
+    def rows(self) -> int:
+        return len(self.arrays[0])
 
 
 @dataclass(slots=True)
@@ -121,14 +127,14 @@ class DeviceServer:
                 key = (message.model, message.version)
                 if message.op == "release":
                     self._release(key, holder)
-                elif message.op == "forward" and len(arrays) == 2:
+                elif message.op == "forward" and len(arrays) == WINDOW_ARRAYS:
                     try:
                         predictor = self._predictor(key, holder)
                     except Exception as exc:  # the version cannot load: this batch's error
                         answer(encode(Message(op="error", id=message.id, error=short_error(exc))))
                         continue
                     with self._queued:
-                        self._batches.append(_Batch(key, predictor, arrays[0], arrays[1], answer, message.id))
+                        self._batches.append(_Batch(key, predictor, tuple(arrays), answer, message.id))
                         self._queued.notify()
                 else:
                     raise WireError(f"unexpected {message.op!r} message with {len(arrays)} arrays")
@@ -151,12 +157,12 @@ class DeviceServer:
             while not self._batches:
                 self._queued.wait()
             first = self._batches.popleft()
-            merged, rest, series = [first], deque[_Batch](), len(first.history)
+            merged, rest, series = [first], deque[_Batch](), first.rows
             while self._batches:
                 batch = self._batches.popleft()
-                if batch.key == first.key and series + len(batch.history) <= MERGED_SERIES_MAX:
+                if batch.key == first.key and series + batch.rows <= MERGED_SERIES_MAX:
                     merged.append(batch)
-                    series += len(batch.history)
+                    series += batch.rows
                 else:
                     rest.append(batch)
             self._batches = rest
@@ -167,11 +173,10 @@ class DeviceServer:
         while True:
             merged = self._next_forward()
             name, version = merged[0].key
-            DEVICE_BATCH_SIZE.labels(name, str(version)).observe(sum(len(batch.history) for batch in merged))
+            DEVICE_BATCH_SIZE.labels(name, str(version)).observe(sum(batch.rows for batch in merged))
             try:
-                history = torch.from_numpy(np.concatenate([batch.history for batch in merged]))
-                features = torch.from_numpy(np.concatenate([batch.features for batch in merged]))
-                prediction = merged[0].predictor.predict(history, features)
+                arrays = [np.concatenate([batch.arrays[part] for batch in merged]) for part in range(WINDOW_ARRAYS)]
+                prediction = merged[0].predictor.predict(raw_windows(arrays))
             except Exception as exc:  # OOM, a bug: every batch of the pass is told, the process lives on
                 logger.exception("forward pass of %d batches of %s version %d failed", len(merged), name, version)
                 for batch in merged:
@@ -179,7 +184,7 @@ class DeviceServer:
                 continue
             start = 0
             for batch in merged:
-                rows = slice(start, start + len(batch.history))
+                rows = slice(start, start + batch.rows)
                 outputs = (prediction.mean[rows], prediction.spread[rows])
                 batch.answer(encode(Message(op="result", id=batch.id, arrays=describe(outputs)), outputs))
                 start = rows.stop

@@ -5,7 +5,7 @@ through `ForecastPipeline`, so the order of the stages lives here and nowhere el
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -13,10 +13,12 @@ import numpy as np
 import torch
 
 from forecast.errors import ValueOutOfRange
+from forecast.model.encoding import RawWindows
 from forecast.model.intervals import interval_bounds
 from forecast.model.predictor import Predictor
 from forecast.registry.manifest import Manifest
 from forecast.serving.batcher import DynamicBatcher
+from forecast.serving.covariates import PostedCovariates
 from forecast.serving.requests import PreparedSeries, Window, check_request, prepare_series
 
 
@@ -42,17 +44,33 @@ class ReleasedOnUnload(Protocol):
     def release(self) -> None: ...
 
 
-def stack_windows(windows: Sequence[Window]) -> tuple[np.ndarray, np.ndarray]:
-    """A batch's inputs as the network takes them: history (B, L) and features (B, L, F)."""
-    return np.stack([window.history for window in windows]), np.stack([window.features for window in windows])
+# A batch's inputs as arrays, in the order of `RawWindows`: history (B, L), calendar (B, L + K, F),
+# past covariates (B, L, P), future-known covariates (B, L + K, Q), static covariates (B, S).
+WindowArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def stack_windows(windows: Sequence[Window]) -> WindowArrays:
+    """A batch's inputs as the network takes them, one array per input."""
+    return (
+        np.stack([window.history for window in windows]),
+        np.stack([window.features for window in windows]),
+        np.stack([window.past for window in windows]),
+        np.stack([window.future for window in windows]),
+        np.stack([window.static for window in windows]),
+    )
+
+
+def raw_windows(arrays: Sequence[np.ndarray]) -> RawWindows:
+    """Stacked arrays as the predictor reads them (no copies: torch shares numpy's memory)."""
+    history, calendar, past, future, static = (torch.from_numpy(np.asarray(array)) for array in arrays)
+    return RawWindows(history=history, calendar=calendar, past=past, future=future, static=static)
 
 
 def network_forward(manifest: Manifest, predictor: Predictor) -> Forward:
     """The version's network over a batch of windows, in one forward pass."""
 
     def run(windows: Sequence[Window]) -> list[WindowForecast]:
-        history, features = stack_windows(windows)
-        prediction = predictor.predict(torch.from_numpy(history), torch.from_numpy(features))
+        prediction = predictor.predict(raw_windows(stack_windows(windows)))
         return [
             WindowForecast(mean=prediction.mean[i], spread=float(prediction.spread[i])) for i in range(len(windows))
         ]
@@ -73,6 +91,12 @@ class PostedSeries(Protocol):
     def start(self) -> str | None: ...
     @property
     def freq(self) -> str | None: ...
+    @property
+    def past_covariates(self) -> Mapping[str, Sequence[float]] | None: ...
+    @property
+    def future_covariates(self) -> Mapping[str, Sequence[float]] | None: ...
+    @property
+    def static_covariates(self) -> Mapping[str, str | float] | None: ...
 
 
 @dataclass(slots=True)
@@ -119,9 +143,18 @@ class ForecastPipeline:
         """Every series checked against the version and cut into its window; the first bad one
         raises, naming itself, before anything is queued."""
         return [
-            prepare_series(self.manifest, s.id, s.values, timestamps=s.timestamps, start=s.start, freq=s.freq, horizon=horizon)
+            prepare_series(
+                self.manifest,
+                s.id,
+                s.values,
+                timestamps=s.timestamps,
+                start=s.start,
+                freq=s.freq,
+                horizon=horizon,
+                covariates=PostedCovariates(s.past_covariates, s.future_covariates, s.static_covariates),
+            )
             for s in series
-        ]  # fmt: skip
+        ]
 
     async def forecast(
         self, series: Sequence[PostedSeries], *, horizon: int | None, levels: list[float], timeout_s: float

@@ -25,7 +25,7 @@ import numpy as np
 from forecast.errors import InferenceUnavailable
 from forecast.model.predictor import Predictor
 from forecast.registry.manifest import Manifest
-from forecast.serving.pipeline import Forward, ForwardFactory, WindowForecast, stack_windows
+from forecast.serving.pipeline import Forward, ForwardFactory, WindowArrays, WindowForecast, stack_windows
 from forecast.serving.requests import Window
 from forecast.serving.scan import short_error
 from forecast.serving.wire import Message, WireError, decode, describe, encode
@@ -132,9 +132,8 @@ class DeviceClient:
             with self._lock:
                 self._drop(connection, f"the inference process went away ({type(exc).__name__})")
 
-    def forward(self, name: str, version: int, history: np.ndarray, features: np.ndarray) -> list[np.ndarray]:
+    def forward(self, name: str, version: int, arrays: WindowArrays) -> list[np.ndarray]:
         """[mean (B, H), spread (B,)] of one batch, run on the device."""
-        arrays = (history, features)
         message = Message(op="forward", id=next(self._ids), model=name, version=version, arrays=describe(arrays))
         future = self._send(message, arrays)
         assert future is not None  # a forward always waits for its answer
@@ -165,7 +164,7 @@ class RemoteForward:
     version: int
 
     def __call__(self, windows: Sequence[Window]) -> list[WindowForecast]:
-        mean, spread = self.client.forward(self.name, self.version, *stack_windows(windows))
+        mean, spread = self.client.forward(self.name, self.version, stack_windows(windows))
         return [WindowForecast(mean=mean[i], spread=float(spread[i])) for i in range(len(windows))]
 
     def release(self) -> None:

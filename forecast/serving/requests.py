@@ -1,5 +1,6 @@
 """Serving-side preparation of posted series: each is checked against the model version and
-cut into the input window, with the same calendar features as in training.
+cut into the input window, with the same calendar features as in training and the covariates
+the version reads (`forecast.serving.covariates`).
 
 Validation reuses `forecast.series`; scaling happens in the predictor through
 `forecast.model.encoding`, exactly as in training.
@@ -8,7 +9,7 @@ Validation reuses `forecast.series`; scaling happens in the predictor through
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache, partial
 
 import numpy as np
@@ -22,14 +23,20 @@ from forecast.series.features import calendar_features, future_timestamps
 from forecast.series.frequency import fixed_step_ns, normalize_freq, same_freq
 from forecast.series.parsing import LAST_NS, instant_range_text, parse_iso_instant, parse_iso_timestamps, parse_values
 from forecast.series.spacing import check_spacing
+from forecast.serving.covariates import NETWORK_MAX_VALUE, NO_COVARIATES, PostedCovariates, covariate_window
 
 
 @dataclass(slots=True)
 class Window:
-    """One series' input window, as the network's forward pass takes it."""
+    """One series' input window, as the network's forward pass takes it. A version without
+    covariates has zero-size covariate arrays."""
 
     history: np.ndarray  # (L,) float64 raw values (float64 until scaled: see _window_values)
-    features: np.ndarray  # (L, F) float32 calendar features
+    features: np.ndarray  # (L + K, F) float32 calendar features of the window and the K known steps after it
+    # The shared read-only empty arrays of a version without covariates, unless given.
+    past: np.ndarray = field(default_factory=lambda: NO_COVARIATES.past)  # (L, P) float64 raw past covariates
+    future: np.ndarray = field(default_factory=lambda: NO_COVARIATES.future)  # (L + K, Q) float64 raw future-known
+    static: np.ndarray = field(default_factory=lambda: NO_COVARIATES.static)  # (S,) float64 codes, then raw numbers
 
 
 @dataclass(slots=True)
@@ -58,10 +65,6 @@ def _regular_stamps(first: pd.Timestamp, periods: int, freq: str) -> np.ndarray:
     if step is None:
         return pd.date_range(start=first, periods=periods, freq=freq).to_numpy()
     return (first.value + step * np.arange(periods, dtype=np.int64)).view("datetime64[ns]")
-
-
-# The network computes in float32: a larger value would become inf on the way in.
-NETWORK_MAX_VALUE = float(np.finfo(np.float32).max)
 
 
 def _series_values(series_id: str, raw: list[float], stamps: Callable[[], np.ndarray]) -> np.ndarray:
@@ -109,10 +112,12 @@ def prepare_series(
     start: str | None,
     freq: str | None,
     horizon: int,
+    covariates: PostedCovariates | None = None,
 ) -> PreparedSeries:
     """Check one posted series against the model and cut its input window. Only the window
-    (the last `input_size` points) is kept; the whole series is checked, with vectorised
-    parses that cost about a millisecond per 10,000 points."""
+    (the last `input_size` points, and for a network that reads the horizon's future-known
+    inputs the horizon's calendar and future covariates) is kept; the whole series is checked,
+    with vectorised parses that cost about a millisecond per 10,000 points."""
     size, count = manifest.input_size, len(values)
     if count < size:
         raise SeriesTooShort(
@@ -135,11 +140,18 @@ def prepare_series(
         stamps = partial(_regular_stamps, first, count, manifest.freq)
 
     _check_future(series_id, last, manifest.freq, horizon)
+    known = manifest.horizon if manifest.network.horizon_inputs else 0
+    history = _series_values(series_id, values, stamps)[count - size :]
+    posted = covariates or PostedCovariates()
+    found = covariate_window(manifest, series_id, posted, count=count, horizon=horizon)
     return PreparedSeries(
         series_id=series_id,
         window=Window(
-            history=_series_values(series_id, values, stamps)[count - size :],
-            features=_window_features(first_input, size, manifest.freq, tuple(manifest.features)),
+            history=history,
+            features=_window_features(first_input, size + known, manifest.freq, tuple(manifest.features)),
+            past=found.past,
+            future=found.future,
+            static=found.static,
         ),
         last_ns=last,
         freq=manifest.freq,

@@ -8,6 +8,7 @@ calibrated interval level, and checks that the answer is finite, before the vers
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,9 @@ class _WarmUpSeries:
     start: str
     timestamps: list[str] | None = None
     freq: str | None = None
+    past_covariates: Mapping[str, Sequence[float]] | None = None
+    future_covariates: Mapping[str, Sequence[float]] | None = None
+    static_covariates: Mapping[str, str | float] | None = None
 
 
 def warm_up(pipeline: ForecastPipeline) -> None:
@@ -37,7 +41,16 @@ def warm_up(pipeline: ForecastPipeline) -> None:
     thread (the inference thread). Raises whatever a request would meet."""
     manifest = pipeline.manifest
     start = pd.date_range(start=_ORIGIN, periods=1, freq=manifest.freq)[0]
-    series = _WarmUpSeries(id="warm-up", values=[0.0] * manifest.input_size, start=start.isoformat())
+    size, covariates = manifest.input_size, manifest.covariates
+    series = _WarmUpSeries(
+        id="warm-up",
+        values=[0.0] * size,
+        start=start.isoformat(),
+        # Each covariate at its training mean, and the first category (or the bucket of unseen ones).
+        past_covariates={c.name: [c.loc] * size for c in covariates.past},
+        future_covariates={c.name: [c.loc] * (size + manifest.horizon) for c in covariates.future},
+        static_covariates={c.name: c.categories[0] if c.categories else c.loc for c in covariates.static},
+    )
     levels = list(manifest.intervals.levels)
     horizon = check_request(manifest, None, levels)
     prepared = pipeline.prepare([series], horizon)

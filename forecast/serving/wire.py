@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from forecast.errors import ForecastError
 
 _LENGTH = struct.Struct("<I")
-# Only what the forward pass exchanges: float64 histories and outputs, float32 features.
+# Only what the forward pass exchanges: float64 histories, covariates and outputs, float32 features.
 Dtype = Literal["<f8", "<f4"]
 
 
@@ -33,7 +33,8 @@ class ArraySpec(BaseModel):
 
 
 class Message(BaseModel):
-    """`forward`: run arrays [history (B, L), features (B, L, F)] through a version, answered by
+    """`forward`: run the window arrays [history (B, L), calendar (B, L + K, F), past covariates
+    (B, L, P), future-known covariates (B, L + K, Q), static covariates (B, S)] through a version, answered by
     `result` with [mean (B, H), spread (B,)] or by `error`; `release`: the worker unloaded the
     version (no answer)."""
 

@@ -10,8 +10,9 @@ import numpy as np
 from forecast.model.intervals import Calibration, interval_bounds
 from forecast.model.predictor import Predictor
 from forecast.series.dataset import Dataset
-from forecast.series.windows import Blocks, SeriesStore, block_origins, gather, series_of_origins, training_parts
+from forecast.series.windows import Blocks, SeriesStore, block_origins, series_of_origins, training_parts
 from forecast.training.baselines import naive, seasonal_naive
+from forecast.training.batches import gather_windows
 from forecast.training.metrics import forecast_metrics, mase_denominator
 
 _CHUNK = 8192
@@ -54,8 +55,8 @@ def predict_origins(predictor: Predictor, store: SeriesStore, origins: np.ndarra
     config = predictor.config
     means, spreads = [], []
     for start in range(0, len(origins), _CHUNK):
-        batch = gather(store, origins[start : start + _CHUNK], input_size=config.input_size, horizon=config.horizon)
-        prediction = predictor.predict(batch.history, batch.features)
+        batch = gather_windows(store, origins[start : start + _CHUNK], config)
+        prediction = predictor.predict(batch.windows)
         means.append(prediction.mean)
         spreads.append(prediction.spread)
     return np.concatenate(means), np.concatenate(spreads)

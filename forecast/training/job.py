@@ -10,8 +10,9 @@ goes on to evaluate, calibrate, publish and promote, so one version appears.
 from __future__ import annotations
 
 import json
+import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ from forecast.series.features import FEATURE_NAMES, default_features
 from forecast.series.frequency import cadence
 from forecast.series.windows import block_origins, build_store, split_blocks, training_parts
 from forecast.training.choices import default_scaling, resolve_network
+from forecast.training.covariates import fit_covariates, static_rows
 from forecast.training.distributed import SOLO, World, check_world
 from forecast.training.evaluate import evaluate_block, evaluation_set, report_samples
 from forecast.training.loop import Objective, fit
@@ -47,6 +49,8 @@ from forecast.training.promotion import (
 )
 from forecast.training.publication import draft_manifest, publish_and_promote
 from forecast.training.records import Evaluation, Fitted, PreparedJob, TrainOutcome
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -75,7 +79,14 @@ def prepare(
     weights to start from."""
     check_name(name)
     columns = Columns(series_id=config.id_column, timestamp=config.timestamp_column, value=config.value_column)
-    dataset = load_dataset(data, columns=columns, target=config.target, freq=config.freq)
+    dataset = load_dataset(
+        data, columns=columns, target=config.target, freq=config.freq, covariates=config.covariate_columns
+    )
+    if dataset.unused_columns:
+        logger.warning(
+            "columns not used: %s (name covariates with --past-covariates, --future-covariates or --static-covariates)",
+            ", ".join(dataset.unused_columns[:20]) + (", ..." if len(dataset.unused_columns) > 20 else ""),
+        )
     features = config.features if config.features is not None else default_features(dataset.freq)
     _check_features(features)
     store = build_store(dataset, features)
@@ -86,21 +97,23 @@ def prepare(
         val_size=config.val_block_size,
         test_size=config.test_block_size,
     )
+    covariates = fit_covariates(dataset, store, blocks)  # on the training parts only
+    store.static = static_rows(dataset, covariates)
     cycle = cadence(dataset.freq)
     evaluation = evaluation_set(store, blocks, season_length=cycle.season_length, mase_period=cycle.mase_period)
-    network = resolve_network(config.network, evaluation, dataset.freq)
+    network = resolve_network(config.network, evaluation, dataset.freq, has_future_covariates=bool(covariates.future))
     scaling = config.scaling or default_scaling(len(dataset.series))
     config = config.model_copy(update={"network": network, "scaling": scaling})
     job = PreparedJob(
-        name, str(data), config, dataset, features, store, blocks, evaluation, resolve_device(config.device)
+        name, str(data), config, dataset, features, store, blocks, evaluation, resolve_device(config.device), covariates
     )
     if warm_start:
         job.parent_version = registry.resolve(name, alias=PRODUCTION)
         parent = load_predictor(registry, name, job.parent_version, torch.device("cpu"))
-        if parent.manifest.network != config.network:
+        if parent.manifest.network != config.network or parent.manifest.layout != job.layout:
             raise InvalidInput(
-                f"--warm-start needs the production version's network ({parent.manifest.network.model_dump()}); "
-                "use --retrain to reuse its configuration"
+                f"--warm-start needs the production version's network ({parent.manifest.network.model_dump()}) "
+                f"and covariates ({parent.manifest.covariates.kinds()}); use --retrain to reuse its configuration"
             )
         job.initial_state = parent.predictor.network.state_dict()
     return job
@@ -118,22 +131,23 @@ def fit_network(job: PreparedJob, *, progress: bool, world: World = SOLO) -> Fit
         block: block_origins(job.store, job.blocks, block, input_size=shape.input_size, horizon=shape.horizon)
         for block in ("train", "validation")
     }
-    objective = Objective.of(job.config.loss, scaling, job.evaluation.denominators)
+    objective = Objective.of(job.config.loss, scaling, job.evaluation.denominators, job.covariates)
     members: list[Forecaster] = []
     epochs: list[EpochRecord] = []
     best_epochs: list[int] = []
     for member in range(shape.ensemble or 1):  # each its own seed; the ensemble is calibrated as a whole
         result = fit(
-            job.store, origins["train"], origins["validation"], job.input_channels, objective, job.config,
+            job.store, origins["train"], origins["validation"], job.layout, objective, job.config,
             job.device, seed=job.config.seed + member, initial_state=_member_state(job.initial_state, member, shape),
             progress=progress, world=world,
         )  # fmt: skip
         members.append(result.network)
         best_epochs.append(result.best_epoch)
         epochs.extend(record.model_copy(update={"member": member}) for record in result.epochs)
-    network: Network = members[0] if len(members) == 1 else Ensemble(shape, job.input_channels, members)
+    network: Network = members[0] if len(members) == 1 else Ensemble(shape, job.layout, members)
     windows_seen = min(len(origins["train"]), job.config.windows_per_epoch) * len(epochs)
-    return Fitted(Predictor(network, scaling, job.device), epochs, best_epochs[0], windows_seen)
+    predictor = Predictor(network, scaling, job.device, covariates=job.covariates)
+    return Fitted(predictor, epochs, best_epochs[0], windows_seen)
 
 
 def _member_state(
@@ -180,7 +194,11 @@ def score_production(job: PreparedJob, registry: Registry) -> Comparison | None:
         return None
     if manifest.features != job.features or (lengths < needed).any():
         return None
-    result = evaluate_block(production.predictor, job.evaluation, "test")
+    if manifest.covariates.kinds() != job.covariates.kinds():
+        return None  # it reads other covariates than this data holds
+    # Its own codes for the static covariates: its categories may differ from this job's.
+    store = replace(job.store, static=static_rows(job.dataset, manifest.covariates))
+    result = evaluate_block(production.predictor, replace(job.evaluation, store=store), "test")
     return Comparison(version, promotion_score(result.metrics["model"]))
 
 

@@ -1,12 +1,20 @@
 """The first stage of a fit: the linear skip solved in closed form, by ridge regression.
 
-The skip maps the window, less its last value, to the horizon's correction of the anchor: a
-linear model, so least squares solves it exactly, where gradient steps need many epochs (by which
-time the recurrent encoder beside it has overfitted). The normal equations are accumulated over
-the training windows in float64, solved for a path of ridge penalties, and the penalty whose skip
-has the lowest validation loss is kept, or none when none beats the anchor alone. The squared
-errors are weighed as the objective weighs them (for `mase` and `msse`: in units of each
-series' in-sample seasonal MAE, so series of any size count alike).
+The skip maps the window, less its last value, to the horizon's correction of the anchor; with
+covariates it also reads each past covariate's window and the static covariates (shared by every
+step), and, for a network that reads the horizon's future-known inputs, step h's calendar and
+future-known covariates with weights of step h's own: an ARX model beside the network. A linear
+model, so least squares solves it exactly, where gradient steps need many epochs (by which time
+the recurrent encoder beside it has overfitted).
+
+The normal equations are accumulated over the training windows in float64. Each step h has its
+own system: the shared inputs' block is the same for all of them, and only the per-step block
+differs, so the systems are solved by block elimination with one factorisation of the shared
+block per penalty. A path of ridge penalties (relative to each block's mean diagonal, so the path
+is unit-free) is tried with every input and with the window alone; the candidate with the lowest
+validation loss is kept, or none when none beats the anchor alone. So covariates that do not help
+on validation are not used by the skip. The squared errors are weighed as the objective weighs
+them (for `mase` and `msse`: in units of each series' in-sample seasonal MAE).
 
 Every rank of a distributed fit computes the same sums over the same windows, so every rank
 solves the same system and keeps the same weights, with no collective beyond the validation's.
@@ -21,45 +29,110 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from forecast.model.config import ScalingParams
+from forecast.model.config import NetworkConfig, ScalingParams
+from forecast.model.covariates import Covariates
 from forecast.model.encoding import encode
-from forecast.model.network import LinearPart
+from forecast.model.network import LinearPart, skip_design
 from forecast.model.scaling import to_scaled
-from forecast.series.windows import SeriesStore, gather
+from forecast.series.windows import SeriesStore
+from forecast.training.batches import gather_windows
 
 logger = logging.getLogger(__name__)
 
 _CHUNK = 4096
 _MAX_WINDOWS = 200_000  # the sums converge long before; the sample is a fixed one (seeded)
-# Penalties relative to the mean diagonal of the Gram matrix, so the path is the same whatever
-# the data's size: from almost plain least squares to a skip shrunk close to zero.
+# Penalties relative to the mean diagonal of each block of the Gram matrix, so the path is the
+# same whatever the data's size: from almost plain least squares to a skip shrunk close to zero.
 _RELATIVE_PENALTIES = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 
 
 @dataclass(slots=True)
 class NormalEquations:
-    """sum w x x^T and sum w x t^T over the windows, x the skip's input with a 1 appended."""
+    """The sums of the skip's least-squares problem over the windows, weighed.
 
-    gram: torch.Tensor  # (L + 1, L + 1) float64
-    moment: torch.Tensor  # (L + 1, H) float64
+    u is a window's shared input with a 1 appended (D + 1), x_h its step h inputs (W), r_h what
+    step h must add to the anchor. `blocks` marks where each group of shared inputs ends (the
+    window, then each past covariate's window, then the static inputs), for the penalty."""
 
-    def solve(self, relative_penalty: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """The skip's weight (H, L) and bias (H,) under the ridge penalty (the bias unpenalised)."""
+    gram: torch.Tensor  # (D + 1, D + 1): sum w u u^T
+    moment: torch.Tensor  # (D + 1, H): sum w u r^T
+    cross: torch.Tensor  # (H, D + 1, W): sum w u x_h^T
+    step_gram: torch.Tensor  # (H, W, W): sum w x_h x_h^T
+    step_moment: torch.Tensor  # (H, W): sum w x_h r_h
+    blocks: list[int]  # ends of the shared input's groups, the last one D
+
+    @property
+    def window_size(self) -> int:
+        return self.blocks[0]
+
+    def _penalty(self, relative_penalty: float, size: int) -> torch.Tensor:
+        """The ridge penalty of the first `size` shared inputs, group by group (the bias unpenalised)."""
+        diagonal = torch.diagonal(self.gram)
+        penalty = torch.zeros_like(diagonal)
+        start = 0
+        for end in self.blocks:
+            end = min(end, size)
+            if end > start:
+                penalty[start:end] = relative_penalty * max(float(diagonal[start:end].mean()), 1e-12)
+            start = end
+        return penalty
+
+    def solve(self, relative_penalty: float, *, covariates: bool = True) -> SkipWeights:
+        """The skip's weights under the ridge penalty; `covariates=False` solves for the window
+        alone (every covariate weight zero), as a skip without covariates."""
         size = self.gram.shape[0] - 1
-        scale = float(torch.diagonal(self.gram)[:size].mean())
-        penalty = torch.zeros_like(self.gram)
-        penalty.diagonal()[:size] = relative_penalty * max(scale, 1e-12)
+        used = [*range(size if covariates else self.window_size), size]  # the bias is the last input
+        gram = self.gram[used][:, used] + torch.diag(self._penalty(relative_penalty, size)[used])
+        moment = self.moment[used]  # (U, H)
+        horizon = moment.shape[1]
+        steps = self.step_gram.shape[-1] if covariates else 0
+        solution = torch.zeros(size + 1, horizon, dtype=gram.dtype)
+        step_weights = torch.zeros(horizon, self.step_gram.shape[-1], dtype=gram.dtype)
         # The window's last point minus itself is always zero: the penalty keeps the system solvable.
-        solution = torch.linalg.solve(self.gram + penalty, self.moment)  # (L + 1, H)
-        return solution[:size].T.contiguous(), solution[size].contiguous()
+        shared = torch.linalg.solve(gram, moment)  # (U, H)
+        if steps:
+            cross = self.cross[:, used, :]  # (H, U, W)
+            step_penalty = relative_penalty * max(float(torch.diagonal(self.step_gram, dim1=1, dim2=2).mean()), 1e-12)
+            inverse_cross = torch.linalg.solve(gram, cross.permute(1, 0, 2).reshape(len(used), -1))  # (U, H * W)
+            inverse_cross = inverse_cross.reshape(len(used), horizon, steps)  # (U, H, W)
+            # Schur complement of each step: S_h = C_h + penalty - B_h^T A^-1 B_h
+            schur = self.step_gram + step_penalty * torch.eye(steps, dtype=gram.dtype)  # (H, W, W)
+            schur = schur - torch.einsum("hdw,dhv->hwv", cross, inverse_cross)
+            rhs = self.step_moment - torch.einsum("hdw,dh->hw", cross, shared)  # (H, W)
+            step_weights = torch.linalg.solve(schur, rhs.unsqueeze(-1)).squeeze(-1)  # (H, W)
+            shared = shared - torch.einsum("dhw,hw->dh", inverse_cross, step_weights)  # (U, H)
+        solution[used] = shared
+        return SkipWeights(
+            weight=solution[:size].T.contiguous(), bias=solution[size].contiguous(), step=step_weights.contiguous()
+        )
+
+
+@dataclass(slots=True)
+class SkipWeights:
+    weight: torch.Tensor  # (H, D) the shared inputs'
+    bias: torch.Tensor  # (H,)
+    step: torch.Tensor  # (H, W) each step's future-known inputs'
+
+    def finite(self) -> bool:
+        return bool(
+            torch.isfinite(self.weight).all() and torch.isfinite(self.bias).all() and torch.isfinite(self.step).all()
+        )
 
 
 WindowWeights = Callable[[np.ndarray, torch.Tensor], torch.Tensor | None]
 
 
+def _blocks(linear: LinearPart, input_size: int) -> list[int]:
+    """Where the window, each past covariate's window and the static inputs end in the shared input."""
+    layout = linear.layout
+    ends = [input_size * (1 + index) for index in range(1 + layout.past)]
+    static = sum(layout.static_categories) + layout.static_numeric
+    return ends + ([ends[-1] + static] if static else [])
+
+
 def accumulate(
-    linear: LinearPart, store: SeriesStore, origins: np.ndarray, weights: WindowWeights, *, input_size: int,
-    horizon: int, scaling: ScalingParams, rng: np.random.Generator,
+    linear: LinearPart, store: SeriesStore, origins: np.ndarray, weights: WindowWeights, *, network: NetworkConfig,
+    scaling: ScalingParams, covariates: Covariates, rng: np.random.Generator,
 ) -> NormalEquations:  # fmt: skip
     """The normal equations of the skip over at most _MAX_WINDOWS of the training windows.
 
@@ -67,44 +140,69 @@ def accumulate(
     for all ones); the squared error weighs by its square."""
     if len(origins) > _MAX_WINDOWS:
         origins = np.sort(rng.choice(origins, _MAX_WINDOWS, replace=False))
-    gram = torch.zeros(input_size + 1, input_size + 1, dtype=torch.float64)
-    moment = torch.zeros(input_size + 1, horizon, dtype=torch.float64)
+    blocks = _blocks(linear, network.input_size)
+    size, horizon = blocks[-1], network.horizon
+    step_width = linear.horizon_skip.weight.shape[1] if linear.horizon_skip is not None else 0
+    equations = NormalEquations(
+        gram=torch.zeros(size + 1, size + 1, dtype=torch.float64),
+        moment=torch.zeros(size + 1, horizon, dtype=torch.float64),
+        cross=torch.zeros(horizon, size + 1, step_width, dtype=torch.float64),
+        step_gram=torch.zeros(horizon, step_width, step_width, dtype=torch.float64),
+        step_moment=torch.zeros(horizon, step_width, dtype=torch.float64),
+        blocks=blocks,
+    )
     with torch.inference_mode():
         for start in range(0, len(origins), _CHUNK):
             chunk = origins[start : start + _CHUNK]
-            batch = gather(store, chunk, input_size=input_size, horizon=horizon)
-            encoded = encode(batch.history, batch.features, scaling)
+            batch = gather_windows(store, chunk, network)
+            encoded = encode(batch.windows, scaling, covariates)
             values = encoded.inputs[:, :, 0].double()  # (B, L)
             target = to_scaled(batch.target, encoded.loc, encoded.spread).double()  # (B, H)
             correction = target - values[:, linear.anchor_source]  # what the skip must add
-            inputs = torch.cat([values - values[:, -1:], torch.ones_like(values[:, :1])], dim=1)  # (B, L + 1)
+            shared = skip_design(linear.layout, encoded.inputs, encoded.static).double()  # (B, D)
+            inputs = torch.cat([shared, torch.ones_like(values[:, :1])], dim=1)  # (B, D + 1)
             factor = weights(chunk, encoded.spread)
-            weighted = inputs if factor is None else inputs * factor.double().square()
-            gram += (weighted.T @ inputs).cpu()
-            moment += (weighted.T @ correction).cpu()
-    return NormalEquations(gram=gram, moment=moment)
+            weight = torch.ones_like(values[:, :1]) if factor is None else factor.double().square()  # (B, 1)
+            weighted = inputs * weight
+            equations.gram += (weighted.T @ inputs).cpu()
+            equations.moment += (weighted.T @ correction).cpu()
+            if step_width:
+                known = encoded.known.double()  # (B, H, W)
+                equations.cross += torch.einsum("bd,bhw->hdw", weighted, known).cpu()
+                equations.step_gram += torch.einsum("bhw,bhv->hwv", known * weight[:, :, None], known).cpu()
+                equations.step_moment += torch.einsum("bhw,bh->hw", known * weight[:, :, None], correction).cpu()
+    return equations
+
+
+def _set(linear: LinearPart, weights: SkipWeights | None) -> None:
+    skip = linear.skip
+    with torch.no_grad():
+        skip.weight.copy_(weights.weight.to(skip.weight) if weights is not None else torch.zeros_like(skip.weight))
+        skip.bias.copy_(weights.bias.to(skip.bias) if weights is not None else torch.zeros_like(skip.bias))
+        if linear.horizon_skip is not None:
+            step = linear.horizon_skip.weight
+            step.copy_(weights.step.to(step) if weights is not None else torch.zeros_like(step))
 
 
 def fit_linear(
     linear: LinearPart, equations: NormalEquations, validation_loss: Callable[[], float], best_loss: float
 ) -> float:
-    """Sets the skip to the penalty path's best on validation, or back to zero when none beats
-    `best_loss` (the anchor's); the validation loss it leaves."""
-    skip = linear.skip
-    kept: tuple[torch.Tensor, torch.Tensor] | None = None
+    """Sets the skip to the best candidate on validation (each penalty of the path, with every
+    input and with the window alone), or back to zero when none beats `best_loss` (the
+    anchor's); the validation loss it leaves."""
+    has_covariates = equations.gram.shape[0] - 1 > equations.window_size or equations.step_gram.shape[-1] > 0
+    variants = (True, False) if has_covariates else (True,)
+    kept: SkipWeights | None = None
     losses = {}
-    for penalty in _RELATIVE_PENALTIES:
-        weight, bias = equations.solve(penalty)
-        if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
-            continue
-        with torch.no_grad():
-            skip.weight.copy_(weight.to(skip.weight))
-            skip.bias.copy_(bias.to(skip.bias))
-        losses[penalty] = loss = validation_loss()
-        if loss < best_loss:
-            best_loss, kept = loss, (weight, bias)
-    with torch.no_grad():
-        skip.weight.copy_(kept[0].to(skip.weight) if kept is not None else torch.zeros_like(skip.weight))
-        skip.bias.copy_(kept[1].to(skip.bias) if kept is not None else torch.zeros_like(skip.bias))
-    logger.info("linear skip: validation loss by relative penalty %s; kept %s", losses, kept is not None)
+    for with_covariates in variants:
+        for penalty in _RELATIVE_PENALTIES:
+            weights = equations.solve(penalty, covariates=with_covariates)
+            if not weights.finite():
+                continue
+            _set(linear, weights)
+            losses[(penalty, with_covariates)] = loss = validation_loss()
+            if loss < best_loss:
+                best_loss, kept = loss, weights
+    _set(linear, kept)
+    logger.info("linear skip: validation loss by (relative penalty, covariates) %s; kept %s", losses, kept is not None)
     return best_loss

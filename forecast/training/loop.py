@@ -21,12 +21,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from forecast.model.config import LossName, NetworkConfig, ScalingParams
+from forecast.model.config import InputLayout, LossName, NetworkConfig, ScalingParams
+from forecast.model.covariates import NO_COVARIATES, Covariates
 from forecast.model.encoding import encode
 from forecast.model.network import SERIES_SCALED_LOSSES, Forecaster, forecast_loss
 from forecast.model.scaling import to_scaled
 from forecast.registry.manifest import EpochRecord, TrainingConfig
-from forecast.series.windows import SeriesStore, gather, series_of_origins
+from forecast.series.windows import SeriesStore, series_of_origins
+from forecast.training.batches import gather_windows
 from forecast.training.distributed import SOLO, World
 from forecast.training.linear import accumulate, fit_linear
 
@@ -52,17 +54,21 @@ def seed_everything(seed: int) -> np.random.Generator:
 @dataclass(slots=True)
 class Objective:
     """What the loop minimises: a loss on scaled errors; for `mase` and `msse`, the inverse of each
-    series' in-sample seasonal MAE, which turns a window's scaled error into MASE units."""
+    series' in-sample seasonal MAE, which turns a window's scaled error into MASE units. The
+    scaling and the covariates' standardisation say how windows become the network's inputs."""
 
     loss: LossName
     scaling: ScalingParams
     inverse_denominators: np.ndarray | None = None  # (S,) float64; NaN where a series has none
+    covariates: Covariates = NO_COVARIATES
 
     @classmethod
-    def of(cls, loss: LossName, scaling: ScalingParams, denominators: np.ndarray) -> Objective:
+    def of(
+        cls, loss: LossName, scaling: ScalingParams, denominators: np.ndarray, covariates: Covariates = NO_COVARIATES
+    ) -> Objective:
         usable = np.isfinite(denominators) & (denominators > 0)
         inverse = np.divide(1.0, denominators, out=np.full(len(denominators), np.nan), where=usable)
-        return cls(loss, scaling, inverse if loss in SERIES_SCALED_LOSSES else None)
+        return cls(loss, scaling, inverse if loss in SERIES_SCALED_LOSSES else None, covariates)
 
     def weights(self, store: SeriesStore, origins: np.ndarray, spread: torch.Tensor) -> torch.Tensor | None:
         """(B, 1) each window's scale over its series' denominator; 1 (the scaled error) for a
@@ -78,10 +84,10 @@ def _batch_loss(
 ) -> torch.Tensor:
     """The loss of the windows at `origins`, through `model`: the forecaster, or DDP's wrapper of it
     (only a forward through the wrapper has the backward average the gradients over the ranks)."""
-    batch = gather(store, origins, input_size=config.input_size, horizon=config.horizon)
-    encoded = encode(batch.history, batch.features, objective.scaling)
+    batch = gather_windows(store, origins, config)
+    encoded = encode(batch.windows, objective.scaling, objective.covariates)
     target = to_scaled(batch.target, encoded.loc, encoded.spread)  # (B, H)
-    forecast = model(encoded.inputs)  # (B, H)
+    forecast = model(encoded.inputs, encoded.known, encoded.static)  # (B, H)
     return forecast_loss(forecast, target, objective.loss, objective.weights(store, origins, encoded.spread))
 
 
@@ -108,6 +114,9 @@ def _on_device(store: SeriesStore, device: torch.device) -> SeriesStore:
         features=store.features.to(device),
         offsets=store.offsets,
         series_ids=store.series_ids,
+        past=store.past.to(device),
+        future=store.future.to(device),
+        static=store.static.to(device),
     )
 
 
@@ -155,10 +164,10 @@ def _train_epoch(
 
 
 def _initial_network(
-    config: TrainingConfig, input_channels: int, initial_state: dict[str, torch.Tensor] | None
+    config: TrainingConfig, layout: InputLayout, initial_state: dict[str, torch.Tensor] | None
 ) -> Forecaster:
     """A fresh forecaster (its anchor, since the head starts at zero), or a warm start."""
-    network = Forecaster(config.network, input_channels)
+    network = Forecaster(config.network, layout)
     if initial_state is not None:
         network.load_state_dict(initial_state)
     return network
@@ -172,15 +181,15 @@ def _validation_subset(origins: np.ndarray, rng: np.random.Generator) -> np.ndar
 
 
 def _optimizer(
-    network: nn.Module, config: TrainingConfig
+    network: Forecaster, config: TrainingConfig
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau]:
     """AdamW with the linear skip at a tenth of the learning rate: it starts solved (by ridge
     regression), and at the full rate the first epoch's steps undo that before the encoder has
     learnt anything (on M4 Hourly, one LSTM: OWA 0.524 at the full rate, 0.510 at a tenth, 0.539
     with the skip frozen)."""
-    named = list(network.named_parameters())
-    skip = [parameter for name, parameter in named if name.startswith("skip.")]
-    rest = [parameter for name, parameter in named if not name.startswith("skip.")]
+    skip = network.linear_parameters()
+    solved = {id(parameter) for parameter in skip}
+    rest = [parameter for parameter in network.parameters() if id(parameter) not in solved]
     groups: list[dict[str, Any]] = [
         {"params": rest},
         {"params": skip, "lr": config.learning_rate * _SKIP_LEARNING_RATE_FACTOR},
@@ -213,7 +222,7 @@ def _fit_linear_skip(
     config = network.config
     equations = accumulate(
         linear, store, train_origins, lambda chosen, spread: objective.weights(store, chosen, spread),
-        input_size=config.input_size, horizon=config.horizon, scaling=objective.scaling, rng=rng,
+        network=config, scaling=objective.scaling, covariates=objective.covariates, rng=rng,
     )  # fmt: skip
 
     def loss() -> float:
@@ -226,7 +235,7 @@ def fit(
     store: SeriesStore,
     train_origins: np.ndarray,
     validation_origins: np.ndarray,
-    input_channels: int,
+    layout: InputLayout,
     objective: Objective,
     config: TrainingConfig,
     device: torch.device,
@@ -241,7 +250,7 @@ def fit(
     A fresh network's skip is solved first, in closed form; the epochs then train everything from
     there, and keep that start unless they beat it on validation, as the zero head keeps the anchor."""
     rng = seed_everything(config.seed if seed is None else seed)
-    network = _initial_network(config, input_channels, initial_state).to(device)
+    network = _initial_network(config, layout, initial_state).to(device)
     model = world.wrap(network, device)  # DDP also broadcasts rank 0's initial weights
     device_store = _on_device(store, device)
     validation_origins = _validation_subset(validation_origins, rng)

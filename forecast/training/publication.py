@@ -31,6 +31,7 @@ def draft_manifest(
         freq=dataset.freq,
         features=job.features,
         scaling=fitted.predictor.scaling,
+        covariates=job.covariates,
         season_length=cadence(dataset.freq).season_length,
         mase_period=cadence(dataset.freq).mase_period,
         data=DataFingerprint(

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from forecast.model.config import input_channels
+from forecast.model.config import InputLayout
+from forecast.model.covariates import NO_COVARIATES, Covariates
 from forecast.model.predictor import Predictor
 from forecast.registry.manifest import EpochRecord, Manifest, TrainingConfig
 from forecast.series.dataset import Dataset
@@ -28,12 +29,13 @@ class PreparedJob:
     blocks: Blocks
     evaluation: EvaluationSet
     device: torch.device
+    covariates: Covariates = NO_COVARIATES
     initial_state: dict[str, torch.Tensor] | None = None
     parent_version: int | None = None
 
     @property
-    def input_channels(self) -> int:
-        return input_channels(feature_width(self.features))
+    def layout(self) -> InputLayout:
+        return self.covariates.layout(feature_width(self.features))
 
 
 @dataclass(slots=True)

@@ -14,8 +14,9 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from forecast.model.config import NetworkConfig
+from forecast.model.config import InputLayout, NetworkConfig
 from forecast.model.network import Ensemble, Forecaster, build_network, forecast_loss
+from tests.factories import perturbed_network
 
 ATOL = 1e-6
 N_FEATURES, HIDDEN, STEPS, BATCH = 3, 5, 12, 4
@@ -382,3 +383,67 @@ def test_the_losses(loss: str, expected: float) -> None:
     forecast, target = torch.full((3, 2), 3.0), torch.ones(3, 2)
     weights = torch.full((3, 1), 0.5) if loss == "mase" else None
     assert forecast_loss(forecast, target, loss, weights).item() == pytest.approx(expected)  # type: ignore[arg-type]
+
+
+# --- covariates ----------------------------------------------------------------------------------
+
+LAYOUT = InputLayout(calendar=2, past=2, future=1, static_categories=(3,), static_numeric=1)
+HORIZON = 6
+
+
+def _covariate_inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Encoded inputs of a network with LAYOUT: the window (B, 16, 1 + 2 + 2 + 1), the known
+    inputs over the horizon (B, 6, 2 + 1), static codes and a number (B, 2)."""
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.randn(7, 16, 1 + LAYOUT.past + LAYOUT.known_width, generator=generator)
+    known = torch.randn(7, HORIZON, LAYOUT.known_width, generator=generator)
+    static = torch.stack([torch.tensor([0.0, 1, 2, 0, 1, 2, 2]), torch.randn(7, generator=generator)], dim=1)
+    return inputs, known, static
+
+
+@pytest.mark.parametrize("arch", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("segment_length", [1, 4])
+def test_an_untrained_forecaster_with_covariates_is_exactly_its_anchor(arch: str, segment_length: int) -> None:
+    config = _config(arch, anchor_period=4, segment_length=segment_length, horizon_inputs=True)
+    network = Forecaster(config, LAYOUT).eval()
+    inputs, known, static = _covariate_inputs()
+    with torch.no_grad():
+        forecast = network(inputs, known, static)
+    assert network.reads_horizon and network.static_embedding is not None
+    assert torch.equal(forecast, inputs[:, 12 + torch.arange(HORIZON) % 4, 0])
+
+
+def test_step_h_reads_the_horizons_inputs_of_step_h_only() -> None:
+    """A forecast of the first h steps needs the future-known inputs of those h steps alone: the
+    head's local MLP and the skip's per-step weights read step h's inputs for step h."""
+    network = perturbed_network(_config("lstm", anchor_period=1, segment_length=4, horizon_inputs=True), LAYOUT)
+    inputs, known, static = _covariate_inputs()
+    changed = known.clone()
+    changed[:, 3:] += 5.0  # steps 4 to 6 only
+    with torch.no_grad():
+        before, after = network.eval()(inputs, known, static), network(inputs, changed, static)
+    torch.testing.assert_close(before[:, :3], after[:, :3], rtol=0, atol=0)
+    assert not torch.allclose(before[:, 3:], after[:, 3:])
+
+
+def test_every_kind_of_covariate_moves_the_forecast() -> None:
+    network = perturbed_network(_config("gru", anchor_period=1, segment_length=4, horizon_inputs=True), LAYOUT).eval()
+    inputs, known, static = _covariate_inputs()
+    with torch.no_grad():
+        base = network(inputs, known, static)
+        moved_past = inputs.clone()
+        moved_past[:, :, 1] += 1.0
+        other_category = static.clone()
+        other_category[:, 0] = (other_category[:, 0] + 1) % 3
+        for changed in (network(moved_past, known, static), network(inputs, known + 1.0, static),
+                        network(inputs, known, other_category)):  # fmt: skip
+            assert not torch.allclose(changed, base)
+
+
+def test_a_network_without_covariates_has_the_parameters_it_always_had() -> None:
+    """Versions written before covariates load into the same modules: no new parameter appears
+    unless the version reads covariates or the horizon's inputs."""
+    names = set(Forecaster(_config("lstm", anchor_period=1, segment_length=4, num_layers=1), CHANNELS).state_dict())
+    assert names == {"embed.weight", "embed.bias", "encoder.weight_ih_l0", "encoder.weight_hh_l0",
+                     "encoder.bias_ih_l0", "encoder.bias_hh_l0", "head.weight", "head.bias",
+                     "skip.weight", "skip.bias"}  # fmt: skip

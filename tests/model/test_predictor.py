@@ -14,6 +14,7 @@ import torch
 
 from forecast.errors import RegistryCorrupt
 from forecast.model.config import NetworkConfig, ScalingParams
+from forecast.model.encoding import RawWindows
 from forecast.model.intervals import Calibration
 from forecast.model.network import build_network
 from forecast.model.predictor import Predictor
@@ -100,8 +101,8 @@ def test_a_truncated_weights_file_is_refused_as_corrupt() -> None:
 def test_predicting_in_chunks_equals_one_batch(windows: tuple[torch.Tensor, torch.Tensor]) -> None:
     history, features = windows
     predictor = Predictor(perturbed_network(CONFIG, CHANNELS), ScalingParams(mode="window"), torch.device("cpu"))
-    whole = predictor.predict(history, features)
-    chunked = predictor.predict(history, features, batch_size=7)  # 7 + 7 + 7 + 2
+    whole = predictor.predict(RawWindows.without_covariates(history, features))
+    chunked = predictor.predict(RawWindows.without_covariates(history, features), batch_size=7)  # 7 + 7 + 7 + 2
 
     assert whole.mean.shape == (23, CONFIG.horizon) and whole.spread.shape == (23,)
     np.testing.assert_allclose(chunked.mean, whole.mean, rtol=1e-6, atol=1e-5)
@@ -114,15 +115,15 @@ def test_predictions_are_on_the_original_scale(windows: tuple[torch.Tensor, torc
     """A window shifted by a constant gets a forecast shifted by the same constant (window scaling)."""
     history, features = windows
     predictor = Predictor(perturbed_network(CONFIG, CHANNELS), ScalingParams(mode="window"), torch.device("cpu"))
-    base = predictor.predict(history, features)
-    shifted = predictor.predict(history + 1000.0, features)
+    base = predictor.predict(RawWindows.without_covariates(history, features))
+    shifted = predictor.predict(RawWindows.without_covariates(history + 1000.0, features))
     np.testing.assert_allclose(shifted.mean, base.mean + 1000.0, atol=1e-2)  # float32 rounding of x + 1000
 
 
 def test_an_empty_batch_gives_empty_forecasts(windows: tuple[torch.Tensor, torch.Tensor]) -> None:
     history, features = windows
     predictor = Predictor(perturbed_network(CONFIG, CHANNELS), ScalingParams(mode="window"), torch.device("cpu"))
-    empty = predictor.predict(history[:0], features[:0])
+    empty = predictor.predict(RawWindows.without_covariates(history[:0], features[:0]))
     assert empty.mean.shape == (0, CONFIG.horizon)
     assert empty.spread.shape == (0,)
 
@@ -134,7 +135,7 @@ def test_a_large_level_keeps_its_small_steps() -> None:
     history = torch.tensor([1e8 + 0.5 * step for step in range(CONFIG.input_size)], dtype=torch.float64)[None, :]
     features = torch.zeros(1, CONFIG.input_size, CHANNELS - 1)
     predictor = Predictor(build_network(CONFIG, CHANNELS), ScalingParams(mode="window"), torch.device("cpu"))
-    forecast = predictor.predict(history, features)
+    forecast = predictor.predict(RawWindows.without_covariates(history, features))
     assert forecast.mean.tolist() == [[1e8 + 0.5 * (CONFIG.input_size - 1)] * CONFIG.horizon]
 
 
@@ -150,13 +151,17 @@ def test_intervals_follow_each_windows_volatility_under_global_scaling(
     network = perturbed_network(CONFIG, CHANNELS)
     global_scaling = ScalingParams(mode="global", scaler="standard", loc=10.0, scale=7.0)
     on_window = Predictor(network, ScalingParams(mode="window"), torch.device("cpu")).predict(
-        calm_and_volatile, features
+        RawWindows.without_covariates(calm_and_volatile, features)
     )
-    on_global = Predictor(network, global_scaling, torch.device("cpu")).predict(calm_and_volatile, features)
+    on_global = Predictor(network, global_scaling, torch.device("cpu")).predict(
+        RawWindows.without_covariates(calm_and_volatile, features)
+    )
     before = Predictor(network, global_scaling, torch.device("cpu"), interval_scale="scaling")
 
     np.testing.assert_allclose(on_global.spread, on_window.spread)
     assert on_global.spread[1] == pytest.approx(3 * on_global.spread[0])
-    np.testing.assert_array_equal(before.predict(calm_and_volatile, features).spread, [7.0, 7.0])
+    np.testing.assert_array_equal(
+        before.predict(RawWindows.without_covariates(calm_and_volatile, features)).spread, [7.0, 7.0]
+    )
     old_manifest_intervals = {"levels": [50.0], "quantiles": [[1.0, 1.0, 1.0]], "n_windows": 10}
     assert Calibration.model_validate(old_manifest_intervals).scale == "scaling"

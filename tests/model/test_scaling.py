@@ -10,7 +10,7 @@ import torch
 from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
 from forecast.model.config import ScalingParams
-from forecast.model.encoding import decode, encode
+from forecast.model.encoding import RawWindows, decode, encode
 from forecast.model.scaling import fit_scaling, from_scaled, to_scaled, window_stats
 from forecast.series.dataset import Dataset, Series
 from forecast.series.windows import build_store, split_blocks
@@ -60,7 +60,10 @@ def test_scaling_params_round_trip_through_json(
     assert restored.fitted  # the sklearn attributes are kept for audit
     history = torch.from_numpy(held_out_values.reshape(10, 20))
     features = torch.zeros(10, 20, 0, dtype=torch.float64)
-    assert torch.equal(encode(history, features, restored).inputs, encode(history, features, params).inputs)
+    assert torch.equal(
+        encode(RawWindows.without_covariates(history, features), restored).inputs,
+        encode(RawWindows.without_covariates(history, features), params).inputs,
+    )
 
 
 def test_window_mode_round_trips_and_fits_nothing(training_values: np.ndarray) -> None:
@@ -156,7 +159,7 @@ def test_global_stats_are_the_fitted_constants(windows: torch.Tensor) -> None:
 )
 def test_encode_then_decode_gives_back_the_window(windows: torch.Tensor, params: ScalingParams) -> None:
     features = torch.randn(6, 24, 4, dtype=torch.float64)
-    encoded = encode(windows, features, params)
+    encoded = encode(RawWindows.without_covariates(windows, features), params)
     assert encoded.inputs.shape == (6, 24, 5)
     assert torch.equal(encoded.inputs[:, :, 1:], features)  # features pass through unscaled
     torch.testing.assert_close(decode(encoded.inputs[:, :, 0], encoded), windows, rtol=1e-14, atol=1e-12)
@@ -170,7 +173,9 @@ def test_encode_then_decode_gives_back_the_window(windows: torch.Tensor, params:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_a_constant_window_scales_to_finite_values_and_back(level: float, dtype: torch.dtype) -> None:
     history = torch.full((3, 16), level, dtype=dtype)
-    encoded = encode(history, torch.zeros(3, 16, 0, dtype=dtype), ScalingParams(mode="window"))
+    encoded = encode(
+        RawWindows.without_covariates(history, torch.zeros(3, 16, 0, dtype=dtype)), ScalingParams(mode="window")
+    )
     assert bool(torch.isfinite(encoded.inputs).all())
     assert bool((encoded.spread > 0).all())
     assert torch.equal(encoded.inputs, torch.zeros_like(encoded.inputs))

@@ -21,6 +21,7 @@ import forecast.serving.device_process as device_process
 from forecast.registry.store import Registry
 from forecast.registry.weights import load_predictor
 from forecast.serving.device_process import DeviceServer
+from forecast.serving.pipeline import WindowArrays, raw_windows
 from forecast.serving.wire import Message, decode, describe, encode
 from tests.registry_writer import SMALL_NETWORK
 from tests.serving.test_engine import NAME, publish_network
@@ -50,12 +51,15 @@ def links(registry: Registry) -> Iterator[tuple[DeviceServer, list[Connection]]]
         connection.close()
 
 
-def batch(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    history = np.random.default_rng(seed).normal(10, 2, size=(rows, SMALL_NETWORK.input_size)).astype(np.float32)
-    return history, np.zeros((rows, SMALL_NETWORK.input_size, 0), dtype=np.float32)
+def batch(rows: int, seed: int) -> WindowArrays:
+    """The five window arrays of a version without calendar features or covariates."""
+    size = SMALL_NETWORK.input_size
+    history = np.random.default_rng(seed).normal(10, 2, size=(rows, size)).astype(np.float32)
+    calendar = np.zeros((rows, size, 0), dtype=np.float32)
+    return history, calendar, np.zeros((rows, 0, 0)), np.zeros((rows, 0, 0)), np.zeros((rows, 0))
 
 
-def send(connection: Connection, message_id: int, version: int, arrays: tuple[np.ndarray, np.ndarray]) -> None:
+def send(connection: Connection, message_id: int, version: int, arrays: WindowArrays) -> None:
     message = Message(op="forward", id=message_id, model=NAME, version=version, arrays=describe(arrays))
     connection.send_bytes(encode(message, arrays))
 
@@ -86,11 +90,11 @@ def test_batches_queued_by_several_workers_run_as_one_pass_each_answered_with_it
         send(connection, 100 + index, 1, arrays)
     queued_then_run(server, WORKERS)
     predictor = load_predictor(registry, NAME, 1, torch.device("cpu")).predictor
-    for index, (connection, (history, features)) in enumerate(zip(workers, inputs, strict=True)):
+    for index, (connection, arrays) in enumerate(zip(workers, inputs, strict=True)):
         assert connection.poll(30), "no answer"
         message, (mean, spread) = decode(connection.recv_bytes())
         assert (message.op, message.id) == ("result", 100 + index)
-        alone = predictor.predict(torch.from_numpy(history), torch.from_numpy(features))
+        alone = predictor.predict(raw_windows(arrays))
         np.testing.assert_allclose(mean, alone.mean, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(spread, alone.spread, rtol=1e-5, atol=1e-6)
     after = passes(1)
@@ -118,8 +122,9 @@ def test_a_failed_pass_answers_an_error_to_each_of_its_batches_and_the_next_is_s
     links: tuple[DeviceServer, list[Connection]],
 ) -> None:
     server, workers = links
-    history, features = batch(2, 0)
-    wrong = (history[:, :3].copy(), features[:, :3].copy())  # shorter than the network's input
+    good = batch(2, 0)
+    history, features, past, future, static = good
+    wrong = (history[:, :3].copy(), features[:, :3].copy(), past, future, static)  # shorter than the network's input
     send(workers[0], 1, 1, wrong)
     send(workers[1], 2, 1, wrong)
     queued_then_run(server, 2)
@@ -128,6 +133,6 @@ def test_a_failed_pass_answers_an_error_to_each_of_its_batches_and_the_next_is_s
         message, arrays = decode(connection.recv_bytes())
         assert (message.op, message.id, arrays) == ("error", message_id, [])
         assert message.error
-    send(workers[2], 3, 1, (history, features))
+    send(workers[2], 3, 1, good)
     assert workers[2].poll(30), "the server stopped after a failed pass"
     assert decode(workers[2].recv_bytes())[0].op == "result"

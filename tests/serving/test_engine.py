@@ -33,6 +33,7 @@ from forecast.serving.engine import Engine
 from forecast.serving.pipeline import Forward, network_forward
 from forecast.serving.telemetry import LOAD_FAILURES, REGISTRY_LAST_SCAN_OK, REGISTRY_SCAN_ERRORS
 from forecast.settings import Settings
+from tests.factories import Posted
 from tests.registry_writer import SMALL_CHANNELS, SMALL_NETWORK, make_manifest
 
 NAME = "demo"
@@ -48,13 +49,6 @@ def publish_network(registry: Registry, name: str) -> int:
     draft = make_manifest(name, 0, {}).model_copy(update={"intervals": calibrate(scores)})
     files = {WEIGHTS_FILE: weights_bytes(network), REPORT_FILE: b"{}"}
     return registry.publish(name, files, draft).version
-
-
-class Posted:
-    """A series as a client posts it: values with a start (the SMALL_NETWORK's input is 8)."""
-
-    def __init__(self, series_id: str, values: list[float]) -> None:
-        self.id, self.values, self.timestamps, self.start, self.freq = series_id, values, None, "2024-01-01T00:00", "h"
 
 
 @pytest.fixture

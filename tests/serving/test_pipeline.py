@@ -25,7 +25,7 @@ from forecast.series.features import feature_width
 from forecast.serving.batcher import DynamicBatcher
 from forecast.serving.pipeline import ForecastPipeline, WindowForecast, network_forward
 from forecast.serving.requests import PreparedSeries
-from tests.factories import make_manifest
+from tests.factories import Posted, make_manifest
 from tests.serving.conftest import HORIZON, INPUT_SIZE, _prepare, _values
 
 
@@ -86,11 +86,6 @@ def test_timestamps_are_iso_strings_as_isoformat_writes_them(freq: str, start: s
     assert json.loads(json.dumps(forecast.timestamps)) == forecast.timestamps
 
 
-class Posted:
-    def __init__(self, series_id: str, values: list[float]) -> None:
-        self.id, self.values, self.timestamps, self.start, self.freq = series_id, values, None, "2024-01-01T00:00", "h"
-
-
 def test_a_request_runs_through_the_batcher_and_keeps_its_order_and_per_series_intervals(manifest: Manifest) -> None:
     """Each series is forecast from its own window (a fake network: last value + step), and the
     vectorised intervals equal each series' own."""
@@ -130,8 +125,8 @@ def _naive_pipeline(manifest: Manifest) -> ForecastPipeline:
     return ForecastPipeline(manifest, batcher)
 
 
-def _posted(values: list[float]) -> SimpleNamespace:
-    return SimpleNamespace(id="a", values=values, timestamps=None, start="2024-01-01T00:00:00", freq="h")
+def _posted(values: list[float]) -> Posted:
+    return Posted("a", values, start="2024-01-01T00:00:00")
 
 
 def test_a_large_level_keeps_its_small_steps_through_the_pipeline(manifest: Manifest) -> None:

@@ -61,7 +61,9 @@ def test_the_segment_length_is_the_season_when_it_divides_the_window(freq: str, 
 def test_choices_the_user_made_are_kept() -> None:
     rng = np.random.default_rng(3)
     values = [100 + rng.normal(0, 1, 900).cumsum()]
-    chosen = NETWORK.model_copy(update={"anchor_period": 168, "segment_length": 8, "ensemble": 2})
+    chosen = NETWORK.model_copy(
+        update={"anchor_period": 168, "segment_length": 8, "ensemble": 2, "horizon_inputs": False}
+    )
     assert resolve_network(chosen, _evaluation(values), "h") == chosen
     resolved = resolve_network(NETWORK, _evaluation(values), "h")
     assert (resolved.anchor_period, resolved.segment_length, resolved.ensemble) == (1, 24, 3)

@@ -4,6 +4,8 @@ only, and the dashboard's samples show the input window that really preceded eac
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -87,16 +89,12 @@ def test_mase_scales_use_only_the_training_part(store: SeriesStore, blocks: Bloc
     held_out = store.values.clone()
     for start, train_end, end in zip(store.offsets[:-1], blocks.train_end, store.offsets[1:], strict=True):
         held_out[start + train_end : end] *= 100.0  # validation and test blocks
-    after_held_out = mase_denominators(
-        SeriesStore(held_out, store.features, store.offsets, store.series_ids), blocks, period=SEASON
-    )
+    after_held_out = mase_denominators(replace(store, values=held_out), blocks, period=SEASON)
     np.testing.assert_array_equal(after_held_out, before)
 
     in_training = store.values.clone()
     in_training[int(blocks.train_end[0]) - 1] += 50.0  # the last training point of the first series
-    after_training = mase_denominators(
-        SeriesStore(in_training, store.features, store.offsets, store.series_ids), blocks, period=SEASON
-    )
+    after_training = mase_denominators(replace(store, values=in_training), blocks, period=SEASON)
     assert after_training[0] > before[0]
     np.testing.assert_array_equal(after_training[1:], before[1:])
 

@@ -32,6 +32,7 @@ from tests.conftest import (
     train,
     write_csv,
 )
+from tests.factories import Posted
 
 BLOCKS = ("validation", "test")
 
@@ -40,11 +41,7 @@ def serve_once(registry_root: Path, name: str, timestamps: list[str], values: li
     """One series through the engine's loading and the version's serving pipeline (batcher and
     network included), as a request would go."""
 
-    class Posted:
-        id, start, freq = "s", None, None
-
-    posted = Posted()
-    posted.timestamps, posted.values = timestamps, values  # type: ignore[attr-defined]
+    posted = Posted("s", values, start=None, freq=None, timestamps=timestamps)
 
     async def run() -> list[float]:
         engine = Engine(
@@ -53,7 +50,7 @@ def serve_once(registry_root: Path, name: str, timestamps: list[str], values: li
         await engine.start()
         try:
             async with engine.lease(name) as served:
-                answer = await served.pipeline.forecast([posted], horizon=None, levels=[], timeout_s=30.0)  # type: ignore[list-item]
+                answer = await served.pipeline.forecast([posted], horizon=None, levels=[], timeout_s=30.0)
                 return [float(v) for v in answer.mean[0]]
         finally:
             await engine.stop()

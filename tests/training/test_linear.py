@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,10 +11,14 @@ import torch
 
 from forecast.model.config import NetworkConfig, ScalingParams
 from forecast.model.network import Forecaster
-from forecast.series.dataset import Dataset, Series
-from forecast.series.windows import SeriesStore, block_origins, build_store, split_blocks
+from forecast.model.scaling import fit_scaling
+from forecast.series.covariates import CovariateColumns
+from forecast.series.dataset import Dataset, Series, load_dataset
+from forecast.series.windows import SeriesStore, block_origins, build_store, split_blocks, training_parts
+from forecast.training.covariates import fit_covariates, static_rows
 from forecast.training.linear import accumulate, fit_linear
 from forecast.training.loop import Objective, validation_loss
+from tests.factories import TEMPERATURE_EFFECT, covariate_frame
 
 INPUT, HORIZON = 48, 12
 
@@ -35,7 +41,7 @@ def network_and_origins(store: SeriesStore) -> tuple[Forecaster, np.ndarray, np.
     train, validation = (
         block_origins(store, blocks, b, input_size=INPUT, horizon=HORIZON) for b in ("train", "validation")
     )
-    return Forecaster(config, input_channels=1), train, validation
+    return Forecaster(config, 1), train, validation
 
 
 def solve(store: SeriesStore, network: Forecaster, train: np.ndarray, validation: np.ndarray, best_loss: float | None):
@@ -43,8 +49,8 @@ def solve(store: SeriesStore, network: Forecaster, train: np.ndarray, validation
     linear = network.linear_part()
     assert linear is not None
     equations = accumulate(
-        linear, store, train, lambda origins, spread: None, input_size=INPUT, horizon=HORIZON,
-        scaling=objective.scaling, rng=np.random.default_rng(0),
+        linear, store, train, lambda origins, spread: None, network=network.config,
+        scaling=objective.scaling, covariates=objective.covariates, rng=np.random.default_rng(0),
     )  # fmt: skip
 
     def loss() -> float:
@@ -81,3 +87,83 @@ def test_a_skip_that_beats_nothing_is_left_at_zero() -> None:
     assert kept_loss == 0.0
     assert network.skip is not None
     assert torch.count_nonzero(network.skip.weight) == 0 and torch.count_nonzero(network.skip.bias) == 0
+
+
+def covariate_job(
+    tmp_path: Path, kinds: CovariateColumns
+) -> tuple[Forecaster, SeriesStore, Objective, np.ndarray, np.ndarray]:
+    """covariate_frame's series with the named covariates, a network that reads them and the
+    horizon's inputs (naive anchor, global scaling), its training and validation origins."""
+    path = tmp_path / "data.csv"
+    covariate_frame(n_points=600).to_csv(path, index=False)
+    dataset = load_dataset(path, covariates=kinds)
+    store = build_store(dataset, ["hour_of_day"])
+    blocks = split_blocks(store, input_size=INPUT, horizon=HORIZON, val_size=96, test_size=48)
+    covariates = fit_covariates(dataset, store, blocks)
+    store.static = static_rows(dataset, covariates)
+    training = np.concatenate(training_parts(store.values.numpy().astype(np.float64), store, blocks))
+    objective = Objective.of("mse", fit_scaling("global", "standard", training), np.ones(2), covariates)
+    config = NetworkConfig(arch="lstm", input_size=INPUT, horizon=HORIZON, hidden_size=8, anchor_period=1,
+                           horizon_inputs=True)  # fmt: skip
+    train, validation = (
+        block_origins(store, blocks, b, input_size=INPUT, horizon=HORIZON) for b in ("train", "validation")
+    )
+    return Forecaster(config, covariates.layout(2)), store, objective, train, validation
+
+
+def fit_skip(
+    network: Forecaster, store: SeriesStore, objective: Objective, train: np.ndarray, validation: np.ndarray
+) -> float:
+    linear = network.linear_part()
+    assert linear is not None
+    equations = accumulate(
+        linear, store, train, lambda origins, spread: None, network=network.config, scaling=objective.scaling,
+        covariates=objective.covariates, rng=np.random.default_rng(0),
+    )  # fmt: skip
+
+    def loss() -> float:
+        return validation_loss(network, store, validation, objective)
+
+    return fit_linear(linear, equations, loss, loss())
+
+
+def test_the_solved_skip_recovers_a_future_covariates_linear_effect(tmp_path: Path) -> None:
+    """The target moves TEMPERATURE_EFFECT units per unit of temperature at the same step, which
+    the past cannot predict: the skip's weight on step h's temperature is that effect (in the
+    scaled units both are standardised in) at every step, and the skip forecasts far better than
+    the same skip without the covariate."""
+    kinds = CovariateColumns(future=["temperature"], static=["region"])
+    network, store, objective, train, validation = covariate_job(tmp_path, kinds)
+    with_covariates = fit_skip(network, store, objective, train, validation)
+    assert network.horizon_skip is not None
+    temperature = objective.covariates.future[0]
+    expected = TEMPERATURE_EFFECT * temperature.scale / objective.scaling.scale
+    weights = network.horizon_skip.weight[:, -1].detach()  # (H,): temperature is the last known input
+    torch.testing.assert_close(weights, torch.full_like(weights, expected), rtol=0.03, atol=0.0)
+
+    plain, plain_store, plain_objective, *_ = covariate_job(tmp_path, CovariateColumns())
+    without = fit_skip(plain, plain_store, plain_objective, train, validation)
+    assert with_covariates < 0.2 * without
+
+
+def test_a_covariate_that_does_not_help_is_left_out_of_the_skip(tmp_path: Path) -> None:
+    """Noise posing as a covariate: the candidate without covariates wins on validation, so every
+    covariate weight of the skip is zero."""
+    path = tmp_path / "data.csv"
+    frame = covariate_frame(n_points=600)
+    frame["noise"] = np.random.default_rng(1).normal(size=len(frame))
+    frame.drop(columns=["temperature"]).rename(columns={"noise": "temperature"}).to_csv(path, index=False)
+    dataset = load_dataset(path, covariates=CovariateColumns(past=["temperature"]))
+    store = build_store(dataset, [])
+    blocks = split_blocks(store, input_size=INPUT, horizon=HORIZON, val_size=96, test_size=48)
+    covariates = fit_covariates(dataset, store, blocks)
+    objective = Objective.of("mse", ScalingParams(mode="window"), np.ones(2), covariates)
+    config = NetworkConfig(arch="lstm", input_size=INPUT, horizon=HORIZON, hidden_size=8, anchor_period=24)
+    network = Forecaster(config, covariates.layout(0))
+    train, validation = (
+        block_origins(store, blocks, b, input_size=INPUT, horizon=HORIZON) for b in ("train", "validation")
+    )
+    fit_skip(network, store, objective, train, validation)
+    assert network.skip is not None
+    assert torch.count_nonzero(network.skip.weight[:, INPUT:]) == 0  # the covariate's window
+    assert torch.count_nonzero(network.skip.weight[:, :INPUT]) > 0

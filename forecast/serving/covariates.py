@@ -1,0 +1,189 @@
+"""A posted series' covariates checked against the version and cut to what its window needs.
+
+The request carries each kind by name: past covariates as long as the values, future-known ones
+from the first posted point to the last forecast step (len(values) + horizon), static ones as
+one value each. Every error names the series and the covariate: a missing, misnamed, unknown,
+too short or non-finite covariate, or a future-known one that stops before the horizon ends
+(saying how many steps are missing). Scaling happens in the predictor, with the training job's
+numbers (`forecast.model.encoding.encode`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from forecast.errors import InvalidRequest, NonFiniteValues, ValueOutOfRange, excerpt
+from forecast.registry.manifest import Manifest
+
+# The network computes in float32: a larger value would become inf on the way in.
+NETWORK_MAX_VALUE = float(np.finfo(np.float32).max)
+_NO_SERIES = np.zeros((0, 0))
+_NO_STATIC = np.zeros(0)
+for _empty in (_NO_SERIES, _NO_STATIC):
+    _empty.flags.writeable = False
+
+
+@dataclass(slots=True)
+class PostedCovariates:
+    """One series' covariates as posted (None: that kind was not posted)."""
+
+    past: Mapping[str, Sequence[float]] | None = None
+    future: Mapping[str, Sequence[float]] | None = None
+    static: Mapping[str, str | float] | None = None
+
+
+@dataclass(slots=True)
+class CovariateWindow:
+    """What the network reads of one series' covariates, raw (the predictor scales them)."""
+
+    past: np.ndarray  # (L, P) float64, or (0, 0) for a version without past covariates
+    future: np.ndarray  # (L + K, Q) float64 over the window and the K known steps, or (0, 0)
+    static: np.ndarray  # (S,) float64: codes, then numbers; or (0,)
+
+
+NO_COVARIATES = CovariateWindow(_NO_SERIES, _NO_SERIES, _NO_STATIC)
+
+
+def _describe(manifest: Manifest) -> str:
+    kinds = manifest.covariates.kinds()
+    read = "; ".join(f"{kind}: {names}" for kind, names in kinds.items() if names)
+    return f"model {manifest.name!r} version {manifest.version} reads " + (read or "no covariates")
+
+
+_KIND_FIELD = {"past": "past_covariates", "future": "future_covariates", "static": "static_covariates"}
+_KIND_TEXT = {"past": "past", "future": "future-known", "static": "static"}
+
+
+def _check_names(manifest: Manifest, series_id: str, posted: PostedCovariates) -> None:
+    """Every posted name is one the version reads, under its kind; every one it reads is posted."""
+    expected = manifest.covariates.kinds()
+    owner = {name: kind for kind, names in expected.items() for name in names}
+    for kind, given in (("past", posted.past), ("future", posted.future), ("static", posted.static)):
+        for name in given or {}:
+            if name in expected[kind]:
+                continue
+            if name in owner:
+                raise InvalidRequest(
+                    f"covariate {excerpt(name)} is a {_KIND_TEXT[owner[name]]} covariate of the model; post it under "
+                    f"'{_KIND_FIELD[owner[name]]}', not '{_KIND_FIELD[kind]}'",
+                    series_id=series_id,
+                )
+            raise InvalidRequest(
+                f"unknown {_KIND_TEXT[kind]} covariate {excerpt(name)}: {_describe(manifest)}", series_id=series_id
+            )
+        missing = [name for name in expected[kind] if name not in (given or {})]
+        if missing:
+            raise InvalidRequest(
+                f"missing {_KIND_TEXT[kind]} covariate(s) {missing} under '{_KIND_FIELD[kind]}': {_describe(manifest)}",
+                series_id=series_id,
+            )
+
+
+def _numbers(series_id: str, kind: str, name: str, raw: Sequence[float]) -> np.ndarray:
+    try:
+        values = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidRequest(
+            f"{_KIND_TEXT[kind]} covariate {excerpt(name)} holds values that are not numbers", series_id=series_id
+        ) from None
+    bad = ~np.isfinite(values)
+    if bad.any():
+        position = int(np.flatnonzero(bad)[0])
+        raise NonFiniteValues(
+            f"{_KIND_TEXT[kind]} covariate {excerpt(name)} is missing, NaN or infinite at position {position} "
+            f"({int(bad.sum())} such value(s)); send finite numbers",
+            series_id=series_id,
+        )
+    large = np.abs(values) > NETWORK_MAX_VALUE
+    if large.any():
+        position = int(np.flatnonzero(large)[0])
+        raise ValueOutOfRange(
+            f"{_KIND_TEXT[kind]} covariate {excerpt(name)} has {values[position]:g} at position {position}, beyond "
+            f"what the network's float32 can hold (+-{NETWORK_MAX_VALUE:.3g})",
+            series_id=series_id,
+        )
+    return values
+
+
+def _past(manifest: Manifest, series_id: str, posted: Mapping[str, Sequence[float]], count: int) -> np.ndarray:
+    size = manifest.input_size
+    columns = []
+    for covariate in manifest.covariates.past:
+        raw = posted[covariate.name]
+        if len(raw) != count:
+            raise InvalidRequest(
+                f"past covariate {excerpt(covariate.name)} has {len(raw)} values but the series has {count}; a past "
+                "covariate is posted with every value of the series",
+                series_id=series_id,
+            )
+        columns.append(_numbers(series_id, "past", covariate.name, raw)[count - size :])
+    return np.stack(columns, axis=1) if columns else np.zeros((size, 0))  # (L, P)
+
+
+def _future(
+    manifest: Manifest, series_id: str, posted: Mapping[str, Sequence[float]], count: int, horizon: int
+) -> np.ndarray:
+    """(L + K, Q): the window's steps, then the K steps the network reads after it (the model's
+    horizon when it reads them). Steps past the requested horizon, which no served step depends
+    on, are the covariate's training mean when not posted."""
+    size = manifest.input_size
+    needed, most = count + horizon, count + manifest.horizon
+    known = manifest.horizon if manifest.network.horizon_inputs else 0
+    columns = []
+    for covariate in manifest.covariates.future:
+        raw = posted[covariate.name]
+        if len(raw) < needed:
+            raise InvalidRequest(
+                f"future-known covariate {excerpt(covariate.name)} has {len(raw)} values but needs {needed} (the {count} "
+                f"posted points and the {horizon} forecast steps): {needed - len(raw)} step(s) missing at the end",
+                series_id=series_id,
+            )
+        if len(raw) > most:
+            raise InvalidRequest(
+                f"future-known covariate {excerpt(covariate.name)} has {len(raw)} values, more than the {most} the "
+                f"model can read (the {count} posted points and its horizon of {manifest.horizon})",
+                series_id=series_id,
+            )
+        column = np.full(size + known, covariate.loc)
+        posted_part = _numbers(series_id, "future", covariate.name, raw)[count - size : count + known]
+        column[: len(posted_part)] = posted_part
+        columns.append(column)
+    return np.stack(columns, axis=1) if columns else np.zeros((size + known, 0))
+
+
+def _static(manifest: Manifest, series_id: str, posted: Mapping[str, str | float]) -> np.ndarray:
+    for covariate in manifest.covariates.static:
+        value = posted[covariate.name]
+        if covariate.kind == "numeric" and (
+            isinstance(value, str | bool) or not abs(float(value)) <= NETWORK_MAX_VALUE  # NaN fails too
+        ):
+            raise InvalidRequest(
+                f"static covariate {excerpt(covariate.name)} is numeric; {excerpt(value)} is not a finite number "
+                f"within +-{NETWORK_MAX_VALUE:.3g}",
+                series_id=series_id,
+            )
+        if covariate.kind == "categorical" and isinstance(value, bool):
+            raise InvalidRequest(
+                f"static covariate {excerpt(covariate.name)} is a category: send a string or a number",
+                series_id=series_id,
+            )
+    # An unseen category takes the bucket the network learnt for categories it never saw.
+    return manifest.covariates.static_row(posted)
+
+
+def covariate_window(
+    manifest: Manifest, series_id: str, posted: PostedCovariates, *, count: int, horizon: int
+) -> CovariateWindow:
+    """One series' covariates, checked, as its window needs them; `count` posted values."""
+    _check_names(manifest, series_id, posted)
+    covariates = manifest.covariates
+    if covariates.empty:
+        return NO_COVARIATES
+    return CovariateWindow(
+        past=_past(manifest, series_id, posted.past or {}, count),
+        future=_future(manifest, series_id, posted.future or {}, count, horizon),
+        static=_static(manifest, series_id, posted.static or {}),
+    )

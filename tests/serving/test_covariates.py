@@ -1,0 +1,100 @@
+"""A posted series' covariates (forecast/serving/covariates.py through prepare_series): cut to what
+the window needs, and every bad one refused naming the series and the covariate, a future-known
+one that stops early with the number of steps missing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from forecast.errors import InvalidRequest, NonFiniteValues, ValueOutOfRange
+from forecast.model.covariates import Covariates, fit_scaled, fit_static
+from forecast.registry.manifest import Manifest
+from forecast.serving.covariates import PostedCovariates
+from tests.factories import make_manifest
+from tests.serving.conftest import HORIZON, INPUT_SIZE, _prepare, _values
+
+COUNT = 10
+
+
+@pytest.fixture
+def covariate_manifest() -> Manifest:
+    covariates = Covariates(
+        past=[fit_scaled("load", np.array([0.0, 2.0]))],
+        future=[fit_scaled("temperature", np.array([10.0, 30.0]))],
+        static=[fit_static("region", "categorical", ["north", "south"]), fit_static("size", "numeric", [1.0, 3.0])],
+    )
+    return make_manifest(input_size=INPUT_SIZE, horizon=HORIZON, covariates=covariates, horizon_inputs=True)
+
+
+def _posted(**changes: object) -> PostedCovariates:
+    base: dict[str, object] = {
+        "past": {"load": [float(i) for i in range(COUNT)]},
+        "future": {"temperature": [float(20 + i) for i in range(COUNT + HORIZON)]},
+        "static": {"region": "south", "size": 2.0},
+    }
+    base.update(changes)
+    return PostedCovariates(**base)  # type: ignore[arg-type]
+
+
+def _refused(manifest: Manifest, covariates: PostedCovariates, *, horizon: int = HORIZON) -> str:
+    with pytest.raises((InvalidRequest, NonFiniteValues, ValueOutOfRange)) as error:
+        _prepare(manifest, _values(COUNT), start="2024-01-01T00:00:00", horizon=horizon, covariates=covariates)
+    assert error.value.series_id == "a"
+    assert "\n" not in str(error.value)
+    return str(error.value)
+
+
+def test_the_window_holds_the_covariates_it_needs(covariate_manifest: Manifest) -> None:
+    prepared = _prepare(covariate_manifest, _values(COUNT), start="2024-01-01T00:00:00", covariates=_posted())
+    window = prepared.window
+    np.testing.assert_array_equal(window.past[:, 0], np.arange(COUNT - INPUT_SIZE, COUNT))
+    np.testing.assert_array_equal(window.future[:, 0], 20.0 + np.arange(COUNT - INPUT_SIZE, COUNT + HORIZON))
+    assert window.features.shape == (INPUT_SIZE + HORIZON, 4)  # the calendar over the window and the horizon
+    assert window.static.tolist() == [2.0, 2.0]  # south's code, the raw size
+
+
+def test_a_shorter_horizon_needs_future_covariates_over_its_steps_only(covariate_manifest: Manifest) -> None:
+    """The steps after it are filled with the covariate's training mean, which no served step reads."""
+    short = _posted(future={"temperature": [float(20 + i) for i in range(COUNT + 2)]})
+    prepared = _prepare(covariate_manifest, _values(COUNT), start="2024-01-01T00:00:00", horizon=2, covariates=short)
+    assert prepared.window.future[-2:, 0].tolist() == [20.0, 20.0]  # the mean of 10 and 30
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"future": None}, "missing future-known covariate(s) ['temperature'] under 'future_covariates'"),
+        ({"past": {}}, "missing past covariate(s) ['load']"),
+        ({"static": {"region": "south"}}, "missing static covariate(s) ['size']"),
+        ({"past": {"load": [1.0] * COUNT, "wind": [1.0] * COUNT}}, "unknown past covariate 'wind'"),
+        (
+            {"past": {"load": [1.0] * COUNT, "temperature": [1.0] * COUNT}},
+            "'temperature' is a future-known covariate of the model; post it under 'future_covariates'",
+        ),
+        ({"past": {"load": [1.0] * (COUNT - 1)}}, "past covariate 'load' has 9 values but the series has 10"),
+        (
+            {"future": {"temperature": [1.0] * (COUNT + HORIZON - 3)}},
+            "has 11 values but needs 14 (the 10 posted points and the 4 forecast steps): 3 step(s) missing",
+        ),
+        ({"future": {"temperature": [1.0] * (COUNT + HORIZON + 1)}}, "more than the 14 the model can read"),
+        ({"past": {"load": [1.0, float("nan")] + [1.0] * (COUNT - 2)}}, "past covariate 'load' is missing, NaN"),
+        ({"future": {"temperature": [1e39] * (COUNT + HORIZON)}}, "beyond what the network's float32 can hold"),
+        ({"static": {"region": "south", "size": "big"}}, "static covariate 'size' is numeric; 'big'"),
+    ],
+)
+def test_each_bad_covariate_is_refused_naming_series_and_covariate(
+    covariate_manifest: Manifest, changes: dict[str, object], expected: str
+) -> None:
+    assert expected in _refused(covariate_manifest, _posted(**changes))
+
+
+def test_a_version_without_covariates_refuses_any(manifest: Manifest) -> None:
+    message = _refused(manifest, PostedCovariates(future={"temperature": [1.0] * (COUNT + HORIZON)}))
+    assert "unknown future-known covariate 'temperature'" in message and "reads no covariates" in message
+
+
+def test_an_unseen_category_takes_the_bucket(covariate_manifest: Manifest) -> None:
+    posted = _posted(static={"region": "east", "size": 2.0})
+    prepared = _prepare(covariate_manifest, _values(COUNT), start="2024-01-01T00:00:00", covariates=posted)
+    assert prepared.window.static[0] == 0.0

@@ -19,6 +19,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import m4_hourly
+from bench import covariates, m4_hourly
 from bench.common import SHARED_DATA, emit, machine
 from forecast.model.config import Architecture
 from forecast.registry.manifest import Manifest, TrainingConfig
@@ -39,7 +40,7 @@ ETT_ANCHORS = {
     24: {"naive": 0.0343, "seasonal_naive": 0.0458, "informer": 0.098, "lstma": 0.114},
     96: {"naive": 0.0693, "seasonal_naive": 0.0715, "dlinear": 0.056, "patchtst": 0.055},
 }
-ETT_ROWS, ETT_TRAIN_ROWS, ETT_BLOCK = 14_400, 8_640, 2_880
+ETT_ROWS, ETT_TRAIN_ROWS, ETT_BLOCK = covariates.ETT_ROWS, covariates.ETT_TRAIN_ROWS, covariates.ETT_BLOCK
 
 
 ETT_ARCHS: tuple[Architecture, ...] = ("lstm", "gru")
@@ -59,6 +60,8 @@ ABLATIONS: dict[str, dict[str, object]] = {
     "scaling_window": {"ensemble": 1, "scaling": "window"},  # the default for several series
     "scaling_global": {"ensemble": 1, "scaling": "global"},  # the default for one series
     "pointwise": {"ensemble": 1, "segment_length": 1},
+    # the horizon's calendar features reach the head and the skip (the default with future covariates)
+    "horizon_inputs": {"ensemble": 1, "horizon_inputs": True},
 }
 
 
@@ -82,7 +85,7 @@ def ett_row(outcome_manifest: Manifest, variant: str, std: float, seconds: float
     }  # fmt: skip
 
 
-def ett_runs(workdir: Path, ablate: bool) -> list[dict[str, object]]:
+def ett_runs(workdir: Path, plan_of: Plan) -> list[dict[str, object]]:
     """LSTM and GRU at H=24 and H=96 with the defaults; the ablations on the LSTM at H=96."""
     frame = pd.read_csv(BUNDLED_SETS["etth1"])[["date", "OT"]].iloc[:ETT_ROWS]
     data = workdir / "etth1_informer.csv"
@@ -91,12 +94,9 @@ def ett_runs(workdir: Path, ablate: bool) -> list[dict[str, object]]:
     std = float(train.std())  # population std, as the protocol says
     registry = Registry(workdir / "registry")
     plan: list[tuple[int, str, str, dict[str, object]]] = [
-        (h, arch, "defaults", {}) for h in (24, 96) for arch in ETT_ARCHS
+        (h, arch, "defaults", {}) for h in (24, 96) for arch in ETT_ARCHS if plan_of.defaults
     ]
-    if ablate:
-        plan += [
-            (96, "lstm", name, o) for name, o in ABLATIONS.items() if name != "scaling_global"
-        ]  # one series: global
+    plan += [(96, "lstm", name, o) for name, o in plan_of.ablations("scaling_global")]  # one series: global
     runs: list[dict[str, object]] = []
     for horizon, arch, variant, overrides in plan:
         started = time.perf_counter()
@@ -107,7 +107,34 @@ def ett_runs(workdir: Path, ablate: bool) -> list[dict[str, object]]:
     return runs
 
 
-def m4_hourly_runs(workdir: Path, ablate: bool) -> dict[str, object]:
+def ett_covariate_runs(workdir: Path) -> dict[str, object]:
+    """ETTh1's six loads as past covariates of OT, beside the same defaults without them and
+    statsmodels' VAR over the seven columns, at H=24 and H=96."""
+    frame = pd.read_csv(BUNDLED_SETS["etth1"])[["date", *covariates.ETT_LOADS, "OT"]].iloc[:ETT_ROWS]
+    data = workdir / "etth1_informer_loads.csv"
+    frame.to_csv(data, index=False)
+    std = float(frame["OT"].to_numpy()[:ETT_TRAIN_ROWS].std())
+    registry = Registry(workdir / "registry-loads")
+    runs: list[dict[str, object]] = []
+    peers = {}
+    for horizon in (24, 96):
+        peers[f"var_h{horizon}"] = covariates.ett_var(horizon)
+        print(peers[f"var_h{horizon}"], file=sys.stderr)
+        for arch in ETT_ARCHS:
+            for variant, overrides in (
+                ("without_covariates", {}),
+                ("past_loads", {"past_covariates": covariates.ETT_LOADS}),
+            ):
+                started = time.perf_counter()
+                config = ett_config(horizon, arch, {"target": "OT", **overrides})
+                outcome = run_training(data, f"ett-{arch}-{horizon}-{variant}".replace("_", "-"), config, registry,
+                                       progress=False)  # fmt: skip
+                runs.append(ett_row(outcome.manifest, variant, std, time.perf_counter() - started))
+                print(runs[-1], file=sys.stderr)
+    return {"runs": runs, "statsmodels_var": peers}
+
+
+def m4_hourly_runs(workdir: Path, plan_of: Plan) -> dict[str, object]:
     """The defaults through the real CLI and API for LSTM and GRU, the ablations on the LSTM,
     beside the seasonal naive and MSTL, all on the same hidden 48 points."""
     parts = m4_hourly.split(workdir)
@@ -117,9 +144,8 @@ def m4_hourly_runs(workdir: Path, ablate: bool) -> dict[str, object]:
     baselines["statsforecast_mstl"] = {**m4_hourly.score(mstl, parts), "seconds": round(mstl_seconds, 1)}
     print(baselines, file=sys.stderr)
     runs = []
-    plan: list[tuple[str, str, dict[str, object]]] = [("defaults", arch, {}) for arch in ETT_ARCHS]
-    if ablate:
-        plan += [(name, "lstm", o) for name, o in ABLATIONS.items() if name != "scaling_window"]  # many series: window
+    plan: list[tuple[str, str, dict[str, object]]] = [("defaults", arch, {}) for arch in ETT_ARCHS if plan_of.defaults]
+    plan += [(name, "lstm", o) for name, o in plan_of.ablations("scaling_window")]  # many series: window
     for variant, arch, overrides in plan:
         extra = []
         if overrides:
@@ -195,20 +221,42 @@ def m4_runs(workdir: Path, max_epochs: int, archs: list[str]) -> list[dict[str, 
     return runs
 
 
+@dataclass(slots=True)
+class Plan:
+    """Which runs to make: the defaults, and which ablations (all of them unless named)."""
+
+    defaults: bool = True
+    names: list[str] | None = None  # None: every ablation
+
+    def ablations(self, default_of_the_set: str) -> list[tuple[str, dict[str, object]]]:
+        """The chosen ablations, less the one that is the set's default already."""
+        chosen = ABLATIONS if self.names is None else {name: ABLATIONS[name] for name in self.names}
+        return [(name, overrides) for name, overrides in chosen.items() if name != default_of_the_set]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", choices=["ett", "m4h", "m4"])
+    parser.add_argument("--only", choices=["ett", "m4h", "m4", "covariates"])
     parser.add_argument("--no-ablations", action="store_true", help="the defaults only")
+    parser.add_argument("--ablations", help=f"comma-separated ablations to run (default all: {', '.join(ABLATIONS)})")
+    parser.add_argument("--no-defaults", action="store_true", help="the ablations only")
     parser.add_argument("--max-epochs", type=int, default=20, help="M4 Weekly only")
     parser.add_argument("--m4-archs", default="lstm", help="comma-separated architectures for M4 Weekly")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         result: dict[str, object] = {"machine": machine()}
+        names = [] if args.no_ablations else (args.ablations.split(",") if args.ablations else None)
+        plan = Plan(defaults=not args.no_defaults, names=names)
         if args.only in (None, "ett"):
-            result["etth1"] = ett_runs(workdir, not args.no_ablations)
+            result["etth1"] = ett_runs(workdir, plan)
         if args.only in (None, "m4h"):
-            result["m4_hourly"] = m4_hourly_runs(workdir, not args.no_ablations)
+            result["m4_hourly"] = m4_hourly_runs(workdir, plan)
+        if args.only in (None, "covariates"):
+            result["covariates"] = {
+                "etth1_past_loads": ett_covariate_runs(workdir),
+                "chicago": covariates.chicago_runs(workdir, ETT_ARCHS),
+            }
         if args.only in (None, "m4"):
             result["m4_weekly"] = m4_runs(workdir, args.max_epochs, args.m4_archs.split(","))
     emit("accuracy" if args.only is None else f"accuracy_{args.only}", result)

@@ -3,6 +3,8 @@ stores them (`forecast.model.covariates.Covariates`)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -48,4 +50,27 @@ def static_rows(dataset: Dataset, covariates: Covariates) -> torch.Tensor:
         torch.from_numpy(np.stack(rows))
         if rows and width
         else torch.zeros((len(dataset.series), width), dtype=torch.float64)
+    )
+
+
+def store_for(covariates: Covariates, dataset: Dataset, store: SeriesStore) -> SeriesStore | None:
+    """The store laid out for a version that reads `covariates` (another version's, such as
+    production's when --promote compares them): each of its covariates taken by name from what
+    this data holds, whatever kind this job named it; None when the data lacks one of them."""
+    columns = {name: store.past[:, index] for index, name in enumerate(dataset.covariates.past)}
+    columns.update({name: store.future[:, index] for index, name in enumerate(dataset.covariates.future)})
+    statics = set(dataset.covariates.static_names)
+    wanted = [c.name for c in covariates.past] + [c.name for c in covariates.future]
+    if any(name not in columns for name in wanted) or any(c.name not in statics for c in covariates.static):
+        return None
+    empty = store.values.new_zeros((len(store.values), 0))
+
+    def stacked(names: list[str]) -> torch.Tensor:
+        return torch.stack([columns[name] for name in names], dim=1) if names else empty
+
+    return replace(
+        store,
+        past=stacked([c.name for c in covariates.past]),
+        future=stacked([c.name for c in covariates.future]),
+        static=static_rows(dataset, covariates),
     )

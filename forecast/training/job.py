@@ -38,7 +38,7 @@ from forecast.series.features import FEATURE_NAMES, default_features
 from forecast.series.frequency import cadence
 from forecast.series.windows import block_origins, build_store, split_blocks, training_parts
 from forecast.training.choices import default_scaling, resolve_network
-from forecast.training.covariates import fit_covariates, static_rows
+from forecast.training.covariates import fit_covariates, static_rows, store_for
 from forecast.training.distributed import SOLO, World, check_world
 from forecast.training.evaluate import evaluate_block, evaluation_set, report_samples
 from forecast.training.loop import Objective, fit
@@ -182,7 +182,9 @@ def calibrate_intervals(evaluation: Evaluation) -> Calibration:
 
 def score_production(job: PreparedJob, registry: Registry) -> Comparison | None:
     """The production version's test error on this job's evaluation set, or None when it cannot
-    be scored there (different horizon, frequency or features, or series too short for its input)."""
+    be scored there (different horizon, frequency or features, series too short for its input, or
+    covariates this data does not hold). Production may read fewer covariates than the new
+    version, or none: a version that adds covariates is compared with one without them."""
     try:
         version = registry.resolve(job.name, alias=PRODUCTION)
     except NotFound:
@@ -194,10 +196,11 @@ def score_production(job: PreparedJob, registry: Registry) -> Comparison | None:
         return None
     if manifest.features != job.features or (lengths < needed).any():
         return None
-    if manifest.covariates.kinds() != job.covariates.kinds():
-        return None  # it reads other covariates than this data holds
-    # Its own codes for the static covariates: its categories may differ from this job's.
-    store = replace(job.store, static=static_rows(job.dataset, manifest.covariates))
+    # Its own covariates from this data, and its own codes for the static ones: its categories
+    # may differ from this job's.
+    store = store_for(manifest.covariates, job.dataset, job.store)
+    if store is None:
+        return None
     result = evaluate_block(production.predictor, replace(job.evaluation, store=store), "test")
     return Comparison(version, promotion_score(result.metrics["model"]))
 

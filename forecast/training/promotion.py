@@ -99,7 +99,8 @@ def move_production(
     if comparison is None:
         return Promotion(
             False,
-            f"production (version {current}) cannot be scored on this data (different horizon, frequency or input size); not promoted",
+            f"production (version {current}) cannot be scored on this data (different horizon, frequency or input "
+            "size, or covariates the data does not hold); not promoted",
         )
     if comparison.version != current:
         return Promotion(False, f"production moved to version {current} while training; not promoted")

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import CliResult, run_forecast, seasonal_frame
+from tests.factories import covariate_frame
 
 FORECAST = [sys.executable, "-m", "forecast.cli"]
 START_TIMEOUT_S = 90.0
@@ -61,6 +62,25 @@ def registry_template(tmp_path_factory: pytest.TempPathFactory, history_csv: Pat
     train(registry, history_csv, "demo-gru", "gru", "--config", str(weak))
     train(registry, history_csv, "demo-lstm", "lstm", "--seed", "1", "--config", str(weak))
     run_cli("models", "promote", "demo-lstm", "2", "--alias", "staging", registry=registry)
+    return registry
+
+
+# The covariates of demo-driven (tests.factories.covariate_frame), by kind.
+COVARIATE_FLAGS = ("--past-covariates", "load", "--future-covariates", "temperature", "--static-covariates", "region")
+
+
+@pytest.fixture(scope="session")
+def covariate_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "driven.csv"
+    covariate_frame(n_points=400).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def covariate_registry(tmp_path_factory: pytest.TempPathFactory, covariate_csv: Path) -> Path:
+    """demo-driven version 1: a version that reads a past, a future-known and a static covariate."""
+    registry = tmp_path_factory.mktemp("covariate-registry")
+    train(registry, covariate_csv, "demo-driven", "lstm", *COVARIATE_FLAGS, "--force")
     return registry
 
 

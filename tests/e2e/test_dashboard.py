@@ -580,3 +580,81 @@ def test_with_keys_the_page_asks_for_one_keeps_it_for_the_session_and_shows_the_
     finally:
         context.close()
         server.stop()
+
+
+# --- covariates -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def covariate_server(tmp_path_factory: pytest.TempPathFactory, covariate_registry: Path) -> Iterator[Server]:
+    """demo-driven alone: a version that reads a past, a future-known and a static covariate."""
+    root = tmp_path_factory.mktemp("dashboard-covariates")
+    shutil.copytree(covariate_registry, root / "registry")
+    server = start_server(root / "registry", root)
+    yield server
+    server.stop()
+
+
+def covariate_csv_text(covariate_csv: Path, points: int = 60, horizon: int = 12) -> tuple[str, dict[str, object]]:
+    """Series a's last `points` rows and the `horizon` rows after them (their value left empty,
+    the future-known covariate given), with a column the model does not read; and the series as
+    the API's JSON."""
+    frame = pd.read_csv(covariate_csv, dtype=str)
+    rows = frame[frame.series_id == "a"].iloc[-(points + horizon) :]
+    lines = ["series_id,timestamp,value,temperature,load,region,note"]
+    for index, row in enumerate(rows.itertuples()):
+        value = row.value if index < points else ""
+        lines.append(f"a,{row.timestamp},{value},{row.temperature},{row.load},{row.region},x")
+    known = rows.iloc[:points]
+    series = {
+        "id": "a",
+        "timestamps": known.timestamp.tolist(),
+        "values": [float(v) for v in known.value],
+        "past_covariates": {"load": [float(v) for v in known.load]},
+        "future_covariates": {"temperature": [float(v) for v in rows.temperature]},
+        "static_covariates": {"region": rows.region.iloc[0]},
+    }
+    return "\n".join(lines) + "\n", series
+
+
+def test_a_csv_with_covariates_is_posted_by_kind_and_the_future_covariate_drawn(
+    page: Page, covariate_server: Server, covariate_csv: Path, tmp_path: Path
+) -> None:
+    log = watch(page)
+    open_dashboard(page, covariate_server.url)
+    panel = page.locator("#forecast")
+    text, series = covariate_csv_text(covariate_csv)
+    panel.get_by_label("Model", exact=True).select_option("demo-driven")
+    panel.get_by_label("CSV", exact=True).fill(text)
+    with page.expect_response("**/v1/forecast") as answer:
+        panel.get_by_role("button", name="Forecast", exact=True).click()
+    assert answer.value.status == 200, answer.value.text()
+    sent = answer.value.request.post_data_json
+    assert sent["series"] == [series]  # each column under the kind the model reads it as
+    expect(page.locator("#fc-csv-note")).to_have_text("Columns not used by this model (not sent): note.")
+
+    covariate_chart = page.locator('#fc-charts .covariate-chart[data-covariate="temperature"]')
+    expect(covariate_chart).to_have_count(1)
+    expect(covariate_chart).to_have_attribute("data-series", "temperature (observed)|temperature (known ahead)")
+    assert covariate_chart.locator("canvas").evaluate(INKED_PIXELS_JS) > 300
+    with covariate_server.client() as client:
+        direct = client.post("/v1/forecast", json={**sent, "series": [series]})
+    assert direct.status_code == 200
+    assert answer.value.json()["forecasts"] == direct.json()["forecasts"]
+    snapshot(page.locator("#forecast"), tmp_path / "covariates.png", copy_to="/tmp/dashboard-covariates.png")
+    assert log.problems() == []
+
+
+def test_a_csv_without_the_models_covariate_gets_the_apis_error_beside_the_csv(
+    page: Page, covariate_server: Server, covariate_csv: Path
+) -> None:
+    open_dashboard(page, covariate_server.url)
+    panel = page.locator("#forecast")
+    text, _ = covariate_csv_text(covariate_csv)
+    lines = [",".join(line.split(",")[:3] + line.split(",")[4:6]) for line in text.splitlines()]  # no temperature
+    panel.get_by_label("Model", exact=True).select_option("demo-driven")
+    panel.get_by_label("CSV", exact=True).fill("\n".join(lines[:61]) + "\n")
+    panel.get_by_role("button", name="Forecast", exact=True).click()
+    error = page.locator("#fc-csv-error")
+    expect(error).to_contain_text("missing future-known covariate(s) ['temperature']")
+    expect(error).to_contain_text("series a")

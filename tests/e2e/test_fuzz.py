@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -31,21 +32,26 @@ CHECKS = ",".join(
 )
 
 
-def forecast_statuses(url: str) -> Counter[str]:
-    """Forecast requests answered so far, by HTTP status, from the server's own counter."""
+def forecast_statuses(url: str, model: str | None = None) -> Counter[str]:
+    """Forecast requests answered so far (of one model, or all), by HTTP status, from the
+    server's own counter."""
     counts: Counter[str] = Counter()
     for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
         if family.name == "forecast_requests":
             for sample in family.samples:
-                if sample.name == "forecast_requests_total":
+                if sample.name == "forecast_requests_total" and model in (None, sample.labels["model"]):
                     counts[sample.labels["status"]] += int(sample.value)
     return counts
 
 
 def test_fuzzing_the_openapi_finds_no_server_error_and_reaches_the_models(
-    tmp_path: Path, registry_template: Path
+    tmp_path: Path, registry_template: Path, covariate_registry: Path
 ) -> None:
-    server = start_server(registry_template, tmp_path)
+    """The plain demo models and demo-driven, which reads covariates of every kind."""
+    registry = tmp_path / "registry"
+    shutil.copytree(registry_template, registry)
+    shutil.copytree(covariate_registry / "demo-driven", registry / "demo-driven")
+    server = start_server(registry, tmp_path)
     try:
         before = forecast_statuses(server.url)
         run = subprocess.run(
@@ -58,6 +64,7 @@ def test_fuzzing_the_openapi_finds_no_server_error_and_reaches_the_models(
             capture_output=True, text=True, timeout=1200, cwd=tmp_path,
         )  # fmt: skip
         after = forecast_statuses(server.url)
+        driven = forecast_statuses(server.url, "demo-driven")
         healthy = httpx.get(f"{server.url}/healthz").status_code
     finally:
         server.stop()
@@ -76,3 +83,4 @@ def test_fuzzing_the_openapi_finds_no_server_error_and_reaches_the_models(
     # Both positive and negative cases are generated; a good share of all of them must get
     # through validation to a network and back, or the fuzzer is not testing the pipeline.
     assert generated["200"] >= 0.1 * total, summary
+    assert driven["200"] >= 1, f"no generated request reached the covariate model: {dict(driven)}"

@@ -4,15 +4,21 @@ manifest written before the shape moved still loads, and NaN is refused before i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from forecast.model.config import NetworkConfig
+from forecast.model.config import InputLayout, NetworkConfig
 from forecast.registry.manifest import Manifest, TrainingConfig
-from tests.factories import make_manifest
+from forecast.registry.store import Registry
+from forecast.serving.engine import Engine
+from forecast.settings import Settings
+from tests.factories import Posted, make_manifest
 
 
 def test_a_manifest_round_trips_through_json() -> None:
@@ -62,3 +68,37 @@ def test_a_nan_metric_is_refused() -> None:
 def test_unknown_training_settings_are_refused() -> None:
     with pytest.raises(ValidationError, match="hidden_sise"):
         TrainingConfig.model_validate({"arch": "lstm", "input_size": 8, "horizon": 2, "hidden_sise": 3})
+
+
+FORMAT_2 = Path(__file__).parents[1] / "data" / "format2-registry"
+
+
+def test_a_version_written_before_covariates_serves_exactly_what_it_forecast_then(tmp_path: Path) -> None:
+    """A format-2 version (tests/data/README.md) loads as a version without covariates that does
+    not read the horizon's inputs, and today's serving path forecasts its report's test origins
+    as the code that wrote it did."""
+    root = tmp_path / "registry"
+    shutil.copytree(FORMAT_2, root)
+    loaded = Registry(root).manifest("format2", 1)
+    assert loaded.format_version == 2
+    assert loaded.covariates.empty and loaded.network.horizon_inputs is None
+    assert loaded.layout == InputLayout(calendar=2 * len(loaded.features))
+    samples = json.loads((root / "format2" / "versions" / "1" / "report.json").read_text())["samples"]
+    posted = [
+        Posted(f"s{index}", sample["history"], start=None, freq=None, timestamps=sample["history_timestamps"])
+        for index, sample in enumerate(samples)
+    ]
+
+    async def serve() -> list[list[float]]:
+        engine = Engine(Registry(root), Settings(registry=str(root), device="cpu", reload_seconds=3600))
+        await engine.start()
+        try:
+            async with engine.lease("format2") as served:
+                answer = await served.pipeline.forecast(posted, horizon=None, levels=[], timeout_s=30.0)
+                return answer.mean.tolist()
+        finally:
+            await engine.stop()
+
+    served = asyncio.run(serve())
+    for forecast, sample in zip(served, samples, strict=True):
+        assert forecast == pytest.approx(sample["forecast"], abs=1e-5)

@@ -47,6 +47,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     invocations = {
         "with": train("driven", data, *SMALL_MODEL_ARGS, *COVARIATE_FLAGS, "--force"),
         "without": train("plain", data, *SMALL_MODEL_ARGS, "--force"),
+        "adds_covariates": train("plain", data, *SMALL_MODEL_ARGS, *COVARIATE_FLAGS, "--promote"),
         "retrain": train("driven", data, "--retrain", "--quiet", "--force"),
         "retrain_lacking": train("driven", no_temperature, "--retrain", "--quiet"),
         "show": ["models", "show", "driven", "--registry", str(registry)],
@@ -133,3 +134,12 @@ def test_the_version_serves_exactly_the_numbers_of_its_evaluation(runs: Runs) ->
     expected = np.array([sample["forecast"] for sample in samples[:4]])
     np.testing.assert_allclose(served, expected, rtol=0, atol=1e-4)
     assert json.loads(json.dumps(served.tolist()))  # finite, JSON-writable
+
+
+def test_a_version_that_adds_covariates_is_compared_with_production_without_them(runs: Runs) -> None:
+    """--promote scores production (no covariates) on the new version's data and test block: the
+    version that reads the drivers beats it and becomes production."""
+    result = runs.results["adds_covariates"]
+    assert result.returncode == 0, result.describe()
+    assert "beats production version 1" in result.stdout and "promoted" in result.stdout
+    assert json.loads((runs.registry / "plain" / "aliases.json").read_text()) == {"production": 2}

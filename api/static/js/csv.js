@@ -17,36 +17,69 @@ function valueOf(text) {
   return text !== "" && Number.isFinite(Number(text)) ? Number(text) : text;
 }
 
+// Rows of timestamp,value (and series_id); with a header, every other column is a covariate,
+// named as the header writes it. Rows after a series' last value whose value is empty carry
+// future-known covariates over the horizon.
 export function parseCsv(text, singleId) {
   const lines = text.split(/\r?\n/).map((l, i) => ({ text: l.trim(), number: i + 1 })).filter((l) => l.text && !l.text.startsWith("#"));
   if (!lines.length) throw new Error("The CSV is empty: paste rows of timestamp,value, upload a file or load a sample.");
   const first = lines[0].text;
   const delimiter = first.includes(",") ? "," : first.includes("\t") ? "\t" : first.includes(";") ? ";" : ",";
-  const head = splitLine(first, delimiter).map((name) => name.toLowerCase());
+  const names = splitLine(first, delimiter);
+  const head = names.map((name) => name.toLowerCase());
   const known = [...ID_NAMES, ...TIME_NAMES, ...VALUE_NAMES];
   const hasHeader = head.some((name) => known.includes(name)) || (head.length > 1 && Number.isNaN(tsSeconds(head[head.length - 2])) && !Number.isFinite(Number(head.at(-1))));
   const width = head.length;
-  if (width !== 2 && width !== 3) {
-    throw new Error(`line ${lines[0].number}: expected 2 columns (timestamp,value) or 3 (series_id,timestamp,value), found ${width}.`);
-  }
   let columns = width === 2 ? { id: -1, time: 0, value: 1 } : { id: 0, time: 1, value: 2 };
   if (hasHeader) {
-    const find = (names) => head.findIndex((name) => names.includes(name));
+    const find = (list) => head.findIndex((name) => list.includes(name));
     const byName = { id: find(ID_NAMES), time: find(TIME_NAMES), value: find(VALUE_NAMES) };
-    if (byName.time >= 0 && byName.value >= 0 && (width === 2 || byName.id >= 0)) columns = byName;
+    if (byName.time >= 0 && byName.value >= 0) columns = byName;
+    else if (width > 3) throw new Error(`line ${lines[0].number}: with covariate columns the header must name the timestamp and value columns (e.g. timestamp,value,temperature).`);
+  } else if (width !== 2 && width !== 3) {
+    throw new Error(`line ${lines[0].number}: expected 2 columns (timestamp,value) or 3 (series_id,timestamp,value), found ${width}; covariate columns need a header row.`);
   }
+  const extra = hasHeader ? names.map((name, index) => [name, index]).filter(([, index]) => ![columns.id, columns.time, columns.value].includes(index)) : [];
   const series = new Map();
   for (const line of hasHeader ? lines.slice(1) : lines) {
     const fields = splitLine(line.text, delimiter);
     if (fields.length !== width) throw new Error(`line ${line.number}: expected ${width} fields like the first line, found ${fields.length}: "${line.text.slice(0, 80)}"`);
     const id = columns.id >= 0 ? fields[columns.id] : singleId;
-    if (!series.has(id)) series.set(id, { id, timestamps: [], values: [] });
+    if (!series.has(id)) series.set(id, { id, timestamps: [], values: [], covariates: Object.fromEntries(extra.map(([name]) => [name, []])), futureTimestamps: [] });
     const entry = series.get(id);
-    entry.timestamps.push(fields[columns.time]);
-    entry.values.push(valueOf(fields[columns.value]));
+    const value = fields[columns.value];
+    if (value === "" && extra.length) {
+      entry.futureTimestamps.push(fields[columns.time]); // a row of the horizon: covariates only
+    } else {
+      if (entry.futureTimestamps.length) throw new Error(`line ${line.number}: series ${id} has a value after rows without one; only the rows after its last value may leave the value empty (they carry future-known covariates).`);
+      entry.timestamps.push(fields[columns.time]);
+      entry.values.push(valueOf(value));
+    }
+    for (const [name, index] of extra) entry.covariates[name].push(valueOf(fields[index]));
   }
   if (!series.size) throw new Error("The CSV has a header but no rows.");
-  return [...series.values()];
+  return { series: [...series.values()], covariateColumns: extra.map(([name]) => name) };
+}
+
+// The posted series: each covariate column under the kind the model reads it as (past: the
+// rows with values; future-known: every row, the horizon's included; static: the first row's).
+export function postedSeries(parsed, kinds) {
+  const byKind = { past: new Set(kinds?.past || []), future: new Set(kinds?.future || []), static: new Set(kinds?.static || []) };
+  return parsed.series.map((entry) => {
+    const posted = { id: entry.id, timestamps: entry.timestamps, values: entry.values };
+    for (const [name, column] of Object.entries(entry.covariates)) {
+      if (byKind.past.has(name)) (posted.past_covariates ??= {})[name] = column.slice(0, entry.values.length);
+      else if (byKind.future.has(name)) (posted.future_covariates ??= {})[name] = column;
+      else if (byKind.static.has(name)) (posted.static_covariates ??= {})[name] = column[0];
+    }
+    return posted;
+  });
+}
+
+// The CSV's covariate columns the model does not read: shown, never sent.
+export function unusedColumns(parsed, kinds) {
+  const read = new Set([...(kinds?.past || []), ...(kinds?.future || []), ...(kinds?.static || [])]);
+  return parsed.covariateColumns.filter((name) => !read.has(name));
 }
 
 function parseLevels(text) {
@@ -54,16 +87,18 @@ function parseLevels(text) {
 }
 
 // The POST /v1/forecast body from the form's text: target is "alias:NAME" or "version:N"; a
-// CSV without series ids becomes one series named singleId. Throws on a CSV it cannot read.
-export function buildRequest({ model, target, horizon, levels, csv }, singleId) {
+// CSV without series ids becomes one series named singleId; `kinds` ({past, future, static}) are
+// the covariates the chosen version reads. Throws on a CSV it cannot read.
+export function buildRequest({ model, target, horizon, levels, csv }, singleId, kinds) {
   const [kind, value] = (target || "alias:production").split(":");
   const request = { model };
   if (kind === "version") request.version = Number(value);
   else request.alias = value;
   if (horizon.trim()) request.horizon = valueOf(horizon.trim());
   request.levels = parseLevels(levels);
-  request.series = parseCsv(csv, singleId);
-  return request;
+  const parsed = parseCsv(csv, singleId);
+  request.series = postedSeries(parsed, kinds);
+  return { request, unused: unusedColumns(parsed, kinds), parsed };
 }
 
 function csvField(text) {

@@ -77,7 +77,15 @@ function formRequest() {
     levels: $("fc-levels").value,
     csv: $("fc-csv").value,
   };
-  return buildRequest(fields, state.sourceName || "series");
+  // The chosen version says which covariate columns it reads, and of which kind.
+  const kinds = servedManifestSummary(modelByName(fields.model), fields.target)?.covariates || {};
+  return buildRequest(fields, state.sourceName || "series", kinds);
+}
+
+function showUnusedColumns(unused) {
+  const note = $("fc-csv-note");
+  note.textContent = unused.length ? `Columns not used by this model (not sent): ${unused.join(", ")}.` : "";
+  note.hidden = !unused.length;
 }
 
 async function submitForecast(event) {
@@ -85,7 +93,9 @@ async function submitForecast(event) {
   clearFieldErrors();
   let request;
   try {
-    request = formRequest();
+    const built = formRequest();
+    request = built.request;
+    showUnusedColumns(built.unused);
   } catch (error) {
     showFieldError("csv", error.message, "checked in the browser before sending");
     return;
@@ -139,9 +149,31 @@ function renderForecast() {
   const fullHistory = $("fc-full-history").checked;
   for (const forecast of response.forecasts) {
     const chartBox = el("div", { class: "chart", role: "img" });
-    grid.append(el("figure", { class: "chart-figure card", dataset: { seriesId: forecast.id } }, el("figcaption", { text: `series ${forecast.id}` }), chartBox));
-    drawForecast(chartBox, inputs.get(forecast.id), forecast, fullHistory ? Infinity : Math.max(inputSize, 4 * forecast.mean.length));
+    const figure = el("figure", { class: "chart-figure card", dataset: { seriesId: forecast.id } }, el("figcaption", { text: `series ${forecast.id}` }), chartBox);
+    grid.append(figure);
+    const input = inputs.get(forecast.id);
+    const keep = drawForecast(chartBox, input, forecast, fullHistory ? Infinity : Math.max(inputSize, 4 * forecast.mean.length));
+    for (const [name, column] of Object.entries(input.future_covariates || {})) {
+      const covariateBox = el("div", { class: "chart covariate-chart", role: "img", dataset: { covariate: name } });
+      figure.append(covariateBox);
+      drawFutureCovariate(covariateBox, input, forecast, name, column, keep);
+    }
   }
+}
+
+// A future-known covariate under its forecast: over the history shown and the horizon, on the
+// same time axis.
+function drawFutureCovariate(container, input, forecast, name, column, keep) {
+  const nFuture = forecast.timestamps.length;
+  const nValues = input.values.length;
+  const times = [...input.timestamps.slice(-keep), ...forecast.timestamps].map(tsSeconds);
+  const number = (v) => (typeof v === "number" ? v : null);
+  const past = column.slice(nValues - keep, nValues).map(number);
+  const ahead = column.slice(nValues, nValues + nFuture).map(number);
+  const data = [times, pad(past, 0, nFuture), pad(ahead, keep, 0)];
+  const series = [line(`${name} (observed)`, COLORS.history, { width: 1 }), line(`${name} (known ahead)`, COLORS.validation, { width: 1.5 })];
+  drawChart(container, { height: 140, data, series, yLabel: name });
+  container.setAttribute("aria-label", `Future-known covariate ${name} of series ${forecast.id}: the last ${keep} observed points and the ${nFuture} steps of the horizon`);
 }
 
 function servedInputSize(served) {
@@ -168,6 +200,7 @@ function drawForecast(container, input, forecast, historyPoints) {
   container.dataset.forecastPoints = String(nFuture);
   const intervalText = levels.length ? ` with ${levels.map((l) => `${l}%`).join(" and ")} intervals shaded` : "";
   container.setAttribute("aria-label", `Series ${forecast.id}: the last ${keep} points of history and a ${nFuture}-step forecast${intervalText}`);
+  return keep;
 }
 
 async function loadSample() {

@@ -20,10 +20,10 @@ from fastapi.openapi.utils import get_openapi
 
 from api.schemas import MAX_ID_CHARS, MAX_TIMESTAMP_CHARS, ErrorBody, ForecastRequest
 from forecast.errors import ForecastError
+from forecast.model.config import NETWORK_MAX_VALUE
 from forecast.registry.manifest import Manifest
 from forecast.series.frequency import fixed_step_ns
 from forecast.serving.engine import Engine
-from forecast.serving.requests import NETWORK_MAX_VALUE
 from forecast.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, Stri
 
 from forecast.model.covariates import MAX_COVARIATE_NAME_CHARS
 from forecast.registry.manifest import Manifest
+from forecast.series.covariates import MAX_CATEGORY_CHARS
 from forecast.serving.pipeline import RequestForecast
 
 # Bounds on every string and number a client sends: validation must cost little and quote
@@ -24,7 +25,7 @@ Number = Annotated[float, Strict()]
 Timestamp = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TIMESTAMP_CHARS)]
 CovariateName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_COVARIATE_NAME_CHARS)]
 # A static covariate: a category (text, or a number such as a store code) or a number.
-StaticValue = Annotated[str, StringConstraints(max_length=MAX_COVARIATE_NAME_CHARS)] | Number
+StaticValue = Annotated[str, StringConstraints(max_length=MAX_CATEGORY_CHARS)] | Number
 
 
 def _whole_number(value: object) -> object:

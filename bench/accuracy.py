@@ -127,8 +127,9 @@ def ett_covariate_runs(workdir: Path) -> dict[str, object]:
             ):
                 started = time.perf_counter()
                 config = ett_config(horizon, arch, {"target": "OT", **overrides})
-                outcome = run_training(data, f"ett-{arch}-{horizon}-{variant}".replace("_", "-"), config, registry,
-                                       progress=False)  # fmt: skip
+                outcome = run_training(
+                    data, f"ett-{arch}-{horizon}-{variant}".replace("_", "-"), config, registry, progress=False
+                )
                 runs.append(ett_row(outcome.manifest, variant, std, time.perf_counter() - started))
                 print(runs[-1], file=sys.stderr)
     return {"runs": runs, "statsmodels_var": peers}

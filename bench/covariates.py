@@ -41,10 +41,32 @@ from forecast.series.dataset import BUNDLED_SETS
 ETT_ROWS, ETT_TRAIN_ROWS, ETT_BLOCK = 14_400, 8_640, 2_880
 
 CHICAGO_HORIZON, CHICAGO_INPUT, CHICAGO_ORIGINS, WEEK = 7, 28, 52, 7
-WEATHER = ["temp_min", "temp", "temp_max", "dew", "humidity", "pressure", "wind", "percip",
-           "weather_rain", "weather_snow", "weather_cloud", "weather_storm"]  # fmt: skip
-GAMES = ["Blackhawks_Away", "Blackhawks_Home", "Bulls_Away", "Bulls_Home", "Bears_Away", "Bears_Home",
-         "WhiteSox_Away", "WhiteSox_Home", "Cubs_Away", "Cubs_Home"]  # fmt: skip
+WEATHER = [
+    "temp_min",
+    "temp",
+    "temp_max",
+    "dew",
+    "humidity",
+    "pressure",
+    "wind",
+    "percip",
+    "weather_rain",
+    "weather_snow",
+    "weather_cloud",
+    "weather_storm",
+]
+GAMES = [
+    "Blackhawks_Away",
+    "Blackhawks_Home",
+    "Bulls_Away",
+    "Bulls_Home",
+    "Bears_Away",
+    "Bears_Home",
+    "WhiteSox_Away",
+    "WhiteSox_Home",
+    "Cubs_Away",
+    "Cubs_Home",
+]
 FUTURE = [*WEATHER, *GAMES, "holiday"]
 
 
@@ -122,9 +144,29 @@ def chicago_train(chicago_set: Chicago, workdir: Path, registry: Path, name: str
     """The user's command: the history file, defaults, the covariate flags; seconds of wall time."""
     data = workdir / "chicago_history.csv"
     chicago_set.history.to_csv(data, index=False)
-    command = [sys.executable, "-m", "forecast.cli", "train", "--data", str(data), "--target", "ridership",
-               "--name", name, "--arch", arch, "--horizon", str(CHICAGO_HORIZON),
-               "--input-size", str(CHICAGO_INPUT), "--registry", str(registry), "--quiet", "--force", *flags]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "forecast.cli",
+        "train",
+        "--data",
+        str(data),
+        "--target",
+        "ridership",
+        "--name",
+        name,
+        "--arch",
+        arch,
+        "--horizon",
+        str(CHICAGO_HORIZON),
+        "--input-size",
+        str(CHICAGO_INPUT),
+        "--registry",
+        str(registry),
+        "--quiet",
+        "--force",
+        *flags,
+    ]
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, text=True)
     return time.perf_counter() - started
@@ -197,8 +239,16 @@ def chicago_runs(workdir: Path, archs: tuple[str, ...]) -> dict[str, Any]:
                 seconds = chicago_train(chicago_set, workdir, registry, name, arch, flags)
                 forecasts = chicago_forecasts(chicago_set, registry, name, past, future)
                 manifest = json.loads((registry / name / "versions" / "1" / "manifest.json").read_text())
-                runs.append({"variant": variant, "blocks": blocks, "arch": arch, "train_s": round(seconds, 1),
-                             "passed_gate": manifest["gate"]["passed"], **held_out_scores(chicago_set, forecasts)})  # fmt: skip
+                runs.append(
+                    {
+                        "variant": variant,
+                        "blocks": blocks,
+                        "arch": arch,
+                        "train_s": round(seconds, 1),
+                        "passed_gate": manifest["gate"]["passed"],
+                        **held_out_scores(chicago_set, forecasts),
+                    }
+                )
                 print(runs[-1], file=sys.stderr)
     result["runs"] = runs
     return result
@@ -225,5 +275,9 @@ def ett_var(horizon: int) -> dict[str, float]:
         forecast = fitted.forecast(scaled[origin - lags : origin], steps=horizon)[:, -1]  # OT is the last column
         errors.append(forecast - scaled[origin : origin + horizon, -1])
     error = np.asarray(errors)
-    return {"mse": float(np.mean(error**2)), "mae": float(np.mean(np.abs(error))), "lags": lags,
-            "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    return {
+        "mse": float(np.mean(error**2)),
+        "mae": float(np.mean(np.abs(error))),
+        "lags": lags,
+        "seconds": round(time.perf_counter() - started, 1),
+    }

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from forecast.errors import ForecastError, InvalidInput, MissingColumns, PeerFailed
+from forecast.errors import ForecastError, InvalidInput, MissingCovariates, PeerFailed
 from forecast.registry.manifest import TrainingConfig
 from forecast.registry.store import PRODUCTION, Registry, open_registry
 from forecast.settings import get_settings
@@ -241,7 +241,7 @@ def command_train(args: argparse.Namespace) -> int:
                 progress=not args.quiet,
                 world=world,
             )
-        except MissingColumns as exc:
+        except MissingCovariates as exc:
             raise _retrain_hint(exc, args, config) from exc
     finally:
         world.leave()
@@ -261,12 +261,12 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _retrain_hint(exc: MissingColumns, args: argparse.Namespace, config: TrainingConfig) -> MissingColumns:
-    """A missing column under --retrain: say that the production version's covariates are kept."""
-    needed = config.covariate_columns.in_data_file
-    if not (args.retrain and needed):
+def _retrain_hint(exc: MissingCovariates, args: argparse.Namespace, config: TrainingConfig) -> MissingCovariates:
+    """A missing covariate column under --retrain: say that the production version's covariates are kept."""
+    if not args.retrain:
         return exc
-    return MissingColumns(f"{exc} (--retrain keeps the production version's covariates {needed})")
+    needed = config.covariate_columns.in_data_file
+    return MissingCovariates(f"{exc} (--retrain keeps the production version's covariates {needed})")
 
 
 def command_models(args: argparse.Namespace) -> int:

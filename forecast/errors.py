@@ -46,6 +46,10 @@ class MissingColumns(InvalidInput):
     pass
 
 
+class MissingCovariates(MissingColumns):
+    """A covariate column the training needs is not in the data."""
+
+
 class NonNumericValues(InvalidInput):
     pass
 

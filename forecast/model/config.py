@@ -9,7 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# The network computes in float32: a larger input would become inf on the way in.
+NETWORK_MAX_VALUE = float(np.finfo(np.float32).max)
 
 Architecture = Literal["rnn", "lstm", "gru"]
 ScalingMode = Literal["window", "global"]

@@ -25,7 +25,8 @@ class RawWindows:
 
     `calendar` and `future` cover the input window and, for a network that reads the horizon's
     future-known inputs, the horizon after it (L + H steps; L otherwise). Covariates a version
-    does not have are zero-width."""
+    does not have are zero-width, and for a version without any covariates they may be zero-size
+    altogether (served windows share one empty array): `encode` then reads none of them."""
 
     history: torch.Tensor  # (B, L) raw target values (float64 when served: see `encode`)
     calendar: torch.Tensor  # (B, L or L + H, F) calendar features

@@ -56,20 +56,32 @@ def forecast_loss(
     return error.abs().mean()
 
 
+# In training, a series' category is hidden (replaced by the unseen bucket) this often, so the
+# bucket learns a response to "some series" for the categories a request brings that training
+# never saw; otherwise its row would never be trained.
+UNSEEN_CATEGORY_RATE = 0.1
+
+
 class StaticEmbedding(nn.Module):
     """Static covariates as one vector per series: each categorical one embedded (code 0, the
-    unseen bucket, has its own row), the numeric ones as they come (already scaled)."""
+    unseen bucket, has its own row, starting at zero), the numeric ones as they come (already
+    scaled)."""
 
     def __init__(self, layout: InputLayout) -> None:
         super().__init__()
         self.categorical = len(layout.static_categories)
-        self.tables = nn.ModuleList(
-            nn.Embedding(count, static_embedding_width(count)) for count in layout.static_categories
-        )
+        tables = [nn.Embedding(count, static_embedding_width(count)) for count in layout.static_categories]
+        with torch.no_grad():
+            for table in tables:
+                table.weight[0].zero_()
+        self.tables = nn.ModuleList(tables)
 
     def forward(self, static: torch.Tensor) -> torch.Tensor:
         """static (B, S): codes, then numeric values -> (B, E)."""
         codes = static[:, : self.categorical].long()  # (B, n_categorical)
+        if self.training:
+            hidden = torch.rand(codes.shape, device=codes.device) < UNSEEN_CATEGORY_RATE
+            codes = codes.masked_fill(hidden, 0)
         parts = [table(codes[:, index]) for index, table in enumerate(self.tables)]  # each (B, width)
         return torch.cat([*parts, static[:, self.categorical :]], dim=-1)
 

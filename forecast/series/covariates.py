@@ -14,11 +14,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecast.errors import InvalidInput, MissingColumns, NonFiniteValues, NonNumericValues, excerpt
+from forecast.errors import InvalidInput, MissingColumns, NonFiniteValues, NonNumericValues, ValueOutOfRange, excerpt
 
 # Marks rows with their place in the file, so an error can say where a bad cell is.
 ROW_COLUMN = "__row__"
+# The names the data is read under (forecast.series.dataset.to_long): no covariate may take one.
+READ_AS = ("series_id", "timestamp", "value", ROW_COLUMN)
 _CATEGORICAL_SUFFIX = ":categorical"
+# The network computes in float32 (forecast.model.config.NETWORK_MAX_VALUE): a larger covariate
+# could not be scaled on the way in, so training refuses it as serving does.
+_LARGEST_VALUE = float(np.finfo(np.float32).max)
+# A category is posted as a JSON string of at most this many characters (api/schemas.py).
+MAX_CATEGORY_CHARS = 100
 
 
 @dataclass(slots=True)
@@ -53,7 +60,8 @@ class CovariateColumns:
         return not (self.past or self.future or self.static)
 
     def check_names(self, reserved: list[str]) -> None:
-        """Each covariate named once, and none of them the id, time or target column."""
+        """Each covariate named once, and none of them the id, time or target column, or a name
+        the data is read under."""
         names = [*self.past, *self.future, *self.static_names]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
@@ -61,6 +69,12 @@ class CovariateColumns:
         clashing = [name for name in names if name in reserved]
         if clashing:
             raise InvalidInput(f"covariates {clashing} are the id, time or target column; name other columns")
+        internal = [name for name in names if name in READ_AS]
+        if internal:
+            raise InvalidInput(
+                f"covariate columns may not be named {internal} (the names the id, time and target are read "
+                "under); rename those columns in the file"
+            )
 
 
 @dataclass(slots=True)
@@ -76,7 +90,7 @@ def row_label(rows: pd.DataFrame, position: int) -> str:
     """Where a series' `position`-th row sits in the file, as a user finds it."""
     if ROW_COLUMN not in rows.columns:
         return f"position {position}"
-    return f"row {int(rows[ROW_COLUMN].iloc[position])}"
+    return f"data row {int(rows[ROW_COLUMN].iloc[position])}"
 
 
 def numeric_covariate(series_id: str, rows: pd.DataFrame, name: str, kind: str) -> np.ndarray:
@@ -101,6 +115,14 @@ def numeric_covariate(series_id: str, rows: pd.DataFrame, name: str, kind: str) 
             f"{kind} covariate {name!r} is missing, NaN or infinite at {rows['timestamp'].iloc[position]} "
             f"({row_label(rows, position)}; {int(bad.sum())} such row(s)){needed if kind == 'future-known' else ''}; "
             "fill it there, or drop the covariate",
+            series_id=series_id,
+        )
+    large = np.abs(values) > _LARGEST_VALUE
+    if large.any():
+        position = int(np.flatnonzero(large)[0])
+        raise ValueOutOfRange(
+            f"{kind} covariate {name!r} has {values[position]:g} at {rows['timestamp'].iloc[position]} "
+            f"({row_label(rows, position)}), beyond what the network's float32 can hold; rescale the column",
             series_id=series_id,
         )
     return values
@@ -134,6 +156,17 @@ def static_value(series_id: str, rows: pd.DataFrame, name: str) -> str | float:
     return value if isinstance(value, str) else _number_or_text(value)
 
 
+def _postable(series_id: str, name: str, value: str | float) -> str | float:
+    """A static value a request can post back: a category of at most MAX_CATEGORY_CHARS."""
+    if isinstance(value, str) and len(value) > MAX_CATEGORY_CHARS:
+        raise InvalidInput(
+            f"static covariate {name!r} has a category of {len(value)} characters ({excerpt(value)}); a category "
+            f"has at most {MAX_CATEGORY_CHARS}, as a request can post it",
+            series_id=series_id,
+        )
+    return value
+
+
 def _number_or_text(value: object) -> str | float:
     try:
         number = float(value)  # type: ignore[arg-type]
@@ -155,9 +188,9 @@ def series_covariates(
                 raise MissingColumns(
                     f"the static covariates file {columns.static_data!r} has no row for the series", series_id=series_id
                 )
-            static[name] = _number_or_text(static_table.at[series_id, name])
+            static[name] = _postable(series_id, name, _number_or_text(static_table.at[series_id, name]))
         else:
-            static[name] = static_value(series_id, rows, name)
+            static[name] = _postable(series_id, name, static_value(series_id, rows, name))
     length = len(rows)
     return SeriesCovariates(
         past=np.stack(past, axis=1) if past else np.zeros((length, 0)),

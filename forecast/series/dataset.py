@@ -18,6 +18,7 @@ from forecast.errors import (
     FrequencyError,
     InvalidInput,
     MissingColumns,
+    MissingCovariates,
     SeriesTooShort,
 )
 from forecast.series.covariates import ROW_COLUMN, CovariateColumns, read_static_table, series_covariates
@@ -173,9 +174,10 @@ class LongTable:
 
 def _require(present: list[str], needed: list[str], where: str, *, covariates: bool = False) -> None:
     missing = [c for c in needed if c not in present]
+    if missing and covariates:
+        raise MissingCovariates(f"missing covariate columns {missing} in {where}; found columns {present[:50]}")
     if missing:
-        kind = "covariate columns" if covariates else "columns"
-        raise MissingColumns(f"missing {kind} {missing} in {where}; found columns {present[:50]}")
+        raise MissingColumns(f"missing columns {missing} in {where}; found columns {present[:50]}")
 
 
 def validate_series(series_id: str, timestamps: object, values: object, freq: str | None) -> tuple[Series, str]:

@@ -23,8 +23,8 @@ class SeriesStore:
     features: torch.Tensor  # (N, F) float32 calendar features of each point
     offsets: np.ndarray  # (S + 1,) int64: series s occupies [offsets[s], offsets[s + 1])
     series_ids: list[str]
-    past: torch.Tensor  # (N, P) float32 raw past covariates of each point
-    future: torch.Tensor  # (N, K) float32 raw future-known covariates of each point
+    past: torch.Tensor  # (N, P) float64 raw past covariates of each point
+    future: torch.Tensor  # (N, K) float64 raw future-known covariates of each point
     # (S, W) float64: each series' static input (codes, then raw numbers); the training job fills it
     # in once the categories are known.
     static: torch.Tensor
@@ -47,8 +47,10 @@ def build_store(dataset: Dataset, feature_names: list[str]) -> SeriesStore:
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     values = np.concatenate([s.values for s in dataset.series]).astype(np.float32)
     features = np.concatenate([calendar_features(s.timestamps, feature_names) for s in dataset.series])
-    past = np.concatenate([s.past_values for s in dataset.series]).astype(np.float32)
-    future = np.concatenate([s.future_values for s in dataset.series]).astype(np.float32)
+    # float64, as served covariates are: standardised in float64 on both paths, so a covariate at
+    # 1e7 with a spread of 6 reaches the network with the same inputs in training and serving.
+    past = np.concatenate([s.past_values for s in dataset.series]).astype(np.float64)
+    future = np.concatenate([s.future_values for s in dataset.series]).astype(np.float64)
     return SeriesStore(
         values=torch.from_numpy(values),
         features=torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)),

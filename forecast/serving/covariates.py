@@ -16,10 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from forecast.errors import InvalidRequest, NonFiniteValues, ValueOutOfRange, excerpt
+from forecast.model.config import NETWORK_MAX_VALUE
 from forecast.registry.manifest import Manifest
 
-# The network computes in float32: a larger value would become inf on the way in.
-NETWORK_MAX_VALUE = float(np.finfo(np.float32).max)
 _NO_SERIES = np.zeros((0, 0))
 _NO_STATIC = np.zeros(0)
 for _empty in (_NO_SERIES, _NO_STATIC):
@@ -85,10 +84,12 @@ def _check_names(manifest: Manifest, series_id: str, posted: PostedCovariates) -
 def _numbers(series_id: str, kind: str, name: str, raw: Sequence[float]) -> np.ndarray:
     try:
         values = np.asarray(raw, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
+        values = np.zeros((0, 0))
+    if values.ndim != 1:
         raise InvalidRequest(
-            f"{_KIND_TEXT[kind]} covariate {excerpt(name)} holds values that are not numbers", series_id=series_id
-        ) from None
+            f"{_KIND_TEXT[kind]} covariate {excerpt(name)} must be a list of numbers", series_id=series_id
+        )
     bad = ~np.isfinite(values)
     if bad.any():
         position = int(np.flatnonzero(bad)[0])
@@ -154,23 +155,33 @@ def _future(
     return np.stack(columns, axis=1) if columns else np.zeros((size + known, 0))
 
 
+def _finite_number(value: object) -> bool:
+    """A number (not a boolean) within float32's range; NaN is not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return abs(float(value)) <= NETWORK_MAX_VALUE
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
 def _static(manifest: Manifest, series_id: str, posted: Mapping[str, str | float]) -> np.ndarray:
     for covariate in manifest.covariates.static:
         value = posted[covariate.name]
-        if covariate.kind == "numeric" and (
-            isinstance(value, str | bool) or not abs(float(value)) <= NETWORK_MAX_VALUE  # NaN fails too
-        ):
+        if covariate.kind == "numeric" and not _finite_number(value):
             raise InvalidRequest(
                 f"static covariate {excerpt(covariate.name)} is numeric; {excerpt(value)} is not a finite number "
                 f"within +-{NETWORK_MAX_VALUE:.3g}",
                 series_id=series_id,
             )
-        if covariate.kind == "categorical" and isinstance(value, bool):
+        if covariate.kind == "categorical" and not (isinstance(value, str) or _finite_number(value)):
             raise InvalidRequest(
-                f"static covariate {excerpt(covariate.name)} is a category: send a string or a number",
+                f"static covariate {excerpt(covariate.name)} is a category: send a string or a finite number, "
+                f"not {excerpt(value)}",
                 series_id=series_id,
             )
-    # An unseen category takes the bucket the network learnt for categories it never saw.
+    # An unseen category takes the bucket the network trained for categories hidden from it
+    # (forecast.model.network.UNSEEN_CATEGORY_RATE).
     return manifest.covariates.static_row(posted)
 
 

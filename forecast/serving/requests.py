@@ -17,13 +17,14 @@ import pandas as pd
 from pandas.errors import OutOfBoundsDatetime
 
 from forecast.errors import FrequencyError, InvalidRequest, SeriesTooShort, ValueOutOfRange, excerpt
+from forecast.model.config import NETWORK_MAX_VALUE
 from forecast.model.intervals import check_levels
 from forecast.registry.manifest import Manifest
 from forecast.series.features import calendar_features, future_timestamps
 from forecast.series.frequency import fixed_step_ns, normalize_freq, same_freq
 from forecast.series.parsing import LAST_NS, instant_range_text, parse_iso_instant, parse_iso_timestamps, parse_values
 from forecast.series.spacing import check_spacing
-from forecast.serving.covariates import NETWORK_MAX_VALUE, NO_COVARIATES, PostedCovariates, covariate_window
+from forecast.serving.covariates import NO_COVARIATES, PostedCovariates, covariate_window
 
 
 @dataclass(slots=True)

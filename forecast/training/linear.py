@@ -9,8 +9,8 @@ the recurrent encoder beside it has overfitted).
 
 The normal equations are accumulated over the training windows in float64. Each step h has its
 own system: the shared inputs' block is the same for all of them, and only the per-step block
-differs, so the systems are solved by block elimination with one factorisation of the shared
-block per penalty. A path of ridge penalties (relative to each block's mean diagonal, so the path
+differs, so the systems are solved by block elimination with one solve of the shared block per
+penalty. A path of ridge penalties (relative to each block's mean diagonal, so the path
 is unit-free) is tried with every input and with the window alone; the candidate with the lowest
 validation loss is kept, or none when none beats the anchor alone. So covariates that do not help
 on validation are not used by the skip. The squared errors are weighed as the objective weighs
@@ -65,15 +65,13 @@ class NormalEquations:
     def window_size(self) -> int:
         return self.blocks[0]
 
-    def _penalty(self, relative_penalty: float, size: int) -> torch.Tensor:
-        """The ridge penalty of the first `size` shared inputs, group by group (the bias unpenalised)."""
+    def _penalty(self, relative_penalty: float) -> torch.Tensor:
+        """The ridge penalty of each shared input, group by group (the bias, last, unpenalised)."""
         diagonal = torch.diagonal(self.gram)
         penalty = torch.zeros_like(diagonal)
         start = 0
         for end in self.blocks:
-            end = min(end, size)
-            if end > start:
-                penalty[start:end] = relative_penalty * max(float(diagonal[start:end].mean()), 1e-12)
+            penalty[start:end] = relative_penalty * max(float(diagonal[start:end].mean()), 1e-12)
             start = end
         return penalty
 
@@ -82,21 +80,23 @@ class NormalEquations:
         alone (every covariate weight zero), as a skip without covariates."""
         size = self.gram.shape[0] - 1
         used = [*range(size if covariates else self.window_size), size]  # the bias is the last input
-        gram = self.gram[used][:, used] + torch.diag(self._penalty(relative_penalty, size)[used])
+        gram = self.gram[used][:, used] + torch.diag(self._penalty(relative_penalty)[used])
         moment = self.moment[used]  # (U, H)
-        horizon = moment.shape[1]
-        steps = self.step_gram.shape[-1] if covariates else 0
+        horizon, width = moment.shape[1], self.step_gram.shape[-1]
+        step_width = width if covariates else 0  # each step's own inputs, W
         solution = torch.zeros(size + 1, horizon, dtype=gram.dtype)
-        step_weights = torch.zeros(horizon, self.step_gram.shape[-1], dtype=gram.dtype)
+        step_weights = torch.zeros(horizon, width, dtype=gram.dtype)
+        cross = self.cross[:, used, :step_width]  # (H, U, W)
+        # One solve of the shared block for the moment and every step's cross terms (A^-1 m, A^-1 B_h).
         # The window's last point minus itself is always zero: the penalty keeps the system solvable.
-        shared = torch.linalg.solve(gram, moment)  # (U, H)
-        if steps:
-            cross = self.cross[:, used, :]  # (H, U, W)
+        right = torch.cat([moment, cross.permute(1, 0, 2).reshape(len(used), -1)], dim=1)  # (U, H + H * W)
+        solved = torch.linalg.solve(gram, right)
+        shared = solved[:, :horizon]  # (U, H)
+        if step_width:
+            inverse_cross = solved[:, horizon:].reshape(len(used), horizon, step_width)  # (U, H, W)
             step_penalty = relative_penalty * max(float(torch.diagonal(self.step_gram, dim1=1, dim2=2).mean()), 1e-12)
-            inverse_cross = torch.linalg.solve(gram, cross.permute(1, 0, 2).reshape(len(used), -1))  # (U, H * W)
-            inverse_cross = inverse_cross.reshape(len(used), horizon, steps)  # (U, H, W)
             # Schur complement of each step: S_h = C_h + penalty - B_h^T A^-1 B_h
-            schur = self.step_gram + step_penalty * torch.eye(steps, dtype=gram.dtype)  # (H, W, W)
+            schur = self.step_gram + step_penalty * torch.eye(step_width, dtype=gram.dtype)  # (H, W, W)
             schur = schur - torch.einsum("hdw,dhv->hwv", cross, inverse_cross)
             rhs = self.step_moment - torch.einsum("hdw,dh->hw", cross, shared)  # (H, W)
             step_weights = torch.linalg.solve(schur, rhs.unsqueeze(-1)).squeeze(-1)  # (H, W)

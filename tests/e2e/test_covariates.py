@@ -152,8 +152,12 @@ def test_the_model_lists_its_covariates_and_the_openapi_requires_them(server: Se
 def test_a_version_without_covariates_refuses_any(server: Server, covariate_csv: Path) -> None:
     frame = pd.read_csv(covariate_csv)
     rows = frame[frame["series_id"] == "a"].iloc[:100]
-    posted = {"id": "a", "timestamps": rows["timestamp"].tolist(), "values": rows["value"].tolist(),
-              "future_covariates": {"temperature": [1.0] * 112}}  # fmt: skip
+    posted = {
+        "id": "a",
+        "timestamps": rows["timestamp"].tolist(),
+        "values": rows["value"].tolist(),
+        "future_covariates": {"temperature": [1.0] * 112},
+    }
     with server.client() as client:
         response = client.post("/v1/forecast", json={"model": "demo-lstm", "series": [posted]})
     assert response.status_code == 422

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from forecast.model.config import InputLayout, NetworkConfig
-from forecast.model.network import Ensemble, Forecaster, build_network, forecast_loss
+from forecast.model.network import Ensemble, Forecaster, StaticEmbedding, build_network, forecast_loss
 from tests.factories import perturbed_network
 
 ATOL = 1e-6
@@ -435,8 +435,11 @@ def test_every_kind_of_covariate_moves_the_forecast() -> None:
         moved_past[:, :, 1] += 1.0
         other_category = static.clone()
         other_category[:, 0] = (other_category[:, 0] + 1) % 3
-        for changed in (network(moved_past, known, static), network(inputs, known + 1.0, static),
-                        network(inputs, known, other_category)):  # fmt: skip
+        for changed in (
+            network(moved_past, known, static),
+            network(inputs, known + 1.0, static),
+            network(inputs, known, other_category),
+        ):
             assert not torch.allclose(changed, base)
 
 
@@ -444,6 +447,30 @@ def test_a_network_without_covariates_has_the_parameters_it_always_had() -> None
     """Versions written before covariates load into the same modules: no new parameter appears
     unless the version reads covariates or the horizon's inputs."""
     names = set(Forecaster(_config("lstm", anchor_period=1, segment_length=4, num_layers=1), CHANNELS).state_dict())
-    assert names == {"embed.weight", "embed.bias", "encoder.weight_ih_l0", "encoder.weight_hh_l0",
-                     "encoder.bias_ih_l0", "encoder.bias_hh_l0", "head.weight", "head.bias",
-                     "skip.weight", "skip.bias"}  # fmt: skip
+    assert names == {
+        "embed.weight",
+        "embed.bias",
+        "encoder.weight_ih_l0",
+        "encoder.weight_hh_l0",
+        "encoder.bias_ih_l0",
+        "encoder.bias_hh_l0",
+        "head.weight",
+        "head.bias",
+        "skip.weight",
+        "skip.bias",
+    }
+
+
+def test_the_unseen_bucket_starts_at_zero_and_is_trained_by_hiding_categories() -> None:
+    """Training hides a series' category now and then (the unseen bucket, code 0, takes its
+    place), so the bucket a request's new category falls into has been trained; evaluation never
+    hides one."""
+    embedding = StaticEmbedding(InputLayout(static_categories=(3,)))
+    table = embedding.tables[0]
+    assert torch.count_nonzero(table.weight[0]) == 0
+    codes = torch.full((2000, 1), 2.0)  # every row category 2
+    embedding.train()(codes).sum().backward()
+    hidden = int(torch.count_nonzero(table.weight.grad[0])) > 0
+    assert hidden and 0.05 < float(table.weight.grad[0, 0] / table.weight.grad[2, 0]) < 0.2
+    with torch.no_grad():
+        assert torch.equal(embedding.eval()(codes), table.weight[2].expand(2000, -1))

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecast.errors import InvalidInput, MissingColumns, NonFiniteValues, NonNumericValues
+from forecast.errors import InvalidInput, MissingColumns, NonFiniteValues, NonNumericValues, ValueOutOfRange
 from forecast.series.covariates import CovariateColumns
 from forecast.series.dataset import load_dataset
 from tests.factories import covariate_frame
@@ -138,3 +138,25 @@ def test_covariates_change_the_data_fingerprint_and_plain_files_keep_theirs(tmp_
         with_covariates.fingerprint() != load_dataset(_csv(tmp_path, changed, "c.csv"), covariates=KINDS).fingerprint()
     )
     assert plain.fingerprint() == load_dataset(path).fingerprint()
+
+
+def test_a_covariate_may_not_take_a_name_the_data_is_read_under(tmp_path: Path) -> None:
+    """The long table is read as series_id, timestamp, value: a covariate column named like one of
+    them (the target being another column) would collide there."""
+    frame = covariate_frame(n_points=50).rename(columns={"value": "y", "load": "value"})
+    with pytest.raises(InvalidInput, match=r"may not be named \['value'\]"):
+        load_dataset(_csv(tmp_path, frame), target="y", covariates=CovariateColumns(past=["value"]))
+
+
+def test_a_covariate_beyond_float32_is_refused_at_its_row(tmp_path: Path) -> None:
+    frame = covariate_frame(n_points=50)
+    frame.loc[5, "temperature"] = 1e39
+    with pytest.raises(ValueOutOfRange, match="data row 6"):
+        load_dataset(_csv(tmp_path, frame), covariates=KINDS)
+
+
+def test_a_category_too_long_to_post_is_refused(tmp_path: Path) -> None:
+    frame = covariate_frame(n_points=50)
+    frame.loc[frame["series_id"] == "a", "region"] = "x" * 101
+    with pytest.raises(InvalidInput, match="category of 101 characters"):
+        load_dataset(_csv(tmp_path, frame), covariates=KINDS)

@@ -4,14 +4,25 @@ one that stops early with the number of steps missing."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
 from forecast.errors import InvalidRequest, NonFiniteValues, ValueOutOfRange
+from forecast.model.config import ScalingParams
 from forecast.model.covariates import Covariates, fit_scaled, fit_static
+from forecast.model.encoding import encode
 from forecast.registry.manifest import Manifest
+from forecast.series.covariates import CovariateColumns
+from forecast.series.dataset import load_dataset
+from forecast.series.windows import build_store, split_blocks
 from forecast.serving.covariates import PostedCovariates
-from tests.factories import make_manifest
+from forecast.serving.pipeline import raw_windows, stack_windows
+from forecast.training.batches import gather_windows
+from forecast.training.covariates import fit_covariates, static_rows
+from tests.factories import covariate_frame, make_manifest
 from tests.serving.conftest import HORIZON, INPUT_SIZE, _prepare, _values
 
 COUNT = 10
@@ -98,3 +109,53 @@ def test_an_unseen_category_takes_the_bucket(covariate_manifest: Manifest) -> No
     posted = _posted(static={"region": "east", "size": 2.0})
     prepared = _prepare(covariate_manifest, _values(COUNT), start="2024-01-01T00:00:00", covariates=posted)
     assert prepared.window.static[0] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"static": {"region": float("nan"), "size": 2.0}}, "is a category: send a string or a finite number"),
+        ({"static": {"region": "south", "size": 10**400}}, "static covariate 'size' is numeric"),
+        ({"past": {"load": [[1.0]] * COUNT}}, "past covariate 'load' must be a list of numbers"),
+    ],
+)
+def test_values_no_json_schema_stops_are_refused_too(
+    covariate_manifest: Manifest, changes: dict[str, object], expected: str
+) -> None:
+    """What a caller of the library (or a lenient client) may pass: NaN as a category, an integer
+    beyond any float, nested lists."""
+    assert expected in _refused(covariate_manifest, _posted(**changes))
+
+
+def test_a_served_window_reaches_the_network_as_the_same_training_window(tmp_path: Path) -> None:
+    """No skew, covariates included: a series posted up to an origin is encoded into the inputs
+    the training job built for that origin, the covariates bit for bit, even a covariate at 1e7
+    whose steps are a few units (float32 would round them away on one path only)."""
+    frame = covariate_frame(n_points=200)
+    frame["temperature"] = 1e7 + frame["temperature"]
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    dataset = load_dataset(path, covariates=CovariateColumns(past=["load"], future=["temperature"], static=["region"]))
+    store = build_store(dataset, ["hour_of_day", "day_of_week"])
+    blocks = split_blocks(store, input_size=INPUT_SIZE, horizon=HORIZON, val_size=HORIZON, test_size=HORIZON)
+    covariates = fit_covariates(dataset, store, blocks)
+    store.static = static_rows(dataset, covariates)
+    manifest = make_manifest(input_size=INPUT_SIZE, horizon=HORIZON, covariates=covariates, horizon_inputs=True)
+    series, cut = dataset.series[1], 150  # series b, forecast from its 150th point
+    trained = gather_windows(store, np.array([store.offsets[1] + cut]), manifest.network).windows
+
+    rows = frame[frame["series_id"] == "b"].reset_index(drop=True)
+    posted = PostedCovariates(
+        past={"load": rows["load"].iloc[:cut].tolist()},
+        future={"temperature": rows["temperature"].iloc[: cut + HORIZON].tolist()},
+        static={"region": series.static["region"]},
+    )
+    prepared = _prepare(manifest, rows["value"].iloc[:cut].tolist(), start="2024-01-01T00:00:00", covariates=posted)
+    served = raw_windows(stack_windows([prepared.window]))
+
+    scaling = ScalingParams(mode="window")
+    on_training, on_serving = encode(trained, scaling, covariates), encode(served, scaling, covariates)
+    assert torch.equal(on_training.inputs[..., 1:], on_serving.inputs[..., 1:])  # covariates and calendar
+    assert torch.equal(on_training.known, on_serving.known)
+    assert torch.equal(on_training.static, on_serving.static)
+    torch.testing.assert_close(on_training.inputs[..., 0], on_serving.inputs[..., 0])  # the float32-stored target

@@ -62,8 +62,9 @@ def test_the_manifest_says_which_covariates_the_version_reads(runs: Runs) -> Non
     covariates = recorded["covariates"]
     assert [c["name"] for c in covariates["past"]] == ["load"]
     assert [c["name"] for c in covariates["future"]] == ["temperature"]
-    assert covariates["static"] == [{"name": "region", "kind": "categorical", "loc": 0.0, "scale": 1.0,
-                                     "categories": ["north", "south"]}]  # fmt: skip
+    assert covariates["static"] == [
+        {"name": "region", "kind": "categorical", "loc": 0.0, "scale": 1.0, "categories": ["north", "south"]}
+    ]
     temperature = covariates["future"][0]
     training_part = runs.frame.groupby("series_id").head(500 - 2 * 48)["temperature"]  # the blocks are 48 each
     assert temperature["loc"] == pytest.approx(training_part.mean())

@@ -49,9 +49,15 @@ def solve(store: SeriesStore, network: Forecaster, train: np.ndarray, validation
     linear = network.linear_part()
     assert linear is not None
     equations = accumulate(
-        linear, store, train, lambda origins, spread: None, network=network.config,
-        scaling=objective.scaling, covariates=objective.covariates, rng=np.random.default_rng(0),
-    )  # fmt: skip
+        linear,
+        store,
+        train,
+        lambda origins, spread: None,
+        network=network.config,
+        scaling=objective.scaling,
+        covariates=objective.covariates,
+        rng=np.random.default_rng(0),
+    )
 
     def loss() -> float:
         return validation_loss(network, store, validation, objective)
@@ -103,8 +109,9 @@ def covariate_job(
     store.static = static_rows(dataset, covariates)
     training = np.concatenate(training_parts(store.values.numpy().astype(np.float64), store, blocks))
     objective = Objective.of("mse", fit_scaling("global", "standard", training), np.ones(2), covariates)
-    config = NetworkConfig(arch="lstm", input_size=INPUT, horizon=HORIZON, hidden_size=8, anchor_period=1,
-                           horizon_inputs=True)  # fmt: skip
+    config = NetworkConfig(
+        arch="lstm", input_size=INPUT, horizon=HORIZON, hidden_size=8, anchor_period=1, horizon_inputs=True
+    )
     train, validation = (
         block_origins(store, blocks, b, input_size=INPUT, horizon=HORIZON) for b in ("train", "validation")
     )
@@ -117,9 +124,15 @@ def fit_skip(
     linear = network.linear_part()
     assert linear is not None
     equations = accumulate(
-        linear, store, train, lambda origins, spread: None, network=network.config, scaling=objective.scaling,
-        covariates=objective.covariates, rng=np.random.default_rng(0),
-    )  # fmt: skip
+        linear,
+        store,
+        train,
+        lambda origins, spread: None,
+        network=network.config,
+        scaling=objective.scaling,
+        covariates=objective.covariates,
+        rng=np.random.default_rng(0),
+    )
 
     def loss() -> float:
         return validation_loss(network, store, validation, objective)

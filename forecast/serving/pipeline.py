@@ -49,14 +49,22 @@ class ReleasedOnUnload(Protocol):
 WindowArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
+def _stacked(parts: list[np.ndarray]) -> np.ndarray:
+    """np.stack, without visiting each window's array when they are empty (a version without
+    covariates, every request): the batch's empty array has the same shape either way."""
+    if parts[0].size == 0:
+        return np.zeros((len(parts), *parts[0].shape), dtype=parts[0].dtype)
+    return np.stack(parts)
+
+
 def stack_windows(windows: Sequence[Window]) -> WindowArrays:
     """A batch's inputs as the network takes them, one array per input."""
     return (
         np.stack([window.history for window in windows]),
         np.stack([window.features for window in windows]),
-        np.stack([window.past for window in windows]),
-        np.stack([window.future for window in windows]),
-        np.stack([window.static for window in windows]),
+        _stacked([window.past for window in windows]),
+        _stacked([window.future for window in windows]),
+        _stacked([window.static for window in windows]),
     )
 
 
@@ -134,6 +142,14 @@ def _check_finite(prepared: list[PreparedSeries], mean: np.ndarray, intervals: d
         )
 
 
+def _covariates_of(series: PostedSeries) -> PostedCovariates | None:
+    """The series' covariates as posted; None when it posts none (most series of most requests)."""
+    past, future, static = series.past_covariates, series.future_covariates, series.static_covariates
+    if past is None and future is None and static is None:
+        return None
+    return PostedCovariates(past, future, static)
+
+
 class ForecastPipeline:
     def __init__(self, manifest: Manifest, batcher: DynamicBatcher[Window, WindowForecast]) -> None:
         self.manifest = manifest
@@ -151,7 +167,7 @@ class ForecastPipeline:
                 start=s.start,
                 freq=s.freq,
                 horizon=horizon,
-                covariates=PostedCovariates(s.past_covariates, s.future_covariates, s.static_covariates),
+                covariates=_covariates_of(s),
             )
             for s in series
         ]

@@ -141,10 +141,12 @@ def prepare_series(
         stamps = partial(_regular_stamps, first, count, manifest.freq)
 
     _check_future(series_id, last, manifest.freq, horizon)
-    known = manifest.horizon if manifest.network.horizon_inputs else 0
+    network = manifest.network
+    known = network.horizon if network.horizon_inputs else 0
     history = _series_values(series_id, values, stamps)[count - size :]
-    posted = covariates or PostedCovariates()
-    found = covariate_window(manifest, series_id, posted, count=count, horizon=horizon)
+    found = NO_COVARIATES
+    if covariates is not None or not manifest.covariates.empty:
+        found = covariate_window(manifest, series_id, covariates or PostedCovariates(), count=count, horizon=horizon)
     return PreparedSeries(
         series_id=series_id,
         window=Window(

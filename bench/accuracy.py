@@ -256,7 +256,10 @@ def main() -> None:
         if args.only in (None, "covariates"):
             result["covariates"] = {
                 "etth1_past_loads": ett_covariate_runs(workdir),
-                "chicago": covariates.chicago_runs(workdir, ETT_ARCHS),
+                "chicago": covariates.held_out_runs(covariates.chicago(), workdir, ETT_ARCHS, blocks=364),
+                "synthetic_demand": covariates.held_out_runs(
+                    covariates.synthetic_demand(), workdir, ETT_ARCHS, blocks=1344
+                ),
             }
         if args.only in (None, "m4"):
             result["m4_weekly"] = m4_runs(workdir, args.max_epochs, args.m4_archs.split(","))

@@ -1,21 +1,28 @@
 """Covariate benchmarks, each side by side in one run: the product without covariates, with them,
-and a statistical peer given the same regressors. Used by bench/accuracy.py (`--only covariates`).
+and statistical peers given the same regressors. Used by bench/accuracy.py (`--only covariates`).
+
+Two sets are scored the way the held-back check scores one (`HeldOut`): the last origins are held
+out; the real `forecast train` command fits the history before them with its defaults plus the
+covariate flags (with the default blocks, the horizon each, and with larger ones); the real
+server then forecasts each held-out origin, each request posting the whole history and the
+covariates through the horizon. MAE on the held-out points, beside the seasonal naive and
+statsforecast models with the same regressors as exogenous inputs, fitted once on the history
+and run forward to every origin (trained once, as the product is).
 
 - **Chicago ridership** (daily, modeldata::Chicago, `../shared/data/chicago/`): future-known
   covariates are the weather, the home games and the US federal holidays (a `holiday` column a
   user adds with pandas' calendar); the 20 other stations' ridership (lagged, as the R package
-  ships it) are past covariates. The last 52 weeks are held out. The real `forecast train`
-  command fits the history before them with its defaults plus the covariate flags; the real
-  server then forecasts the next week at each of the 52 weekly origins of the held-out year,
-  each request posting the history and the covariates through the week ahead, as the held-back
-  check does. Scored by MAE (thousands of riders) and MASE (weekly) on the held-out points,
-  beside the seasonal naive and statsforecast's AutoARIMA with the same exogenous regressors,
-  fitted once on the history before the held-out year and run forward to every origin
-  (`cross_validation` without refits: trained once, as the product is).
-- **ETTh1** (Informer split): the six loads as past covariates of OT at H=24 and 96, through the
-  training job, the test block's MSE on the z-scored series; beside statsmodels' VAR over the
-  seven columns (lag order by AIC on the training part), which forecasts OT from the loads' past
-  as past covariates allow, at every test origin.
+  ships it) are past covariates. The week ahead at 52 weekly origins.
+- **Synthetic demand** (half-hourly, `synthetic_demand`): a load driven by temperature through a
+  U-shaped curve (heating below 14 degrees, cooling above 22) and by working days (a morning peak
+  and a higher level on working days, public holidays off), with an autocorrelated weather; the
+  next day at 28 daily origins. The class of problem the held-back demand check poses, built
+  here so that nothing of that data is seen.
+
+And **ETTh1** (Informer split): the six loads as past covariates of OT at H=24 and 96, through the
+training job, the test block's MSE on the z-scored series; beside statsmodels' VAR over the seven
+columns (lag order by AIC on the training part), which forecasts OT from the loads' past as past
+covariates allow, at every test origin.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,93 +46,123 @@ from forecast.series.dataset import BUNDLED_SETS
 
 # The Informer protocol on ETTh1: its first 14,400 rows, 8,640 to train, 2,880 each to validate and test.
 ETT_ROWS, ETT_TRAIN_ROWS, ETT_BLOCK = 14_400, 8_640, 2_880
-
-CHICAGO_HORIZON, CHICAGO_INPUT, CHICAGO_ORIGINS, WEEK = 7, 28, 52, 7
-WEATHER = [
-    "temp_min",
-    "temp",
-    "temp_max",
-    "dew",
-    "humidity",
-    "pressure",
-    "wind",
-    "percip",
-    "weather_rain",
-    "weather_snow",
-    "weather_cloud",
-    "weather_storm",
-]
-GAMES = [
-    "Blackhawks_Away",
-    "Blackhawks_Home",
-    "Bulls_Away",
-    "Bulls_Home",
-    "Bears_Away",
-    "Bears_Home",
-    "WhiteSox_Away",
-    "WhiteSox_Home",
-    "Cubs_Away",
-    "Cubs_Home",
-]
-FUTURE = [*WEATHER, *GAMES, "holiday"]
+ETT_LOADS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL"]
 
 
 @dataclass(slots=True)
-class Chicago:
-    frame: pd.DataFrame  # date, ridership, the stations, FUTURE
-    stations: list[str]
-    history: pd.DataFrame  # the rows before the held-out year: the training file
+class HeldOut:
+    """One series, its covariates, and the origins held out after its training history."""
+
+    name: str
+    frame: pd.DataFrame  # the time column, the target, the covariate columns
+    time: str
+    target: str
+    freq: str
+    horizon: int
+    input_size: int
+    season: int  # of the seasonal naive and the MASE scale
     origins: list[int]  # row of each held-out origin (its first forecast step)
+    past: list[str] = field(default_factory=list)
+    future: list[str] = field(default_factory=list)
+    seasons: list[int] = field(default_factory=list)  # MSTL's
+
+    @property
+    def history(self) -> pd.DataFrame:
+        return self.frame.iloc[: self.origins[0]]
+
+    def scores(self, forecasts: np.ndarray) -> dict[str, float]:
+        """MAE and MASE (the history's in-sample seasonal differences) over every held-out point."""
+        values = self.frame[self.target].to_numpy()
+        actual = np.stack([values[o : o + self.horizon] for o in self.origins])  # (origins, H)
+        history = self.history[self.target].to_numpy()
+        scale = np.mean(np.abs(history[self.season :] - history[: -self.season]))
+        mae = float(np.mean(np.abs(actual - forecasts)))
+        return {"mae": mae, "mase": mae / float(scale)}
+
+    def seasonal_naive(self) -> np.ndarray:
+        values = self.frame[self.target].to_numpy()
+        repeats = -(-self.horizon // self.season)
+        return np.stack([np.tile(values[o - self.season : o], repeats)[: self.horizon] for o in self.origins])
 
 
-def chicago() -> Chicago:
+def chicago() -> HeldOut:
     frame = pd.read_csv(SHARED_DATA / "chicago" / "chicago_ridership.csv", parse_dates=["date"])
     holidays = USFederalHolidayCalendar().holidays(frame["date"].min(), frame["date"].max())
     frame["holiday"] = frame["date"].isin(holidays).astype(float)
-    stations = [c for c in frame.columns[2:22]]
-    first = len(frame) - CHICAGO_ORIGINS * WEEK
-    return Chicago(frame, stations, frame.iloc[:first], [first + WEEK * k for k in range(CHICAGO_ORIGINS)])
+    stations = list(frame.columns[2:22])
+    weather = ["temp_min", "temp", "temp_max", "dew", "humidity", "pressure", "wind", "percip"]
+    weather += ["weather_rain", "weather_snow", "weather_cloud", "weather_storm"]
+    games = [
+        f"{team}_{side}" for team in ("Blackhawks", "Bulls", "Bears", "WhiteSox", "Cubs") for side in ("Away", "Home")
+    ]
+    first = len(frame) - 52 * 7
+    return HeldOut(
+        name="chicago",
+        frame=frame,
+        time="date",
+        target="ridership",
+        freq="D",
+        horizon=7,
+        input_size=28,
+        season=7,
+        origins=[first + 7 * k for k in range(52)],
+        past=stations,
+        future=[*weather, *games, "holiday"],
+        seasons=[7, 365],
+    )
 
 
-def held_out_scores(chicago_set: Chicago, forecasts: np.ndarray) -> dict[str, float]:
-    """MAE and MASE (in-sample weekly differences of the training file) over every held-out point."""
-    values = chicago_set.frame["ridership"].to_numpy()
-    actual = np.stack([values[o : o + CHICAGO_HORIZON] for o in chicago_set.origins])  # (origins, H)
-    history = chicago_set.history["ridership"].to_numpy()
-    scale = np.mean(np.abs(history[WEEK:] - history[:-WEEK]))
-    mae = float(np.mean(np.abs(actual - forecasts)))
-    return {"mae": mae, "mase": mae / float(scale)}
-
-
-def chicago_seasonal_naive(chicago_set: Chicago) -> np.ndarray:
-    values = chicago_set.frame["ridership"].to_numpy()
-    return np.stack([values[o - WEEK : o] for o in chicago_set.origins])
-
-
-def chicago_peers(chicago_set: Chicago, regressors: list[str]) -> dict[str, dict[str, float]]:
-    """statsforecast's AutoARIMA (weekly season) and MSTL (weekly and yearly seasons, an AutoARIMA
-    trend), each with the regressors as exogenous inputs, fitted on the history before the first
-    origin and run forward to each later one, the regressors known through the week ahead."""
-    from statsforecast import StatsForecast
-    from statsforecast.models import MSTL, AutoARIMA
-
-    frame = chicago_set.frame
-    usable = independent_columns(chicago_set.history[regressors])
-    data = pd.DataFrame({"unique_id": "ridership", "ds": frame["date"], "y": frame["ridership"]})
-    data = pd.concat([data, frame[usable].reset_index(drop=True)], axis=1)
-    peers = {
-        "statsforecast_autoarima_x": AutoARIMA(season_length=WEEK, alias="peer"),
-        "statsforecast_mstl_arima_x": MSTL(season_length=[WEEK, 365], trend_forecaster=AutoARIMA(), alias="peer"),
-    }
-    scores = {}
-    for name, model in peers.items():
-        started = time.perf_counter()
-        cv = StatsForecast(models=[model], freq="D", n_jobs=1).cross_validation(
-            df=data, h=CHICAGO_HORIZON, step_size=WEEK, n_windows=CHICAGO_ORIGINS, refit=False
-        )
-        forecasts = cv["peer"].to_numpy().reshape(CHICAGO_ORIGINS, CHICAGO_HORIZON)
-        scores[name] = {**held_out_scores(chicago_set, forecasts), "seconds": round(time.perf_counter() - started, 1)}
-    return scores
+def synthetic_demand(seed: int = 7) -> HeldOut:
+    """A year of half-hourly load: U-shaped in temperature, higher and with a morning peak on
+    working days; the temperature follows the year, the day and an AR(1) weather."""
+    rng = np.random.default_rng(seed)
+    steps = 48 * 365
+    stamps = pd.date_range("2014-01-01", periods=steps, freq="30min")
+    day = np.arange(steps) / 48.0
+    weather = np.zeros(steps)
+    for t in range(1, steps):
+        weather[t] = 0.995 * weather[t - 1] + rng.normal(0.0, 0.35)
+    temperature = 18 + 7 * np.cos(2 * np.pi * day / 365) + 5 * np.sin(2 * np.pi * (day % 1 - 0.375)) + weather
+    holidays = pd.to_datetime(
+        [
+            "2014-01-27",
+            "2014-03-10",
+            "2014-04-18",
+            "2014-04-21",
+            "2014-04-25",
+            "2014-06-09",
+            "2014-11-04",
+            "2014-12-25",
+            "2014-12-26",
+        ]
+    )
+    workday = ((stamps.dayofweek < 5) & ~stamps.normalize().isin(holidays)).astype(float)
+    hour = (np.arange(steps) % 48) / 2.0
+    profile = 4.0 + 0.8 * np.exp(-((hour - 8.5) ** 2) / 8) * workday + np.exp(-((hour - 18.5) ** 2) / 6) + 0.3 * workday
+    weather_load = 0.04 * np.maximum(temperature - 22, 0) ** 2 + 0.025 * np.maximum(14 - temperature, 0) ** 2
+    demand = profile + weather_load + rng.normal(0.0, 0.08, steps)
+    frame = pd.DataFrame(
+        {
+            "timestamp": stamps,
+            "demand": np.round(demand, 4),
+            "temperature": np.round(temperature, 2),
+            "workday": workday,
+        }
+    )
+    first = steps - 28 * 48
+    return HeldOut(
+        name="synthetic-demand",
+        frame=frame,
+        time="timestamp",
+        target="demand",
+        freq="30min",
+        horizon=48,
+        input_size=336,
+        season=48,
+        origins=[first + 48 * k for k in range(28)],
+        future=["temperature", "workday"],
+        seasons=[48, 336],
+    )
 
 
 def independent_columns(frame: pd.DataFrame) -> list[str]:
@@ -134,16 +171,47 @@ def independent_columns(frame: pd.DataFrame) -> list[str]:
     kept: list[str] = []
     for column in frame.columns:
         candidate = frame[[*kept, column]].to_numpy(dtype=float)
-        centred = candidate - candidate.mean(axis=0)
-        if np.linalg.matrix_rank(centred) == len(kept) + 1:
+        if np.linalg.matrix_rank(candidate - candidate.mean(axis=0)) == len(kept) + 1:
             kept.append(column)
     return kept
 
 
-def chicago_train(chicago_set: Chicago, workdir: Path, registry: Path, name: str, arch: str, flags: list[str]) -> float:
+def peers(held_out: HeldOut) -> dict[str, dict[str, float]]:
+    """statsforecast's AutoARIMA (the season) and MSTL (its seasons, an AutoARIMA trend), each with
+    the future-known covariates as exogenous inputs, fitted on the history and run forward to each
+    origin, the regressors known through the horizon."""
+    from statsforecast import StatsForecast
+    from statsforecast.models import MSTL, AutoARIMA
+
+    frame = held_out.frame
+    usable = independent_columns(held_out.history[held_out.future])
+    data = pd.DataFrame({"unique_id": held_out.name, "ds": frame[held_out.time], "y": frame[held_out.target]})
+    data = pd.concat([data, frame[usable].reset_index(drop=True)], axis=1)
+    models: dict[str, Any] = {
+        "statsforecast_mstl_arima_x": MSTL(season_length=held_out.seasons, trend_forecaster=AutoARIMA(), alias="peer")
+    }
+    if held_out.season <= 24:  # a seasonal ARIMA of period 48 or more takes hours on these series
+        models["statsforecast_autoarima_x"] = AutoARIMA(season_length=held_out.season, alias="peer")
+    scores = {}
+    for name, model in models.items():
+        started = time.perf_counter()
+        count = len(held_out.origins)
+        cv = StatsForecast(models=[model], freq=held_out.freq, n_jobs=1).cross_validation(
+            df=data,
+            h=held_out.horizon,
+            step_size=held_out.origins[1] - held_out.origins[0],
+            n_windows=count,
+            refit=False,
+        )
+        forecasts = cv["peer"].to_numpy().reshape(count, held_out.horizon)
+        scores[name] = {**held_out.scores(forecasts), "seconds": round(time.perf_counter() - started, 1)}
+    return scores
+
+
+def train(held_out: HeldOut, workdir: Path, registry: Path, name: str, arch: str, flags: list[str]) -> float:
     """The user's command: the history file, defaults, the covariate flags; seconds of wall time."""
-    data = workdir / "chicago_history.csv"
-    chicago_set.history.to_csv(data, index=False)
+    data = workdir / f"{held_out.name}-history.csv"
+    held_out.history.to_csv(data, index=False)
     command = [
         sys.executable,
         "-m",
@@ -152,15 +220,15 @@ def chicago_train(chicago_set: Chicago, workdir: Path, registry: Path, name: str
         "--data",
         str(data),
         "--target",
-        "ridership",
+        held_out.target,
         "--name",
         name,
         "--arch",
         arch,
         "--horizon",
-        str(CHICAGO_HORIZON),
+        str(held_out.horizon),
         "--input-size",
-        str(CHICAGO_INPUT),
+        str(held_out.input_size),
         "--registry",
         str(registry),
         "--quiet",
@@ -172,31 +240,30 @@ def chicago_train(chicago_set: Chicago, workdir: Path, registry: Path, name: str
     return time.perf_counter() - started
 
 
-def chicago_request(chicago_set: Chicago, origin: int, name: str, past: list[str], future: list[str]) -> dict[str, Any]:
-    """The week ahead of `origin` as a client asks for it: the whole history, the past
-    covariates beside it, the future-known ones through the last forecast step."""
-    frame = chicago_set.frame
+def request(held_out: HeldOut, origin: int, name: str, past: list[str], future: list[str]) -> dict[str, Any]:
+    """The horizon after `origin` as a client asks for it: the whole history, the past covariates
+    beside it, the future-known ones through the last forecast step."""
+    frame = held_out.frame
     series: dict[str, Any] = {
-        "id": str(frame["date"].iloc[origin].date()),
-        "timestamps": [t.isoformat() for t in frame["date"].iloc[:origin]],
-        "values": frame["ridership"].iloc[:origin].tolist(),
+        "id": str(frame[held_out.time].iloc[origin]),
+        "start": frame[held_out.time].iloc[0].isoformat(),
+        "freq": held_out.freq,
+        "values": frame[held_out.target].iloc[:origin].tolist(),
     }
     if past:
         series["past_covariates"] = {c: frame[c].iloc[:origin].tolist() for c in past}
     if future:
-        series["future_covariates"] = {c: frame[c].iloc[: origin + CHICAGO_HORIZON].tolist() for c in future}
+        series["future_covariates"] = {c: frame[c].iloc[: origin + held_out.horizon].tolist() for c in future}
     return {"model": name, "version": 1, "series": [series]}
 
 
-def chicago_forecasts(
-    chicago_set: Chicago, registry: Path, name: str, past: list[str], future: list[str]
-) -> np.ndarray:
+def served_forecasts(held_out: HeldOut, registry: Path, name: str, past: list[str], future: list[str]) -> np.ndarray:
     server = Server(registry)
     try:
         with httpx.Client(base_url=server.url, timeout=120) as client:
             rows = []
-            for origin in chicago_set.origins:
-                response = client.post("/v1/forecast", json=chicago_request(chicago_set, origin, name, past, future))
+            for origin in held_out.origins:
+                response = client.post("/v1/forecast", json=request(held_out, origin, name, past, future))
                 response.raise_for_status()
                 rows.append(response.json()["forecasts"][0]["mean"])
         return np.asarray(rows)
@@ -204,57 +271,48 @@ def chicago_forecasts(
         server.stop()
 
 
-CHICAGO_VARIANTS: dict[str, tuple[list[str], list[str]]] = {
-    # name -> (past covariates, future-known covariates)
-    "without_covariates": ([], []),
-    "future_known": ([], FUTURE),
-}
-
-
-# Validation and test blocks: the defaults (the horizon each), and a year each, as DESIGN.md
-# advises for one long series.
-CHICAGO_BLOCKS: dict[str, list[str]] = {
-    "default_blocks": [],
-    "year_blocks": ["--val-size", "364", "--test-size", "364"],
-}
-
-
-def chicago_runs(workdir: Path, archs: tuple[str, ...]) -> dict[str, Any]:
-    chicago_set = chicago()
-    registry = workdir / "chicago-registry"
+def held_out_runs(held_out: HeldOut, workdir: Path, archs: tuple[str, ...], blocks: int) -> dict[str, Any]:
+    """The product without covariates, with the future-known ones, and with the past ones too
+    (when the set has any), each with the default blocks and with `blocks` points each; the
+    seasonal naive and the statistical peers on the same origins."""
+    registry = workdir / f"{held_out.name}-registry"
     result: dict[str, Any] = {
-        "protocol": f"H={CHICAGO_HORIZON}, L={CHICAGO_INPUT}, {CHICAGO_ORIGINS} weekly origins of the held-out year",
-        "seasonal_naive": held_out_scores(chicago_set, chicago_seasonal_naive(chicago_set)),
+        "protocol": f"H={held_out.horizon}, L={held_out.input_size}, {len(held_out.origins)} origins held out",
+        "seasonal_naive": held_out.scores(held_out.seasonal_naive()),
+        **peers(held_out),
     }
-    result.update(chicago_peers(chicago_set, FUTURE))
     print(result, file=sys.stderr)
-    variants = {**CHICAGO_VARIANTS, "future_known_and_past_stations": (chicago_set.stations, FUTURE)}
+    variants: dict[str, tuple[list[str], list[str]]] = {
+        "without_covariates": ([], []),
+        "future_known": ([], held_out.future),
+    }
+    if held_out.past:
+        variants["future_known_and_past"] = (held_out.past, held_out.future)
+    block_flags = {"default_blocks": [], f"blocks_{blocks}": ["--val-size", str(blocks), "--test-size", str(blocks)]}
     runs = []
-    for blocks, block_flags in CHICAGO_BLOCKS.items():
+    for block_name, sizes in block_flags.items():
         for arch in archs:
             for variant, (past, future) in variants.items():
-                flags = [*block_flags, *(["--past-covariates", ",".join(past)] if past else [])]
+                flags = [*sizes, *(["--past-covariates", ",".join(past)] if past else [])]
                 flags += ["--future-covariates", ",".join(future)] if future else []
-                name = f"chicago-{arch}-{variant}-{blocks}".replace("_", "-")
-                seconds = chicago_train(chicago_set, workdir, registry, name, arch, flags)
-                forecasts = chicago_forecasts(chicago_set, registry, name, past, future)
+                name = f"{held_out.name}-{arch}-{variant}-{block_name}".replace("_", "-")
+                seconds = train(held_out, workdir, registry, name, arch, flags)
+                forecasts = served_forecasts(held_out, registry, name, past, future)
                 manifest = json.loads((registry / name / "versions" / "1" / "manifest.json").read_text())
                 runs.append(
                     {
                         "variant": variant,
-                        "blocks": blocks,
+                        "blocks": block_name,
                         "arch": arch,
                         "train_s": round(seconds, 1),
+                        "anchor_period": manifest["training"]["network"]["anchor_period"],
                         "passed_gate": manifest["gate"]["passed"],
-                        **held_out_scores(chicago_set, forecasts),
+                        **held_out.scores(forecasts),
                     }
                 )
                 print(runs[-1], file=sys.stderr)
     result["runs"] = runs
     return result
-
-
-ETT_LOADS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL"]
 
 
 def ett_var(horizon: int) -> dict[str, float]:
@@ -264,14 +322,13 @@ def ett_var(horizon: int) -> dict[str, float]:
     from statsmodels.tsa.api import VAR
 
     frame = pd.read_csv(BUNDLED_SETS["etth1"])[[*ETT_LOADS, "OT"]].iloc[:ETT_ROWS].to_numpy(np.float64)
-    train = frame[:ETT_TRAIN_ROWS]
-    scaled = (frame - train.mean(axis=0)) / train.std(axis=0)
+    train_rows = frame[:ETT_TRAIN_ROWS]
+    scaled = (frame - train_rows.mean(axis=0)) / train_rows.std(axis=0)
     started = time.perf_counter()
     fitted = VAR(scaled[:ETT_TRAIN_ROWS]).fit(maxlags=48, ic="aic")
     lags = fitted.k_ar
-    test_start = ETT_ROWS - ETT_BLOCK
     errors = []
-    for origin in range(test_start, ETT_ROWS - horizon + 1):
+    for origin in range(ETT_ROWS - ETT_BLOCK, ETT_ROWS - horizon + 1):
         forecast = fitted.forecast(scaled[origin - lags : origin], steps=horizon)[:, -1]  # OT is the last column
         errors.append(forecast - scaled[origin : origin + horizon, -1])
     error = np.asarray(errors)

@@ -109,16 +109,28 @@ class HorizonDecoder(nn.Module):
 
 
 class HorizonLinear(nn.Module):
-    """The skip's part over the horizon: step h adds its own linear weights times step h's
-    future-known inputs (a regression on the covariates, one coefficient per step)."""
+    """The skip's part over the horizon: step h adds its own linear weights times its step inputs
+    (`step_design`: step h's future-known inputs, and theirs at the window's step the anchor
+    repeats for step h), a regression on the covariates with coefficients of each step's own."""
 
     def __init__(self, horizon: int, known_width: int) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.zeros(horizon, known_width))  # (H, W)
+        self.weight = nn.Parameter(torch.zeros(horizon, 2 * known_width))  # (H, 2W)
 
-    def forward(self, known: torch.Tensor) -> torch.Tensor:
-        """known (B, H, W) -> (B, H)."""
-        return (known * self.weight).sum(dim=-1)
+    def forward(self, steps: torch.Tensor) -> torch.Tensor:
+        """steps (B, H, 2W) -> (B, H)."""
+        return (steps * self.weight).sum(dim=-1)
+
+
+def step_design(
+    layout: InputLayout, inputs: torch.Tensor, known: torch.Tensor, anchor_source: torch.Tensor
+) -> torch.Tensor:
+    """The skip's inputs of each step (B, H, 2W): step h's future-known inputs, then the same
+    inputs at the window position whose value the anchor repeats for step h. The anchor carries
+    that step's covariate effects into step h; with both, the skip can take out the effect of the
+    covariates' change since then (a warmer day than the one the seasonal naive repeats)."""
+    window_known = inputs[:, :, 1 + layout.past : 1 + layout.past + layout.known_width]  # (B, L, W)
+    return torch.cat([known, window_known[:, anchor_source]], dim=-1)
 
 
 def skip_width(layout: InputLayout, input_size: int) -> int:
@@ -162,7 +174,7 @@ class LinearPart(nn.Module):
     ) -> torch.Tensor:
         """inputs (B, L, C), known (B, H, W), static (B, S) -> forecasts (B, H), scaled."""
         values = inputs[:, :, 0]  # (B, L)
-        change = skip_change(self.skip, self.horizon_skip, self.layout, inputs, known, static)
+        change = skip_change(self.skip, self.horizon_skip, self.layout, self.anchor_source, inputs, known, static)
         return values[:, self.anchor_source] + change
 
 
@@ -170,6 +182,7 @@ def skip_change(
     skip: nn.Linear,
     horizon_skip: HorizonLinear | None,
     layout: InputLayout,
+    anchor_source: torch.Tensor,
     inputs: torch.Tensor,
     known: torch.Tensor | None,
     static: torch.Tensor | None,
@@ -179,7 +192,7 @@ def skip_change(
         static = inputs.new_zeros((inputs.shape[0], 0))
     change: torch.Tensor = skip(skip_design(layout, inputs, static))  # (B, H)
     if horizon_skip is not None:
-        change = change + horizon_skip(_required(known))
+        change = change + horizon_skip(step_design(layout, inputs, _required(known), anchor_source))
     return change
 
 
@@ -265,7 +278,8 @@ class Forecaster(nn.Module):
         anchor = values[:, self.anchor_source]  # (B, H)
         change = self._recurrent(inputs, known, static) if self.encoder is not None else torch.zeros_like(anchor)
         if self.skip is not None:
-            change = change + skip_change(self.skip, self.horizon_skip, self.layout, inputs, known, static)  # (B, H)
+            linear = skip_change(self.skip, self.horizon_skip, self.layout, self.anchor_source, inputs, known, static)
+            change = change + linear  # (B, H)
         return anchor + change
 
     def _recurrent(self, inputs: torch.Tensor, known: torch.Tensor | None, static: torch.Tensor | None) -> torch.Tensor:

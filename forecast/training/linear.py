@@ -1,9 +1,10 @@
 """The first stage of a fit: the linear skip solved in closed form, by ridge regression.
 
 The skip maps the window, less its last value, to the horizon's correction of the anchor; with
-covariates it also reads each past covariate's window and the static covariates (shared by every
-step), and, for a network that reads the horizon's future-known inputs, step h's calendar and
-future-known covariates with weights of step h's own: an ARX model beside the network. A linear
+covariates it also reads each past covariate's window and the static covariates (shared by
+every step), and, for a network that reads the horizon's future-known inputs, step h's calendar and
+future-known covariates, and theirs at the window step the anchor repeats for step h, with
+weights of step h's own: an ARX model beside the network. A linear
 model, so least squares solves it exactly, where gradient steps need many epochs (by which time
 the recurrent encoder beside it has overfitted).
 
@@ -32,7 +33,7 @@ import torch
 from forecast.model.config import NetworkConfig, ScalingParams
 from forecast.model.covariates import Covariates
 from forecast.model.encoding import encode
-from forecast.model.network import LinearPart, skip_design
+from forecast.model.network import LinearPart, skip_design, step_design
 from forecast.model.scaling import to_scaled
 from forecast.series.windows import SeriesStore
 from forecast.training.batches import gather_windows
@@ -167,7 +168,9 @@ def accumulate(
             equations.gram += (weighted.T @ inputs).cpu()
             equations.moment += (weighted.T @ correction).cpu()
             if step_width:
-                known = encoded.known.double()  # (B, H, W)
+                known = step_design(
+                    linear.layout, encoded.inputs, encoded.known, linear.anchor_source
+                ).double()  # (B, H, W)
                 equations.cross += torch.einsum("bd,bhw->hdw", weighted, known).cpu()
                 equations.step_gram += torch.einsum("bhw,bhv->hwv", known * weight[:, :, None], known).cpu()
                 equations.step_moment += torch.einsum("bhw,bh->hw", known * weight[:, :, None], correction).cpu()

@@ -136,16 +136,21 @@ def fit_skip(
 def test_the_solved_skip_recovers_a_future_covariates_linear_effect(tmp_path: Path) -> None:
     """The target moves TEMPERATURE_EFFECT units per unit of temperature at the same step, which
     the past cannot predict: the skip's weight on step h's temperature is that effect (in the
-    scaled units both are standardised in) at every step, and the skip forecasts far better than
-    the same skip without the covariate."""
+    scaled units both are standardised in) at every step, and its weight on the temperature of the
+    step the (naive) anchor repeats takes that step's effect out again; the skip forecasts far
+    better than the same skip without the covariate."""
     kinds = CovariateColumns(future=["temperature"], static=["region"])
     network, store, objective, train, validation = covariate_job(tmp_path, kinds)
     with_covariates = fit_skip(network, store, objective, train, validation)
     assert network.horizon_skip is not None
     temperature = objective.covariates.future[0]
     expected = TEMPERATURE_EFFECT * temperature.scale / objective.scaling.scale
-    weights = network.horizon_skip.weight[:, -1].detach()  # (H,): temperature is the last known input
-    torch.testing.assert_close(weights, torch.full_like(weights, expected), rtol=0.03, atol=0.0)
+    width = network.layout.known_width  # the step's inputs, then theirs at the anchor's step
+    at_step = network.horizon_skip.weight[:, width - 1].detach()  # (H,): temperature is the last known input
+    at_anchor = network.horizon_skip.weight[:, -1].detach()
+    torch.testing.assert_close(at_step, torch.full_like(at_step, expected), rtol=0.03, atol=0.0)
+    # The window's values carry that step's temperature too, and take a little of its weight.
+    torch.testing.assert_close(at_anchor, torch.full_like(at_anchor, -expected), rtol=0.1, atol=0.0)
 
     plain, plain_store, plain_objective, *_ = covariate_job(tmp_path, CovariateColumns())
     without = fit_skip(plain, plain_store, plain_objective, train, validation)

@@ -285,16 +285,24 @@ def held_out_runs(held_out: HeldOut, workdir: Path, archs: tuple[str, ...], bloc
     variants: dict[str, tuple[list[str], list[str]]] = {
         "without_covariates": ([], []),
         "future_known": ([], held_out.future),
+        # the product's linear part alone (the anchor and the ridge-solved ARX skip): a direct
+        # ridge regression given the same regressors, the peer the held-back check names
+        "ridge_arx_future_known": ([], held_out.future),
     }
     if held_out.past:
         variants["future_known_and_past"] = (held_out.past, held_out.future)
     block_flags = {"default_blocks": [], f"blocks_{blocks}": ["--val-size", str(blocks), "--test-size", str(blocks)]}
+    linear_only = workdir / "linear-only.json"
+    linear_only.write_text(json.dumps({"recurrent": False}))
     runs = []
     for block_name, sizes in block_flags.items():
         for arch in archs:
             for variant, (past, future) in variants.items():
+                if variant.startswith("ridge") and arch != archs[0]:
+                    continue  # no recurrent encoder: the architecture changes nothing
                 flags = [*sizes, *(["--past-covariates", ",".join(past)] if past else [])]
                 flags += ["--future-covariates", ",".join(future)] if future else []
+                flags += ["--config", str(linear_only)] if variant.startswith("ridge") else []
                 name = f"{held_out.name}-{arch}-{variant}-{block_name}".replace("_", "-")
                 seconds = train(held_out, workdir, registry, name, arch, flags)
                 forecasts = served_forecasts(held_out, registry, name, past, future)

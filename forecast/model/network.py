@@ -14,9 +14,9 @@ covariates over the window are input channels of the encoder, and embedded stati
 join every step; the linear skip reads the past covariates' windows and the static ones too (an
 ARX model beside the network). With `horizon_inputs`, the future-known inputs over the horizon
 (the calendar features and the future-known covariates, one path for both) reach the head,
-through a local MLP applied step by step as in MQ-RNN, and the skip, with one linear weight per
-step and input. Both read step h's inputs for step h only, so a forecast of its first h steps
-needs them over those h steps alone.
+through a local MLP applied step by step as in MQ-RNN, and the skip (`forecast.model.skip`). Both
+read step h's inputs for step h only, so a forecast of its first h steps needs them over those h
+steps alone.
 
 An `Ensemble` holds several forecasters of one shape, trained with different seeds, and
 combines their forecasts (mean or median) in one forward pass.
@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional
 
 from forecast.model.config import InputLayout, LossName, NetworkConfig, static_embedding_width
+from forecast.model.skip import HorizonLinear, LinearPart, required_known, skip_change, skip_width
 
 _ENCODERS: dict[str, type[nn.RNN] | type[nn.LSTM] | type[nn.GRU]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -106,100 +106,6 @@ class HorizonDecoder(nn.Module):
         hidden = torch.relu(self.context(context)[:, None, :] + self.known(known) + self.step)  # (B, H, width)
         out: torch.Tensor = self.out(hidden).squeeze(-1)  # (B, H)
         return out
-
-
-class HorizonLinear(nn.Module):
-    """The skip's part over the horizon: step h adds its own linear weights times its step inputs
-    (`step_design`: step h's future-known inputs, and theirs at the window's step the anchor
-    repeats for step h), a regression on the covariates with coefficients of each step's own."""
-
-    def __init__(self, horizon: int, known_width: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.zeros(horizon, 2 * known_width))  # (H, 2W)
-
-    def forward(self, steps: torch.Tensor) -> torch.Tensor:
-        """steps (B, H, 2W) -> (B, H)."""
-        return (steps * self.weight).sum(dim=-1)
-
-
-def step_design(
-    layout: InputLayout, inputs: torch.Tensor, known: torch.Tensor, anchor_source: torch.Tensor
-) -> torch.Tensor:
-    """The skip's inputs of each step (B, H, 2W): step h's future-known inputs, then the same
-    inputs at the window position whose value the anchor repeats for step h. The anchor carries
-    that step's covariate effects into step h; with both, the skip can take out the effect of the
-    covariates' change since then (a warmer day than the one the seasonal naive repeats)."""
-    window_known = inputs[:, :, 1 + layout.past : 1 + layout.past + layout.known_width]  # (B, L, W)
-    return torch.cat([known, window_known[:, anchor_source]], dim=-1)
-
-
-def skip_width(layout: InputLayout, input_size: int) -> int:
-    """Inputs of the skip's shared part: the window less its last value, each past covariate's
-    window, the static covariates (categorical ones one-hot, the unseen bucket included)."""
-    return input_size * (1 + layout.past) + sum(layout.static_categories) + layout.static_numeric
-
-
-def skip_design(layout: InputLayout, inputs: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
-    """The skip's shared inputs (B, D) from the encoded window (B, L, C) and static inputs (B, S)."""
-    values = inputs[:, :, 0]  # (B, L)
-    parts = [values - values[:, -1:]]
-    if layout.past:
-        past = inputs[:, :, 1 : 1 + layout.past]  # (B, L, P)
-        parts.append(past.transpose(1, 2).reshape(past.shape[0], -1))  # (B, P * L), covariate by covariate
-    categorical = len(layout.static_categories)
-    for index, count in enumerate(layout.static_categories):
-        parts.append(functional.one_hot(static[:, index].long(), count).to(values.dtype))  # (B, count)
-    if layout.static_numeric:
-        parts.append(static[:, categorical:])  # (B, n_numeric)
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-
-
-class LinearPart(nn.Module):
-    """A forecaster's anchor plus its linear skip (NLinear-like, with the covariates an ARX
-    model), the skip's weights shared: the training job fits it first, before the encoder
-    (forecast.training.loop and .linear)."""
-
-    def __init__(
-        self, skip: nn.Linear, horizon_skip: HorizonLinear | None, anchor_source: torch.Tensor, layout: InputLayout
-    ) -> None:
-        super().__init__()
-        self.skip = skip
-        self.horizon_skip = horizon_skip
-        self.layout = layout
-        self.anchor_source: torch.Tensor
-        self.register_buffer("anchor_source", anchor_source, persistent=False)
-
-    def forward(
-        self, inputs: torch.Tensor, known: torch.Tensor | None = None, static: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """inputs (B, L, C), known (B, H, W), static (B, S) -> forecasts (B, H), scaled."""
-        values = inputs[:, :, 0]  # (B, L)
-        change = skip_change(self.skip, self.horizon_skip, self.layout, self.anchor_source, inputs, known, static)
-        return values[:, self.anchor_source] + change
-
-
-def skip_change(
-    skip: nn.Linear,
-    horizon_skip: HorizonLinear | None,
-    layout: InputLayout,
-    anchor_source: torch.Tensor,
-    inputs: torch.Tensor,
-    known: torch.Tensor | None,
-    static: torch.Tensor | None,
-) -> torch.Tensor:
-    """What the linear skip adds to the anchor: (B, H)."""
-    if static is None:
-        static = inputs.new_zeros((inputs.shape[0], 0))
-    change: torch.Tensor = skip(skip_design(layout, inputs, static))  # (B, H)
-    if horizon_skip is not None:
-        change = change + horizon_skip(step_design(layout, inputs, _required(known), anchor_source))
-    return change
-
-
-def _required(known: torch.Tensor | None) -> torch.Tensor:
-    if known is None or known.shape[1] == 0:
-        raise ValueError("this network reads the future-known inputs over the horizon; none were given")
-    return known
 
 
 class Forecaster(nn.Module):
@@ -298,7 +204,7 @@ class Forecaster(nn.Module):
         context = self.dropout(encoded[:, -1])  # (B, hidden)
         head: torch.Tensor = self.head(context)  # (B, H)
         if self.decoder is not None:
-            head = head + self.decoder(context, _required(known))
+            head = head + self.decoder(context, required_known(known))
         return head
 
     def loss(

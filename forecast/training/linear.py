@@ -33,7 +33,7 @@ import torch
 from forecast.model.config import NetworkConfig, ScalingParams
 from forecast.model.covariates import Covariates
 from forecast.model.encoding import encode
-from forecast.model.network import LinearPart, skip_design, step_design
+from forecast.model.skip import LinearPart, skip_design, step_design
 from forecast.model.scaling import to_scaled
 from forecast.series.windows import SeriesStore
 from forecast.training.batches import gather_windows

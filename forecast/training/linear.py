@@ -33,8 +33,8 @@ import torch
 from forecast.model.config import NetworkConfig, ScalingParams
 from forecast.model.covariates import Covariates
 from forecast.model.encoding import encode
-from forecast.model.skip import LinearPart, skip_design, step_design
 from forecast.model.scaling import to_scaled
+from forecast.model.skip import LinearPart, skip_design, step_design
 from forecast.series.windows import SeriesStore
 from forecast.training.batches import gather_windows
 

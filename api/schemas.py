@@ -49,7 +49,9 @@ class SeriesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
-    values: list[Number] = Field(min_length=1)
+    values: list[Number | None] = Field(
+        min_length=1, description="null where a value is missing (a gap, filled and masked by the model)"
+    )
     timestamps: list[Timestamp] | None = None
     start: Timestamp | None = None
     freq: str | None = Field(default=None, min_length=1, max_length=MAX_FREQ_CHARS)
@@ -105,6 +107,10 @@ class SeriesOut(BaseModel):
     timestamps: list[str]
     mean: list[float]
     intervals: dict[str, Interval] = Field(default_factory=dict)
+    padded: int = Field(
+        default=0, description="points of the model's input window before the series' first point (a short series)"
+    )
+    missing: int = Field(default=0, description="points of the input window inside the series that were missing")
 
 
 class ServedVersion(BaseModel):
@@ -168,6 +174,8 @@ def forecast_body(manifest: Manifest, result: RequestForecast) -> dict[str, Any]
             "intervals": {
                 level: {"lower": lower[row], "upper": upper[row]} for level, (lower, upper) in bounds.items()
             },
+            "padded": result.padded[row],
+            "missing": result.missing[row],
         }
         for row, (series_id, timestamps) in enumerate(zip(result.series_ids, result.timestamps, strict=True))
     ]

@@ -54,6 +54,10 @@ class NetworkConfig(BaseModel):
     # covariates) reach the head and the linear skip, step by step. None: off, as in versions
     # written before covariates existed; the training job turns it on.
     horizon_inputs: bool | None = None
+    # The encoder reads a mask channel (1 observed, 0 missing) beside the filled values. None: off,
+    # as in versions written before gaps were accepted; the training job turns it on for data with
+    # gaps or series shorter than the window.
+    missing_mask: bool | None = None
 
     @model_validator(mode="after")
     def _fits_the_window(self) -> NetworkConfig:
@@ -89,13 +93,14 @@ class InputLayout:
       bucket for categories unseen in training); `static_numeric`: numeric static covariates.
 
     Each time step of the encoder reads the value, the past covariates, the calendar, the
-    future covariates and the embedded static covariates, in that order."""
+    future covariates, the mask and the embedded static covariates, in that order."""
 
     calendar: int = 0
     past: int = 0
     future: int = 0
     static_categories: tuple[int, ...] = ()
     static_numeric: int = 0
+    mask: bool = False  # the mask of missing points, the encoder's last channel (`missing_mask`)
 
     @classmethod
     def of(cls, layout: InputLayout | int) -> InputLayout:
@@ -119,7 +124,7 @@ class InputLayout:
 
     @property
     def encoder_channels(self) -> int:
-        return 1 + self.past + self.known_width + self.static_embedded_width
+        return 1 + self.past + self.known_width + int(self.mask) + self.static_embedded_width
 
     @property
     def has_covariates(self) -> bool:

@@ -14,6 +14,7 @@ import torch
 
 from forecast.model.config import ScalingParams
 from forecast.model.covariates import NO_COVARIATES, Covariates
+from forecast.model.missing import fill_gaps
 from forecast.model.scaling import from_scaled, to_scaled, window_stats
 
 _WINDOW = ScalingParams(mode="window")
@@ -61,7 +62,9 @@ class RawWindows:
 
 @dataclass(slots=True)
 class Encoded:
-    inputs: torch.Tensor  # (B, L, C): the scaled value, past covariates, calendar, future covariates
+    # (B, L, C): the scaled value, past covariates, calendar, future covariates, and for a network
+    # that reads it the mask (1 observed, 0 missing)
+    inputs: torch.Tensor
     known: torch.Tensor  # (B, H or 0, F + K): calendar and scaled future covariates over the horizon
     static: torch.Tensor  # (B, S): codes, then scaled numeric static covariates
     loc: torch.Tensor  # (B, 1)
@@ -70,30 +73,47 @@ class Encoded:
     # follow each window's volatility, also under global scaling (where `spread` is one constant).
     window_spread: torch.Tensor
 
+    def select(self, rows: torch.Tensor) -> Encoded:
+        """The windows picked by `rows` (a (B,) bool mask or an index)."""
+        parts = (self.inputs, self.known, self.static, self.loc, self.spread, self.window_spread)
+        return Encoded(*(part[rows] for part in parts))
+
 
 def _standardised(raw: torch.Tensor, loc_scale: tuple[np.ndarray, np.ndarray], dtype: torch.dtype) -> torch.Tensor:
     """(..., K) raw covariates -> (x - loc) / scale per column, in the network's dtype."""
     if raw.shape[-1] == 0:
         return raw.to(dtype)
     loc, scale = (torch.as_tensor(array, dtype=raw.dtype, device=raw.device) for array in loc_scale)
-    return ((raw - loc) / scale).to(dtype)
+    # A covariate is missing only in a padded series' padding: there it reads as its training mean.
+    return torch.nan_to_num((raw - loc) / scale, nan=0.0).to(dtype)
 
 
-def encode(raw: RawWindows, scaling: ScalingParams, covariates: Covariates = NO_COVARIATES) -> Encoded:
+def encode(
+    raw: RawWindows, scaling: ScalingParams, covariates: Covariates = NO_COVARIATES, *, missing_mask: bool = False
+) -> Encoded:
     """Raw windows -> network inputs and the window's scale.
 
+    Missing values (NaN) are filled by `forecast.model.missing`'s one rule and left out of the
+    statistics; `missing_mask` adds the mask as the last input channel, for a network that reads it.
     The statistics and the scaling run in history's dtype and only the scaled values take the
     network's (the calendar's) dtype: served windows arrive as float64, so a level of 1e8 keeps
     steps that float32 (spacing 8 at 1e8) would round away. Covariates are standardised with
     their own training statistics."""
     history, dtype = raw.history, raw.calendar.dtype
     length = history.shape[1]
-    loc, spread = window_stats(history, scaling)
+    observed: torch.Tensor | None = None
+    if not bool(torch.isfinite(history).all()):  # gaps or padding; a complete batch skips the fill
+        filled = fill_gaps(history)
+        history, observed = filled.values, filled.observed
+    loc, spread = window_stats(history, scaling, observed)
     scaled = to_scaled(history, loc, spread).to(dtype)  # (B, L)
-    window_spread = spread if scaling.mode == "window" else window_stats(history, _WINDOW)[1]
+    window_spread = spread if scaling.mode == "window" else window_stats(history, _WINDOW, observed)[1]
     calendar = raw.calendar  # (B, L [+ H], F)
+    mask: list[torch.Tensor] = []
+    if missing_mask:
+        mask = [scaled.new_ones(scaled.shape) if observed is None else observed.to(dtype)]
     if covariates.empty:
-        inputs = torch.cat([scaled.unsqueeze(-1), calendar[:, :length]], dim=-1)  # (B, L, 1 + F)
+        inputs = torch.cat([scaled.unsqueeze(-1), calendar[:, :length], *(m.unsqueeze(-1) for m in mask)], dim=-1)
         known = calendar[:, length:]  # (B, H or 0, F)
         return Encoded(inputs, known, raw.static.to(dtype), loc, spread, window_spread)
     standard = covariates.scaling()
@@ -101,7 +121,8 @@ def encode(raw: RawWindows, scaling: ScalingParams, covariates: Covariates = NO_
     future = _standardised(raw.future, standard.future, dtype)  # (B, L [+ H], K)
     static = _standardised(raw.static, standard.static, dtype)  # (B, S)
     known_all = torch.cat([calendar, future], dim=-1)  # (B, L [+ H], F + K)
-    inputs = torch.cat([scaled.unsqueeze(-1), past, known_all[:, :length]], dim=-1)  # (B, L, 1 + P + F + K)
+    # (B, L, 1 + P + F + K [+ 1])
+    inputs = torch.cat([scaled.unsqueeze(-1), past, known_all[:, :length], *(m.unsqueeze(-1) for m in mask)], dim=-1)
     return Encoded(inputs, known_all[:, length:], static, loc, spread, window_spread)
 
 

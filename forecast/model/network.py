@@ -24,6 +24,8 @@ combines their forecasts (mean or median) in one forward pass.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
@@ -42,8 +44,13 @@ SERIES_SCALED_LOSSES: frozenset[LossName] = frozenset({"mase", "msse"})
 def forecast_loss(
     forecast: torch.Tensor, target: torch.Tensor, loss: LossName, weights: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """forecast, target (B, H) in the scaled space; weights (B, 1) turn scaled errors into errors
-    in units of each series' in-sample seasonal MAE, which `mase` and `msse` need."""
+    """forecast, target (B, H) in the scaled space, the target NaN where it is missing (such a
+    step adds nothing: the loss is the mean over the observed targets); weights (B, 1) turn scaled
+    errors into errors in units of each series' in-sample seasonal MAE, which `mase` and `msse` need."""
+    observed = torch.isfinite(target)
+    complete = bool(observed.all())
+    if not complete:  # a missing target's error is zero (no NaN reaches the gradient) and not counted
+        target = torch.where(observed, target, forecast.detach())
     error = forecast - target  # (B, H)
     if loss in SERIES_SCALED_LOSSES:
         if weights is None:
@@ -51,15 +58,21 @@ def forecast_loss(
                 f"the {loss} loss needs each window's weight (its scale over its series' MASE denominator)"
             )
         error = error * weights
-    if loss in ("mse", "msse"):
-        return error.square().mean()
-    return error.abs().mean()
+    terms = error.square() if loss in ("mse", "msse") else error.abs()
+    if complete:
+        return terms.mean()
+    return terms.sum() / observed.sum().clamp(min=1)
 
 
 # In training, a series' category is hidden (replaced by the unseen bucket) this often, so the
 # bucket learns a response to "some series" for the categories a request brings that training
 # never saw; otherwise its row would never be trained.
 UNSEEN_CATEGORY_RATE = 0.1
+
+
+def with_mask(config: NetworkConfig, layout: InputLayout | int) -> InputLayout:
+    """The layout a network of `config` reads: the given one, with the mask channel if it reads one."""
+    return replace(InputLayout.of(layout), mask=bool(config.missing_mask))
 
 
 class StaticEmbedding(nn.Module):
@@ -114,7 +127,7 @@ class Forecaster(nn.Module):
         covariates (the value and its calendar columns)."""
         super().__init__()
         self.config = config
-        self.layout = InputLayout.of(layout)
+        self.layout = with_mask(config, layout)
         self.input_channels = self.layout.encoder_channels
         # The training job makes both choices before it builds a network; left open, they are
         # the neutral ones: the naive anchor, point by point.
@@ -228,7 +241,7 @@ class Ensemble(nn.Module):
     ) -> None:
         super().__init__()
         self.config = config
-        self.layout = InputLayout.of(layout)
+        self.layout = with_mask(config, layout)
         self.input_channels = self.layout.encoder_channels
         count = config.ensemble or 1
         built = members if members is not None else [Forecaster(config, self.layout) for _ in range(count)]

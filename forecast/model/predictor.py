@@ -67,7 +67,9 @@ class Predictor:
 
     def forecast_on_device(self, windows: RawWindows) -> DeviceForecast:
         """One forward pass on the predictor's device; the caller picks the grad mode."""
-        encoded = encode(windows.to(self.device), self.scaling, self.covariates)
+        encoded = encode(
+            windows.to(self.device), self.scaling, self.covariates, missing_mask=bool(self.config.missing_mask)
+        )
         spread = encoded.window_spread if self.interval_scale == "window" else encoded.spread
         forecast = self.network(encoded.inputs, encoded.known, encoded.static)  # (B, H)
         return DeviceForecast(mean=decode(forecast, encoded), spread=spread)

@@ -25,7 +25,8 @@ def fit_scaling(mode: ScalingMode, scaler: GlobalScaler, training_values: np.nda
     """Fit on the training part only (the caller passes nothing else)."""
     if mode == "window":
         return ScalingParams(mode="window")
-    column = np.asarray(training_values, dtype=np.float64).reshape(-1, 1)
+    column = np.asarray(training_values, dtype=np.float64)
+    column = column[np.isfinite(column)].reshape(-1, 1)  # gaps and padding are not data
     if scaler == "standard":
         fitted_std = StandardScaler().fit(column)
         attributes = {"mean_": float(fitted_std.mean_[0]), "scale_": float(fitted_std.scale_[0])}
@@ -42,15 +43,26 @@ def fit_scaling(mode: ScalingMode, scaler: GlobalScaler, training_values: np.nda
     return ScalingParams(mode="global", scaler=scaler, fitted=attributes, loc=loc, scale=scale if scale > 0 else 1.0)
 
 
-def window_stats(history: torch.Tensor, params: ScalingParams) -> tuple[torch.Tensor, torch.Tensor]:
-    """loc and scale per window, each (B, 1), from the raw input windows (B, L)."""
+def window_stats(
+    history: torch.Tensor, params: ScalingParams, observed: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """loc and scale per window, each (B, 1), from the raw input windows (B, L) with their gaps
+    filled (`forecast.model.missing`); `observed` (B, L) marks the points the statistics may
+    read (None: all of them), so a filled value never moves the scale."""
     if params.mode == "global":
         batch = history.shape[0]
         loc = torch.full((batch, 1), params.loc, dtype=history.dtype, device=history.device)
         return loc, torch.full_like(loc, params.scale)
-    loc = history[:, -1:]  # (B, 1)
-    spread = history.std(dim=1, unbiased=False, keepdim=True)  # (B, 1)
-    floor = history.abs().mean(dim=1, keepdim=True) * _RELATIVE_FLOOR + _ABSOLUTE_FLOOR
+    loc = history[:, -1:]  # (B, 1): the last observed value, carried forward over a trailing gap
+    if observed is None:
+        spread = history.std(dim=1, unbiased=False, keepdim=True)  # (B, 1)
+        floor = history.abs().mean(dim=1, keepdim=True) * _RELATIVE_FLOOR + _ABSOLUTE_FLOOR
+        return loc, torch.maximum(spread, floor)
+    weight = observed.to(history.dtype)
+    count = weight.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, 1)
+    mean = (history * weight).sum(dim=1, keepdim=True) / count
+    spread = (((history - mean) * weight).square().sum(dim=1, keepdim=True) / count).sqrt()
+    floor = (history.abs() * weight).sum(dim=1, keepdim=True) / count * _RELATIVE_FLOOR + _ABSOLUTE_FLOOR
     return loc, torch.maximum(spread, floor)
 
 

@@ -24,7 +24,7 @@ from forecast.errors import (
 from forecast.series.covariates import ROW_COLUMN, CovariateColumns, read_static_table, series_covariates
 from forecast.series.frequency import normalize_freq
 from forecast.series.parsing import parse_timestamps, parse_values
-from forecast.series.spacing import check_order, check_spacing, infer_freq
+from forecast.series.spacing import check_signal, grid_positions, infer_freq
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +45,11 @@ class Columns:
 class Series:
     series_id: str
     timestamps: pd.DatetimeIndex
-    values: np.ndarray  # (T,) float64, finite
+    values: np.ndarray  # (T,) float64, NaN where a value is missing (a gap, or padding)
     past: np.ndarray | None = None  # (T, P) float64 past covariates (None: none)
     future: np.ndarray | None = None  # (T, K) float64 future-known covariates (None: none)
     static: dict[str, str | float] = field(default_factory=dict)  # static covariates by name
+    padding: int = 0  # leading points that are padding (a series shorter than training needs), not data
 
     def __len__(self) -> int:
         return len(self.values)
@@ -180,21 +181,78 @@ def _require(present: list[str], needed: list[str], where: str, *, covariates: b
         raise MissingColumns(f"missing columns {missing} in {where}; found columns {present[:50]}")
 
 
-def validate_series(series_id: str, timestamps: object, values: object, freq: str | None) -> tuple[Series, str]:
-    """One series checked and converted; returns it with its (given or inferred) frequency."""
+@dataclass(slots=True)
+class _Parsed:
+    """One series' rows, parsed, before its frequency is settled."""
+
+    series_id: str
+    rows: pd.DataFrame
+    stamps: pd.DatetimeIndex
+    values: np.ndarray  # (T,) float64, NaN where missing
+
+
+def _parse(series_id: str, timestamps: object, values: object) -> _Parsed:
     stamps = parse_timestamps(series_id, timestamps)
     numbers = parse_values(series_id, values, stamps)
     if len(stamps) != len(numbers):
         raise InvalidInput(f"{len(stamps)} timestamps but {len(numbers)} values", series_id=series_id)
     if len(numbers) == 0:
         raise SeriesTooShort("has no observations", series_id=series_id)
+    return _Parsed(series_id, pd.DataFrame(), stamps, numbers)
+
+
+def _on_grid(parsed: _Parsed, freq: str) -> tuple[Series, np.ndarray | None]:
+    """The series on its frequency's grid, missing timestamps as gaps (NaN); and where each row
+    landed on the grid (None: the rows are the grid)."""
+    positions = grid_positions(parsed.series_id, parsed.stamps, freq)
+    stamps, values = parsed.stamps, parsed.values
+    if positions is not None:
+        stamps = _grid(stamps[0], int(positions[-1]) + 1, freq)
+        values = _placed(values, positions, len(stamps))
+    check_signal(parsed.series_id, values, freq)
+    return Series(series_id=parsed.series_id, timestamps=stamps, values=values), positions
+
+
+def _grid(first: pd.Timestamp, periods: int, freq: str) -> pd.DatetimeIndex:
+    return pd.date_range(start=first, periods=periods, freq=freq)
+
+
+def _placed(values: np.ndarray, positions: np.ndarray, length: int) -> np.ndarray:
+    """(length, ...) NaN, with the rows of `values` at `positions`."""
+    placed = np.full((length, *values.shape[1:]), np.nan)
+    placed[positions] = values
+    return placed
+
+
+def validate_series(series_id: str, timestamps: object, values: object, freq: str | None) -> tuple[Series, str]:
+    """One series checked and placed on its (given or inferred) frequency's grid; returns it
+    with that frequency."""
+    parsed = _parse(series_id, timestamps, values)
+    series_freq = normalize_freq(freq) if freq else infer_freq(series_id, parsed.stamps)
+    return _on_grid(parsed, series_freq)[0], series_freq
+
+
+def _file_freq(parsed: list[_Parsed], freq: str | None) -> str:
+    """The one frequency of a file: the given one, or the one its series show. Series too short to
+    show one take the others'; weekly series anchored on different weekdays share a 7-day step,
+    each on its own weekday."""
     if freq:
-        series_freq = normalize_freq(freq)
-    else:
-        check_order(series_id, stamps)  # inference needs sorted, unique timestamps to be meaningful
-        series_freq = infer_freq(series_id, stamps)
-    check_spacing(series_id, stamps, series_freq)
-    return Series(series_id=series_id, timestamps=stamps, values=numbers), series_freq
+        return normalize_freq(freq)
+    frequencies = {p.series_id: infer_freq(p.series_id, p.stamps) for p in parsed if len(p.stamps) >= 3}
+    if not frequencies:
+        shortest = min(parsed, key=lambda p: len(p.stamps))
+        infer_freq(shortest.series_id, shortest.stamps)  # raises: too few timestamps to tell
+    distinct = sorted(set(frequencies.values()))
+    if len(distinct) > 1 and all(f.upper().startswith("W") for f in distinct):
+        return "7D"
+    if len(distinct) > 1:
+        first = {f: next(s for s, v in frequencies.items() if v == f) for f in distinct}
+        raise FrequencyError(
+            "series have different frequencies: "
+            + ", ".join(f"{f!r} (e.g. series {s!r})" for f, s in first.items())
+            + "; pass --freq or train them separately"
+        )
+    return distinct[0]
 
 
 def validate_frame(
@@ -204,28 +262,28 @@ def validate_frame(
     covariates: CovariateColumns | None = None,
     static_table: pd.DataFrame | None = None,
 ) -> Dataset:
-    """Split a long frame into validated series sharing one frequency, with their covariates."""
+    """Split a long frame into validated series sharing one frequency, with their covariates.
+    Missing values and timestamps are gaps (NaN); a series with too little signal is refused."""
     if long.empty:
         raise InvalidInput(f"{source}: the data has no rows")
     covariates = covariates or CovariateColumns()
-    series: list[Series] = []
-    frequencies: dict[str, str] = {}
+    parsed: list[_Parsed] = []
     for series_id, rows in long.groupby("series_id", sort=False):
-        checked, series_freq = validate_series(str(series_id), rows["timestamp"], rows["value"], freq)
-        if not covariates.empty:  # rows are in time order: validate_series refuses any other
-            found = series_covariates(str(series_id), rows, covariates, static_table)
+        one = _parse(str(series_id), rows["timestamp"], rows["value"])
+        one.rows = rows
+        parsed.append(one)
+    file_freq = _file_freq(parsed, freq)
+    series: list[Series] = []
+    for one in parsed:
+        checked, positions = _on_grid(one, file_freq)
+        if not covariates.empty:  # rows are in time order: grid_positions refuses any other
+            found = series_covariates(one.series_id, one.rows, covariates, static_table)
             checked.past, checked.future, checked.static = found.past, found.future, found.static
+            if positions is not None:  # a missing timestamp misses its covariates too
+                checked.past = _placed(found.past, positions, len(checked))
+                checked.future = _placed(found.future, positions, len(checked))
         series.append(checked)
-        frequencies[str(series_id)] = series_freq
-    distinct = sorted(set(frequencies.values()))
-    if len(distinct) > 1:
-        first = {f: next(s for s, v in frequencies.items() if v == f) for f in distinct}
-        raise FrequencyError(
-            "series have different frequencies: "
-            + ", ".join(f"{f!r} (e.g. series {s!r})" for f, s in first.items())
-            + "; pass --freq or train them separately"
-        )
-    return Dataset(series=series, freq=distinct[0], source=source, covariates=covariates)
+    return Dataset(series=series, freq=file_freq, source=source, covariates=covariates)
 
 
 def load_dataset(

@@ -15,7 +15,8 @@ _SPELLED_INFINITY = ("inf", "-inf", "infinity", "-infinity")
 
 
 def parse_values(series_id: str, raw: object, timestamps: pd.DatetimeIndex | None = None) -> np.ndarray:
-    """Values as finite float64, or an error naming the first bad entry."""
+    """Values as float64, NaN where one is missing (an empty cell, NaN or null: a gap), or an
+    error naming the first entry that is not a number or is infinite."""
     as_series = pd.Series(raw, dtype=object) if not isinstance(raw, pd.Series) else raw.reset_index(drop=True)
     numbers = pd.to_numeric(as_series, errors="coerce")
     values = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -29,12 +30,11 @@ def parse_values(series_id: str, raw: object, timestamps: pd.DatetimeIndex | Non
                 f"value {excerpt(as_series.iloc[position])} {where(position)} is not a number", series_id=series_id
             )
         values[text.isin(_SPELLED_INFINITY).to_numpy()] = np.inf
-    bad = ~np.isfinite(values)
+    bad = np.isinf(values)
     if bad.any():
         position = int(np.flatnonzero(bad)[0])
         raise NonFiniteValues(
-            f"{int(bad.sum())} missing, NaN or infinite value(s), the first {where(position)}; "
-            "fill or drop them before sending (no fill policy is applied silently)",
+            f"{int(bad.sum())} infinite value(s), the first {where(position)}; a missing value is empty, NaN or null",
             series_id=series_id,
         )
     return values

@@ -1,5 +1,9 @@
-"""Checks that a series' timestamps are strictly increasing and regular at a frequency, and the
-inference of that frequency when none is given."""
+"""A series' timestamps on the grid of its frequency: strictly increasing, on the grid, with the
+missing ones placed as gaps; and the inference of the frequency when none is given, which
+tolerates gaps (a few missing days, weekends absent from business-day data).
+
+A series may miss at most `MAX_MISSING_FRACTION` of the points between its first and last
+observed value; beyond that it has too little signal, and the error says how much is missing."""
 
 from __future__ import annotations
 
@@ -22,13 +26,69 @@ def check_order(series_id: str, timestamps: pd.DatetimeIndex) -> None:
         )
 
 
+MAX_MISSING_FRACTION = 0.9
+_RUN = 5  # consecutive timestamps that name a frequency when the whole series cannot
+_RUNS_TRIED = 24
+
+
+def _run_frequencies(timestamps: pd.DatetimeIndex) -> list[str]:
+    """Frequencies pandas infers from short runs spread over the series: with gaps, the runs
+    between them still show the grid. Daily data without weekends also offers business days."""
+    count = len(timestamps)
+    found: dict[str, None] = {}
+    if count >= _RUN:
+        starts = np.unique(np.linspace(0, count - _RUN, num=min(_RUNS_TRIED, count - _RUN + 1)).astype(int))
+        for start in starts:
+            freq = pd.infer_freq(timestamps[start : start + _RUN])
+            if freq is not None:
+                found[normalize_freq(freq)] = None
+    # The smallest step, as a fixed frequency: the grid of a short series with a gap.
+    found[
+        normalize_freq(pd.tseries.frequencies.to_offset(pd.Timedelta(int(np.diff(timestamps.asi8).min()))).freqstr)
+    ] = None
+    if any(same_freq(freq, "D") for freq in found) and not (timestamps.dayofweek >= 5).any():
+        found["B"] = None
+    return list(found)
+
+
+def _grid_size(timestamps: pd.DatetimeIndex, freq: str) -> int | None:
+    """Points of `freq`'s grid from the first timestamp to the last when every timestamp lies on
+    it; None when one does not. Never builds a grid larger than the bound allows."""
+    step = fixed_step_ns(freq)
+    stamps = timestamps.asi8
+    if step is not None:
+        offsets = stamps - stamps[0]
+        if (offsets % step).any():
+            return None
+        return int(offsets[-1] // step) + 1
+    try:
+        grid = pd.date_range(start=timestamps[0], end=timestamps[-1], freq=freq)
+    except (ValueError, OverflowError):
+        return None
+    if len(grid) == 0 or grid[0] != timestamps[0] or grid.get_indexer(timestamps).min() < 0:
+        return None
+    return len(grid)
+
+
 def infer_freq(series_id: str, timestamps: pd.DatetimeIndex) -> str:
+    """The series' frequency: pandas' inference, or with gaps the smallest grid that holds every
+    timestamp among the frequencies of its gap-free runs."""
     if len(timestamps) < 3:
         raise FrequencyError(
             f"cannot infer a frequency from {len(timestamps)} timestamp(s); give the frequency explicitly",
             series_id=series_id,
         )
+    check_order(series_id, timestamps)  # inference needs sorted, unique timestamps to be meaningful
     freq = pd.infer_freq(timestamps)
+    if freq is None:
+        sizes = {
+            candidate: size
+            for candidate in _run_frequencies(timestamps)
+            if (size := _grid_size(timestamps, candidate)) is not None
+            and size * (1 - MAX_MISSING_FRACTION) <= len(timestamps)
+        }
+        if sizes:
+            return min(sizes, key=lambda candidate: sizes[candidate])
     if freq is None:
         # Name where the spacing breaks, which is what the user has to fix.
         steps = np.diff(timestamps.asi8)
@@ -44,27 +104,79 @@ def infer_freq(series_id: str, timestamps: pd.DatetimeIndex) -> str:
     return normalize_freq(freq)
 
 
-def check_regular(series_id: str, timestamps: pd.DatetimeIndex, freq: str) -> None:
+def grid_positions(series_id: str, timestamps: pd.DatetimeIndex, freq: str) -> np.ndarray | None:
+    """Where each timestamp sits on the grid of `freq` from the first one: None when the series is
+    regular (no gaps), else (T,) int64 positions, the missing timestamps being gaps. Refuses
+    timestamps off the grid, out of order, or more missing points than `MAX_MISSING_FRACTION`."""
+    step = fixed_step_ns(freq)
+    if step is not None and len(timestamps) > 1 and (np.diff(timestamps.asi8) == step).all():
+        return None
+    check_order(series_id, timestamps)
     if len(timestamps) >= 3:
-        inferred = pd.infer_freq(timestamps)  # vectorised; date_range loops in Python for W, MS...
+        inferred = pd.infer_freq(timestamps)
         if inferred is not None and same_freq(normalize_freq(inferred), freq):
-            return
-    expected = pd.date_range(start=timestamps[0], periods=len(timestamps), freq=freq)
-    mismatch = expected.asi8 != timestamps.asi8
-    if mismatch.any():
-        position = int(np.flatnonzero(mismatch)[0])
+            return None
+    size = _grid_size(timestamps, freq)
+    if size is None:
+        check_regular(series_id, timestamps, freq)  # names the first timestamp off the grid
+        return None
+    if size == len(timestamps):
+        return None
+    _check_missing(series_id, size - len(timestamps), size, freq)
+    if step is not None:
+        return (timestamps.asi8 - timestamps.asi8[0]) // step
+    return np.asarray(pd.date_range(start=timestamps[0], periods=size, freq=freq).get_indexer(timestamps))
+
+
+def _check_missing(series_id: str, missing: int, size: int, freq: str) -> None:
+    if missing > MAX_MISSING_FRACTION * size:
         raise BadTimestamps(
-            f"irregular timestamps at frequency {freq!r}: expected {expected[position]} at position {position}, "
-            f"got {timestamps[position]} (missing or extra rows?)",
+            f"too little signal: {missing} of the {size} points on its {freq!r} grid are missing "
+            f"({100 * missing / size:.0f}%; at most {100 * MAX_MISSING_FRACTION:.0f}% may be); "
+            "check the frequency, or drop the series",
             series_id=series_id,
         )
 
 
-def check_spacing(series_id: str, timestamps: pd.DatetimeIndex, freq: str) -> None:
-    """Strictly increasing at exactly `freq`: one vectorised comparison for fixed frequencies,
-    the full checks (which word the error) otherwise or when that comparison fails."""
+def check_signal(series_id: str, values: np.ndarray, freq: str) -> None:
+    """At least one observed value, and at most MAX_MISSING_FRACTION missing between the first
+    observed value and the last."""
+    observed = np.flatnonzero(np.isfinite(values))
+    if len(observed) == 0:
+        raise BadTimestamps("has no observed value (every value is missing)", series_id=series_id)
+    span = int(observed[-1] - observed[0]) + 1
+    _check_missing(series_id, span - len(observed), span, freq)
+
+
+def check_regular(series_id: str, timestamps: pd.DatetimeIndex, freq: str) -> None:
+    """Refuses, naming it, the first timestamp that is not on `freq`'s grid from the first one
+    (sorted, unique timestamps; missing ones are gaps, not errors)."""
     step = fixed_step_ns(freq)
-    if step is not None and len(timestamps) > 1 and (np.diff(timestamps.asi8) == step).all():
-        return
-    check_order(series_id, timestamps)
-    check_regular(series_id, timestamps, freq)
+    if step is not None:
+        off = (timestamps.asi8 - timestamps.asi8[0]) % step != 0
+    else:
+        try:
+            grid = pd.date_range(start=timestamps[0], end=timestamps[-1], freq=freq)
+        except (ValueError, OverflowError):
+            grid = pd.DatetimeIndex([])
+        off = grid.get_indexer(timestamps) < 0
+        if len(grid) == 0 or grid[0] != timestamps[0]:
+            off[0] = True
+    if off.any():
+        position = int(np.flatnonzero(off)[0])
+        raise BadTimestamps(
+            f"irregular timestamps: {timestamps[position]} (position {position}) is not on the {freq!r} grid"
+            + (f" from {timestamps[0]}" if position else "")
+            + _weekday_hint(timestamps, freq),
+            series_id=series_id,
+        )
+
+
+def _weekday_hint(timestamps: pd.DatetimeIndex, freq: str) -> str:
+    """Weekly data anchored on another weekday than `freq`'s: the exact fix."""
+    if not str(freq).upper().startswith("W"):
+        return ""
+    days = sorted(set(timestamps.day_name().str[:3].str.upper()))
+    if len(days) != 1:
+        return ""
+    return f" (its timestamps are all on W-{days[0]}: pass --freq W-{days[0]}, or --freq 7D to read every weekly series on its own weekday)"

@@ -18,6 +18,7 @@ import numpy as np
 from forecast.errors import InvalidRequest, NonFiniteValues, ValueOutOfRange, excerpt
 from forecast.model.config import NETWORK_MAX_VALUE
 from forecast.registry.manifest import Manifest
+from forecast.serving.placement import Placement
 
 _NO_SERIES = np.zeros((0, 0))
 _NO_STATIC = np.zeros(0)
@@ -109,8 +110,10 @@ def _numbers(series_id: str, kind: str, name: str, raw: Sequence[float]) -> np.n
     return values
 
 
-def _past(manifest: Manifest, series_id: str, posted: Mapping[str, Sequence[float]], count: int) -> np.ndarray:
-    size = manifest.input_size
+def _past(
+    manifest: Manifest, series_id: str, posted: Mapping[str, Sequence[float]], placement: Placement
+) -> np.ndarray:
+    size, count = manifest.input_size, placement.count
     columns = []
     for covariate in manifest.covariates.past:
         raw = posted[covariate.name]
@@ -120,17 +123,17 @@ def _past(manifest: Manifest, series_id: str, posted: Mapping[str, Sequence[floa
                 "covariate is posted with every value of the series",
                 series_id=series_id,
             )
-        columns.append(_numbers(series_id, "past", covariate.name, raw)[count - size :])
+        columns.append(placement.window(_numbers(series_id, "past", covariate.name, raw)))
     return np.stack(columns, axis=1) if columns else np.zeros((size, 0))  # (L, P)
 
 
 def _future(
-    manifest: Manifest, series_id: str, posted: Mapping[str, Sequence[float]], count: int, horizon: int
+    manifest: Manifest, series_id: str, posted: Mapping[str, Sequence[float]], placement: Placement, horizon: int
 ) -> np.ndarray:
     """(L + K, Q): the window's steps, then the K steps the network reads after it (the model's
     horizon when it reads them). Steps past the requested horizon, which no served step depends
     on, are the covariate's training mean when not posted."""
-    size = manifest.input_size
+    size, count = manifest.input_size, placement.count
     needed, most = count + horizon, count + manifest.horizon
     known = manifest.horizon if manifest.network.horizon_inputs else 0
     columns = []
@@ -148,10 +151,10 @@ def _future(
                 f"model can read (the {count} posted points and its horizon of {manifest.horizon})",
                 series_id=series_id,
             )
-        column = np.full(size + known, covariate.loc)
-        posted_part = _numbers(series_id, "future", covariate.name, raw)[count - size : count + known]
-        column[: len(posted_part)] = posted_part
-        columns.append(column)
+        numbers = _numbers(series_id, "future", covariate.name, raw)
+        ahead = np.full(known, covariate.loc)
+        ahead[: len(numbers) - count] = numbers[count : count + known]
+        columns.append(np.concatenate([placement.window(numbers[:count]), ahead]))
     return np.stack(columns, axis=1) if columns else np.zeros((size + known, 0))
 
 
@@ -186,9 +189,10 @@ def _static(manifest: Manifest, series_id: str, posted: Mapping[str, str | float
 
 
 def covariate_window(
-    manifest: Manifest, series_id: str, posted: PostedCovariates, *, count: int, horizon: int
+    manifest: Manifest, series_id: str, posted: PostedCovariates, *, placement: Placement, horizon: int
 ) -> CovariateWindow:
-    """One series' covariates, checked, as its window needs them; `count` posted values."""
+    """One series' covariates, checked, as its window needs them: posted with each value, placed
+    where the values are (`placement`; gaps and padding are NaN, read as the training mean)."""
     covariates = manifest.covariates
     if covariates.empty and not (posted.past or posted.future or posted.static):
         return NO_COVARIATES  # the common case, per series of every request: nothing to check
@@ -196,7 +200,7 @@ def covariate_window(
     if covariates.empty:
         return NO_COVARIATES
     return CovariateWindow(
-        past=_past(manifest, series_id, posted.past or {}, count),
-        future=_future(manifest, series_id, posted.future or {}, count, horizon),
+        past=_past(manifest, series_id, posted.past or {}, placement),
+        future=_future(manifest, series_id, posted.future or {}, placement, horizon),
         static=_static(manifest, series_id, posted.static or {}),
     )

@@ -92,7 +92,7 @@ class PostedSeries(Protocol):
     @property
     def id(self) -> str: ...
     @property
-    def values(self) -> list[float]: ...
+    def values(self) -> list[float | None]: ...
     @property
     def timestamps(self) -> list[str] | None: ...
     @property
@@ -121,6 +121,8 @@ class RequestForecast:
     timestamps: list[tuple[str, ...]]  # ISO 8601, h per series
     mean: np.ndarray  # (S, h) on the original scale
     intervals: dict[str, Bounds]  # level as written ("80", "97.5") -> bounds
+    padded: list[int]  # per series: points of the window before its first posted point
+    missing: list[int]  # per series: points of the window inside the series that are missing
 
 
 # Requests with more series than this are prepared off the event loop.
@@ -203,4 +205,6 @@ class ForecastPipeline:
             timestamps=[p.future_iso for p in prepared],
             mean=mean,
             intervals=intervals,
+            padded=[p.padded for p in prepared],
+            missing=[p.missing for p in prepared],
         )

@@ -16,15 +16,16 @@ import numpy as np
 import pandas as pd
 from pandas.errors import OutOfBoundsDatetime
 
-from forecast.errors import FrequencyError, InvalidRequest, SeriesTooShort, ValueOutOfRange, excerpt
+from forecast.errors import FrequencyError, InvalidRequest, NonFiniteValues, ValueOutOfRange, excerpt
 from forecast.model.config import NETWORK_MAX_VALUE
 from forecast.model.intervals import check_levels
 from forecast.registry.manifest import Manifest
 from forecast.series.features import calendar_features, future_timestamps
 from forecast.series.frequency import fixed_step_ns, normalize_freq, same_freq
 from forecast.series.parsing import LAST_NS, instant_range_text, parse_iso_instant, parse_iso_timestamps, parse_values
-from forecast.series.spacing import check_spacing
+from forecast.series.spacing import check_signal, grid_positions
 from forecast.serving.covariates import NO_COVARIATES, PostedCovariates, covariate_window
+from forecast.serving.placement import Placement
 
 
 @dataclass(slots=True)
@@ -47,6 +48,8 @@ class PreparedSeries:
     last_ns: int  # the last posted instant, which with freq and horizon fixes the future ones
     freq: str
     horizon: int
+    padded: int = 0  # points of the window before the series' first posted point
+    missing: int = 0  # points of the window inside the series that are missing (gaps)
 
     @property
     def future(self) -> np.ndarray:
@@ -68,11 +71,11 @@ def _regular_stamps(first: pd.Timestamp, periods: int, freq: str) -> np.ndarray:
     return (first.value + step * np.arange(periods, dtype=np.int64)).view("datetime64[ns]")
 
 
-def _series_values(series_id: str, raw: list[float], stamps: Callable[[], np.ndarray]) -> np.ndarray:
-    """(T,) float64: the posted values, all finite and within the network's range. They stay
-    float64 until they are scaled, so a level of 1e8 keeps its small steps."""
-    values = np.asarray(raw, dtype=np.float64)
-    if not np.isfinite(values).all():
+def _series_values(series_id: str, raw: list[float | None], stamps: Callable[[], np.ndarray]) -> np.ndarray:
+    """(T,) float64: the posted values, NaN where one is missing (null), each within the network's
+    range. They stay float64 until they are scaled, so a level of 1e8 keeps its small steps."""
+    values = np.asarray(raw, dtype=np.float64)  # null -> NaN
+    if np.isinf(values).any():
         # raises with the timestamp of the first bad value
         return parse_values(series_id, raw, pd.DatetimeIndex(stamps()))
     too_large = np.abs(values) > NETWORK_MAX_VALUE
@@ -84,6 +87,17 @@ def _series_values(series_id: str, raw: list[float], stamps: Callable[[], np.nda
             series_id=series_id,
         )
     return values
+
+
+def _check_window(series_id: str, history: np.ndarray, values: np.ndarray, freq: str) -> None:
+    """Enough signal: the posted series within the missing bound, and an observed value in the window."""
+    if np.isnan(values).any() or len(history) > len(values):
+        check_signal(series_id, values, freq)
+        if not np.isfinite(history).any():
+            raise NonFiniteValues(
+                f"has no observed value in its last {len(history)} points (the model's input size); post later values",
+                series_id=series_id,
+            )
 
 
 def _check_future(series_id: str, last_ns: int, freq: str, horizon: int) -> None:
@@ -107,7 +121,7 @@ def _check_future(series_id: str, last_ns: int, freq: str, horizon: int) -> None
 def prepare_series(
     manifest: Manifest,
     series_id: str,
-    values: list[float],
+    values: list[float | None],
     *,
     timestamps: list[str] | None,
     start: str | None,
@@ -116,14 +130,12 @@ def prepare_series(
     covariates: PostedCovariates | None = None,
 ) -> PreparedSeries:
     """Check one posted series against the model and cut its input window. Only the window
-    (the last `input_size` points, and for a network that reads the horizon's future-known
+    (the last `input_size` grid points, and for a network that reads the horizon's future-known
     inputs the horizon's calendar and future covariates) is kept; the whole series is checked,
-    with vectorised parses that cost about a millisecond per 10,000 points."""
+    with vectorised parses that cost about a millisecond per 10,000 points. Missing values (null),
+    timestamps left out of the grid and the padding of a series shorter than the window are gaps,
+    which the model fills and masks."""
     size, count = manifest.input_size, len(values)
-    if count < size:
-        raise SeriesTooShort(
-            f"has {count} points but model needs at least {size} (its input size)", series_id=series_id
-        )
     if freq is not None and not same_freq(normalize_freq(freq), manifest.freq):
         raise FrequencyError(
             f"frequency {excerpt(freq)} does not match the model's {manifest.freq!r}", series_id=series_id
@@ -132,26 +144,35 @@ def prepare_series(
         if len(timestamps) != count:
             raise InvalidRequest(f"{len(timestamps)} timestamps but {count} values", series_id=series_id)
         index = parse_iso_timestamps(series_id, timestamps)
-        check_spacing(series_id, index, manifest.freq)
-        first_input, last = int(index.asi8[count - size]), int(index.asi8[-1])
+        positions = grid_positions(series_id, index, manifest.freq)
+        placement = Placement(positions, count if positions is None else int(positions[-1]) + 1, size)
+        last = int(index.asi8[-1])
         stamps: Callable[[], np.ndarray] = index.to_numpy  # only an error message needs them
     else:
         first = parse_iso_instant(series_id, str(start))
-        first_input, last = _window_bounds(series_id, first, count, size, manifest.freq, str(start))
+        last = _last_instant(series_id, first, count, manifest.freq, str(start))
+        placement = Placement.contiguous(count, size)
         stamps = partial(_regular_stamps, first, count, manifest.freq)
 
     _check_future(series_id, last, manifest.freq, horizon)
     network = manifest.network
     known = network.horizon if network.horizon_inputs else 0
-    history = _series_values(series_id, values, stamps)[count - size :]
+    features = tuple(manifest.features)
+    posted = _series_values(series_id, values, stamps)
+    history = placement.window(posted)
+    _check_window(series_id, history, placement.on_grid(posted), manifest.freq)
     found = NO_COVARIATES
     if covariates is not None or not manifest.covariates.empty:
-        found = covariate_window(manifest, series_id, covariates or PostedCovariates(), count=count, horizon=horizon)
+        found = covariate_window(
+            manifest, series_id, covariates or PostedCovariates(), placement=placement, horizon=horizon
+        )
     return PreparedSeries(
         series_id=series_id,
         window=Window(
             history=history,
-            features=_window_features(first_input, size + known, manifest.freq, tuple(manifest.features)),
+            features=_window_features(
+                _first_of_window(series_id, last, size, manifest.freq), size + known, manifest.freq, features
+            ),
             past=found.past,
             future=found.future,
             static=found.static,
@@ -159,24 +180,24 @@ def prepare_series(
         last_ns=last,
         freq=manifest.freq,
         horizon=horizon,
+        padded=placement.padding,
+        missing=int(np.isnan(history).sum()) - placement.padding,
     )
 
 
-def _window_bounds(
-    series_id: str, first: pd.Timestamp, count: int, size: int, freq: str, start: str
-) -> tuple[int, int]:
-    """The first instant of the window and the last posted one, for a series given by its
-    start: arithmetic for a fixed step (no array of stamps), the calendar's grid otherwise."""
+def _last_instant(series_id: str, first: pd.Timestamp, count: int, freq: str, start: str) -> int:
+    """The last posted instant of a series given by its start: arithmetic for a fixed step (no
+    array of stamps), the calendar's grid otherwise."""
     step = fixed_step_ns(freq)
     if step is not None:
-        first_input, last = first.value + step * (count - size), first.value + step * (count - 1)
+        last = first.value + step * (count - 1)
         if last > LAST_NS:
             raise ValueOutOfRange(
                 f"{count} points from {first} run past the last instant the service can represent "
                 f"({pd.Timestamp.max.floor('s')})",
                 series_id=series_id,
             )
-        return first_input, last
+        return int(last)
     try:
         grid = _regular_stamps(first, count, freq)
     except (OutOfBoundsDatetime, OverflowError) as exc:
@@ -187,7 +208,31 @@ def _window_bounds(
         ) from exc
     if grid[0] != first.to_datetime64():
         raise FrequencyError(f"start {excerpt(start)} is not on the model's frequency {freq!r}", series_id=series_id)
-    return int(grid[count - size].view(np.int64)), int(grid[-1].view(np.int64))
+    return int(grid[-1].view(np.int64))
+
+
+def _first_of_window(series_id: str, last_ns: int, size: int, freq: str) -> int:
+    """The first instant of the window of `size` grid points ending at `last_ns` (before the
+    series' first point when it is padded)."""
+    try:
+        return _window_start(last_ns, size, freq)
+    except (OutOfBoundsDatetime, OverflowError) as exc:
+        raise ValueOutOfRange(
+            f"its window of {size} points before {pd.Timestamp(last_ns)} starts before the first instant the "
+            f"service can represent ({instant_range_text()})",
+            series_id=series_id,
+        ) from exc
+
+
+@lru_cache(maxsize=4096)
+def _window_start(last_ns: int, size: int, freq: str) -> int:
+    step = fixed_step_ns(freq)
+    if step is not None:
+        first = last_ns - step * (size - 1)
+        if first < pd.Timestamp.min.value:
+            raise OutOfBoundsDatetime(first)
+        return first
+    return int(pd.date_range(end=pd.Timestamp(last_ns), periods=size, freq=freq)[0].value)
 
 
 # Series posted together usually share their time axis, so their calendar features and future

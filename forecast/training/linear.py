@@ -156,10 +156,16 @@ def accumulate(
         for start in range(0, len(origins), _CHUNK):
             chunk = origins[start : start + _CHUNK]
             batch = gather_windows(store, chunk, network)
-            encoded = encode(batch.windows, scaling, covariates)
+            encoded = encode(batch.windows, scaling, covariates, missing_mask=bool(network.missing_mask))
             values = encoded.inputs[:, :, 0].double()  # (B, L)
             target = to_scaled(batch.target, encoded.loc, encoded.spread).double()  # (B, H)
             correction = target - values[:, linear.anchor_source]  # what the skip must add
+            # Windows with a missing target stay out of the sums (the epochs still learn from
+            # them, their loss skipping that target): every step's system then shares one block.
+            complete = torch.isfinite(correction).all(dim=1)  # (B,)
+            if not bool(complete.all()):
+                chunk, correction = chunk[complete.cpu().numpy()], correction[complete]
+                encoded, values = encoded.select(complete), values[complete]
             shared = skip_design(linear.layout, encoded.inputs, encoded.static).double()  # (B, D)
             inputs = torch.cat([shared, torch.ones_like(values[:, :1])], dim=1)  # (B, D + 1)
             factor = weights(chunk, encoded.spread)

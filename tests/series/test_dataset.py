@@ -109,11 +109,11 @@ def test_wide_table_with_ragged_series_trims_leading_and_trailing_empty_cells(tm
     assert len(by_id["full"]) == 5
 
 
-def test_wide_table_with_a_hole_inside_a_series_is_refused(tmp_path: Path) -> None:
+def test_wide_table_with_a_hole_inside_a_series_is_a_gap(tmp_path: Path) -> None:
     path = tmp_path / "wide.csv"
     path.write_text("date,ok,holey\n2024-01-01,1,1\n2024-01-02,2,\n2024-01-03,3,3\n2024-01-04,4,4\n")
-    with pytest.raises(NonFiniteValues, match=r"'holey'.*2024-01-02"):
-        load_dataset(path)
+    holey = {s.series_id: s for s in load_dataset(path).series}["holey"]
+    assert len(holey) == 4 and np.isnan(holey.values).tolist() == [False, True, False, False]
 
 
 def test_bundled_etth1_loads_its_oil_temperature_target() -> None:
@@ -158,13 +158,28 @@ def test_a_value_that_is_not_a_number_is_named_with_its_series(tmp_path: Path) -
     assert "'sensor-7'" in message and "'oops'" in message and "2024-01-01 02:00:00" in message
 
 
-@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", ""])
-def test_missing_nan_or_infinite_values_are_refused(tmp_path: Path, bad: str) -> None:
+@pytest.mark.parametrize("bad", ["inf", "-inf"])
+def test_infinite_values_are_refused(tmp_path: Path, bad: str) -> None:
     rows = _hourly_rows("meter-3", ["1", "2", bad, "4", "5"])
     with pytest.raises(NonFiniteValues) as caught:
         load_dataset(_write_long_csv(tmp_path, rows))
     assert caught.value.series_id == "meter-3"
     assert "'meter-3'" in str(caught.value) and "2024-01-01 02:00:00" in str(caught.value)
+
+
+@pytest.mark.parametrize("missing", ["nan", "", "NULL"])
+def test_missing_values_are_gaps(tmp_path: Path, missing: str) -> None:
+    rows = _hourly_rows("meter-3", ["1", "2", missing, "4", "5"])
+    (series,) = load_dataset(_write_long_csv(tmp_path, rows)).series
+    assert np.isnan(series.values).tolist() == [False, False, True, False, False]
+
+
+def test_a_series_with_too_little_signal_is_refused_with_the_fraction_missing(tmp_path: Path) -> None:
+    rows = _hourly_rows("sparse", ["1", *[""] * 19, "2"])
+    with pytest.raises(BadTimestamps, match=r"'sparse'.*too little signal: 19 of the 21 points .*at most 90%"):
+        load_dataset(_write_long_csv(tmp_path, [*rows[:10], *rows[10:]]), freq="h")
+    with pytest.raises(BadTimestamps, match=r"'empty'.*no observed value"):
+        load_dataset(_write_long_csv(tmp_path, _hourly_rows("empty", ["", "", ""])), freq="h")
 
 
 def test_duplicate_timestamps_are_named(tmp_path: Path) -> None:
@@ -202,19 +217,50 @@ def test_unparseable_timestamp_is_named(tmp_path: Path) -> None:
 
 
 def test_irregular_spacing_without_a_frequency_cannot_be_inferred(tmp_path: Path) -> None:
-    stamps = ["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 02:00", "2024-01-01 05:00", "2024-01-01 06:00"]
+    stamps = ["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 02:00", "2024-01-01 05:30", "2024-01-01 06:10"]
     rows = [("gappy", t, str(i)) for i, t in enumerate(stamps)]
     with pytest.raises(FrequencyError) as caught:
         load_dataset(_write_long_csv(tmp_path, rows))
     assert caught.value.series_id == "gappy"
-    assert "2024-01-01 05:00:00" in str(caught.value)  # where the spacing breaks
+    assert "2024-01-01 05:30:00" in str(caught.value)  # where the spacing breaks
 
 
-def test_irregular_spacing_against_a_given_frequency_is_named(tmp_path: Path) -> None:
+def test_missing_timestamps_are_gaps_and_one_off_the_grid_is_named(tmp_path: Path) -> None:
     stamps = ["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 03:00", "2024-01-01 04:00"]
     rows = [("gappy", t, str(i)) for i, t in enumerate(stamps)]
-    with pytest.raises(BadTimestamps, match=r"'gappy'.*expected 2024-01-01 02:00:00.*got 2024-01-01 03:00:00"):
+    for freq in ("h", None):
+        (series,) = load_dataset(_write_long_csv(tmp_path, rows), freq=freq).series
+        assert series.timestamps[2] == pd.Timestamp("2024-01-01 02:00") and np.isnan(series.values[2])
+    rows[2] = ("gappy", "2024-01-01 02:30", "2")
+    with pytest.raises(BadTimestamps, match=r"'gappy'.*2024-01-01 02:30:00 \(position 2\) is not on the 'h' grid"):
         load_dataset(_write_long_csv(tmp_path, rows), freq="h")
+
+
+def test_calendars_users_bring_are_read_on_their_own_grid(tmp_path: Path) -> None:
+    # business days with two holidays left out: business days, the holidays gaps
+    days = pd.bdate_range("2024-01-01", periods=40).delete([7, 25])
+    rows = [("shop", str(t.date()), str(i)) for i, t in enumerate(days)]
+    # weekday-only 5-minute data: read on the 5-minute grid, the weekends as gaps
+    minutes = pd.date_range("2024-01-01", periods=288 * 10, freq="5min")
+    minutes = minutes[minutes.dayofweek < 5]
+    dataset = load_dataset(_write_long_csv(tmp_path, rows))
+    assert dataset.freq == "B" and np.isnan(dataset.series[0].values).sum() == 2
+    intraday = [("desk", str(t), "1") for t in minutes]
+    assert load_dataset(_write_long_csv(tmp_path, intraday)).freq == "5min"
+    # weekly series anchored on different weekdays share one 7-day step, each on its own weekday
+    mondays = pd.date_range("2024-01-01", periods=10, freq="W-MON")
+    fridays = pd.date_range("2024-01-05", periods=10, freq="W-FRI")
+    weekly = [("m", str(t.date()), "1") for t in mondays] + [("f", str(t.date()), "2") for t in fridays]
+    assert load_dataset(_write_long_csv(tmp_path, weekly)).freq == "7D"
+    with pytest.raises(BadTimestamps, match=r"'f'.*all on W-FRI: pass --freq W-FRI, or --freq 7D"):
+        load_dataset(_write_long_csv(tmp_path, weekly), freq="W-MON")
+    assert load_dataset(_write_long_csv(tmp_path, weekly), freq="7D").freq == "7D"
+
+
+def test_a_series_too_short_to_show_a_frequency_takes_the_files(tmp_path: Path) -> None:
+    rows = _hourly_rows("long", ["1", "2", "3", "4", "5"]) + _hourly_rows("one-point", ["7"])
+    dataset = load_dataset(_write_long_csv(tmp_path, rows))
+    assert dataset.freq == "h" and [len(s) for s in dataset.series] == [5, 1]
 
 
 def test_series_of_different_frequencies_are_refused(tmp_path: Path) -> None:

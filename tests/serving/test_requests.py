@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecast.errors import BadTimestamps, FrequencyError, InvalidRequest, NonFiniteValues, SeriesTooShort
+from forecast.errors import BadTimestamps, FrequencyError, InvalidRequest, NonFiniteValues
 from forecast.registry.manifest import Manifest
 from forecast.series.features import calendar_features
 from forecast.serving.requests import check_request, prepare_series
@@ -88,23 +88,51 @@ def test_weekly_timestamps_on_another_weekday_are_refused() -> None:
         _prepare(manifest, _values(8), timestamps=_iso(wednesdays))
 
 
-def test_a_series_shorter_than_the_input_size_is_refused(manifest: Manifest) -> None:
-    with pytest.raises(SeriesTooShort, match=f"has 5 points but model needs at least {INPUT_SIZE}") as refused:
-        _prepare(manifest, _values(5), start="2024-01-01T00:00:00")
-    assert refused.value.series_id == "a"
-    assert len(_prepare(manifest, _values(INPUT_SIZE), start="2024-01-01T00:00:00").window.history) == INPUT_SIZE
+def test_a_series_shorter_than_the_input_size_is_padded_and_said_so(manifest: Manifest) -> None:
+    short = _prepare(manifest, _values(2), start="2024-01-01T00:00:00")
+    assert short.padded == INPUT_SIZE - 2 and short.missing == 0
+    history = short.window.history
+    assert len(history) == INPUT_SIZE and np.isnan(history[:-2]).all() and history[-2:].tolist() == _values(2)
+    # the calendar of the padded steps is the grid's, before the series' first point
+    expected = calendar_features(pd.date_range(end="2024-01-01T01:00:00", periods=INPUT_SIZE, freq="h"), manifest.features)
+    np.testing.assert_allclose(short.window.features[:INPUT_SIZE], expected, rtol=1e-6)
+    assert short.future[0] == pd.Timestamp("2024-01-01T02:00:00")
+    assert _prepare(manifest, _values(INPUT_SIZE), start="2024-01-01T00:00:00").padded == 0
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 @pytest.mark.parametrize("via", ["timestamps", "start"])
-def test_non_finite_values_are_refused_with_their_position(manifest: Manifest, bad: float, via: str) -> None:
-    values = _values(8)
-    values[3] = bad
+def test_null_values_are_gaps_and_infinities_are_refused_with_their_position(manifest: Manifest, via: str) -> None:
     grid = pd.date_range("2024-01-01", periods=8, freq="h")
     given = {"timestamps": _iso(grid)} if via == "timestamps" else {"start": "2024-01-01T00:00:00"}
-    with pytest.raises(NonFiniteValues, match=r"2024-01-01 03:00:00 \(position 3\)") as refused:
-        _prepare(manifest, values, **given)
-    assert refused.value.series_id == "a"
+    values: list[float | None] = list(_values(8))
+    values[5] = None
+    prepared = _prepare(manifest, values, **given)
+    assert prepared.missing == 1 and prepared.padded == 0 and np.isnan(prepared.window.history[3])
+    for bad in (float("inf"), float("-inf")):
+        values[3] = bad
+        with pytest.raises(NonFiniteValues, match=r"2024-01-01 03:00:00 \(position 3\)") as refused:
+            _prepare(manifest, values, **given)
+        assert refused.value.series_id == "a"
+
+
+def test_too_little_signal_is_refused_with_the_fraction_missing(manifest: Manifest) -> None:
+    values: list[float | None] = [None] * 40
+    values[0], values[-1] = 1.0, 2.0
+    with pytest.raises(BadTimestamps, match=r"too little signal: 38 of the 40 points .* missing \(95%; at most 90%"):
+        _prepare(manifest, values, start="2024-01-01T00:00:00")
+    with pytest.raises(NonFiniteValues, match=f"no observed value in its last {INPUT_SIZE} points"):
+        _prepare(manifest, [*_values(20), *[None] * 2 * INPUT_SIZE], start="2024-01-01T00:00:00")
+
+
+def test_timestamps_left_out_of_the_grid_are_gaps(manifest: Manifest) -> None:
+    hours = [0, 1, 3, 4, 5, 6, 7, 8]
+    prepared = _prepare(manifest, _values(8), timestamps=[f"2024-01-01T{hour:02d}:00:00" for hour in hours])
+    # the window is the last six hours, 03:00 to 08:00 ... and 02:00 is a gap only before it
+    assert prepared.missing == 0 and prepared.future[0] == pd.Timestamp("2024-01-01T09:00:00")
+    hours = [0, 1, 2, 3, 5, 6, 8, 9]
+    prepared = _prepare(manifest, _values(8), timestamps=[f"2024-01-01T{hour:02d}:00:00" for hour in hours])
+    assert prepared.missing == 2
+    assert np.isnan(prepared.window.history).tolist() == [True, False, False, True, False, False]
 
 
 @pytest.mark.parametrize(
@@ -112,7 +140,6 @@ def test_non_finite_values_are_refused_with_their_position(manifest: Manifest, b
     [
         ([0, 1, 1, 2, 3, 4, 5, 6], "duplicate timestamp 2024-01-01 01:00:00 at position 2"),
         ([0, 2, 1, 3, 4, 5, 6, 7], "unsorted timestamp 2024-01-01 01:00:00 at position 2"),
-        ([0, 1, 3, 4, 5, 6, 7, 8], "expected 2024-01-01 02:00:00 at position 2"),
     ],
 )
 def test_irregular_timestamps_are_refused_at_the_first_bad_one(
@@ -123,6 +150,12 @@ def test_irregular_timestamps_are_refused_at_the_first_bad_one(
         _prepare(manifest, _values(8), timestamps=stamps)
     assert problem in str(refused.value)
     assert refused.value.series_id == "a"
+
+
+def test_a_timestamp_off_the_grid_is_named(manifest: Manifest) -> None:
+    stamps = [f"2024-01-01T{hour:02d}:00:00" for hour in range(7)] + ["2024-01-01T07:30:00"]
+    with pytest.raises(BadTimestamps, match=r"2024-01-01 07:30:00 \(position 7\) is not on the 'h' grid"):
+        _prepare(manifest, _values(8), timestamps=stamps)
 
 
 def test_unparseable_timestamps_are_refused(manifest: Manifest) -> None:

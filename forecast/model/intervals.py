@@ -8,7 +8,6 @@ a request's level between two calibrated ones is interpolated.
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import numpy as np
@@ -51,13 +50,19 @@ def conformity_scores(actual: np.ndarray, forecast: np.ndarray, spread: np.ndarr
 def calibrate(scores: np.ndarray) -> Calibration:
     """Split-conformal quantiles with the finite-sample correction: the k-th smallest score,
     k = ceil((n + 1) * level), per horizon step (np.quantile at k / n with method="higher" would
-    take the (k + 1)-th, one rank too wide)."""
+    take the (k + 1)-th, one rank too wide). A score is NaN where the actual is missing: each step
+    ranks its observed scores (n per step); a step with none takes the widest step's quantile."""
     n_windows = scores.shape[0]
-    ordered = np.sort(scores, axis=0)  # (n, H)
+    ordered = np.sort(scores, axis=0)  # (n, H), NaN last
+    counts = np.isfinite(scores).sum(axis=0)  # (H,)
+    steps = np.arange(scores.shape[1])
     rows = []
     for level in CALIBRATED_LEVELS:
-        rank = min(n_windows, math.ceil((n_windows + 1) * level / 100.0))  # 1-based
-        rows.append([round(float(q), 6) for q in ordered[rank - 1]])
+        ranks = np.minimum(counts, np.ceil((counts + 1) * level / 100.0).astype(np.int64))  # 1-based
+        row = ordered[np.maximum(ranks - 1, 0), steps]
+        if not np.isfinite(row).all():
+            row = np.where(np.isfinite(row), row, np.nanmax(row) if np.isfinite(row).any() else 0.0)
+        rows.append([round(float(q), 6) for q in row])
     return Calibration(levels=list(CALIBRATED_LEVELS), quantiles=rows, n_windows=n_windows, scale="window")
 
 
@@ -93,5 +98,7 @@ def empirical_coverage(
     coverage = {}
     for level in REPORTED_LEVELS:
         lower, upper = interval_bounds(forecast, spread, calibration, level)
-        coverage[f"{level:g}"] = float(np.mean((actual >= lower) & (actual <= upper)))
+        covered = (actual >= lower) & (actual <= upper)
+        observed = np.isfinite(actual)  # a missing actual is neither covered nor missed
+        coverage[f"{level:g}"] = float(covered[observed].mean()) if observed.any() else 0.0
     return coverage

@@ -108,9 +108,13 @@ class DataFingerprint(BaseModel):
     sha256: str
     source: str
     n_series: int
-    n_points: int
+    n_points: int  # observed or missing, never padding
     first_timestamp: datetime
     last_timestamp: datetime
+    # Series that gave at least one window to each block (train, validation, test): short series
+    # give what they can. None in versions written before short series were padded.
+    series_per_block: dict[str, int] | None = None
+    missing_points: int = 0  # points of the data that were missing (gaps)
 
 
 class EpochRecord(BaseModel):

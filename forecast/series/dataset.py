@@ -73,19 +73,21 @@ class Dataset:
 
     @property
     def n_points(self) -> int:
-        return sum(len(s) for s in self.series)
+        """Points of the data (padding is not data)."""
+        return sum(len(s) - s.padding for s in self.series)
 
     def fingerprint(self) -> str:
         """sha256 over ids, timestamps, values and covariates: the same data always gives the same
         digest (and a file without covariates the digest it had before they existed)."""
         digest = hashlib.sha256(self.freq.encode())
         for series in self.series:
+            data = slice(series.padding, None)  # padding is not data
             digest.update(series.series_id.encode() + b"\0")
-            digest.update(series.timestamps.asi8.tobytes())
-            digest.update(np.ascontiguousarray(series.values, dtype=np.float64).tobytes())
+            digest.update(series.timestamps.asi8[data].tobytes())
+            digest.update(np.ascontiguousarray(series.values[data], dtype=np.float64).tobytes())
             for block in (series.past, series.future):
                 if block is not None and block.size:
-                    digest.update(np.ascontiguousarray(block, dtype=np.float64).tobytes())
+                    digest.update(np.ascontiguousarray(block[data], dtype=np.float64).tobytes())
             for name, value in sorted(series.static.items()):
                 digest.update(f"{name}={value}\0".encode())
         return digest.hexdigest()

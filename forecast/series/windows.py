@@ -7,13 +7,14 @@ batch of origins, so peak memory follows the data (one int64 per origin), not th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 import torch
 
 from forecast.errors import InvalidInput
-from forecast.series.dataset import Dataset, SeriesTooShort
+from forecast.series.dataset import Dataset, Series, SeriesTooShort
 from forecast.series.features import calendar_features
 
 
@@ -28,10 +29,19 @@ class SeriesStore:
     # (S, W) float64: each series' static input (codes, then raw numbers); the training job fills it
     # in once the categories are known.
     static: torch.Tensor
+    # (N + 1,) int64: observed points before each position (None: every point is observed), so a
+    # window's count of observed points is one subtraction
+    observed_before: np.ndarray | None = None
 
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
+
+    def observed_between(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """Observed points in [start, end) of the concatenated values, for each pair."""
+        if self.observed_before is None:
+            return end - start
+        return self.observed_before[end] - self.observed_before[start]
 
 
 @dataclass(slots=True)
@@ -51,6 +61,8 @@ def build_store(dataset: Dataset, feature_names: list[str]) -> SeriesStore:
     # 1e7 with a spread of 6 reaches the network with the same inputs in training and serving.
     past = np.concatenate([s.past_values for s in dataset.series]).astype(np.float64)
     future = np.concatenate([s.future_values for s in dataset.series]).astype(np.float64)
+    observed = np.isfinite(values)
+    observed_before = None if observed.all() else np.concatenate([[0], np.cumsum(observed)]).astype(np.int64)
     return SeriesStore(
         values=torch.from_numpy(values),
         features=torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)),
@@ -59,6 +71,39 @@ def build_store(dataset: Dataset, feature_names: list[str]) -> SeriesStore:
         past=torch.from_numpy(np.ascontiguousarray(past)),
         future=torch.from_numpy(np.ascontiguousarray(future)),
         static=torch.zeros((len(dataset.series), 0), dtype=torch.float64),
+        observed_before=observed_before,
+    )
+
+
+def padded_for_training(dataset: Dataset, *, input_size: int, horizon: int, val_size: int, test_size: int) -> Dataset:
+    """Every series too short for the input window and the three blocks, left-padded with missing
+    points so that it still gives what it can: windows into training with at least one observed
+    input, and its tail to the validation and test blocks when it reaches them. Long series are
+    left as they are."""
+    minimum = input_size + horizon + val_size + test_size
+    blocks = horizon + val_size + test_size
+    series = [
+        _padded(s, input_size - 1 + max(0, blocks + 1 - len(s)), dataset.freq) if len(s) < minimum else s
+        for s in dataset.series
+    ]
+    return replace(dataset, series=series)
+
+
+def _padded(series: Series, padding: int, freq: str) -> Series:
+    before = pd.date_range(end=series.timestamps[0], periods=padding + 1, freq=freq)[:-1]
+
+    def missing(block: np.ndarray | None) -> np.ndarray | None:
+        if block is None:
+            return None
+        return np.concatenate([np.full((padding, *block.shape[1:]), np.nan), block])
+
+    return replace(
+        series,
+        timestamps=before.append(series.timestamps),
+        values=np.concatenate([np.full(padding, np.nan), series.values]),
+        past=missing(series.past),
+        future=missing(series.future),
+        padding=series.padding + padding,
     )
 
 
@@ -85,14 +130,21 @@ def origins_between(
     store: SeriesStore, start: np.ndarray, end: np.ndarray, *, input_size: int, horizon: int
 ) -> np.ndarray:
     """Absolute origins t whose targets [t, t + H) lie in [start, end) of their series and whose
-    input [t - L, t) lies inside the series. Stride 1. Returns (W,) int64."""
+    input [t - L, t) lies inside the series, with at least one observed point in the input and
+    one in the targets (gaps and padding are missing points). Stride 1. Returns (W,) int64."""
     first = np.maximum(start, input_size)
     last = end - horizon  # inclusive
     counts = np.clip(last - first + 1, 0, None)
     total = int(counts.sum())
     series_of = np.repeat(np.arange(len(counts)), counts)
     step = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-    return store.offsets[:-1][series_of] + first[series_of] + step
+    origins = store.offsets[:-1][series_of] + first[series_of] + step
+    if store.observed_before is None:
+        return origins
+    signal = (store.observed_between(origins - input_size, origins) > 0) & (
+        store.observed_between(origins, origins + horizon) > 0
+    )
+    return origins[signal]
 
 
 def block_origins(store: SeriesStore, blocks: Blocks, block: str, *, input_size: int, horizon: int) -> np.ndarray:

@@ -44,7 +44,7 @@ def anchor_error(evaluation: EvaluationSet, network: NetworkConfig, period: int)
     where MASE is undefined (every history constant)."""
     horizon = network.horizon
     windows = block_windows(evaluation, "validation", input_size=network.input_size, horizon=horizon)
-    forecast = seasonal_naive(evaluation.values, windows.origins, horizon, period, windows.series_starts)
+    forecast = seasonal_naive(evaluation.filled, windows.origins, horizon, period, windows.series_starts)
     return promotion_score(forecast_metrics(windows.actual, forecast, windows.denominators)).value
 
 
@@ -68,10 +68,19 @@ def default_horizon_inputs(has_future_covariates: bool) -> bool:
 
 
 def resolve_network(
-    network: NetworkConfig, evaluation: EvaluationSet, freq: str, *, has_future_covariates: bool = False
+    network: NetworkConfig,
+    evaluation: EvaluationSet,
+    freq: str,
+    *,
+    has_future_covariates: bool = False,
+    has_gaps: bool = False,
 ) -> NetworkConfig:
-    """The network with every open choice made."""
+    """The network with every open choice made. The mask of missing points is read when the data
+    has gaps or padded series: on complete data it would be a constant channel, and the versions
+    trained on it stay as they were."""
     updates: dict[str, int | bool] = {}
+    if network.missing_mask is None and has_gaps:
+        updates["missing_mask"] = True
     if network.segment_length is None:
         updates["segment_length"] = default_segment_length(freq, network.input_size)
     if network.ensemble is None:

@@ -3,11 +3,14 @@ the naive and seasonal-naive baselines, on the data's original scale."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from forecast.model.intervals import Calibration, interval_bounds
+from forecast.model.missing import fill_gaps
 from forecast.model.predictor import Predictor
 from forecast.series.dataset import Dataset
 from forecast.series.windows import Blocks, SeriesStore, block_origins, series_of_origins, training_parts
@@ -34,9 +37,13 @@ class EvaluationSet:
 
     store: SeriesStore
     blocks: Blocks
-    values: np.ndarray  # (N,) float64 copy of the store's values
+    values: np.ndarray  # (N,) float64 copy of the store's values, NaN where missing
     denominators: np.ndarray  # (S,) MASE denominators from each series' training part
     season_length: int
+    # (N,) the values with each series' gaps filled as the model fills a window's
+    # (`forecast.model.missing`): what the naive and seasonal-naive baselines repeat
+    filled: np.ndarray
+    first_observed: np.ndarray  # (S,) absolute position of each series' first observed point
 
 
 def mase_denominators(store: SeriesStore, blocks: Blocks, period: int) -> np.ndarray:
@@ -47,7 +54,25 @@ def mase_denominators(store: SeriesStore, blocks: Blocks, period: int) -> np.nda
 
 def evaluation_set(store: SeriesStore, blocks: Blocks, *, season_length: int, mase_period: int) -> EvaluationSet:
     values = store.values.numpy().astype(np.float64)
-    return EvaluationSet(store, blocks, values, mase_denominators(store, blocks, mase_period), season_length)
+    filled, first_observed = values, store.offsets[:-1]
+    if store.observed_before is not None:
+        filled, first_observed = _filled(values, store.offsets)
+    denominators = mase_denominators(store, blocks, mase_period)
+    return EvaluationSet(store, blocks, values, denominators, season_length, filled, first_observed)
+
+
+def _filled(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each series' gaps filled by the model's rule, and where each series' first observation is."""
+    filled = values.copy()
+    first_observed = offsets[:-1].copy()
+    for index, (start, end) in enumerate(itertools.pairwise(offsets)):
+        part = values[start:end]
+        missing = ~np.isfinite(part)
+        if not missing.any():
+            continue
+        first_observed[index] = start + int(np.argmax(~missing))
+        filled[start:end] = fill_gaps(torch.from_numpy(part[None, :])).values[0].numpy()
+    return filled, first_observed
 
 
 def predict_origins(predictor: Predictor, store: SeriesStore, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +93,7 @@ class BlockWindows:
 
     origins: np.ndarray  # (W,) absolute
     actual: np.ndarray  # (W, H)
-    series_starts: np.ndarray  # (W,) absolute start of each origin's series
+    series_starts: np.ndarray  # (W,) absolute position of the first observed point of each origin's series
     denominators: np.ndarray  # (W,) MASE denominator of each origin's series
 
 
@@ -79,13 +104,13 @@ def block_windows(evaluation: EvaluationSet, block: str, *, input_size: int, hor
     return BlockWindows(
         origins=origins,
         actual=evaluation.values[origins[:, None] + np.arange(horizon)],  # (W, H)
-        series_starts=store.offsets[:-1][series_index],
+        series_starts=evaluation.first_observed[series_index],
         denominators=evaluation.denominators[series_index],
     )
 
 
 def evaluate_block(predictor: Predictor, evaluation: EvaluationSet, block: str) -> BlockResult:
-    config, values = predictor.config, evaluation.values
+    config, values = predictor.config, evaluation.filled
     windows = block_windows(evaluation, block, input_size=config.input_size, horizon=config.horizon)
     origins = windows.origins
     forecast, spread = predict_origins(predictor, evaluation.store, origins)
@@ -133,12 +158,17 @@ def report_samples(
                     "series_id": series.series_id,
                     "origin": series.timestamps[position].isoformat(),
                     "history_timestamps": [t.isoformat() for t in series.timestamps[context]],
-                    "history": [round(float(v), 6) for v in series.values[context]],
+                    "history": _numbers(series.values[context]),
                     "timestamps": [t.isoformat() for t in series.timestamps[position : position + horizon]],
-                    "actual": [round(float(v), 6) for v in result.actual[row]],
+                    "actual": _numbers(result.actual[row]),
                     "forecast": [round(float(v), 6) for v in result.forecast[row]],
                     "lower_80": [round(float(v), 6) for v in lower[row]],
                     "upper_80": [round(float(v), 6) for v in upper[row]],
                 }
             )
     return samples
+
+
+def _numbers(values: np.ndarray) -> list[float | None]:
+    """Values for JSON: null where one is missing."""
+    return [round(float(v), 6) if np.isfinite(v) else None for v in values]

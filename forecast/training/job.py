@@ -36,7 +36,18 @@ from forecast.registry.weights import load_predictor, weights_bytes
 from forecast.series.dataset import Columns, load_dataset
 from forecast.series.features import FEATURE_NAMES, default_features
 from forecast.series.frequency import cadence
-from forecast.series.windows import block_origins, build_store, split_blocks, training_parts
+from forecast.errors import SeriesTooShort
+from forecast.series.dataset import Dataset
+from forecast.series.windows import (
+    Blocks,
+    SeriesStore,
+    block_origins,
+    build_store,
+    padded_for_training,
+    series_of_origins,
+    split_blocks,
+    training_parts,
+)
 from forecast.training.choices import default_scaling, resolve_network
 from forecast.training.covariates import fit_covariates, static_rows, store_for
 from forecast.training.distributed import SOLO, World, check_world
@@ -89,24 +100,33 @@ def prepare(
         )
     features = config.features if config.features is not None else default_features(dataset.freq)
     _check_features(features)
+    sizes = {
+        "input_size": config.network.input_size,
+        "horizon": config.network.horizon,
+        "val_size": config.val_block_size,
+        "test_size": config.test_block_size,
+    }
+    dataset = padded_for_training(dataset, **sizes)
     store = build_store(dataset, features)
-    blocks = split_blocks(
-        store,
-        input_size=config.network.input_size,
-        horizon=config.network.horizon,
-        val_size=config.val_block_size,
-        test_size=config.test_block_size,
-    )
+    blocks = split_blocks(store, **sizes)
+    series_per_block = _series_per_block(store, blocks, config.network, dataset)
     covariates = fit_covariates(dataset, store, blocks)  # on the training parts only
     store.static = static_rows(dataset, covariates)
     cycle = cadence(dataset.freq)
     evaluation = evaluation_set(store, blocks, season_length=cycle.season_length, mase_period=cycle.mase_period)
-    network = resolve_network(config.network, evaluation, dataset.freq, has_future_covariates=bool(covariates.future))
+    network = resolve_network(
+        config.network,
+        evaluation,
+        dataset.freq,
+        has_future_covariates=bool(covariates.future),
+        has_gaps=store.observed_before is not None,
+    )
     scaling = config.scaling or default_scaling(len(dataset.series))
     config = config.model_copy(update={"network": network, "scaling": scaling})
     job = PreparedJob(
         name, str(data), config, dataset, features, store, blocks, evaluation, resolve_device(config.device), covariates
     )
+    job.series_per_block = series_per_block
     if warm_start:
         job.parent_version = registry.resolve(name, alias=PRODUCTION)
         parent = load_predictor(registry, name, job.parent_version, torch.device("cpu"))
@@ -117,6 +137,32 @@ def prepare(
             )
         job.initial_state = parent.predictor.network.state_dict()
     return job
+
+
+def _series_per_block(store: SeriesStore, blocks: Blocks, network: NetworkConfig, dataset: Dataset) -> dict[str, int]:
+    """How many series give at least one window to each block, logged in one line. A dataset is
+    refused only when no series can be trained on, validated or tested."""
+    counts: dict[str, int] = {}
+    for block in ("train", "validation", "test"):
+        origins = block_origins(store, blocks, block, input_size=network.input_size, horizon=network.horizon)
+        counts[block] = len(np.unique(series_of_origins(store, origins)))
+    empty = [block for block, count in counts.items() if count == 0]
+    if empty:
+        longest = max(len(s) - s.padding for s in dataset.series)
+        validation = int(blocks.validation_end[0] - blocks.train_end[0])
+        test = int(store.lengths[0] - blocks.validation_end[0])
+        raise SeriesTooShort(
+            f"no series gives a window to the {' and '.join(empty)} block(s): the longest has {longest} points, "
+            f"and a series needs more than the validation ({validation}) and test ({test}) blocks together, with "
+            "an observed point before each; lower --val-size and --test-size (each at least the horizon)"
+        )
+    padded = sum(1 for s in dataset.series if s.padding)
+    if padded or min(counts.values()) < len(dataset.series):
+        fed = ", ".join(f"{'training' if block == 'train' else block} {count}" for block, count in counts.items())
+        total = len(dataset.series)
+        message = "series feeding each block: %s of %d (%d shorter than the input window and the blocks: padded)"
+        logger.warning(message, fed, total, padded)
+    return counts
 
 
 def fit_network(job: PreparedJob, *, progress: bool, world: World = SOLO) -> Fitted:

@@ -13,7 +13,7 @@ import copy
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -109,11 +109,10 @@ def validation_loss(
 
 
 def _on_device(store: SeriesStore, device: torch.device) -> SeriesStore:
-    return SeriesStore(
+    return replace(
+        store,
         values=store.values.to(device),
         features=store.features.to(device),
-        offsets=store.offsets,
-        series_ids=store.series_ids,
         past=store.past.to(device),
         future=store.future.to(device),
         static=store.static.to(device),

@@ -12,18 +12,27 @@ def mase_denominator(history: np.ndarray, period: int) -> float:
     which would make every error (near) infinitely large: it falls back to the step-to-step
     (lag 1) scale, which still measures how much the series moves. A constant history has no
     scale at all: NaN, and the series is left out of MASE (`forecast_metrics`)."""
-    rounding_noise = 1e-6 * float(np.mean(np.abs(history))) if len(history) else 0.0
+    observed = history[np.isfinite(history)]
+    rounding_noise = 1e-6 * float(np.mean(np.abs(observed))) if len(observed) else 0.0
     for lag in dict.fromkeys((period, 1)):
         if len(history) > lag:
-            denominator = float(np.mean(np.abs(history[lag:] - history[:-lag])))
+            differences = np.abs(history[lag:] - history[:-lag])
+            differences = differences[np.isfinite(differences)]  # pairs with a gap are left out
+            if len(differences) == 0:
+                continue
+            denominator = float(np.mean(differences))
             if denominator > rounding_noise:
                 return denominator
     return float("nan")
 
 
 def forecast_metrics(actual: np.ndarray, forecast: np.ndarray, denominators: np.ndarray) -> dict[str, float | None]:
-    """actual, forecast (W, H); denominators (W,) the MASE denominator of each window's series.
-    MASE is None (undefined) when no series has a scale: every history was constant."""
+    """actual, forecast (W, H), actual NaN where it is missing (left out of every metric);
+    denominators (W,) the MASE denominator of each window's series. MASE is None (undefined) when
+    no series has a scale: every history was constant."""
+    observed = np.isfinite(actual)
+    if not observed.all():
+        return _observed_metrics(actual, forecast, denominators, observed)
     error = forecast - actual  # (W, H)
     absolute = np.abs(error)
     denominator = np.abs(actual) + np.abs(forecast)
@@ -37,3 +46,14 @@ def forecast_metrics(actual: np.ndarray, forecast: np.ndarray, denominators: np.
         "smape": float(100.0 * np.mean(smape_terms)),
         "mase": float(np.nanmean(absolute / safe_denominators)) if np.isfinite(safe_denominators).any() else None,
     }
+
+
+def _observed_metrics(
+    actual: np.ndarray, forecast: np.ndarray, denominators: np.ndarray, observed: np.ndarray
+) -> dict[str, float | None]:
+    """The metrics over the observed actuals only: each the mean of its terms where observed."""
+    rows = np.broadcast_to(np.where(denominators > 0, denominators, np.nan)[:, None], actual.shape)
+    actual, forecast, scales = actual[observed], forecast[observed], rows[observed]  # (n,)
+    if len(actual) == 0:
+        return {"mae": None, "mse": None, "rmse": None, "smape": None, "mase": None}
+    return forecast_metrics(actual[:, None], forecast[:, None], scales)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import platform
 from datetime import UTC, datetime
 
+import numpy as np
 import torch
 
 from forecast import __version__
@@ -39,8 +40,10 @@ def draft_manifest(
             source=job.source,
             n_series=len(dataset.series),
             n_points=dataset.n_points,
-            first_timestamp=min(s.timestamps[0] for s in dataset.series).to_pydatetime(),
+            first_timestamp=min(s.timestamps[s.padding] for s in dataset.series).to_pydatetime(),
             last_timestamp=max(s.timestamps[-1] for s in dataset.series).to_pydatetime(),
+            series_per_block=job.series_per_block,
+            missing_points=sum(int(np.isnan(s.values[s.padding :]).sum()) for s in dataset.series),
         ),
         metrics={"validation": evaluation.validation.metrics, "test": evaluation.test.metrics},
         intervals=calibration,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -32,6 +32,7 @@ class PreparedJob:
     covariates: Covariates = NO_COVARIATES
     initial_state: dict[str, torch.Tensor] | None = None
     parent_version: int | None = None
+    series_per_block: dict[str, int] = field(default_factory=dict)  # series giving a window to each block
 
     @property
     def layout(self) -> InputLayout:

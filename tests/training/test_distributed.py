@@ -174,7 +174,8 @@ def test_a_bad_input_stops_every_rank_with_one_error_line(tmp_path: Path) -> Non
     """Both ranks read the short series and fail: rank 0 reports, rank 1 stops without repeating
     it, and nobody waits for the other. Through `--nproc`, the same agent as torchrun's starts the
     ranks (torchrun itself would add its own failure summary below the line)."""
-    short = write_csv(seasonal_frame(n_points=100), tmp_path / "short.csv")  # fewer than L + H + val + test
+    # shorter than the validation and test blocks and one training window: nothing to train on
+    short = write_csv(seasonal_frame(n_points=100), tmp_path / "short.csv")
     registry = tmp_path / "registry"
     train = ["train", "--data", short, "--name", "demo", "--registry", registry, *SMALL_MODEL_ARGS]
 
@@ -183,7 +184,7 @@ def test_a_bad_input_stops_every_rank_with_one_error_line(tmp_path: Path) -> Non
     assert result.returncode == 2, result.describe()
     assert len(result.stderr_lines) == 1, result.describe()  # no traceback or launcher log from any process
     line = result.stderr_lines[0]
-    assert line.startswith("error: series 'a'") and "needs at least 156" in line, line
+    assert line.startswith("error: no series gives a window to the train block") and "lower --val-size" in line, line
     assert files_under(registry) == []
 
 

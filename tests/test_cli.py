@@ -50,15 +50,20 @@ def _write_inputs(folder: Path) -> dict[str, Path]:
     unsorted.loc[[first, second], "timestamp"] = unsorted.loc[[second, first], "timestamp"].to_numpy()
     duplicate = good.copy()
     duplicate.loc[rows_of["a"][10], "timestamp"] = duplicate.loc[rows_of["a"][9], "timestamp"]
-    short = good.drop(rows_of["b"][100:])
+    # every series shorter than the validation and test blocks with a window before them
+    short = good.groupby("series_id").head(60)
+    off_grid = good.copy()
+    off_grid.loc[rows_of["c"][200], "timestamp"] = pd.Timestamp(
+        good.loc[rows_of["c"][200], "timestamp"]
+    ) + pd.Timedelta(minutes=30)
     frames = {
         "good": good,
         "missing_columns": good.rename(columns={"value": "reading"}),
         "non_numeric": _set_value(good, "b", 100, "value", "abc"),
-        "nan": _set_value(good, "c", 50, "value", float("nan")),
+        "infinite": _set_value(good, "c", 50, "value", "inf"),
         "duplicate": duplicate,
         "unsorted": unsorted,
-        "irregular": good.drop(rows_of["c"][200]),
+        "irregular": off_grid,
         "too_short": short,
     }
     paths = {key: write_csv(frame, folder / f"{key}.csv") for key, frame in frames.items()}
@@ -88,7 +93,9 @@ BAD_CASES = [
         ["--data", "{non_numeric}", "--name", "m", *MODEL_ARGS],
         ("series 'b'", "'abc'", "not a number"),
     ),
-    BadCase("nan", ["--data", "{nan}", "--name", "m", *MODEL_ARGS], ("series 'c'", "NaN", "position 50")),
+    BadCase(
+        "infinite", ["--data", "{infinite}", "--name", "m", *MODEL_ARGS], ("series 'c'", "infinite", "position 50")
+    ),
     BadCase(
         "duplicate-timestamp",
         ["--data", "{duplicate}", "--name", "m", *MODEL_ARGS],
@@ -107,18 +114,18 @@ BAD_CASES = [
     BadCase(
         "irregular-at-given-freq",
         ["--data", "{irregular}", "--name", "m", "--freq", "h", *MODEL_ARGS],
-        ("series 'c'", "irregular timestamps at frequency 'h'", "position 200"),
+        ("series 'c'", "irregular timestamps", "(position 200) is not on the 'h' grid"),
     ),
     BadCase(
         "series-too-short",
         ["--data", "{too_short}", "--name", "m", *MODEL_ARGS],
-        ("series 'b'", "has 100 points but needs at least 156", "input size 48"),
+        ("no series gives a window to the train", "the longest has 60 points", "lower --val-size"),
     ),
     BadCase("bad-freq", ["--data", "{good}", "--name", "m", "--freq", "fortnightly", *MODEL_ARGS], ("'fortnightly'",)),
     BadCase(
         "wrong-freq",
         ["--data", "{good}", "--name", "m", "--freq", "D", *MODEL_ARGS],
-        ("series 'a'", "irregular timestamps at frequency 'D'"),
+        ("series 'a'", "irregular timestamps", "is not on the 'D' grid"),
     ),
     BadCase(
         "horizon-missing",

@@ -72,11 +72,20 @@ class Encoded:
     # (B, 1) the window's own scale, whatever the scaling: conformal intervals calibrated in it
     # follow each window's volatility, also under global scaling (where `spread` is one constant).
     window_spread: torch.Tensor
+    observed: torch.Tensor | None = None  # (B, L) bool: the observed points; None when all were
 
     def select(self, rows: torch.Tensor) -> Encoded:
         """The windows picked by `rows` (a (B,) bool mask or an index)."""
-        parts = (self.inputs, self.known, self.static, self.loc, self.spread, self.window_spread)
-        return Encoded(*(part[rows] for part in parts))
+        observed = None if self.observed is None else self.observed[rows]
+        return Encoded(
+            self.inputs[rows],
+            self.known[rows],
+            self.static[rows],
+            self.loc[rows],
+            self.spread[rows],
+            self.window_spread[rows],
+            observed,
+        )
 
 
 def _standardised(raw: torch.Tensor, loc_scale: tuple[np.ndarray, np.ndarray], dtype: torch.dtype) -> torch.Tensor:
@@ -115,7 +124,7 @@ def encode(
     if covariates.empty:
         inputs = torch.cat([scaled.unsqueeze(-1), calendar[:, :length], *(m.unsqueeze(-1) for m in mask)], dim=-1)
         known = calendar[:, length:]  # (B, H or 0, F)
-        return Encoded(inputs, known, raw.static.to(dtype), loc, spread, window_spread)
+        return Encoded(inputs, known, raw.static.to(dtype), loc, spread, window_spread, observed)
     standard = covariates.scaling()
     past = _standardised(raw.past, standard.past, dtype)  # (B, L, P)
     future = _standardised(raw.future, standard.future, dtype)  # (B, L [+ H], K)
@@ -123,7 +132,7 @@ def encode(
     known_all = torch.cat([calendar, future], dim=-1)  # (B, L [+ H], F + K)
     # (B, L, 1 + P + F + K [+ 1])
     inputs = torch.cat([scaled.unsqueeze(-1), past, known_all[:, :length], *(m.unsqueeze(-1) for m in mask)], dim=-1)
-    return Encoded(inputs, known_all[:, length:], static, loc, spread, window_spread)
+    return Encoded(inputs, known_all[:, length:], static, loc, spread, window_spread, observed)
 
 
 def decode(forecast_scaled: torch.Tensor, encoded: Encoded) -> torch.Tensor:

@@ -171,6 +171,10 @@ class Forecaster(nn.Module):
         self.anchor_source: torch.Tensor
         self.register_buffer("anchor_source", source, persistent=False)
 
+    def anchor(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The anchor alone: (B, L, C) -> (B, H), scaled."""
+        return inputs[:, :, 0][:, self.anchor_source]
+
     @property
     def reads_horizon(self) -> bool:
         """Whether forward needs the future-known inputs over the horizon."""
@@ -193,8 +197,7 @@ class Forecaster(nn.Module):
     ) -> torch.Tensor:
         """inputs (B, L, C) with the scaled value in channel 0, known (B, H, W) the future-known
         inputs over the horizon, static (B, S) -> forecasts (B, H), scaled."""
-        values = inputs[:, :, 0]  # (B, L)
-        anchor = values[:, self.anchor_source]  # (B, H)
+        anchor = self.anchor(inputs)  # (B, H)
         change = self._recurrent(inputs, known, static) if self.encoder is not None else torch.zeros_like(anchor)
         if self.skip is not None:
             linear = skip_change(self.skip, self.horizon_skip, self.layout, self.anchor_source, inputs, known, static)
@@ -255,6 +258,11 @@ class Ensemble(nn.Module):
         if self.config.combine == "mean":
             return forecasts.mean(dim=0)
         return forecasts.quantile(0.5, dim=0)  # interpolates between the middle two when N is even
+
+    def anchor(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The members' shared anchor alone: (B, L, C) -> (B, H), scaled."""
+        first: Forecaster = self.members[0]  # type: ignore[assignment]
+        return first.anchor(inputs)
 
 
 Network = Forecaster | Ensemble

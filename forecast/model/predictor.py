@@ -40,8 +40,12 @@ class Predictor:
         device: torch.device,
         interval_scale: IntervalScale = "window",
         covariates: Covariates = NO_COVARIATES,
+        season_length: int = 1,
     ) -> None:
         self.network = network.to(device).eval()
+        # A window with fewer observed points than one season (a series that short, or that
+        # sparse) is forecast by the anchor alone: the network has too little to read.
+        self.season_length = season_length
         self.scaling = scaling
         self.device = device
         self.interval_scale = interval_scale  # which scale `spread` reports: the calibration's
@@ -72,4 +76,7 @@ class Predictor:
         )
         spread = encoded.window_spread if self.interval_scale == "window" else encoded.spread
         forecast = self.network(encoded.inputs, encoded.known, encoded.static)  # (B, H)
+        if encoded.observed is not None and self.season_length > 1:
+            sparse = encoded.observed.sum(dim=1, keepdim=True) < self.season_length  # (B, 1)
+            forecast = torch.where(sparse, self.network.anchor(encoded.inputs), forecast)
         return DeviceForecast(mean=decode(forecast, encoded), spread=spread)

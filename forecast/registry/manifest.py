@@ -135,13 +135,17 @@ class Provenance(BaseModel):
 
 class GateVerdict(BaseModel):
     """Whether the version beat the seasonal naive on its own test block: a version that did not
-    becomes production only with --force."""
+    becomes production only with --force. A network that lost is published as its anchor."""
 
     passed: bool
     metric: str
     model: float
     seasonal_naive: float
     forced: bool = False
+    # The trained network's test score when it lost to the seasonal naive and this version is its
+    # anchor instead (the seasonal naive, served through the same network with a zero correction):
+    # the better of the two, so the name still has a production version.
+    network_lost: float | None = None
 
 
 class Manifest(BaseModel):

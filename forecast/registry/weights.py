@@ -108,5 +108,7 @@ def load_predictor(registry: Registry, name: str, version: int, device: torch.de
         raise RegistryCorrupt(f"model {name!r} version {version} in {folder}: {exc}") from exc
     return LoadedVersion(
         manifest=manifest,
-        predictor=Predictor(network, manifest.scaling, device, manifest.intervals.scale, manifest.covariates),
+        predictor=Predictor(
+            network, manifest.scaling, device, manifest.intervals.scale, manifest.covariates, manifest.season_length
+        ),
     )

@@ -42,13 +42,15 @@ def _run_frequencies(timestamps: pd.DatetimeIndex) -> list[str]:
             freq = pd.infer_freq(timestamps[start : start + _RUN])
             if freq is not None:
                 found[normalize_freq(freq)] = None
-    # The smallest step, as a fixed frequency: the grid of a short series with a gap.
-    found[
-        normalize_freq(pd.tseries.frequencies.to_offset(pd.Timedelta(int(np.diff(timestamps.asi8).min()))).freqstr)
-    ] = None
     if any(same_freq(freq, "D") for freq in found) and not (timestamps.dayofweek >= 5).any():
         found["B"] = None
     return list(found)
+
+
+def _smallest_step(timestamps: pd.DatetimeIndex) -> str:
+    """The smallest step between timestamps, as a fixed frequency: a short series' grid."""
+    step = pd.Timedelta(int(np.diff(timestamps.asi8).min()))
+    return normalize_freq(str(pd.tseries.frequencies.to_offset(step).freqstr))
 
 
 def _grid_size(timestamps: pd.DatetimeIndex, freq: str) -> int | None:
@@ -81,14 +83,17 @@ def infer_freq(series_id: str, timestamps: pd.DatetimeIndex) -> str:
     check_order(series_id, timestamps)  # inference needs sorted, unique timestamps to be meaningful
     freq = pd.infer_freq(timestamps)
     if freq is None:
+        runs = _run_frequencies(timestamps)
         sizes = {
             candidate: size
-            for candidate in _run_frequencies(timestamps)
+            for candidate in (runs or [_smallest_step(timestamps)])
             if (size := _grid_size(timestamps, candidate)) is not None
             and size * (1 - MAX_MISSING_FRACTION) <= len(timestamps)
         }
         if sizes:
             return min(sizes, key=lambda candidate: sizes[candidate])
+        if runs:  # the grid its regular stretches show: name the first timestamp off it
+            check_regular(series_id, timestamps, runs[0])
     if freq is None:
         # Name where the spacing breaks, which is what the user has to fix.
         steps = np.diff(timestamps.asi8)

@@ -99,7 +99,7 @@ def _padded(series: Series, padding: int, freq: str) -> Series:
 
     return replace(
         series,
-        timestamps=before.append(series.timestamps),
+        timestamps=pd.DatetimeIndex(before.append(series.timestamps)),
         values=np.concatenate([np.full(padding, np.nan), series.values]),
         past=missing(series.past),
         future=missing(series.future),

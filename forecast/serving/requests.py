@@ -8,7 +8,7 @@ Validation reuses `forecast.series`; scaling happens in the predictor through
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 
@@ -71,7 +71,7 @@ def _regular_stamps(first: pd.Timestamp, periods: int, freq: str) -> np.ndarray:
     return (first.value + step * np.arange(periods, dtype=np.int64)).view("datetime64[ns]")
 
 
-def _series_values(series_id: str, raw: list[float | None], stamps: Callable[[], np.ndarray]) -> np.ndarray:
+def _series_values(series_id: str, raw: Sequence[float | None], stamps: Callable[[], np.ndarray]) -> np.ndarray:
     """(T,) float64: the posted values, NaN where one is missing (null), each within the network's
     range. They stay float64 until they are scaled, so a level of 1e8 keeps its small steps."""
     values = np.asarray(raw, dtype=np.float64)  # null -> NaN
@@ -121,7 +121,7 @@ def _check_future(series_id: str, last_ns: int, freq: str, horizon: int) -> None
 def prepare_series(
     manifest: Manifest,
     series_id: str,
-    values: list[float | None],
+    values: Sequence[float | None],
     *,
     timestamps: list[str] | None,
     start: str | None,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from forecast.errors import InvalidInput, NotFound
+from forecast.errors import InvalidInput, NotFound, SeriesTooShort
 from forecast.model.config import NetworkConfig
 from forecast.model.devices import resolve_device
 from forecast.model.intervals import Calibration, calibrate, conformity_scores, empirical_coverage
@@ -33,11 +33,9 @@ from forecast.registry.manifest import (
 )
 from forecast.registry.store import PRODUCTION, Registry, check_name
 from forecast.registry.weights import load_predictor, weights_bytes
-from forecast.series.dataset import Columns, load_dataset
+from forecast.series.dataset import Columns, Dataset, load_dataset
 from forecast.series.features import FEATURE_NAMES, default_features
 from forecast.series.frequency import cadence
-from forecast.errors import SeriesTooShort
-from forecast.series.dataset import Dataset
 from forecast.series.windows import (
     Blocks,
     SeriesStore,
@@ -55,6 +53,8 @@ from forecast.training.evaluate import evaluate_block, evaluation_set, report_sa
 from forecast.training.loop import Objective, fit
 from forecast.training.promotion import (
     Comparison,
+    anchor_verdict,
+    gate_verdict,
     promotion_score,
     require_finite,
 )
@@ -192,7 +192,8 @@ def fit_network(job: PreparedJob, *, progress: bool, world: World = SOLO) -> Fit
         epochs.extend(record.model_copy(update={"member": member}) for record in result.epochs)
     network: Network = members[0] if len(members) == 1 else Ensemble(shape, job.layout, members)
     windows_seen = min(len(origins["train"]), job.config.windows_per_epoch) * len(epochs)
-    predictor = Predictor(network, scaling, job.device, covariates=job.covariates)
+    season = cadence(job.dataset.freq).season_length
+    predictor = Predictor(network, scaling, job.device, covariates=job.covariates, season_length=season)
     return Fitted(predictor, epochs, best_epochs[0], windows_seen)
 
 
@@ -216,6 +217,31 @@ def evaluate(job: PreparedJob, predictor: Predictor) -> Evaluation:
     )
     require_finite(job.name, {"validation": evaluation.validation.metrics, "test": evaluation.test.metrics})
     return evaluation
+
+
+def anchor_in_place(job: PreparedJob, fitted: Fitted) -> tuple[TrainingConfig, Fitted]:
+    """The seasonal naive as a version of this model: the same inputs (covariates and all, so the
+    requests that fit the network fit it), no recurrent encoder, and a linear skip at zero, which
+    forecasts its anchor exactly (forecast.model.network). The anchor repeats the last season when
+    the window holds one, else the anchor the job chose."""
+    shape = job.config.network
+    season = cadence(job.dataset.freq).season_length
+    anchor = NetworkConfig(
+        arch=shape.arch,
+        input_size=shape.input_size,
+        horizon=shape.horizon,
+        hidden_size=shape.hidden_size,
+        anchor_period=season if season <= shape.input_size else shape.anchor_period,
+        segment_length=1,
+        recurrent=False,
+        ensemble=1,
+        horizon_inputs=shape.horizon_inputs,
+        missing_mask=shape.missing_mask,
+    )
+    network = Forecaster(anchor, job.layout)
+    predictor = fitted.predictor
+    replaced = Predictor(network, predictor.scaling, job.device, covariates=job.covariates, season_length=season)
+    return job.config.model_copy(update={"network": anchor}), replace(fitted, predictor=replaced)
 
 
 def calibrate_intervals(evaluation: Evaluation) -> Calibration:
@@ -296,6 +322,12 @@ def run_training_rank(
     if not world.is_main:
         return None
     evaluation = evaluate(job, fitted.predictor)
+    gate = gate_verdict(evaluation.test.metrics, force=force)
+    if not gate.passed and not force:
+        # The user gets a forecast either way: the anchor, which the network was meant to improve on.
+        job.config, fitted = anchor_in_place(job, fitted)
+        evaluation = evaluate(job, fitted.predictor)
+        gate = anchor_verdict(evaluation.test.metrics, network_lost=gate.model)
     calibration = calibrate_intervals(evaluation)
     report = {
         "epochs": [record.model_dump() for record in fitted.epochs],
@@ -309,7 +341,7 @@ def run_training_rank(
     if world.distributed:
         timings["train_processes"] = world.size  # the windows per second are those of all of them
     files = {WEIGHTS_FILE: weights_bytes(fitted.predictor.network), REPORT_FILE: json.dumps(report).encode()}
-    draft = draft_manifest(job, fitted, evaluation, calibration, timings, force=force)
+    draft = draft_manifest(job, fitted, evaluation, calibration, timings, gate)
     manifest, promotion = publish_and_promote(registry, job, draft, files, promote=promote, comparison=comparison)
     path = registry.version_location(name, manifest.version)
     return TrainOutcome(name, manifest.version, path, manifest, promotion.promoted, promotion.note)

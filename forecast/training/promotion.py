@@ -46,6 +46,15 @@ def promotion_score(metrics: dict[str, float | None]) -> Score:
     return Score(FALLBACK_METRIC, float(metrics[FALLBACK_METRIC] or 0.0))
 
 
+def anchor_verdict(test_metrics: dict[str, dict[str, float | None]], network_lost: float) -> GateVerdict:
+    """The verdict of the anchor published in place of a network that lost: it is the baseline
+    (its score is the seasonal naive's), so it passes."""
+    model, baseline = promotion_score(test_metrics["model"]), promotion_score(test_metrics["seasonal_naive"])
+    return GateVerdict(
+        passed=True, metric=model.metric, model=model.value, seasonal_naive=baseline.value, network_lost=network_lost
+    )
+
+
 def gate_verdict(test_metrics: dict[str, dict[str, float | None]], *, force: bool) -> GateVerdict:
     """The baseline gate: does the model beat the seasonal naive on its own test block? Both are
     scored by the same metric (MASE is defined for both or for neither)."""
@@ -80,6 +89,14 @@ def move_production(
     test block never becomes production unless forced. Past that gate the first version becomes
     production; later ones only with --promote and only when they beat production on this job's
     test data."""
+    if gate.network_lost is not None:
+        lost = (
+            f"the network's test {gate.metric} {gate.network_lost:.4f} did not beat the seasonal naive "
+            f"({gate.seasonal_naive:.4f}): published its anchor, the seasonal naive"
+        )
+        as_baseline = gate.model_copy(update={"network_lost": None})
+        moved = move_production(registry, name, version, new_score, promote, comparison, as_baseline)
+        return Promotion(moved.promoted, f"{lost}; {moved.note}")
     if not gate.passed and not gate.forced:
         return Promotion(
             False,

@@ -11,16 +11,16 @@ import torch
 
 from forecast import __version__
 from forecast.model.intervals import Calibration
-from forecast.registry.manifest import DataFingerprint, Manifest, Provenance
+from forecast.registry.manifest import DataFingerprint, GateVerdict, Manifest, Provenance
 from forecast.registry.store import Registry
 from forecast.series.frequency import cadence
-from forecast.training.promotion import Comparison, Promotion, Score, gate_verdict, move_production
+from forecast.training.promotion import Comparison, Promotion, Score, move_production
 from forecast.training.records import Evaluation, Fitted, PreparedJob
 
 
 def draft_manifest(
     job: PreparedJob, fitted: Fitted, evaluation: Evaluation, calibration: Calibration, timings: dict[str, float],
-    *, force: bool,
+    gate: GateVerdict,
 ) -> Manifest:  # fmt: skip
     """The manifest of the version to publish; the registry fills in its number and checksums."""
     dataset = job.dataset
@@ -54,7 +54,7 @@ def draft_manifest(
             forecast=__version__, torch=torch.__version__, python=platform.python_version(), device=str(job.device)
         ),
         parent_version=job.parent_version,
-        gate=gate_verdict(evaluation.test.metrics, force=force),
+        gate=gate,
     )
 
 

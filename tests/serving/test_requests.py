@@ -94,7 +94,9 @@ def test_a_series_shorter_than_the_input_size_is_padded_and_said_so(manifest: Ma
     history = short.window.history
     assert len(history) == INPUT_SIZE and np.isnan(history[:-2]).all() and history[-2:].tolist() == _values(2)
     # the calendar of the padded steps is the grid's, before the series' first point
-    expected = calendar_features(pd.date_range(end="2024-01-01T01:00:00", periods=INPUT_SIZE, freq="h"), manifest.features)
+    expected = calendar_features(
+        pd.date_range(end="2024-01-01T01:00:00", periods=INPUT_SIZE, freq="h"), manifest.features
+    )
     np.testing.assert_allclose(short.window.features[:INPUT_SIZE], expected, rtol=1e-6)
     assert short.future[0] == pd.Timestamp("2024-01-01T02:00:00")
     assert _prepare(manifest, _values(INPUT_SIZE), start="2024-01-01T00:00:00").padded == 0

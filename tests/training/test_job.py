@@ -253,21 +253,35 @@ def test_a_constant_series_has_an_undefined_mase_stored_as_null(tmp_path: Path) 
     assert "model" in result.stdout  # the metrics table prints, with '-' for the undefined MASE
 
 
-def test_the_gate_keeps_a_version_that_does_not_beat_the_seasonal_naive_out_of_production(tmp_path: Path) -> None:
+def test_a_network_that_loses_to_its_anchor_still_leaves_a_production_version_serving_the_anchor(
+    tmp_path: Path,
+) -> None:
     # A perfect daily cycle: the seasonal naive is exact, so no network can beat it, not even the
-    # first version of a name.
-    data = write_csv(periodic_frame("periodic"), tmp_path / "periodic.csv")
+    # first version of a name. The user still gets a forecast: the seasonal naive, published as a
+    # version of the name and served through the same path.
+    frame = periodic_frame("periodic")
+    data = write_csv(frame, tmp_path / "periodic.csv")
     registry = tmp_path / "registry"
-    refused = train(data, registry, "cycle")
+    published = train(data, registry, "cycle")
     recorded = manifest(registry, "cycle", 1)
-    assert recorded["gate"]["passed"] is False and recorded["gate"]["metric"] == "mase"
-    assert "does not beat the seasonal naive" in refused.stdout and "--force" in refused.stdout
-    assert not (registry / "cycle" / "aliases.json").exists(), "a losing version became production"
+    gate = recorded["gate"]
+    assert gate["passed"] is True and gate["network_lost"] >= gate["seasonal_naive"] == gate["model"]
+    assert "did not beat the seasonal naive" in published.stdout and "published its anchor" in published.stdout
+    assert aliases(registry, "cycle") == {PRODUCTION: 1}
+    network = recorded["training"]["network"]
+    assert network["recurrent"] is False and network["anchor_period"] == 24
+    assert recorded["metrics"]["test"]["model"] == recorded["metrics"]["test"]["seasonal_naive"]
+    history = frame.iloc[-100:]
+    served = serve_once(registry, "cycle", [t.isoformat() for t in history["timestamp"]], list(history["value"]))
+    horizon = len(served)
+    np.testing.assert_allclose(served, history["value"].to_numpy()[-24:][:horizon], rtol=1e-6)
 
     forced = train(data, registry, "cycle", "--force")
-    assert manifest(registry, "cycle", 2)["gate"] == {**recorded["gate"], "forced": True}
-    assert aliases(registry, "cycle") == {PRODUCTION: 2}
-    assert "first version" in forced.stdout or "now production" in forced.stdout
+    forced_gate = manifest(registry, "cycle", 2)["gate"]
+    assert forced_gate["passed"] is False and forced_gate["forced"] is True and forced_gate["network_lost"] is None
+    assert manifest(registry, "cycle", 2)["training"]["network"]["recurrent"] is True  # the network itself
+    assert aliases(registry, "cycle") == {PRODUCTION: 1}, "production stays without --promote"
+    assert "pass --promote" in forced.stdout
 
 
 def test_an_ensemble_is_one_version_that_serves_the_numbers_of_its_evaluation(tmp_path: Path) -> None:

@@ -232,3 +232,14 @@ def trained_registry(tmp_path_factory: pytest.TempPathFactory) -> TrainedRegistr
     root = workdir / "registry"
     output = train(data, root, "demo")
     return TrainedRegistry(root=root, name="demo", data=data, output=output)
+
+
+def messy_frame(seed: int = 0) -> pd.DataFrame:
+    """seasonal_frame as users bring it: series 'a' with missing values (empty cells) in every
+    block, 'b' with missing timestamps, 'c' a new series of 40 points, 'd' a new one of 5."""
+    rng = np.random.default_rng(seed)
+    frame = seasonal_frame(("a", "b", "c", "d"), seed=seed)
+    rows = {sid: frame.index[frame["series_id"] == sid] for sid in ("a", "b", "c", "d")}
+    frame.loc[rng.choice(rows["a"][1:-1], 25, replace=False), "value"] = np.nan
+    frame = frame.drop(rng.choice(rows["b"][1:-1], 20, replace=False))
+    return frame.drop([*rows["c"][:-40], *rows["d"][:-5]]).reset_index(drop=True)

@@ -6,6 +6,7 @@ live in model.safetensors, everything else here), plus metrics, calibration and 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -204,8 +205,8 @@ class Manifest(BaseModel):
 
     @property
     def layout(self) -> InputLayout:
-        """What the network reads: the calendar columns and the covariates."""
-        return self.covariates.layout(feature_width(self.features))
+        """What the network reads: the calendar columns, the covariates and the mask of missing points."""
+        return replace(self.covariates.layout(feature_width(self.features)), mask=bool(self.network.missing_mask))
 
     @property
     def input_channels(self) -> int:

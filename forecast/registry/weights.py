@@ -73,7 +73,7 @@ def check_manifest_fits(manifest: Manifest, state: State) -> None:
     if trained is not None and trained != manifest.input_channels:
         raise RegistryCorrupt(
             f"the manifest's features {manifest.features} and covariates {manifest.covariates.names} make "
-            f"{manifest.input_channels} input channels (the value, 2 per feature, the covariates) but its weights "
+            f"{manifest.input_channels} input channels (the value, 2 per feature, the covariates, the mask) but its weights "
             f"read {trained}; the manifest does not describe these weights (restore it or retrain)"
         )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -36,7 +36,9 @@ class PreparedJob:
 
     @property
     def layout(self) -> InputLayout:
-        return self.covariates.layout(feature_width(self.features))
+        return replace(
+            self.covariates.layout(feature_width(self.features)), mask=bool(self.config.network.missing_mask)
+        )
 
 
 @dataclass(slots=True)

@@ -103,9 +103,15 @@ def _bad_input_cases(history_csv: Path) -> list[tuple[str, object, int, str]]:
     return [
         ("malformed json", b'{"model": "demo-lstm", "series": [', 422, "JSON"),
         ("wrong type", series(values=[*values[:5], "x", *values[6:]]), 422, "values[5] is 'x'"),
-        ("nan value", json.dumps(series(values=[*values[:-1], float("nan")])).encode(), 422, "NaN"),
+        # NaN and null are gaps; a series is refused only with too little signal left.
+        ("all values missing", series(values=[None] * len(values)), 422, "no observed value"),
+        (
+            "too little signal",
+            json.dumps(series(values=[v if i % 20 == 0 else float("nan") for i, v in enumerate(values)])).encode(),
+            422,
+            "too little signal",
+        ),
         ("infinite value", json.dumps(series(values=[float("inf"), *values[1:]])).encode(), 422, "infinite"),
-        ("too short", series(timestamps=stamps[:10], values=values[:10]), 422, "input size"),
         ("unsorted", series(timestamps=unsorted), 422, "unsorted"),
         ("duplicate timestamps", series(timestamps=duplicate), 422, "duplicate"),
         ("irregular", series(timestamps=irregular), 422, "irregular"),

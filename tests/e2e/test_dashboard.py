@@ -339,6 +339,33 @@ def test_a_pasted_csv_gives_charts_with_intervals_and_a_csv_equal_to_the_api(
     snapshot(panel, tmp_path / "forecast.png", copy_to="/tmp/dashboard-forecast.png")
 
 
+def test_a_csv_with_empty_cells_and_a_short_series_is_forecast_with_both_marked(
+    page: Page, dashboard_server: Server, history_csv: Path
+) -> None:
+    open_dashboard(page, dashboard_server.url)
+    panel = page.locator("#forecast")
+    frame = pd.read_csv(history_csv)
+    long_rows = frame[frame.series_id == "a"].iloc[:60]
+    short_rows = frame[frame.series_id == "b"].iloc[:10]
+    lines = ["series_id,timestamp,value"]
+    for index, row in enumerate(long_rows.itertuples()):
+        lines.append(f"a,{row.timestamp},{'' if index in (50, 51) else row.value}")  # a two-hour gap
+    lines += [f"b,{row.timestamp},{row.value}" for row in short_rows.itertuples()]
+    panel.get_by_label("Model", exact=True).select_option("demo-gru")
+    panel.get_by_label("CSV", exact=True).fill("\n".join(lines))
+    with page.expect_response("**/v1/forecast") as answer:
+        panel.get_by_role("button", name="Forecast", exact=True).click()
+    sent = answer.value.request.post_data_json
+    received = answer.value.json()
+    assert sent["series"][0]["values"][50:52] == [None, None]  # empty cells are gaps, posted as null
+    assert [(f["id"], f["padded"], f["missing"]) for f in received["forecasts"]] == [("a", 0, 2), ("b", 38, 0)]
+    captions = page.locator("#fc-charts figcaption")
+    expect(captions).to_have_count(2)
+    expect(captions.nth(0)).to_have_text("series a · 2 missing points filled")
+    expect(captions.nth(1)).to_have_text("series b · padded with 38 points (shorter than the model's input)")
+    expect(page.locator("#fc-served")).to_contain_text("1 series was shorter than the model's input and padded")
+
+
 def test_a_bad_csv_shows_the_apis_error_next_to_the_input(
     page: Page, dashboard_server: Server, history_csv: Path, tmp_path: Path
 ) -> None:
@@ -360,18 +387,24 @@ def test_a_bad_csv_shows_the_apis_error_next_to_the_input(
     panel.get_by_label("Model", exact=True).select_option("demo-gru")
     panel.get_by_label("Interval levels (%)").fill("80")
 
-    # Too short, uploaded as a file: the series takes the file's name.
-    short = tmp_path / "short.csv"
-    short.write_text(
-        "timestamp,value\n" + "".join(f"{t},{v}\n" for t, v in zip(rows.timestamp[:10], rows.value[:10], strict=True))
-    )
-    panel.get_by_label("Upload a CSV file").set_input_files(short)
+    # Too little signal, uploaded as a file: the series takes the file's name, and the empty
+    # cells go to the API as gaps (null), which words the bound.
+    sparse = tmp_path / "short.csv"
+    sparse_values = [f"{v}" if i % 20 == 0 else "" for i, v in enumerate(rows.value[:60])]
+    sparse.write_text("timestamp,value\n" + "".join(f"{t},{v}\n" for t, v in zip(rows.timestamp[:60], sparse_values, strict=True)))
+    panel.get_by_label("Upload a CSV file").set_input_files(sparse)
     expect(panel.get_by_label("CSV", exact=True)).to_have_value(re.compile(r"^timestamp,value\n"))
     panel.get_by_role("button", name="Forecast", exact=True).click()
     message = api_message(
-        [{"id": "short", "timestamps": rows.timestamp[:10].tolist(), "values": rows.value[:10].tolist()}]
+        [
+            {
+                "id": "short",
+                "timestamps": rows.timestamp[:60].tolist(),
+                "values": [float(v) if v else None for v in sparse_values],
+            }
+        ]
     )
-    assert "short" in message
+    assert "short" in message and "missing" in message
     expect(csv_error).to_have_text(message)
     expect(panel.get_by_label("CSV", exact=True)).to_have_attribute("aria-invalid", "true")
 

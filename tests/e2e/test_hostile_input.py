@@ -101,7 +101,9 @@ def _cases() -> list[Case]:
             "invalid json",
             names_series=False,
         ),
-        Case("NaN literal", orjson.dumps(_request()).replace(b"[10.0,", b"[NaN,"), 422, "nan"),
+        # NaN is a missing value (a gap, like null); infinity is never data.
+        Case("Infinity literal", orjson.dumps(_request()).replace(b"[10.0,", b"[Infinity,"), 422, "infinite"),
+        Case("-Infinity literal", orjson.dumps(_request()).replace(b"[10.0,", b"[-Infinity,"), 422, "infinite"),
         _json(
             "points over the request's cap",
             {"model": "demo-lstm", "series": [_series(id=f"s{i}", values=[1.0] * 1001) for i in range(1000)]},

@@ -17,9 +17,16 @@ function valueOf(text) {
   return text !== "" && Number.isFinite(Number(text)) ? Number(text) : text;
 }
 
+// A series value: as valueOf, but an empty cell, NaN, NA or null is a gap, posted as null.
+const MISSING = new Set(["", "nan", "na", "null"]);
+function seriesValueOf(text) {
+  return MISSING.has(text.toLowerCase()) ? null : valueOf(text);
+}
+
 // Rows of timestamp,value (and series_id); with a header, every other column is a covariate,
-// named as the header writes it. Rows after a series' last value whose value is empty carry
-// future-known covariates over the horizon.
+// named as the header writes it. An empty value is a gap (posted as null); with covariate
+// columns, the empty rows after a series' last value carry future-known covariates over the
+// horizon instead.
 export function parseCsv(text, singleId) {
   const lines = text.split(/\r?\n/).map((l, i) => ({ text: l.trim(), number: i + 1 })).filter((l) => l.text && !l.text.startsWith("#"));
   if (!lines.length) throw new Error("The CSV is empty: paste rows of timestamp,value, upload a file or load a sample.");
@@ -47,13 +54,17 @@ export function parseCsv(text, singleId) {
     const id = columns.id >= 0 ? fields[columns.id] : singleId;
     if (!series.has(id)) series.set(id, { id, timestamps: [], values: [], covariates: Object.fromEntries(extra.map(([name]) => [name, []])), futureTimestamps: [] });
     const entry = series.get(id);
-    const value = fields[columns.value];
-    if (value === "" && extra.length) {
-      entry.futureTimestamps.push(fields[columns.time]); // a row of the horizon: covariates only
+    const value = seriesValueOf(fields[columns.value]);
+    if (value === null && extra.length) {
+      entry.futureTimestamps.push(fields[columns.time]); // the horizon's row, unless a value follows
     } else {
-      if (entry.futureTimestamps.length) throw new Error(`line ${line.number}: series ${id} has a value after rows without one; only the rows after its last value may leave the value empty (they carry future-known covariates).`);
+      // Empty rows followed by a value were gaps, not the horizon.
+      for (const timestamp of entry.futureTimestamps.splice(0)) {
+        entry.timestamps.push(timestamp);
+        entry.values.push(null);
+      }
       entry.timestamps.push(fields[columns.time]);
-      entry.values.push(valueOf(value));
+      entry.values.push(value);
     }
     for (const [name, index] of extra) entry.covariates[name].push(valueOf(fields[index]));
   }

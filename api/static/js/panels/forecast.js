@@ -132,6 +132,7 @@ function renderForecast() {
   $("fc-served").replaceChildren(
     "Served by ", el("strong", { text: `${served.name} version ${served.version}` }), ` (${served.arch.toUpperCase()}), asked for ${asked}. `,
     `${response.forecasts.length} series, ${response.forecasts[0]?.mean.length ?? 0} steps.`,
+    paddingNote(response.forecasts),
   );
   result.dataset.servedVersion = String(served.version);
 
@@ -149,7 +150,7 @@ function renderForecast() {
   const fullHistory = $("fc-full-history").checked;
   for (const forecast of response.forecasts) {
     const chartBox = el("div", { class: "chart", role: "img" });
-    const figure = el("figure", { class: "chart-figure card", dataset: { seriesId: forecast.id } }, el("figcaption", { text: `series ${forecast.id}` }), chartBox);
+    const figure = el("figure", { class: "chart-figure card", dataset: { seriesId: forecast.id } }, el("figcaption", { text: seriesCaption(forecast) }), chartBox);
     grid.append(figure);
     const input = inputs.get(forecast.id);
     const keep = drawForecast(chartBox, input, forecast, fullHistory ? Infinity : Math.max(inputSize, 4 * forecast.mean.length));
@@ -159,6 +160,20 @@ function renderForecast() {
       drawFutureCovariate(covariateBox, input, forecast, name, column, keep);
     }
   }
+}
+
+// The series' id, and what the server filled in: left padding for a history shorter than the
+// model's input, and the gaps inside it.
+function seriesCaption(forecast) {
+  const filled = [];
+  if (forecast.padded) filled.push(`padded with ${forecast.padded} point${forecast.padded === 1 ? "" : "s"} (shorter than the model's input)`);
+  if (forecast.missing) filled.push(`${forecast.missing} missing point${forecast.missing === 1 ? "" : "s"} filled`);
+  return [`series ${forecast.id}`, ...filled].join(" · ");
+}
+
+function paddingNote(forecasts) {
+  const padded = forecasts.filter((f) => f.padded).length;
+  return padded ? ` ${padded} series ${padded === 1 ? "was" : "were"} shorter than the model's input and padded (marked below).` : "";
 }
 
 // A future-known covariate under its forecast: over the history shown and the horizon, on the

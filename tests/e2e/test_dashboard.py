@@ -391,7 +391,9 @@ def test_a_bad_csv_shows_the_apis_error_next_to_the_input(
     # cells go to the API as gaps (null), which words the bound.
     sparse = tmp_path / "short.csv"
     sparse_values = [f"{v}" if i % 20 == 0 else "" for i, v in enumerate(rows.value[:60])]
-    sparse.write_text("timestamp,value\n" + "".join(f"{t},{v}\n" for t, v in zip(rows.timestamp[:60], sparse_values, strict=True)))
+    sparse.write_text(
+        "timestamp,value\n" + "".join(f"{t},{v}\n" for t, v in zip(rows.timestamp[:60], sparse_values, strict=True))
+    )
     panel.get_by_label("Upload a CSV file").set_input_files(sparse)
     expect(panel.get_by_label("CSV", exact=True)).to_have_value(re.compile(r"^timestamp,value\n"))
     panel.get_by_role("button", name="Forecast", exact=True).click()

@@ -16,6 +16,20 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 NETWORK_MAX_VALUE = float(np.finfo(np.float32).max)
 
 Architecture = Literal["rnn", "lstm", "gru"]
+# How a gap between two observed points is filled (forecast.model.missing): the straight line
+# between them, or the value before it carried forward.
+GapFill = Literal["linear", "previous"]
+
+
+@dataclass(frozen=True, slots=True)
+class GapRule:
+    """A network's reading of gaps: how they are filled, and whether it reads the mask channel."""
+
+    mask: bool = False
+    fill: GapFill = "linear"
+
+
+NO_MASK = GapRule()  # a network written before gaps were accepted: complete windows, no mask
 ScalingMode = Literal["window", "global"]
 Combine = Literal["mean", "median"]
 # mse and mae on errors in the scaled space; mase on errors over each series' in-sample seasonal MAE.
@@ -58,6 +72,13 @@ class NetworkConfig(BaseModel):
     # as in versions written before gaps were accepted; the training job turns it on for data with
     # gaps or series shorter than the window.
     missing_mask: bool | None = None
+    # How a gap inside the window is filled before scaling (forecast.model.missing): "linear"
+    # (the default, bench/gaps.py) or "previous" (the last observed value carried forward).
+    gap_fill: GapFill = "linear"
+
+    @property
+    def gap_rule(self) -> GapRule:
+        return GapRule(mask=bool(self.missing_mask), fill=self.gap_fill)
 
     @model_validator(mode="after")
     def _fits_the_window(self) -> NetworkConfig:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from forecast.model.config import ScalingParams
+from forecast.model.config import NO_MASK, GapRule, ScalingParams
 from forecast.model.covariates import NO_COVARIATES, Covariates
 from forecast.model.missing import fill_gaps
 from forecast.model.scaling import from_scaled, to_scaled, window_stats
@@ -98,12 +98,13 @@ def _standardised(raw: torch.Tensor, loc_scale: tuple[np.ndarray, np.ndarray], d
 
 
 def encode(
-    raw: RawWindows, scaling: ScalingParams, covariates: Covariates = NO_COVARIATES, *, missing_mask: bool = False
+    raw: RawWindows, scaling: ScalingParams, covariates: Covariates = NO_COVARIATES, *, gaps: GapRule = NO_MASK
 ) -> Encoded:
     """Raw windows -> network inputs and the window's scale.
 
-    Missing values (NaN) are filled by `forecast.model.missing`'s one rule and left out of the
-    statistics; `missing_mask` adds the mask as the last input channel, for a network that reads it.
+    Missing values (NaN) are filled by `forecast.model.missing`'s one rule (`gaps.fill`) and left
+    out of the statistics; `gaps.mask` adds the mask as the last input channel, for a network that
+    reads it.
     The statistics and the scaling run in history's dtype and only the scaled values take the
     network's (the calendar's) dtype: served windows arrive as float64, so a level of 1e8 keeps
     steps that float32 (spacing 8 at 1e8) would round away. Covariates are standardised with
@@ -112,14 +113,14 @@ def encode(
     length = history.shape[1]
     observed: torch.Tensor | None = None
     if not bool(torch.isfinite(history).all()):  # gaps or padding; a complete batch skips the fill
-        filled = fill_gaps(history)
+        filled = fill_gaps(history, gaps.fill)
         history, observed = filled.values, filled.observed
     loc, spread = window_stats(history, scaling, observed)
     scaled = to_scaled(history, loc, spread).to(dtype)  # (B, L)
     window_spread = spread if scaling.mode == "window" else window_stats(history, _WINDOW, observed)[1]
     calendar = raw.calendar  # (B, L [+ H], F)
     mask: list[torch.Tensor] = []
-    if missing_mask:
+    if gaps.mask:
         mask = [scaled.new_ones(scaled.shape) if observed is None else observed.to(dtype)]
     if covariates.empty:
         inputs = torch.cat([scaled.unsqueeze(-1), calendar[:, :length], *(m.unsqueeze(-1) for m in mask)], dim=-1)

@@ -10,9 +10,9 @@ window one rule, in training, evaluation and serving alike:
   observed value, so that the anchor of a series shorter than its season is the naive forecast
   where the seasonal one has no value to repeat, and the scaled padding is zero.
 
-The linear fill is the choice measured in bench/gaps.py against carrying the last value forward
-(see the README's gaps section). The network also reads the mask itself (`missing_mask`), so a
-filled value never passes for an observed one.
+The linear fill is the default, measured in bench/gaps.py against carrying the last value
+forward inside gaps too (`gap_fill="previous"`, the README's gaps section). The network also reads
+the mask itself (`missing_mask`), so a filled value never passes for an observed one.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from forecast.model.config import GapFill
 
 
 @dataclass(slots=True)
@@ -33,7 +35,7 @@ def observed_points(history: torch.Tensor) -> torch.Tensor:
     return torch.isfinite(history)
 
 
-def fill_gaps(history: torch.Tensor) -> FilledWindows:
+def fill_gaps(history: torch.Tensor, fill: GapFill = "linear") -> FilledWindows:
     """(B, L) raw windows with NaN where a point is missing -> the filled windows and the mask.
     A window without any observed point stays NaN (its caller refuses or drops it)."""
     observed = observed_points(history)
@@ -48,10 +50,13 @@ def fill_gaps(history: torch.Tensor) -> FilledWindows:
     value_before = clean.gather(1, before.clamp(min=0))
     value_after = clean.gather(1, after.clamp(max=length - 1))
     span = (after - before).clamp(min=1).to(history.dtype)
-    linear = value_before + (value_after - value_before) * (positions - before).to(history.dtype) / span
+    if fill == "linear":
+        inside = value_before + (value_after - value_before) * (positions - before).to(history.dtype) / span
+    else:
+        inside = value_before
     last_index = before[:, -1:]  # (B, 1)
     last_value = clean.gather(1, last_index.clamp(min=0))  # (B, 1)
-    filled = torch.where(before < 0, last_value.expand_as(history), linear)  # leading: the last observed value
+    filled = torch.where(before < 0, last_value.expand_as(history), inside)  # leading: the last observed value
     filled = torch.where(after >= length, value_before, filled)  # trailing: carried forward
     filled = torch.where(observed, history, filled)
     filled = torch.where(last_index >= 0, filled, torch.full_like(filled, float("nan")))

@@ -71,9 +71,7 @@ class Predictor:
 
     def forecast_on_device(self, windows: RawWindows) -> DeviceForecast:
         """One forward pass on the predictor's device; the caller picks the grad mode."""
-        encoded = encode(
-            windows.to(self.device), self.scaling, self.covariates, missing_mask=bool(self.config.missing_mask)
-        )
+        encoded = encode(windows.to(self.device), self.scaling, self.covariates, gaps=self.config.gap_rule)
         spread = encoded.window_spread if self.interval_scale == "window" else encoded.spread
         forecast = self.network(encoded.inputs, encoded.known, encoded.static)  # (B, H)
         if encoded.observed is not None and self.season_length > 1:

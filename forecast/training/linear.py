@@ -156,7 +156,7 @@ def accumulate(
         for start in range(0, len(origins), _CHUNK):
             chunk = origins[start : start + _CHUNK]
             batch = gather_windows(store, chunk, network)
-            encoded = encode(batch.windows, scaling, covariates, missing_mask=bool(network.missing_mask))
+            encoded = encode(batch.windows, scaling, covariates, gaps=network.gap_rule)
             values = encoded.inputs[:, :, 0].double()  # (B, L)
             target = to_scaled(batch.target, encoded.loc, encoded.spread).double()  # (B, H)
             correction = target - values[:, linear.anchor_source]  # what the skip must add

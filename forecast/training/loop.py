@@ -85,7 +85,7 @@ def _batch_loss(
     """The loss of the windows at `origins`, through `model`: the forecaster, or DDP's wrapper of it
     (only a forward through the wrapper has the backward average the gradients over the ranks)."""
     batch = gather_windows(store, origins, config)
-    encoded = encode(batch.windows, objective.scaling, objective.covariates, missing_mask=bool(config.missing_mask))
+    encoded = encode(batch.windows, objective.scaling, objective.covariates, gaps=config.gap_rule)
     target = to_scaled(batch.target, encoded.loc, encoded.spread)  # (B, H); NaN where missing
     forecast = model(encoded.inputs, encoded.known, encoded.static)  # (B, H)
     return forecast_loss(forecast, target, objective.loss, objective.weights(store, origins, encoded.spread))

@@ -33,6 +33,7 @@ import torch
 from forecast.model.config import NetworkConfig, ScalingParams
 from forecast.model.covariates import Covariates
 from forecast.model.encoding import encode
+from forecast.model.missing import fill_gaps
 from forecast.model.scaling import to_scaled
 from forecast.model.skip import LinearPart, skip_design, step_design
 from forecast.series.windows import SeriesStore
@@ -42,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 _CHUNK = 4096
 _MAX_WINDOWS = 200_000  # the sums converge long before; the sample is a fixed one (seeded)
+# A window enters the skip's sums when at least this part of its target was observed.
+_MIN_OBSERVED_TARGET = 0.5
 # Penalties relative to the mean diagonal of each block of the Gram matrix, so the path is the
 # same whatever the data's size: from almost plain least squares to a skip shrunk close to zero.
 _RELATIVE_PENALTIES = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
@@ -131,6 +134,14 @@ def _blocks(linear: LinearPart, input_size: int) -> list[int]:
     return ends + ([ends[-1] + static] if static else [])
 
 
+def _filled_target(history: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, H) the target with its gaps filled linearly along the whole window (input and target)."""
+    if bool(torch.isfinite(target).all()):
+        return target
+    whole = torch.cat([history.to(target.dtype), target], dim=1)  # (B, L + H)
+    return fill_gaps(whole).values[:, history.shape[1] :]
+
+
 def accumulate(
     linear: LinearPart, store: SeriesStore, origins: np.ndarray, weights: WindowWeights, *, network: NetworkConfig,
     scaling: ScalingParams, covariates: Covariates, rng: np.random.Generator,
@@ -158,11 +169,14 @@ def accumulate(
             batch = gather_windows(store, chunk, network)
             encoded = encode(batch.windows, scaling, covariates, gaps=network.gap_rule)
             values = encoded.inputs[:, :, 0].double()  # (B, L)
-            target = to_scaled(batch.target, encoded.loc, encoded.spread).double()  # (B, H)
-            correction = target - values[:, linear.anchor_source]  # what the skip must add
-            # Windows with a missing target stay out of the sums (the epochs still learn from
-            # them, their loss skipping that target): every step's system then shares one block.
-            complete = torch.isfinite(correction).all(dim=1)  # (B,)
+            target = to_scaled(_filled_target(batch.windows.history, batch.target), encoded.loc, encoded.spread)
+            correction = target.double() - values[:, linear.anchor_source]  # (B, H) what the skip must add
+            # A target's gaps are filled along its window (every step's system then shares one
+            # block; requiring complete targets would leave almost no window of a long horizon
+            # with scattered gaps). Windows whose target is mostly missing stay out of the sums;
+            # the epochs still learn from every window, their loss skipping missing targets.
+            complete = torch.isfinite(batch.target).double().mean(dim=1) >= _MIN_OBSERVED_TARGET  # (B,)
+            complete &= torch.isfinite(correction).all(dim=1)
             if not bool(complete.all()):
                 chunk, correction = chunk[complete.cpu().numpy()], correction[complete]
                 encoded, values = encoded.select(complete), values[complete]

@@ -183,6 +183,9 @@ def _covariate_fields(manifest: Manifest) -> dict[str, Any]:
 
 
 def _request_fields(manifest: Manifest, settings: Settings) -> dict[str, Any]:
+    # A subset of what is accepted (a shorter series is padded, a value may be null, a timestamp
+    # left out): the series the version answers without filling, so generated requests that
+    # follow the variant reach the network rather than the missing-data bound.
     values = {
         "type": "array",
         "minItems": manifest.input_size,
@@ -197,7 +200,7 @@ def _request_fields(manifest: Manifest, settings: Settings) -> dict[str, Any]:
         "minItems": manifest.input_size,
         "maxItems": settings.max_points_per_series,
         "items": {"type": "string", "format": "date-time", "maxLength": MAX_TIMESTAMP_CHARS},
-        "description": "as many as the values, regular at the model's frequency",
+        "description": "as many as the values, on the model's frequency's grid (a missing one may be left out)",
     }
     common = {
         "id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},

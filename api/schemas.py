@@ -55,10 +55,10 @@ class SeriesIn(BaseModel):
     timestamps: list[Timestamp] | None = None
     start: Timestamp | None = None
     freq: str | None = Field(default=None, min_length=1, max_length=MAX_FREQ_CHARS)
-    past_covariates: dict[CovariateName, list[Number]] | None = Field(
+    past_covariates: dict[CovariateName, list[Number | None]] | None = Field(
         default=None, max_length=MAX_COVARIATES, description="known up to the last value: as long as values"
     )
-    future_covariates: dict[CovariateName, list[Number]] | None = Field(
+    future_covariates: dict[CovariateName, list[Number | None]] | None = Field(
         default=None,
         max_length=MAX_COVARIATES,
         description="known over the horizon too: len(values) + horizon, from the first posted point to the last step",

@@ -171,9 +171,10 @@ def category_text(value: object) -> str:
 
 
 def fit_scaled(name: str, training_values: np.ndarray) -> ScaledCovariate:
-    """The standardisation of one covariate from its training values only. A covariate constant
-    in training keeps scale 1 (it carries nothing the network could learn from)."""
+    """The standardisation of one covariate from its observed training values only. A covariate
+    constant in training keeps scale 1 (it carries nothing the network could learn from)."""
     values = np.asarray(training_values, dtype=np.float64)
+    values = values[np.isfinite(values)]  # a missing value is a gap, out of the statistics
     loc = float(values.mean()) if values.size else 0.0
     spread = float(values.std()) if values.size else 0.0
     return ScaledCovariate(name=name, loc=loc, scale=spread if spread > 1e-12 else 1.0)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from forecast.model.config import NO_MASK, GapRule, ScalingParams
+from forecast.model.config import NO_MASK, GapFill, GapRule, ScalingParams
 from forecast.model.covariates import NO_COVARIATES, Covariates
 from forecast.model.missing import fill_gaps
 from forecast.model.scaling import from_scaled, to_scaled, window_stats
@@ -93,8 +93,23 @@ def _standardised(raw: torch.Tensor, loc_scale: tuple[np.ndarray, np.ndarray], d
     if raw.shape[-1] == 0:
         return raw.to(dtype)
     loc, scale = (torch.as_tensor(array, dtype=raw.dtype, device=raw.device) for array in loc_scale)
-    # A covariate is missing only in a padded series' padding: there it reads as its training mean.
+    # Where nothing was observed (a padded series' padding, a window inside a long gap) a
+    # covariate reads as its training mean.
     return torch.nan_to_num((raw - loc) / scale, nan=0.0).to(dtype)
+
+
+def _filled_columns(raw: torch.Tensor, fill: GapFill) -> torch.Tensor:
+    """(B, T, K) raw covariates with each column's gaps filled along the window by the target's
+    rule (forecast/model/missing.py), except before its first observed value (a padded series'
+    padding): that stays NaN and reads as the training mean."""
+    if raw.numel() == 0 or bool(torch.isfinite(raw).all()):
+        return raw
+    batch, steps, width = raw.shape
+    rows = raw.transpose(1, 2).reshape(batch * width, steps)
+    filled = fill_gaps(rows, fill)
+    not_yet = filled.observed.int().cummax(dim=1).values == 0  # (B * K, T) before the first observed
+    values = torch.where(not_yet, torch.full_like(rows, float("nan")), filled.values)
+    return values.reshape(batch, width, steps).transpose(1, 2)
 
 
 def encode(
@@ -127,8 +142,8 @@ def encode(
         known = calendar[:, length:]  # (B, H or 0, F)
         return Encoded(inputs, known, raw.static.to(dtype), loc, spread, window_spread, observed)
     standard = covariates.scaling()
-    past = _standardised(raw.past, standard.past, dtype)  # (B, L, P)
-    future = _standardised(raw.future, standard.future, dtype)  # (B, L [+ H], K)
+    past = _standardised(_filled_columns(raw.past, gaps.fill), standard.past, dtype)  # (B, L, P)
+    future = _standardised(_filled_columns(raw.future, gaps.fill), standard.future, dtype)  # (B, L [+ H], K)
     static = _standardised(raw.static, standard.static, dtype)  # (B, S)
     known_all = torch.cat([calendar, future], dim=-1)  # (B, L [+ H], F + K)
     # (B, L, 1 + P + F + K [+ 1])

@@ -94,8 +94,8 @@ def row_label(rows: pd.DataFrame, position: int) -> str:
 
 
 def numeric_covariate(series_id: str, rows: pd.DataFrame, name: str, kind: str) -> np.ndarray:
-    """(T,) finite float64 of one past or future-known covariate, or one line naming the series,
-    the column and the first bad row."""
+    """(T,) float64 of one past or future-known covariate, NaN where a value is missing, or one
+    line naming the series, the column and the first bad row."""
     raw = rows[name]
     numbers = pd.to_numeric(raw, errors="coerce")
     values = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -107,13 +107,24 @@ def numeric_covariate(series_id: str, rows: pd.DataFrame, name: str, kind: str) 
             f"({row_label(rows, position)}), which is not a number",
             series_id=series_id,
         )
-    bad = ~np.isfinite(values)
-    if bad.any():
-        position = int(np.flatnonzero(bad)[0])
-        needed = " (a future-known covariate must be known at every point, the test block included)"
+    infinite = np.isinf(values)
+    if infinite.any():
+        position = int(np.flatnonzero(infinite)[0])
         raise NonFiniteValues(
-            f"{kind} covariate {name!r} is missing, NaN or infinite at {rows['timestamp'].iloc[position]} "
-            f"({row_label(rows, position)}; {int(bad.sum())} such row(s)){needed if kind == 'future-known' else ''}; "
+            f"{kind} covariate {name!r} is infinite at {rows['timestamp'].iloc[position]} "
+            f"({row_label(rows, position)}; {int(infinite.sum())} such row(s)); a missing value is empty or NaN",
+            series_id=series_id,
+        )
+    observed = np.flatnonzero(np.isfinite(values))
+    # A missing value is a gap (filled like the target's, forecast/model/missing.py), but a
+    # future-known covariate must be known to the end: the test block's horizon reads it.
+    last_needed = len(values) - 1 if kind == "future-known" else (observed[0] if len(observed) else 0)
+    if len(observed) == 0 or observed[-1] < last_needed:
+        position = int(observed[-1]) + 1 if len(observed) else 0
+        needed = " (a future-known covariate must be known to the series' end, the test block included)"
+        raise NonFiniteValues(
+            f"{kind} covariate {name!r} is missing from {rows['timestamp'].iloc[position]} "
+            f"({row_label(rows, position)}) on{needed if kind == 'future-known' else ''}; "
             "fill it there, or drop the covariate",
             series_id=series_id,
         )

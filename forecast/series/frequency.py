@@ -7,6 +7,7 @@ MASE's period and the default calendar features all read it, so they cannot disa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import time
 from functools import lru_cache
 
 import pandas as pd
@@ -92,4 +93,19 @@ def cadence(freq: str) -> Cadence:
     step_ns = fixed_step_ns(freq)
     if step_ns is not None:
         return _fixed_cadence(pd.Timedelta(step_ns, unit="ns"))
-    return _calendar_cadence(to_offset(freq).name.upper())
+    offset = to_offset(freq)
+    if isinstance(offset, pd.offsets.BusinessHour | pd.offsets.CustomBusinessHour):
+        return _business_hours_cadence(offset)
+    return _calendar_cadence(offset.name.upper())
+
+
+def _business_hours_cadence(offset: pd.offsets.BusinessHour | pd.offsets.CustomBusinessHour) -> Cadence:
+    """Business hours ('bh': 9:00 to 17:00 on weekdays): a day of opening hours, and a week of them."""
+    # pandas-stubs do not declare the opening times; they are tuples of datetime.time.
+    opening: tuple[tuple[time, ...], tuple[time, ...]] = (offset.start, offset.end)  # type: ignore[union-attr]
+    minutes = 0
+    for start, end in zip(*opening, strict=True):
+        open_minutes = (end.hour * 60 + end.minute - start.hour * 60 - start.minute) % (24 * 60)
+        minutes += open_minutes or 24 * 60
+    per_day = max(1, minutes // (60 * int(offset.n)))
+    return Cadence(per_day, ("hour_of_day", "day_of_week"), (per_day, 5 * per_day))

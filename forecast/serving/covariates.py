@@ -30,8 +30,8 @@ for _empty in (_NO_SERIES, _NO_STATIC):
 class PostedCovariates:
     """One series' covariates as posted (None: that kind was not posted)."""
 
-    past: Mapping[str, Sequence[float]] | None = None
-    future: Mapping[str, Sequence[float]] | None = None
+    past: Mapping[str, Sequence[float | None]] | None = None
+    future: Mapping[str, Sequence[float | None]] | None = None
     static: Mapping[str, str | float] | None = None
 
 
@@ -82,7 +82,7 @@ def _check_names(manifest: Manifest, series_id: str, posted: PostedCovariates) -
             )
 
 
-def _numbers(series_id: str, kind: str, name: str, raw: Sequence[float]) -> np.ndarray:
+def _numbers(series_id: str, kind: str, name: str, raw: Sequence[float | None]) -> np.ndarray:
     try:
         values = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
@@ -91,12 +91,12 @@ def _numbers(series_id: str, kind: str, name: str, raw: Sequence[float]) -> np.n
         raise InvalidRequest(
             f"{_KIND_TEXT[kind]} covariate {excerpt(name)} must be a list of numbers", series_id=series_id
         )
-    bad = ~np.isfinite(values)
+    bad = np.isinf(values)  # a missing value (null, NaN) is a gap, filled like the target's
     if bad.any():
         position = int(np.flatnonzero(bad)[0])
         raise NonFiniteValues(
-            f"{_KIND_TEXT[kind]} covariate {excerpt(name)} is missing, NaN or infinite at position {position} "
-            f"({int(bad.sum())} such value(s)); send finite numbers",
+            f"{_KIND_TEXT[kind]} covariate {excerpt(name)} is infinite at position {position} "
+            f"({int(bad.sum())} such value(s)); send finite numbers, or null where one is missing",
             series_id=series_id,
         )
     large = np.abs(values) > NETWORK_MAX_VALUE
@@ -111,7 +111,7 @@ def _numbers(series_id: str, kind: str, name: str, raw: Sequence[float]) -> np.n
 
 
 def _past(
-    manifest: Manifest, series_id: str, posted: Mapping[str, Sequence[float]], placement: Placement
+    manifest: Manifest, series_id: str, posted: Mapping[str, Sequence[float | None]], placement: Placement
 ) -> np.ndarray:
     size, count = manifest.input_size, placement.count
     columns = []
@@ -128,7 +128,7 @@ def _past(
 
 
 def _future(
-    manifest: Manifest, series_id: str, posted: Mapping[str, Sequence[float]], placement: Placement, horizon: int
+    manifest: Manifest, series_id: str, posted: Mapping[str, Sequence[float | None]], placement: Placement, horizon: int
 ) -> np.ndarray:
     """(L + K, Q): the window's steps, then the K steps the network reads after it (the model's
     horizon when it reads them). Steps past the requested horizon, which no served step depends
@@ -152,6 +152,14 @@ def _future(
                 series_id=series_id,
             )
         numbers = _numbers(series_id, "future", covariate.name, raw)
+        unknown = np.flatnonzero(np.isnan(numbers[count:needed]))
+        if len(unknown):
+            raise NonFiniteValues(
+                f"future-known covariate {excerpt(covariate.name)} is missing at forecast step {int(unknown[0]) + 1} "
+                f"(position {count + int(unknown[0])}; {len(unknown)} of the {horizon} steps): it must be known over "
+                "the horizon",
+                series_id=series_id,
+            )
         ahead = np.full(known, covariate.loc)
         ahead[: len(numbers) - count] = numbers[count : count + known]
         columns.append(np.concatenate([placement.window(numbers[:count]), ahead]))

@@ -124,17 +124,22 @@ def test_each_bad_covariate_is_a_422_naming_the_series_and_the_covariate(
     assert covariate in body["message"] and words in body["message"], body
 
 
-def test_a_non_finite_covariate_is_a_422_naming_its_position(
+def test_a_covariate_gap_is_served_and_a_missing_horizon_step_is_a_422_naming_it(
     server: Server, covariate_registry: Path, covariate_csv: Path
 ) -> None:
     sample = samples(covariate_registry)[0]
     posted = posted_at(covariate_csv, sample["series_id"], sample["origin"])
-    posted["past_covariates"]["load"][5] = float("nan")
-    body = json.dumps({"model": "demo-driven", "series": [posted]}, allow_nan=True)  # NaN, as a client may send it
+    posted["past_covariates"]["load"][-5] = float("nan")  # NaN, as a client may send it: a gap
+    body = json.dumps({"model": "demo-driven", "series": [posted]}, allow_nan=True)
     with server.client() as client:
         response = client.post("/v1/forecast", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 200, response.text
+        assert np.isfinite(response.json()["forecasts"][0]["mean"]).all()
+        count = len(posted["values"])
+        posted["future_covariates"]["temperature"][count + 1] = None  # the horizon's second step
+        response = client.post("/v1/forecast", json={"model": "demo-driven", "series": [posted]})
     assert response.status_code == 422, response.text
-    assert "'load' is missing, NaN or infinite at position 5" in response.json()["message"]
+    assert "'temperature' is missing at forecast step 2" in response.json()["message"]
 
 
 def test_the_model_lists_its_covariates_and_the_openapi_requires_them(server: Server) -> None:

@@ -69,14 +69,28 @@ def test_a_covariate_missing_from_the_file_is_named(tmp_path: Path) -> None:
     assert "['temperature']" in _one_line(error)
 
 
-def test_nan_inside_a_covariate_names_the_series_column_and_row(tmp_path: Path) -> None:
+def test_infinity_inside_a_covariate_names_the_series_column_and_row(tmp_path: Path) -> None:
     frame = covariate_frame(n_points=50)
-    frame.loc[57, "load"] = np.nan  # series b's 8th row; the file's 58th data row
+    frame.loc[57, "load"] = np.inf  # series b's 8th row; the file's 58th data row
     with pytest.raises(NonFiniteValues) as error:
         load_dataset(_csv(tmp_path, frame), covariates=KINDS)
     message = _one_line(error)
     assert error.value.series_id == "b"
-    assert "'load'" in message and "row 58" in message and "2024-01-01 07:00:00" in message
+    assert "'load' is infinite" in message and "row 58" in message and "2024-01-01 07:00:00" in message
+
+
+def test_a_covariate_gap_is_kept_as_missing(tmp_path: Path) -> None:
+    """Empty covariate cells inside the series are gaps, as the target's are: they load as NaN
+    (filled and read by the model, forecast/model/encoding.py), not as an error."""
+    frame = covariate_frame(n_points=50)
+    frame.loc[[57, 60], "load"] = np.nan
+    frame.loc[20, "temperature"] = np.nan
+    dataset = load_dataset(_csv(tmp_path, frame), covariates=KINDS)
+    b = next(series for series in dataset.series if series.series_id == "b")
+    load = b.past_values[:, 0]
+    assert np.isnan(load[[7, 10]]).all() and np.isfinite(np.delete(load, [7, 10])).all()
+    a = next(series for series in dataset.series if series.series_id == "a")
+    assert np.isnan(a.future_values[20, 0])
 
 
 def test_a_future_covariate_that_stops_before_the_test_block_says_it_must_cover_it(tmp_path: Path) -> None:

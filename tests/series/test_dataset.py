@@ -18,6 +18,7 @@ from forecast.errors import (
     NonNumericValues,
 )
 from forecast.series.dataset import Columns, Dataset, load_dataset
+from forecast.series.frequency import Cadence, cadence
 
 
 def _long_frame() -> pd.DataFrame:
@@ -247,6 +248,12 @@ def test_calendars_users_bring_are_read_on_their_own_grid(tmp_path: Path) -> Non
     assert dataset.freq == "B" and np.isnan(dataset.series[0].values).sum() == 2
     intraday = [("desk", str(t), "1") for t in minutes]
     assert load_dataset(_write_long_csv(tmp_path, intraday)).freq == "5min"
+    # business hours (9:00 to 17:00 on weekdays) with a closed day: pandas' 'bh', the day a gap,
+    # with the day of opening hours as its season and the hour and weekday as its calendar
+    hours = pd.date_range("2024-01-01 09:00", periods=8 * 20, freq="bh").delete(range(40, 48))
+    office = load_dataset(_write_long_csv(tmp_path, [("office", str(t), "1") for t in hours]))
+    assert office.freq == "bh" and np.isnan(office.series[0].values).sum() == 8
+    assert cadence("bh") == Cadence(8, ("hour_of_day", "day_of_week"), (8, 40))
     # weekly series anchored on different weekdays share one 7-day step, each on its own weekday
     mondays = pd.date_range("2024-01-01", periods=10, freq="W-MON")
     fridays = pd.date_range("2024-01-05", periods=10, freq="W-FRI")

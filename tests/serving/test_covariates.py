@@ -89,7 +89,14 @@ def test_a_shorter_horizon_needs_future_covariates_over_its_steps_only(covariate
             "has 11 values but needs 14 (the 10 posted points and the 4 forecast steps): 3 step(s) missing",
         ),
         ({"future": {"temperature": [1.0] * (COUNT + HORIZON + 1)}}, "more than the 14 the model can read"),
-        ({"past": {"load": [1.0, float("nan")] + [1.0] * (COUNT - 2)}}, "past covariate 'load' is missing, NaN"),
+        (
+            {"past": {"load": [1.0, float("inf")] + [1.0] * (COUNT - 2)}},
+            "past covariate 'load' is infinite at position 1",
+        ),
+        (
+            {"future": {"temperature": [20.0] * (COUNT + 1) + [None] + [20.0] * (HORIZON - 2)}},
+            "future-known covariate 'temperature' is missing at forecast step 2 (position 11; 1 of the 4 steps)",
+        ),
         ({"future": {"temperature": [1e39] * (COUNT + HORIZON)}}, "beyond what the network's float32 can hold"),
         ({"static": {"region": "south", "size": "big"}}, "static covariate 'size' is numeric; 'big'"),
     ],
@@ -98,6 +105,23 @@ def test_each_bad_covariate_is_refused_naming_series_and_covariate(
     covariate_manifest: Manifest, changes: dict[str, object], expected: str
 ) -> None:
     assert expected in _refused(covariate_manifest, _posted(**changes))
+
+
+def test_a_covariate_gap_in_the_window_is_posted_as_null_and_placed_as_missing(covariate_manifest: Manifest) -> None:
+    """The model fills it like the target's gaps (forecast/model/encoding.py); only the horizon
+    of a future-known covariate must be known."""
+    past = [float(i) for i in range(COUNT)]
+    past[-2] = None  # type: ignore[call-overload]
+    future = [float(20 + i) for i in range(COUNT + HORIZON)]
+    future[-HORIZON - 3] = None  # type: ignore[call-overload]
+    prepared = _prepare(
+        covariate_manifest,
+        _values(COUNT),
+        start="2024-01-01T00:00:00",
+        covariates=_posted(past={"load": past}, future={"temperature": future}),
+    )
+    assert np.isnan(prepared.window.past[-2, 0]) and np.isnan(prepared.window.future[INPUT_SIZE - 3, 0])
+    assert np.isfinite(prepared.window.future[INPUT_SIZE:, 0]).all()
 
 
 def test_a_version_without_covariates_refuses_any(manifest: Manifest) -> None:

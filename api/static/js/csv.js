@@ -17,7 +17,8 @@ function valueOf(text) {
   return text !== "" && Number.isFinite(Number(text)) ? Number(text) : text;
 }
 
-// A series value: as valueOf, but an empty cell, NaN, NA or null is a gap, posted as null.
+// A value of the series or of a covariate: as valueOf, but an empty cell, NaN, NA or null is a
+// gap, posted as null.
 const MISSING = new Set(["", "nan", "na", "null"]);
 function seriesValueOf(text) {
   return MISSING.has(text.toLowerCase()) ? null : valueOf(text);
@@ -66,7 +67,7 @@ export function parseCsv(text, singleId) {
       entry.timestamps.push(fields[columns.time]);
       entry.values.push(value);
     }
-    for (const [name, index] of extra) entry.covariates[name].push(valueOf(fields[index]));
+    for (const [name, index] of extra) entry.covariates[name].push(seriesValueOf(fields[index]));
   }
   if (!series.size) throw new Error("The CSV has a header but no rows.");
   return { series: [...series.values()], covariateColumns: extra.map(([name]) => name) };

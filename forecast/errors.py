@@ -62,6 +62,10 @@ class BadTimestamps(InvalidInput):
     """Unparseable, duplicate, unsorted or irregular timestamps."""
 
 
+class TooLittleSignal(BadTimestamps):
+    """A series whose grid misses too many points (or every value) to forecast from."""
+
+
 class FrequencyError(InvalidInput):
     """A frequency that cannot be inferred, or one that differs from the model's."""
 

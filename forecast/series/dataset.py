@@ -20,6 +20,7 @@ from forecast.errors import (
     MissingColumns,
     MissingCovariates,
     SeriesTooShort,
+    TooLittleSignal,
 )
 from forecast.series.covariates import ROW_COLUMN, CovariateColumns, read_static_table, series_covariates
 from forecast.series.frequency import normalize_freq
@@ -70,6 +71,8 @@ class Dataset:
     source: str
     covariates: CovariateColumns = field(default_factory=CovariateColumns)
     unused_columns: list[str] = field(default_factory=list)  # columns of the file nothing read
+    # series of the file left out, each with why (too little signal): the rest still train
+    left_out: list[TooLittleSignal] = field(default_factory=list)
 
     @property
     def n_points(self) -> int:
@@ -265,7 +268,8 @@ def validate_frame(
     static_table: pd.DataFrame | None = None,
 ) -> Dataset:
     """Split a long frame into validated series sharing one frequency, with their covariates.
-    Missing values and timestamps are gaps (NaN); a series with too little signal is refused."""
+    Missing values and timestamps are gaps (NaN); a series with too little signal is left out
+    (`Dataset.left_out`), and the file refused only when no series is left."""
     if long.empty:
         raise InvalidInput(f"{source}: the data has no rows")
     covariates = covariates or CovariateColumns()
@@ -276,8 +280,13 @@ def validate_frame(
         parsed.append(one)
     file_freq = _file_freq(parsed, freq)
     series: list[Series] = []
+    left_out: list[TooLittleSignal] = []
     for one in parsed:
-        checked, positions = _on_grid(one, file_freq)
+        try:
+            checked, positions = _on_grid(one, file_freq)
+        except TooLittleSignal as error:
+            left_out.append(error)  # nothing to forecast from; the other series still train
+            continue
         if not covariates.empty:  # rows are in time order: grid_positions refuses any other
             found = series_covariates(one.series_id, one.rows, covariates, static_table)
             checked.past, checked.future, checked.static = found.past, found.future, found.static
@@ -285,7 +294,9 @@ def validate_frame(
                 checked.past = _placed(found.past, positions, len(checked))
                 checked.future = _placed(found.future, positions, len(checked))
         series.append(checked)
-    return Dataset(series=series, freq=file_freq, source=source, covariates=covariates)
+    if not series:
+        raise left_out[0]
+    return Dataset(series=series, freq=file_freq, source=source, covariates=covariates, left_out=left_out)
 
 
 def load_dataset(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forecast.errors import BadTimestamps, FrequencyError
+from forecast.errors import BadTimestamps, FrequencyError, TooLittleSignal
 from forecast.series.frequency import fixed_step_ns, normalize_freq, same_freq
 
 
@@ -135,7 +135,7 @@ def grid_positions(series_id: str, timestamps: pd.DatetimeIndex, freq: str) -> n
 
 def _check_missing(series_id: str, missing: int, size: int, freq: str) -> None:
     if missing > MAX_MISSING_FRACTION * size:
-        raise BadTimestamps(
+        raise TooLittleSignal(
             f"too little signal: {missing} of the {size} points on its {freq!r} grid are missing "
             f"({100 * missing / size:.0f}%; at most {100 * MAX_MISSING_FRACTION:.0f}% may be); "
             "check the frequency, or drop the series",
@@ -148,7 +148,7 @@ def check_signal(series_id: str, values: np.ndarray, freq: str) -> None:
     observed value and the last."""
     observed = np.flatnonzero(np.isfinite(values))
     if len(observed) == 0:
-        raise BadTimestamps("has no observed value (every value is missing)", series_id=series_id)
+        raise TooLittleSignal("has no observed value (every value is missing)", series_id=series_id)
     span = int(observed[-1] - observed[0]) + 1
     _check_missing(series_id, span - len(observed), span, freq)
 

@@ -152,12 +152,10 @@ def _future(
                 series_id=series_id,
             )
         numbers = _numbers(series_id, "future", covariate.name, raw)
-        unknown = np.flatnonzero(np.isnan(numbers[count:needed]))
-        if len(unknown):
+        if np.isnan(numbers[needed - 1]):  # as in training: known to the end, a gap before it is filled
             raise NonFiniteValues(
-                f"future-known covariate {excerpt(covariate.name)} is missing at forecast step {int(unknown[0]) + 1} "
-                f"(position {count + int(unknown[0])}; {len(unknown)} of the {horizon} steps): it must be known over "
-                "the horizon",
+                f"future-known covariate {excerpt(covariate.name)} is missing at the last forecast step ({horizon}, "
+                f"position {needed - 1}): it must be known to the horizon's end (a gap before it is filled)",
                 series_id=series_id,
             )
         ahead = np.full(known, covariate.loc)

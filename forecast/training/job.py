@@ -98,6 +98,10 @@ def prepare(
             "columns not used: %s (name covariates with --past-covariates, --future-covariates or --static-covariates)",
             ", ".join(dataset.unused_columns[:20]) + (", ..." if len(dataset.unused_columns) > 20 else ""),
         )
+    if dataset.left_out:
+        first = dataset.left_out[0]
+        left_out, kept = len(dataset.left_out), len(dataset.series)
+        logger.warning("%d series left out (too little signal), the first %s; %d series train", left_out, first, kept)
     features = config.features if config.features is not None else default_features(dataset.freq)
     _check_features(features)
     sizes = {

@@ -135,11 +135,11 @@ def test_a_covariate_gap_is_served_and_a_missing_horizon_step_is_a_422_naming_it
         response = client.post("/v1/forecast", content=body, headers={"content-type": "application/json"})
         assert response.status_code == 200, response.text
         assert np.isfinite(response.json()["forecasts"][0]["mean"]).all()
-        count = len(posted["values"])
-        posted["future_covariates"]["temperature"][count + 1] = None  # the horizon's second step
+        posted["past_covariates"]["load"][-5] = None  # the same gap, as null
+        posted["future_covariates"]["temperature"][-1] = None  # the horizon's last step
         response = client.post("/v1/forecast", json={"model": "demo-driven", "series": [posted]})
     assert response.status_code == 422, response.text
-    assert "'temperature' is missing at forecast step 2" in response.json()["message"]
+    assert "'temperature' is missing at the last forecast step" in response.json()["message"]
 
 
 def test_the_model_lists_its_covariates_and_the_openapi_requires_them(server: Server) -> None:

@@ -183,6 +183,19 @@ def test_a_series_with_too_little_signal_is_refused_with_the_fraction_missing(tm
         load_dataset(_write_long_csv(tmp_path, _hourly_rows("empty", ["", "", ""])), freq="h")
 
 
+def test_a_series_with_too_little_signal_is_left_out_and_the_others_kept(tmp_path: Path) -> None:
+    """A file is refused only when nothing in it can be forecast: the unusable series are left
+    out, each with its reason, for the job to report."""
+    rows = _hourly_rows("sparse", ["1", *[""] * 19, "2"]) + _hourly_rows("empty", ["", "", ""])
+    rows += _hourly_rows("fine", ["1", "2", "", "4"])
+    dataset = load_dataset(_write_long_csv(tmp_path, rows), freq="h")
+    assert [s.series_id for s in dataset.series] == ["fine"]
+    assert [(error.series_id, "too little signal" in str(error)) for error in dataset.left_out] == [
+        ("sparse", True),
+        ("empty", False),
+    ]
+
+
 def test_duplicate_timestamps_are_named(tmp_path: Path) -> None:
     rows = [
         ("dup", t, v)

@@ -94,8 +94,8 @@ def test_a_shorter_horizon_needs_future_covariates_over_its_steps_only(covariate
             "past covariate 'load' is infinite at position 1",
         ),
         (
-            {"future": {"temperature": [20.0] * (COUNT + 1) + [None] + [20.0] * (HORIZON - 2)}},
-            "future-known covariate 'temperature' is missing at forecast step 2 (position 11; 1 of the 4 steps)",
+            {"future": {"temperature": [20.0] * (COUNT + HORIZON - 1) + [None]}},
+            "future-known covariate 'temperature' is missing at the last forecast step (4, position 13)",
         ),
         ({"future": {"temperature": [1e39] * (COUNT + HORIZON)}}, "beyond what the network's float32 can hold"),
         ({"static": {"region": "south", "size": "big"}}, "static covariate 'size' is numeric; 'big'"),
@@ -108,12 +108,12 @@ def test_each_bad_covariate_is_refused_naming_series_and_covariate(
 
 
 def test_a_covariate_gap_in_the_window_is_posted_as_null_and_placed_as_missing(covariate_manifest: Manifest) -> None:
-    """The model fills it like the target's gaps (forecast/model/encoding.py); only the horizon
-    of a future-known covariate must be known."""
+    """The model fills it like the target's gaps (forecast/model/encoding.py); a future-known
+    covariate must be known at the horizon's last step, as in training at the series' end."""
     past = [float(i) for i in range(COUNT)]
     past[-2] = None  # type: ignore[call-overload]
     future = [float(20 + i) for i in range(COUNT + HORIZON)]
-    future[-HORIZON - 3] = None  # type: ignore[call-overload]
+    future[-HORIZON - 3] = future[-2] = None  # type: ignore[call-overload]  # in the window, in the horizon
     prepared = _prepare(
         covariate_manifest,
         _values(COUNT),
@@ -121,7 +121,7 @@ def test_a_covariate_gap_in_the_window_is_posted_as_null_and_placed_as_missing(c
         covariates=_posted(past={"load": past}, future={"temperature": future}),
     )
     assert np.isnan(prepared.window.past[-2, 0]) and np.isnan(prepared.window.future[INPUT_SIZE - 3, 0])
-    assert np.isfinite(prepared.window.future[INPUT_SIZE:, 0]).all()
+    assert np.isnan(prepared.window.future[-2, 0]) and np.isfinite(prepared.window.future[-1, 0])
 
 
 def test_a_version_without_covariates_refuses_any(manifest: Manifest) -> None:

@@ -32,12 +32,24 @@ class Runs:
     results: dict[str, CliResult]
 
 
+def _with_covariate_gaps(frame: pd.DataFrame) -> pd.DataFrame:
+    """Empty cells in every 7th load and every 11th temperature (not the last rows of a series:
+    a future-known covariate must be known to the end)."""
+    gappy = frame.copy()
+    position = gappy.groupby("series_id").cumcount()
+    last = gappy.groupby("series_id")["timestamp"].transform("max") == gappy["timestamp"]
+    gappy.loc[position % 7 == 3, "load"] = np.nan
+    gappy.loc[(position % 11 == 5) & ~last, "temperature"] = np.nan
+    return gappy
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     """One batch of real `forecast` processes over covariate_frame's series."""
     folder = tmp_path_factory.mktemp("covariates")
     frame = covariate_frame(n_points=500)
     data = write_csv(frame, folder / "data.csv")
+    gappy = write_csv(_with_covariate_gaps(frame), folder / "gappy.csv")
     no_temperature = write_csv(frame.drop(columns=["temperature"]), folder / "no-temperature.csv")
     registry = folder / "registry"
 
@@ -51,6 +63,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
         "retrain": train("driven", data, "--retrain", "--quiet", "--force"),
         "retrain_lacking": train("driven", no_temperature, "--retrain", "--quiet"),
         "show": ["models", "show", "driven", "--registry", str(registry)],
+        "gappy": train("gappy", gappy, *SMALL_MODEL_ARGS, *COVARIATE_FLAGS, "--force"),
     }
     results = run_forecast_many(list(invocations.values()), folder / "runs")
     return Runs(registry, frame, dict(zip(invocations, results, strict=True)))
@@ -112,20 +125,19 @@ def _posted_at(frame: pd.DataFrame, series_id: str, origin: str) -> Posted:
     )
 
 
-def test_the_version_serves_exactly_the_numbers_of_its_evaluation(runs: Runs) -> None:
-    """No skew with covariates: test origins of the report, posted as a client would, through the
-    engine's load from the registry and the version's serving pipeline."""
-    samples = read_json(runs.registry / "driven" / "versions" / "1" / "report.json")["samples"]
-    posted = [_posted_at(runs.frame, s["series_id"], s["origin"]) for s in samples[:4]]
+def _served_equals_the_report(registry: Path, name: str, frame: pd.DataFrame) -> None:
+    """Test origins of the version's report, posted as a client would, through the engine's load
+    from the registry and the version's serving pipeline, forecast what the report says."""
+    samples = read_json(registry / name / "versions" / "1" / "report.json")["samples"]
+    posted = [_posted_at(frame, s["series_id"], s["origin"]) for s in samples[:4]]
     for series, sample in zip(posted, samples, strict=False):
         series.id = f"{sample['series_id']}@{sample['origin']}"
 
     async def serve() -> np.ndarray:
-        root = runs.registry
-        engine = Engine(Registry(root), Settings(registry=str(root), device="cpu", reload_seconds=3600))
+        engine = Engine(Registry(registry), Settings(registry=str(registry), device="cpu", reload_seconds=3600))
         await engine.start()
         try:
-            async with engine.lease("driven", 1) as served:
+            async with engine.lease(name, 1) as served:
                 answer = await served.pipeline.forecast(posted, horizon=None, levels=[], timeout_s=30.0)
                 return answer.mean
         finally:
@@ -135,6 +147,20 @@ def test_the_version_serves_exactly_the_numbers_of_its_evaluation(runs: Runs) ->
     expected = np.array([sample["forecast"] for sample in samples[:4]])
     np.testing.assert_allclose(served, expected, rtol=0, atol=1e-4)
     assert json.loads(json.dumps(served.tolist()))  # finite, JSON-writable
+
+
+def test_the_version_serves_exactly_the_numbers_of_its_evaluation(runs: Runs) -> None:
+    """No skew with covariates."""
+    _served_equals_the_report(runs.registry, "driven", runs.frame)
+
+
+def test_covariate_gaps_train_and_serve_the_numbers_of_the_evaluation(runs: Runs) -> None:
+    """Empty covariate cells are gaps, filled by the same rule in training, evaluation and
+    serving (posted as NaN here): the version trains, scores finitely and shows no skew."""
+    assert runs.results["gappy"].returncode == 0, runs.results["gappy"].describe()
+    metrics = manifest(runs.registry, "gappy", 1)["metrics"]["test"]["model"]
+    assert all(np.isfinite(value) for value in metrics.values())
+    _served_equals_the_report(runs.registry, "gappy", _with_covariate_gaps(runs.frame))
 
 
 def test_a_version_that_adds_covariates_is_compared_with_production_without_them(runs: Runs) -> None:

@@ -57,3 +57,15 @@ def test_a_short_series_gets_a_forecast_that_its_padding_does_not_change(tmp_pat
         registry, "messy", [t.isoformat() for t in earlier.append(stamps)], [None] * len(earlier) + values
     )
     np.testing.assert_array_equal(padded, five)
+
+
+def test_a_series_with_nothing_to_forecast_from_is_left_out_and_named(tmp_path: Path) -> None:
+    frame = messy_frame()
+    dead = frame[frame.series_id == "a"].assign(series_id="dead-sensor", value=np.nan)
+    registry = tmp_path / "registry"
+    result = train(write_csv(pd.concat([frame, dead]), tmp_path / "messy.csv"), registry, "messy")
+    assert "1 series left out (too little signal), the first series 'dead-sensor': has no observed value" in (
+        result.stderr
+    )
+    assert manifest(registry, "messy", 1)["data"]["n_series"] == 4
+    assert aliases(registry, "messy") == {PRODUCTION: 1}

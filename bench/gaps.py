@@ -137,9 +137,28 @@ def train_cli(data: Path, registry: Path, name: str, settings: dict[str, object]
         config = workdir / f"{name}.json"
         config.write_text(json.dumps(settings))
         extra = ["--config", str(config)]
-    command = [sys.executable, "-m", "forecast.cli", "train", "--data", str(data), "--name", name, "--arch", "lstm",
-               "--horizon", str(m4_hourly.HORIZON), "--input-size", str(m4_hourly.INPUT_SIZE), "--freq", "h",
-               "--registry", str(registry), "--quiet", *extra]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "forecast.cli",
+        "train",
+        "--data",
+        str(data),
+        "--name",
+        name,
+        "--arch",
+        "lstm",
+        "--horizon",
+        str(m4_hourly.HORIZON),
+        "--input-size",
+        str(m4_hourly.INPUT_SIZE),
+        "--freq",
+        "h",
+        "--registry",
+        str(registry),
+        "--quiet",
+        *extra,
+    ]
     started = time.perf_counter()
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     manifest = json.loads((registry / name / "versions" / "1" / "manifest.json").read_text())
@@ -172,10 +191,26 @@ def mstl_on(histories: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return forecasts
 
 
+def scores(forecasts: dict[str, np.ndarray], parts: m4_hourly.Split, new: set[str]) -> dict[str, Any]:
+    """M4's scores over every series, and apart over the new series and the others."""
+
+    def over(ids: list[str]) -> dict[str, float]:
+        part = m4_hourly.Split(parts.data, {i: parts.known[i] for i in ids}, {i: parts.hidden[i] for i in ids})
+        return m4_hourly.score({i: forecasts[i] for i in ids}, part)
+
+    ids = list(parts.hidden)
+    return {
+        **over(ids),
+        "new_series": over([i for i in ids if i in new]),
+        "other_series": over([i for i in ids if i not in new]),
+    }
+
+
 def m4_runs(workdir: Path) -> dict[str, Any]:
     parts = m4_hourly.split(workdir)
     data, damaged = damaged_m4(parts, workdir)
     available = {sid: d.interpolated()[d.kept.argmax() :] for sid, d in damaged.items()}  # a new series' own part
+    new = {sid for sid, d in damaged.items() if not d.kept[0]}
     season = m4_hourly.SEASON
     naive = {sid: np.resize(h[-season:], m4_hourly.HORIZON) for sid, h in available.items()}
     started = time.perf_counter()
@@ -183,19 +218,19 @@ def m4_runs(workdir: Path) -> dict[str, Any]:
     result: dict[str, Any] = {
         "damage": {
             "series": len(damaged),
-            "new_series": sum(1 for d in damaged.values() if not d.kept[0]),
+            "new_series": len(new),
             "missing_of_existing_rows": float(np.mean([np.isnan(d.values[d.kept]).mean() for d in damaged.values()])),
         },
         "baselines": {
-            "seasonal_naive": m4_hourly.score(naive, parts),
-            "statsforecast_mstl": {**m4_hourly.score(mstl, parts), "seconds": round(time.perf_counter() - started, 1)},
+            "seasonal_naive": scores(naive, parts, new),
+            "statsforecast_mstl": {**scores(mstl, parts, new), "seconds": round(time.perf_counter() - started, 1)},
         },
         "runs": [],
     }
     registry = workdir / "registry-gaps"
     clean = train_cli(parts.data, registry, "m4h-clean", {}, workdir)
-    result["runs"].append({"variant": "clean file", **clean, **m4_hourly.score(
-        m4_hourly.forecast_with_api(parts, registry, "m4h-clean"), parts)})  # fmt: skip
+    clean_forecasts = m4_hourly.forecast_with_api(parts, registry, "m4h-clean")
+    result["runs"].append({"variant": "clean file", **clean, **scores(clean_forecasts, parts, new)})
     print(result["runs"][-1], file=sys.stderr)
     for variant, settings in FILLS.items():
         name = f"m4h-gaps-{variant}"
@@ -222,20 +257,30 @@ def ett_runs(workdir: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for data, variant, settings in [(clean, "clean file", {}), *((gappy, v, s) for v, s in ETT_VARIANTS.items())]:
         for horizon in (24, 96):
-            config = TrainingConfig.model_validate({
-                "arch": "lstm", "input_size": 336, "horizon": horizon, "val_size": ETT_BLOCK, "test_size": ETT_BLOCK,
-                "device": "cpu", **settings,
-            })  # fmt: skip
+            config = TrainingConfig.model_validate(
+                {
+                    "arch": "lstm",
+                    "input_size": 336,
+                    "horizon": horizon,
+                    "val_size": ETT_BLOCK,
+                    "test_size": ETT_BLOCK,
+                    "device": "cpu",
+                    **settings,
+                }
+            )
             started = time.perf_counter()
             name = f"ett-{horizon}-{variant.replace(' ', '-')}"
             outcome = run_training(data, name, config, registry, progress=False)
             test = outcome.manifest.metrics["test"]
-            rows.append({
-                "variant": variant, "horizon": horizon,
-                "mse": {m: (test[m]["mse"] or float("nan")) / std**2 for m in ("model", "naive", "seasonal_naive")},
-                "missing_points": outcome.manifest.data.missing_points,
-                "seconds": round(time.perf_counter() - started, 1),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "variant": variant,
+                    "horizon": horizon,
+                    "mse": {m: (test[m]["mse"] or float("nan")) / std**2 for m in ("model", "naive", "seasonal_naive")},
+                    "missing_points": outcome.manifest.data.missing_points,
+                    "seconds": round(time.perf_counter() - started, 1),
+                }
+            )
             print(rows[-1], file=sys.stderr)
     return rows
 

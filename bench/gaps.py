@@ -235,9 +235,8 @@ def m4_runs(workdir: Path) -> dict[str, Any]:
     for variant, settings in FILLS.items():
         name = f"m4h-gaps-{variant}"
         trained = train_cli(data, registry, name, settings, workdir)
-        result["runs"].append(
-            {"variant": variant, **trained, **m4_hourly.score(post_damaged(registry, name, damaged), parts)}
-        )
+        served = post_damaged(registry, name, damaged)
+        result["runs"].append({"variant": variant, **trained, **scores(served, parts, new)})
         print(result["runs"][-1], file=sys.stderr)
     return result
 

@@ -69,12 +69,20 @@ class Predictor:
         spread = torch.cat(spreads).double().numpy()[:, 0] if spreads else np.zeros(0)
         return Prediction(mean=mean, spread=spread)
 
+    def _anchor_only(self, observed: torch.Tensor) -> torch.Tensor:
+        """(B, L) observed points -> (B, 1) the windows the anchor forecasts alone: fewer observed
+        points than a season, or a season or more of padding before the first one (a series
+        shorter than the window by a season: the network's correction, fitted on whole
+        windows, loses to the anchor there; bench/gaps.py)."""
+        sparse = observed.sum(dim=1, keepdim=True) < self.season_length
+        padding = (observed.int().cummax(dim=1).values == 0).sum(dim=1, keepdim=True)
+        return sparse | (padding >= self.season_length)
+
     def forecast_on_device(self, windows: RawWindows) -> DeviceForecast:
         """One forward pass on the predictor's device; the caller picks the grad mode."""
         encoded = encode(windows.to(self.device), self.scaling, self.covariates, gaps=self.config.gap_rule)
         spread = encoded.window_spread if self.interval_scale == "window" else encoded.spread
         forecast = self.network(encoded.inputs, encoded.known, encoded.static)  # (B, H)
         if encoded.observed is not None and self.season_length > 1:
-            sparse = encoded.observed.sum(dim=1, keepdim=True) < self.season_length  # (B, 1)
-            forecast = torch.where(sparse, self.network.anchor(encoded.inputs), forecast)
+            forecast = torch.where(self._anchor_only(encoded.observed), self.network.anchor(encoded.inputs), forecast)
         return DeviceForecast(mean=decode(forecast, encoded), spread=spread)

@@ -165,3 +165,26 @@ def test_intervals_follow_each_windows_volatility_under_global_scaling(
     )
     old_manifest_intervals = {"levels": [50.0], "quantiles": [[1.0, 1.0, 1.0]], "n_windows": 10}
     assert Calibration.model_validate(old_manifest_intervals).scale == "scaling"
+
+
+def test_a_window_padded_by_a_season_or_more_gets_the_anchors_forecast() -> None:
+    """The network's correction is fitted on whole windows; where a season or more of the window
+    is padding (a series that much shorter than the input), the anchor forecasts alone
+    (bench/gaps.py measured the network losing to it there). Less padding keeps the network."""
+    config = NetworkConfig(arch="gru", input_size=12, horizon=3, hidden_size=6, missing_mask=True, anchor_period=4)
+    season = 4
+    predictor = Predictor(
+        perturbed_network(config, 1), ScalingParams(mode="window"), torch.device("cpu"), season_length=season
+    )
+    series = torch.arange(1.0, 13.0, dtype=torch.float64) % 5 + 10.0
+    features = torch.zeros(1, 12, 0)
+
+    def forecast(padding: int) -> np.ndarray:
+        history = series.clone()[None, :]
+        history[0, :padding] = float("nan")
+        return predictor.predict(RawWindows.without_covariates(history, features)).mean[0]
+
+    anchor = series[-season:][: config.horizon].numpy()  # the last season repeated
+    np.testing.assert_allclose(forecast(season), anchor, rtol=1e-6)
+    np.testing.assert_allclose(forecast(2 * season), anchor, rtol=1e-6)
+    assert not np.allclose(forecast(season - 1), anchor)

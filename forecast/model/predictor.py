@@ -69,14 +69,24 @@ class Predictor:
         spread = torch.cat(spreads).double().numpy()[:, 0] if spreads else np.zeros(0)
         return Prediction(mean=mean, spread=spread)
 
-    def _anchor_only(self, observed: torch.Tensor) -> torch.Tensor:
-        """(B, L) observed points -> (B, 1) the windows the anchor forecasts alone: fewer observed
-        points than a season, or a season or more of padding before the first one (a series
-        shorter than the window by a season: the network's correction, fitted on whole
-        windows, loses to the anchor there; bench/gaps.py)."""
-        sparse = observed.sum(dim=1, keepdim=True) < self.season_length
-        padding = (observed.int().cummax(dim=1).values == 0).sum(dim=1, keepdim=True)
-        return sparse | (padding >= self.season_length)
+    def _anchor_only(self, inputs: torch.Tensor, observed: torch.Tensor, forecast: torch.Tensor) -> torch.Tensor:
+        """The forecast, with the anchor's alone for the windows the network has too little to
+        read: fewer observed points than a season, or a season or more of padding before the
+        first one (a series shorter than the window by a season: the network's correction,
+        fitted on whole windows, loses to the anchor there; bench/gaps.py). Where the anchor's
+        period reaches into the padding (a weekly anchor on a few days of hourly data), the
+        seasonal naive of one season stands in for it: padding repeats the last value, so the
+        anchor would be the naive forecast."""
+        padding = (observed.int().cummax(dim=1).values == 0).sum(dim=1, keepdim=True)  # (B, 1)
+        fallback = (observed.sum(dim=1, keepdim=True) < self.season_length) | (padding >= self.season_length)
+        length, horizon = observed.shape[1], forecast.shape[1]
+        period = self.config.anchor_period or 1
+        anchor = self.network.anchor(inputs)  # (B, H)
+        if self.season_length < period and self.season_length <= length:
+            steps = torch.arange(horizon, device=inputs.device)
+            seasonal = inputs[:, :, 0][:, length - self.season_length + steps % self.season_length]
+            anchor = torch.where(padding > length - period, seasonal, anchor)
+        return torch.where(fallback, anchor, forecast)
 
     def forecast_on_device(self, windows: RawWindows) -> DeviceForecast:
         """One forward pass on the predictor's device; the caller picks the grad mode."""
@@ -84,5 +94,5 @@ class Predictor:
         spread = encoded.window_spread if self.interval_scale == "window" else encoded.spread
         forecast = self.network(encoded.inputs, encoded.known, encoded.static)  # (B, H)
         if encoded.observed is not None and self.season_length > 1:
-            forecast = torch.where(self._anchor_only(encoded.observed), self.network.anchor(encoded.inputs), forecast)
+            forecast = self._anchor_only(encoded.inputs, encoded.observed, forecast)
         return DeviceForecast(mean=decode(forecast, encoded), spread=spread)

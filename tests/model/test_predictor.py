@@ -188,3 +188,16 @@ def test_a_window_padded_by_a_season_or_more_gets_the_anchors_forecast() -> None
     np.testing.assert_allclose(forecast(season), anchor, rtol=1e-6)
     np.testing.assert_allclose(forecast(2 * season), anchor, rtol=1e-6)
     assert not np.allclose(forecast(season - 1), anchor)
+
+
+def test_where_the_anchors_period_reaches_into_the_padding_the_seasonal_naive_stands_in() -> None:
+    """A two-season anchor on a window whose first half is padding would read the padding (the
+    last value repeated): the anchor-only forecast is then the one-season seasonal naive."""
+    config = NetworkConfig(arch="gru", input_size=12, horizon=3, hidden_size=6, missing_mask=True, anchor_period=8)
+    predictor = Predictor(
+        perturbed_network(config, 1), ScalingParams(mode="window"), torch.device("cpu"), season_length=4
+    )
+    history = (torch.arange(1.0, 13.0, dtype=torch.float64) % 5 + 10.0)[None, :]
+    history[0, :6] = float("nan")
+    forecast = predictor.predict(RawWindows.without_covariates(history, torch.zeros(1, 12, 0))).mean[0]
+    np.testing.assert_allclose(forecast, history[0, -4:-1].numpy(), rtol=1e-6)

@@ -14,11 +14,33 @@ from forecast.errors import BadTimestamps, FrequencyError, TooLittleSignal
 from forecast.series.frequency import fixed_step_ns, normalize_freq, same_freq
 
 
+def _offsets(timestamps: pd.DatetimeIndex) -> np.ndarray:
+    """(T,) uint64 nanoseconds of sorted timestamps since the first. In uint64, since two instants
+    of pandas' range (1677 to 2262) can be further apart than int64 nanoseconds hold (292 years):
+    the difference wraps back to the right value."""
+    stamps = timestamps.asi8.view(np.uint64)
+    return stamps - stamps[0]
+
+
+def _steps(timestamps: pd.DatetimeIndex) -> np.ndarray:
+    """(T - 1,) uint64 nanoseconds between consecutive sorted timestamps (see `_offsets`)."""
+    return np.diff(_offsets(timestamps))
+
+
+def _duration(nanoseconds: int) -> str:
+    """A step as a user reads it; a span beyond what a Timedelta holds, in days."""
+    try:
+        return str(pd.Timedelta(nanoseconds))
+    except (OverflowError, ValueError):
+        return f"{nanoseconds / 86_400e9:.0f} days"
+
+
 def check_order(series_id: str, timestamps: pd.DatetimeIndex) -> None:
-    steps = np.diff(timestamps.asi8)
-    if (steps <= 0).any():
-        position = int(np.flatnonzero(steps <= 0)[0]) + 1
-        kind = "duplicate" if steps[position - 1] == 0 else "unsorted"
+    stamps = timestamps.asi8
+    later = stamps[1:] > stamps[:-1]  # compared, not subtracted: a difference can overflow int64
+    if not later.all():
+        position = int(np.flatnonzero(~later)[0]) + 1
+        kind = "duplicate" if stamps[position] == stamps[position - 1] else "unsorted"
         raise BadTimestamps(
             f"{kind} timestamp {timestamps[position]} at position {position} "
             f"(after {timestamps[position - 1]}); timestamps must be strictly increasing",
@@ -27,6 +49,7 @@ def check_order(series_id: str, timestamps: pd.DatetimeIndex) -> None:
 
 
 MAX_MISSING_FRACTION = 0.9
+_CALENDAR_PROBE = 64  # steps of a calendar offset that show its longest (business hours: over a weekend)
 _RUN = 5  # consecutive timestamps that name a frequency when the whole series cannot
 _RUNS_TRIED = 24
 
@@ -49,7 +72,11 @@ def _run_frequencies(timestamps: pd.DatetimeIndex) -> list[str]:
 
 def _smallest_step(timestamps: pd.DatetimeIndex) -> str:
     """The smallest step between timestamps, as a fixed frequency: a short series' grid."""
-    step = pd.Timedelta(int(np.diff(timestamps.asi8).min()))
+    smallest = int(_steps(timestamps).min())
+    try:
+        step = pd.Timedelta(smallest)
+    except (OverflowError, ValueError):
+        return "D"  # centuries apart: no grid a model could read; the missing bound refuses it
     return normalize_freq(str(pd.tseries.frequencies.to_offset(step).freqstr))
 
 
@@ -57,13 +84,19 @@ def _grid_size(timestamps: pd.DatetimeIndex, freq: str) -> int | None:
     """Points of `freq`'s grid from the first timestamp to the last when every timestamp lies on
     it; None when one does not. Never builds a grid larger than the bound allows."""
     step = fixed_step_ns(freq)
-    stamps = timestamps.asi8
     if step is not None:
-        offsets = stamps - stamps[0]
-        if (offsets % step).any():
+        offsets = _offsets(timestamps)
+        if (offsets % np.uint64(step)).any():
             return None
-        return int(offsets[-1] // step) + 1
+        return int(offsets[-1] // np.uint64(step)) + 1
     try:
+        # A calendar grid is built to be compared; first bound its size from below (the span over
+        # the offset's longest step in a probe of a week or more), so that a sparse series spread
+        # over centuries is refused by the missing bound before pandas builds millions of points.
+        probe = pd.date_range(start=timestamps[0], periods=_CALENDAR_PROBE, freq=freq)
+        at_least = int(_offsets(timestamps)[-1]) // int(np.diff(probe.asi8).max()) + 1
+        if at_least * (1 - MAX_MISSING_FRACTION) > len(timestamps):
+            return at_least
         grid = pd.date_range(start=timestamps[0], end=timestamps[-1], freq=freq)
     except (ValueError, OverflowError):
         return None
@@ -96,14 +129,14 @@ def infer_freq(series_id: str, timestamps: pd.DatetimeIndex) -> str:
             check_regular(series_id, timestamps, runs[0])
     if freq is None:
         # Name where the spacing breaks, which is what the user has to fix.
-        steps = np.diff(timestamps.asi8)
+        steps = _steps(timestamps)
         usual = np.bincount(np.unique(steps, return_inverse=True)[1]).argmax()
         usual_step = np.unique(steps)[usual]
         position = int(np.flatnonzero(steps != usual_step)[0]) + 1
         raise FrequencyError(
             f"irregular timestamps: cannot infer a frequency; the spacing changes at {timestamps[position]} "
-            f"(position {position}, {pd.Timedelta(int(steps[position - 1]))} after the previous one instead of "
-            f"{pd.Timedelta(int(usual_step))}); give the frequency explicitly or fix the gaps",
+            f"(position {position}, {_duration(int(steps[position - 1]))} after the previous one instead of "
+            f"{_duration(int(usual_step))}); give the frequency explicitly or fix the gaps",
             series_id=series_id,
         )
     return normalize_freq(freq)
@@ -114,9 +147,9 @@ def grid_positions(series_id: str, timestamps: pd.DatetimeIndex, freq: str) -> n
     regular (no gaps), else (T,) int64 positions, the missing timestamps being gaps. Refuses
     timestamps off the grid, out of order, or more missing points than `MAX_MISSING_FRACTION`."""
     step = fixed_step_ns(freq)
-    if step is not None and len(timestamps) > 1 and (np.diff(timestamps.asi8) == step).all():
-        return None
     check_order(series_id, timestamps)
+    if step is not None and len(timestamps) > 1 and (_steps(timestamps) == step).all():
+        return None
     if len(timestamps) >= 3:
         inferred = pd.infer_freq(timestamps)
         if inferred is not None and same_freq(normalize_freq(inferred), freq):
@@ -129,7 +162,7 @@ def grid_positions(series_id: str, timestamps: pd.DatetimeIndex, freq: str) -> n
         return None
     _check_missing(series_id, size - len(timestamps), size, freq)
     if step is not None:
-        return (timestamps.asi8 - timestamps.asi8[0]) // step
+        return (_offsets(timestamps) // np.uint64(step)).astype(np.int64)
     return np.asarray(pd.date_range(start=timestamps[0], periods=size, freq=freq).get_indexer(timestamps))
 
 
@@ -158,7 +191,7 @@ def check_regular(series_id: str, timestamps: pd.DatetimeIndex, freq: str) -> No
     (sorted, unique timestamps; missing ones are gaps, not errors)."""
     step = fixed_step_ns(freq)
     if step is not None:
-        off = (timestamps.asi8 - timestamps.asi8[0]) % step != 0
+        off = _offsets(timestamps) % np.uint64(step) != 0
     else:
         try:
             grid = pd.date_range(start=timestamps[0], end=timestamps[-1], freq=freq)

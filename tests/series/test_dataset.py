@@ -16,9 +16,11 @@ from forecast.errors import (
     MissingColumns,
     NonFiniteValues,
     NonNumericValues,
+    TooLittleSignal,
 )
 from forecast.series.dataset import Columns, Dataset, load_dataset
 from forecast.series.frequency import Cadence, cadence
+from forecast.series.spacing import grid_positions
 
 
 def _long_frame() -> pd.DataFrame:
@@ -324,3 +326,13 @@ def test_fingerprint_is_stable_and_follows_every_value(tmp_path: Path) -> None:
 
     renamed = _long_frame().replace({"series_id": {"store-2": "store-3"}})
     assert load_dataset(_write_csv(tmp_path, renamed, "r.csv")).fingerprint() != reference
+
+
+@pytest.mark.parametrize("freq", ["h", "B", "bh"])
+def test_timestamps_centuries_apart_are_too_little_signal_not_unsorted(freq: str) -> None:
+    """Two instants of pandas' range can be further apart than int64 nanoseconds hold (292
+    years): the order is compared, not subtracted, and a calendar grid is bounded before it is
+    built (business hours over 560 years are a million points)."""
+    stamps = pd.DatetimeIndex(["1700-01-04 09:00", "1700-01-04 10:00", "1700-01-04 11:00", "2260-01-05 09:00"])
+    with pytest.raises(TooLittleSignal, match=r"'far'.*too little signal"):
+        grid_positions("far", stamps, freq)

@@ -71,15 +71,20 @@ class Predictor:
 
     def _anchor_only(self, inputs: torch.Tensor, observed: torch.Tensor, forecast: torch.Tensor) -> torch.Tensor:
         """The forecast, with the anchor's alone for the windows the network has too little to
-        read: fewer observed points than a season, or a season or more of padding before the
-        first one (a series shorter than the window by a season: the network's correction,
-        fitted on whole windows, loses to the anchor there; bench/gaps.py). Where the anchor's
+        read: a series shorter than a season, a season or more of padding before the first
+        observed point (a series shorter than the window by a season: the network's correction,
+        fitted on whole windows, loses to the anchor there; bench/gaps.py), or fewer observed
+        points than half a season (a season longer than the window counts as the window). Where the anchor's
         period reaches into the padding (a weekly anchor on a few days of hourly data), the
         seasonal naive of one season stands in for it: padding repeats the last value, so the
         anchor would be the naive forecast."""
-        padding = (observed.int().cummax(dim=1).values == 0).sum(dim=1, keepdim=True)  # (B, 1)
-        fallback = (observed.sum(dim=1, keepdim=True) < self.season_length) | (padding >= self.season_length)
         length, horizon = observed.shape[1], forecast.shape[1]
+        season = min(self.season_length, length)  # a window shorter than a season: all of it
+        padding = (observed.int().cummax(dim=1).values == 0).sum(dim=1, keepdim=True)  # (B, 1)
+        points = length - padding  # from the series' first observed point in the window
+        fallback = (padding >= season) | (observed.sum(dim=1, keepdim=True) * 2 < season)
+        if self.season_length <= length:
+            fallback |= points < season  # a series shorter than a season
         period = self.config.anchor_period or 1
         anchor = self.network.anchor(inputs)  # (B, H)
         if self.season_length < period and self.season_length <= length:

@@ -49,7 +49,6 @@ def check_order(series_id: str, timestamps: pd.DatetimeIndex) -> None:
 
 
 MAX_MISSING_FRACTION = 0.9
-_CALENDAR_PROBE = 64  # steps of a calendar offset that show its longest (business hours: over a weekend)
 _RUN = 5  # consecutive timestamps that name a frequency when the whole series cannot
 _RUNS_TRIED = 24
 
@@ -80,6 +79,20 @@ def _smallest_step(timestamps: pd.DatetimeIndex) -> str:
     return normalize_freq(str(pd.tseries.frequencies.to_offset(step).freqstr))
 
 
+def _calendar_grid(timestamps: pd.DatetimeIndex, freq: str) -> tuple[pd.DatetimeIndex, int]:
+    """A calendar frequency's grid from the first timestamp to the last, built to at most the
+    points the missing bound allows for this many timestamps (pandas builds business hours at
+    about 60,000 points a second, and a hostile series can span centuries); and the grid's size,
+    estimated from the built part's average step where the grid goes further."""
+    limit = int(len(timestamps) / (1 - MAX_MISSING_FRACTION)) + 2
+    grid = pd.date_range(start=timestamps[0], periods=limit, freq=freq)
+    if grid[-1] >= timestamps[-1]:
+        grid = grid[grid <= timestamps[-1]]
+        return grid, len(grid)
+    average = int(_offsets(grid)[-1]) / (len(grid) - 1)
+    return grid, max(limit + 1, int(int(_offsets(timestamps)[-1]) / average) + 1)
+
+
 def _grid_size(timestamps: pd.DatetimeIndex, freq: str) -> int | None:
     """Points of `freq`'s grid from the first timestamp to the last when every timestamp lies on
     it; None when one does not. Never builds a grid larger than the bound allows."""
@@ -90,16 +103,11 @@ def _grid_size(timestamps: pd.DatetimeIndex, freq: str) -> int | None:
             return None
         return int(offsets[-1] // np.uint64(step)) + 1
     try:
-        # A calendar grid is built to be compared; first bound its size from below (the span over
-        # the offset's longest step in a probe of a week or more), so that a sparse series spread
-        # over centuries is refused by the missing bound before pandas builds millions of points.
-        probe = pd.date_range(start=timestamps[0], periods=_CALENDAR_PROBE, freq=freq)
-        at_least = int(_offsets(timestamps)[-1]) // int(np.diff(probe.asi8).max()) + 1
-        if at_least * (1 - MAX_MISSING_FRACTION) > len(timestamps):
-            return at_least
-        grid = pd.date_range(start=timestamps[0], end=timestamps[-1], freq=freq)
+        grid, size = _calendar_grid(timestamps, freq)
     except (ValueError, OverflowError):
         return None
+    if len(grid) < size:  # more points than the missing bound allows: no need to place them
+        return size
     if len(grid) == 0 or grid[0] != timestamps[0] or grid.get_indexer(timestamps).min() < 0:
         return None
     return len(grid)
@@ -193,13 +201,17 @@ def check_regular(series_id: str, timestamps: pd.DatetimeIndex, freq: str) -> No
     if step is not None:
         off = _offsets(timestamps) % np.uint64(step) != 0
     else:
+        size = 0
         try:
-            grid = pd.date_range(start=timestamps[0], end=timestamps[-1], freq=freq)
+            grid, size = _calendar_grid(timestamps, freq)
         except (ValueError, OverflowError):
             grid = pd.DatetimeIndex([])
-        off = grid.get_indexer(timestamps) < 0
+        reached = timestamps <= grid[-1] if len(grid) else np.zeros(len(timestamps), dtype=bool)
+        off = (grid.get_indexer(timestamps) < 0) & reached
         if len(grid) == 0 or grid[0] != timestamps[0]:
             off[0] = True
+        if not off.any() and not reached.all():  # on the grid as far as the bound lets it be built
+            _check_missing(series_id, size - len(timestamps), size, freq)
     if off.any():
         position = int(np.flatnonzero(off)[0])
         raise BadTimestamps(

@@ -1,18 +1,41 @@
 """Baselines every model is measured against: naive (repeat the last value) and seasonal naive
-(repeat the last full season). Both read the stored history directly, not the input window."""
+(repeat the last full season). Both read the stored history directly, not the input window,
+with its gaps filled as a window ending at each origin fills them (`History`)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 
-def naive(values: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
+@dataclass(frozen=True, slots=True)
+class History:
+    """A store's values as the baselines read them before an origin. A gap that closes before
+    the origin reads its straight-line fill; one still open at the origin reads the value before
+    it carried forward, as the model's window is filled: no baseline sees past its origin."""
+
+    linear: np.ndarray  # (N,) gaps filled along each series
+    carried: np.ndarray  # (N,) gaps filled with the value before them
+    next_observed: np.ndarray  # (N,) position of the next observed point at or after each one
+
+    @classmethod
+    def complete(cls, values: np.ndarray) -> History:
+        return cls(values, values, np.arange(len(values)))
+
+    def before(self, positions: np.ndarray, origins: np.ndarray) -> np.ndarray:
+        """Values at `positions` as seen from `origins` (broadcast alike)."""
+        closed = self.next_observed[positions] < origins
+        return np.where(closed, self.linear[positions], self.carried[positions])
+
+
+def naive(history: History, origins: np.ndarray, horizon: int) -> np.ndarray:
     """(W, H): the value just before each origin, repeated."""
-    return np.repeat(values[origins - 1][:, None], horizon, axis=1)
+    return np.repeat(history.before(origins - 1, origins)[:, None], horizon, axis=1)
 
 
 def seasonal_naive(
-    values: np.ndarray, origins: np.ndarray, horizon: int, season: int, series_starts: np.ndarray
+    history: History, origins: np.ndarray, horizon: int, season: int, series_starts: np.ndarray
 ) -> np.ndarray:
     """(W, H): step h repeats the value one season before, values[t - m + (h mod m)].
     Windows with less than one season of history fall back to the naive forecast."""
@@ -20,4 +43,4 @@ def seasonal_naive(
     source = origins[:, None] - season + (steps % season)[None, :]  # (W, H)
     enough_history = (origins - season) >= series_starts
     source = np.where(enough_history[:, None], source, origins[:, None] - 1)
-    return values[source]
+    return history.before(source, origins[:, None])

@@ -14,7 +14,7 @@ from forecast.model.missing import fill_gaps
 from forecast.model.predictor import Predictor
 from forecast.series.dataset import Dataset
 from forecast.series.windows import Blocks, SeriesStore, block_origins, series_of_origins, training_parts
-from forecast.training.baselines import naive, seasonal_naive
+from forecast.training.baselines import History, naive, seasonal_naive
 from forecast.training.batches import gather_windows
 from forecast.training.metrics import forecast_metrics, mase_denominator
 
@@ -40,9 +40,9 @@ class EvaluationSet:
     values: np.ndarray  # (N,) float64 copy of the store's values, NaN where missing
     denominators: np.ndarray  # (S,) MASE denominators from each series' training part
     season_length: int
-    # (N,) the values with each series' gaps filled as the model fills a window's
+    # the values with each series' gaps filled as a window ending at an origin fills them
     # (`forecast.model.missing`): what the naive and seasonal-naive baselines repeat
-    filled: np.ndarray
+    filled: History
     first_observed: np.ndarray  # (S,) absolute position of each series' first observed point
 
 
@@ -54,16 +54,18 @@ def mase_denominators(store: SeriesStore, blocks: Blocks, period: int) -> np.nda
 
 def evaluation_set(store: SeriesStore, blocks: Blocks, *, season_length: int, mase_period: int) -> EvaluationSet:
     values = store.values.numpy().astype(np.float64)
-    filled, first_observed = values, store.offsets[:-1]
+    filled, first_observed = History.complete(values), store.offsets[:-1]
     if store.observed_before is not None:
         filled, first_observed = _filled(values, store.offsets)
     denominators = mase_denominators(store, blocks, mase_period)
     return EvaluationSet(store, blocks, values, denominators, season_length, filled, first_observed)
 
 
-def _filled(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each series' gaps filled by the model's rule, and where each series' first observation is."""
-    filled = values.copy()
+def _filled(values: np.ndarray, offsets: np.ndarray) -> tuple[History, np.ndarray]:
+    """Each series' gaps filled by the model's rules (linearly, and carried forward), and where
+    each series' first observation is."""
+    linear, carried = values.copy(), values.copy()
+    next_observed = np.arange(len(values))
     first_observed = offsets[:-1].copy()
     for index, (start, end) in enumerate(itertools.pairwise(offsets)):
         part = values[start:end]
@@ -71,8 +73,11 @@ def _filled(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.nda
         if not missing.any():
             continue
         first_observed[index] = start + int(np.argmax(~missing))
-        filled[start:end] = fill_gaps(torch.from_numpy(part[None, :])).values[0].numpy()
-    return filled, first_observed
+        linear[start:end] = fill_gaps(torch.from_numpy(part[None, :])).values[0].numpy()
+        carried[start:end] = fill_gaps(torch.from_numpy(part[None, :]), "previous").values[0].numpy()
+        ahead = np.where(missing, end, np.arange(start, end))  # end: nothing observed after
+        next_observed[start:end] = np.minimum.accumulate(ahead[::-1])[::-1]
+    return History(linear, carried, next_observed), first_observed
 
 
 def predict_origins(predictor: Predictor, store: SeriesStore, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -241,6 +241,7 @@ def anchor_in_place(job: PreparedJob, fitted: Fitted) -> tuple[TrainingConfig, F
         ensemble=1,
         horizon_inputs=shape.horizon_inputs,
         missing_mask=shape.missing_mask,
+        gap_fill=shape.gap_fill,
     )
     network = Forecaster(anchor, job.layout)
     predictor = fitted.predictor

@@ -201,3 +201,16 @@ def test_where_the_anchors_period_reaches_into_the_padding_the_seasonal_naive_st
     history[0, :6] = float("nan")
     forecast = predictor.predict(RawWindows.without_covariates(history, torch.zeros(1, 12, 0))).mean[0]
     np.testing.assert_allclose(forecast, history[0, -4:-1].numpy(), rtol=1e-6)
+
+
+def test_one_gap_in_a_window_shorter_than_a_season_keeps_the_networks_forecast() -> None:
+    """With the season longer than the input (hourly data, a 12-point window), "fewer observed
+    points than a season" would hold for every window with a gap: the bound is the window."""
+    config = NetworkConfig(arch="gru", input_size=12, horizon=3, hidden_size=6, missing_mask=True, anchor_period=1)
+    predictor = Predictor(
+        perturbed_network(config, 1), ScalingParams(mode="window"), torch.device("cpu"), season_length=24
+    )
+    history = (torch.arange(1.0, 13.0, dtype=torch.float64) % 5 + 10.0)[None, :]
+    history[0, 5] = float("nan")
+    forecast = predictor.predict(RawWindows.without_covariates(history, torch.zeros(1, 12, 0))).mean[0]
+    assert not np.allclose(forecast, history[0, -1].item())  # not the anchor (the naive here)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.errors import (
+    BadTimestamps,
     FrequencyError,
     InvalidInput,
     MissingColumns,
@@ -243,7 +244,19 @@ def _file_freq(parsed: list[_Parsed], freq: str | None) -> str:
     each on its own weekday."""
     if freq:
         return normalize_freq(freq)
-    frequencies = {p.series_id: infer_freq(p.series_id, p.stamps) for p in parsed if len(p.stamps) >= 3}
+    frequencies: dict[str, str] = {}
+    unreadable: list[InvalidInput] = []
+    for one in parsed:
+        if len(one.stamps) < 3:
+            continue
+        try:
+            frequencies[one.series_id] = infer_freq(one.series_id, one.stamps)
+        except (FrequencyError, BadTimestamps) as error:
+            # A series too sparse to show its frequency is placed on the others' (and left
+            # out there when it has too little signal, or refused when it is off that grid).
+            unreadable.append(error)
+    if not frequencies and unreadable:
+        raise unreadable[0]
     if not frequencies:
         shortest = min(parsed, key=lambda p: len(p.stamps))
         infer_freq(shortest.series_id, shortest.stamps)  # raises: too few timestamps to tell

@@ -336,3 +336,14 @@ def test_timestamps_centuries_apart_are_too_little_signal_not_unsorted(freq: str
     stamps = pd.DatetimeIndex(["1700-01-04 09:00", "1700-01-04 10:00", "1700-01-04 11:00", "2260-01-05 09:00"])
     with pytest.raises(TooLittleSignal, match=r"'far'.*too little signal"):
         grid_positions("far", stamps, freq)
+
+
+def test_a_series_too_sparse_to_show_a_frequency_is_left_out_without_freq(tmp_path: Path) -> None:
+    """Without --freq, a series whose few timestamps show no frequency takes the others' grid,
+    where its too little signal leaves it out: the file still trains."""
+    rows = [("a", str(t), "1") for t in pd.date_range("2024-01-01", periods=500, freq="h")]
+    sparse = [*pd.date_range("2024-01-01", periods=5, freq="h"), pd.Timestamp("2024-03-01")]
+    rows += [("off", str(t), "2") for t in sparse]
+    dataset = load_dataset(_write_long_csv(tmp_path, rows))
+    assert dataset.freq == "h" and [s.series_id for s in dataset.series] == ["a"]
+    assert [error.series_id for error in dataset.left_out] == ["off"]

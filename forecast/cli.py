@@ -77,68 +77,86 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
 
 def _add_train(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     train = commands.add_parser("train", help="fit a model on history and write a new registry version")
-    train.add_argument(
+    _train_data_arguments(train)
+    _train_network_arguments(train)
+    _train_run_arguments(train)
+
+
+def _train_data_arguments(train: argparse.ArgumentParser) -> None:
+    """What to learn from: the file, its columns, frequency and blocks, and its covariates."""
+    group = train.add_argument_group("data")
+    group.add_argument(
         "--data", required=True, help="CSV or Parquet file (long or wide), or 'etth1' for the bundled set"
     )
-    train.add_argument("--name", required=True, help="model name in the registry")
-    train.add_argument("--arch", choices=["rnn", "lstm", "gru"])
-    train.add_argument("--horizon", type=int, help="steps to forecast (H)")
-    train.add_argument("--input-size", type=int, help="input window length (L)")
-    train.add_argument("--hidden-size", type=int)
-    train.add_argument("--num-layers", type=int)
-    train.add_argument("--dropout", type=float)
-    train.add_argument("--freq", help="pandas frequency (inferred when left out)")
-    train.add_argument("--target", help="value column (long format) or series column (wide format)")
-    train.add_argument("--val-size", type=int, help="validation points at the end of each series' history (default H)")
-    train.add_argument("--test-size", type=int, help="test points at the end of each series (default H)")
-    train.add_argument(
-        "--scaling", choices=["window", "global"], help="default: global for one series, window for several"
-    )
-    train.add_argument("--scaler", choices=["standard", "minmax", "robust"], help="scaler of --scaling global")
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--learning-rate", type=float)
-    train.add_argument("--patience", type=int, help="epochs without validation improvement before stopping")
-    train.add_argument("--registry", help="registry root (default $FORECAST_REGISTRY or ./models)")
-    train.add_argument(
-        "--promote", action="store_true", help="move 'production' here if it beats production on this test data"
-    )
-    train.add_argument("--seed", type=int)
-    train.add_argument("--max-epochs", type=int)
-    train.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    train.add_argument("--config", help="JSON or TOML file with training settings (flags override it)")
-    train.add_argument("--retrain", action="store_true", help="reuse the production version's configuration")
-    train.add_argument("--warm-start", action="store_true", help="start from the production version's weights")
-    train.add_argument("--loss", choices=["mse", "mae", "mase", "msse"], help="training loss (default mae)")
-    train.add_argument(
-        "--segment-length", type=int, help="points per recurrent step (default: the season when it divides L)"
-    )
-    train.add_argument("--ensemble", type=int, help="members trained with different seeds, stored as one version")
-    train.add_argument(
-        "--force", action="store_true", help="let a version that does not beat the seasonal naive become production"
-    )
-    train.add_argument(
+    group.add_argument("--target", help="value column (long format) or series column (wide format)")
+    group.add_argument("--freq", help="pandas frequency (inferred when left out)")
+    group.add_argument("--val-size", type=int, help="validation points at the end of each series' history (default H)")
+    group.add_argument("--test-size", type=int, help="test points at the end of each series (default H)")
+    group.add_argument(
         "--past-covariates",
         type=_names,
         metavar="COL,...",
         help="columns known only up to the forecast origin (other sensors, lagged traffic)",
     )
-    train.add_argument(
+    group.add_argument(
         "--future-covariates",
         type=_names,
         metavar="COL,...",
         help="columns known over the horizon too (temperature forecasts, holidays, planned prices)",
     )
-    train.add_argument(
+    group.add_argument(
         "--static-covariates",
         type=_names,
         metavar="COL,...",
         help="one value per series (region, size); numbers are numeric unless named COL:categorical",
     )
-    train.add_argument(
+    group.add_argument(
         "--static-data", metavar="FILE", help="CSV or Parquet of the static covariates, one row per series id"
     )
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.add_argument(
+
+
+def _train_network_arguments(train: argparse.ArgumentParser) -> None:
+    """What to fit and how: the network's shape, scaling, loss and optimisation (or a config file)."""
+    group = train.add_argument_group("network and training")
+    group.add_argument("--arch", choices=["rnn", "lstm", "gru"])
+    group.add_argument("--horizon", type=int, help="steps to forecast (H)")
+    group.add_argument("--input-size", type=int, help="input window length (L)")
+    group.add_argument("--hidden-size", type=int)
+    group.add_argument("--num-layers", type=int)
+    group.add_argument("--dropout", type=float)
+    group.add_argument(
+        "--scaling", choices=["window", "global"], help="default: global for one series, window for several"
+    )
+    group.add_argument("--scaler", choices=["standard", "minmax", "robust"], help="scaler of --scaling global")
+    group.add_argument(
+        "--segment-length", type=int, help="points per recurrent step (default: the season when it divides L)"
+    )
+    group.add_argument("--ensemble", type=int, help="members trained with different seeds, stored as one version")
+    group.add_argument("--batch-size", type=int)
+    group.add_argument("--learning-rate", type=float)
+    group.add_argument("--patience", type=int, help="epochs without validation improvement before stopping")
+    group.add_argument("--seed", type=int)
+    group.add_argument("--max-epochs", type=int)
+    group.add_argument("--loss", choices=["mse", "mae", "mase", "msse"], help="training loss (default mae)")
+    group.add_argument("--config", help="JSON or TOML file with training settings (flags override it)")
+
+
+def _train_run_arguments(train: argparse.ArgumentParser) -> None:
+    """Where it goes and how it runs: the name, the registry, promotion, the device and processes."""
+    group = train.add_argument_group("registry and run")
+    group.add_argument("--name", required=True, help="model name in the registry")
+    group.add_argument("--registry", help="registry root (default $FORECAST_REGISTRY or ./models)")
+    group.add_argument(
+        "--promote", action="store_true", help="move 'production' here if it beats production on this test data"
+    )
+    group.add_argument(
+        "--force", action="store_true", help="let a version that does not beat the seasonal naive become production"
+    )
+    group.add_argument("--retrain", action="store_true", help="reuse the production version's configuration")
+    group.add_argument("--warm-start", action="store_true", help="start from the production version's weights")
+    group.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    group.add_argument("--quiet", action="store_true", help="no progress bar")
+    group.add_argument(
         "--nproc",
         type=int,
         help="train data-parallel on N processes of this machine, as torchrun --standalone --nproc-per-node N "

@@ -14,7 +14,7 @@ import torch
 
 from forecast.model.config import NO_MASK, GapFill, GapRule, ScalingParams
 from forecast.model.covariates import NO_COVARIATES, Covariates
-from forecast.model.missing import fill_gaps
+from forecast.model.missing import before_first_observed, fill_gaps
 from forecast.model.scaling import from_scaled, to_scaled, window_stats
 
 _WINDOW = ScalingParams(mode="window")
@@ -107,8 +107,8 @@ def _filled_columns(raw: torch.Tensor, fill: GapFill) -> torch.Tensor:
     batch, steps, width = raw.shape
     rows = raw.transpose(1, 2).reshape(batch * width, steps)
     filled = fill_gaps(rows, fill)
-    not_yet = filled.observed.int().cummax(dim=1).values == 0  # (B * K, T) before the first observed
-    values = torch.where(not_yet, torch.full_like(rows, float("nan")), filled.values)
+    padding = before_first_observed(filled.observed)  # (B * K, T)
+    values = torch.where(padding, torch.full_like(rows, float("nan")), filled.values)
     return values.reshape(batch, width, steps).transpose(1, 2)
 
 

@@ -35,6 +35,11 @@ def observed_points(history: torch.Tensor) -> torch.Tensor:
     return torch.isfinite(history)
 
 
+def before_first_observed(observed: torch.Tensor) -> torch.Tensor:
+    """(B, L) bool: the points before each window's first observed one (a short series' padding)."""
+    return observed.int().cummax(dim=1).values == 0
+
+
 def fill_gaps(history: torch.Tensor, fill: GapFill = "linear") -> FilledWindows:
     """(B, L) raw windows with NaN where a point is missing -> the filled windows and the mask.
     A window without any observed point stays NaN (its caller refuses or drops it)."""

@@ -15,6 +15,7 @@ from forecast.model.config import NetworkConfig, ScalingParams
 from forecast.model.covariates import NO_COVARIATES, Covariates
 from forecast.model.encoding import RawWindows, decode, encode
 from forecast.model.intervals import IntervalScale
+from forecast.model.missing import before_first_observed
 from forecast.model.network import Network
 
 
@@ -80,7 +81,7 @@ class Predictor:
         anchor would be the naive forecast."""
         length, horizon = observed.shape[1], forecast.shape[1]
         season = min(self.season_length, length)  # a window shorter than a season: all of it
-        padding = (observed.int().cummax(dim=1).values == 0).sum(dim=1, keepdim=True)  # (B, 1)
+        padding = before_first_observed(observed).sum(dim=1, keepdim=True)  # (B, 1)
         points = length - padding  # from the series' first observed point in the window
         fallback = (padding >= season) | (observed.sum(dim=1, keepdim=True) * 2 < season)
         if self.season_length <= length:

@@ -123,9 +123,12 @@ class LoadedVersions:
         LOAD_FAILURES.labels(name).inc()
         logger.error(
             "version %d of %s failed to load and is not served (retried in %.1fs, or when its files change): %s",
-            version, name, failure.retry_at - time.monotonic(), failure.error,
+            version,
+            name,
+            failure.retry_at - time.monotonic(),
+            failure.error,
             exc_info=None if isinstance(exc, ForecastError) else exc,
-        )  # fmt: skip
+        )
         return failure
 
     def _load(self, name: str, version: int) -> ServedModel:

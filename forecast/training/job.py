@@ -187,10 +187,18 @@ def fit_network(job: PreparedJob, *, progress: bool, world: World = SOLO) -> Fit
     best_epochs: list[int] = []
     for member in range(shape.ensemble or 1):  # each its own seed; the ensemble is calibrated as a whole
         result = fit(
-            job.store, origins["train"], origins["validation"], job.layout, objective, job.config,
-            job.device, seed=job.config.seed + member, initial_state=_member_state(job.initial_state, member, shape),
-            progress=progress, world=world,
-        )  # fmt: skip
+            job.store,
+            origins["train"],
+            origins["validation"],
+            job.layout,
+            objective,
+            job.config,
+            job.device,
+            seed=job.config.seed + member,
+            initial_state=_member_state(job.initial_state, member, shape),
+            progress=progress,
+            world=world,
+        )
         members.append(result.network)
         best_epochs.append(result.best_epoch)
         epochs.extend(record.model_copy(update={"member": member}) for record in result.epochs)

@@ -143,9 +143,16 @@ def _filled_target(history: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def accumulate(
-    linear: LinearPart, store: SeriesStore, origins: np.ndarray, weights: WindowWeights, *, network: NetworkConfig,
-    scaling: ScalingParams, covariates: Covariates, rng: np.random.Generator,
-) -> NormalEquations:  # fmt: skip
+    linear: LinearPart,
+    store: SeriesStore,
+    origins: np.ndarray,
+    weights: WindowWeights,
+    *,
+    network: NetworkConfig,
+    scaling: ScalingParams,
+    covariates: Covariates,
+    rng: np.random.Generator,
+) -> NormalEquations:
     """The normal equations of the skip over at most _MAX_WINDOWS of the training windows.
 
     `weights(origins, spread)` gives each window's factor on its scaled errors ((B, 1), or None

@@ -209,9 +209,14 @@ def _epoch_record(
 
 
 def _fit_linear_skip(
-    network: Forecaster, store: SeriesStore, origins: tuple[np.ndarray, np.ndarray], objective: Objective,
-    rng: np.random.Generator, world: World, best_loss: float,
-) -> float:  # fmt: skip
+    network: Forecaster,
+    store: SeriesStore,
+    origins: tuple[np.ndarray, np.ndarray],
+    objective: Objective,
+    rng: np.random.Generator,
+    world: World,
+    best_loss: float,
+) -> float:
     """The skip of a fresh network solved by ridge regression (forecast.training.linear); the
     validation loss it leaves; nothing to do without a skip."""
     linear = network.linear_part()
@@ -220,9 +225,15 @@ def _fit_linear_skip(
     train_origins, validation_origins = origins
     config = network.config
     equations = accumulate(
-        linear, store, train_origins, lambda chosen, spread: objective.weights(store, chosen, spread),
-        network=config, scaling=objective.scaling, covariates=objective.covariates, rng=rng,
-    )  # fmt: skip
+        linear,
+        store,
+        train_origins,
+        lambda chosen, spread: objective.weights(store, chosen, spread),
+        network=config,
+        scaling=objective.scaling,
+        covariates=objective.covariates,
+        rng=rng,
+    )
 
     def loss() -> float:
         return world.from_main(validation_loss(network, store, validation_origins, objective, world))
@@ -258,8 +269,9 @@ def fit(
     # Untrained, the network is its anchor baseline: the loss to beat.
     best_loss = world.from_main(validation_loss(network, device_store, validation_origins, objective, world))
     if initial_state is None and config.solve_skip:  # a warm start's skip is already fitted
-        best_loss = _fit_linear_skip(network, device_store, (train_origins, validation_origins), objective, rng,
-                                     world, best_loss)  # fmt: skip
+        best_loss = _fit_linear_skip(
+            network, device_store, (train_origins, validation_origins), objective, rng, world, best_loss
+        )
     best_state = copy.deepcopy(network.state_dict())
     epochs = tqdm(range(1, config.max_epochs + 1), desc="training", unit="epoch", file=sys.stderr, disable=not progress)
     for epoch in epochs:

@@ -81,22 +81,36 @@ def require_finite(name: str, metrics: Metrics) -> None:
                 )
 
 
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """The version just written, as promotion weighs it."""
+
+    name: str
+    version: int
+    score: Score  # its test error
+    gate: GateVerdict
+
+
 def move_production(
-    registry: Registry, name: str, version: int, new_score: Score, promote: bool, comparison: Comparison | None,
-    gate: GateVerdict,
-) -> Promotion:  # fmt: skip
+    registry: Registry, candidate: Candidate, *, promote: bool, comparison: Comparison | None
+) -> Promotion:
     """Runs under the model's lock. A version that does not beat the seasonal naive on its own
     test block never becomes production unless forced. Past that gate the first version becomes
     production; later ones only with --promote and only when they beat production on this job's
-    test data."""
-    if gate.network_lost is not None:
-        lost = (
-            f"the network's test {gate.metric} {gate.network_lost:.4f} did not beat the seasonal naive "
-            f"({gate.seasonal_naive:.4f}): published its anchor, the seasonal naive"
-        )
-        as_baseline = gate.model_copy(update={"network_lost": None})
-        moved = move_production(registry, name, version, new_score, promote, comparison, as_baseline)
-        return Promotion(moved.promoted, f"{lost}; {moved.note}")
+    test data. An anchor published for a network that lost passes the gate; the note says so."""
+    moved = _move(registry, candidate, promote, comparison)
+    gate = candidate.gate
+    if gate.network_lost is None:
+        return moved
+    lost = (
+        f"the network's test {gate.metric} {gate.network_lost:.4f} did not beat the seasonal naive "
+        f"({gate.seasonal_naive:.4f}): published its anchor, the seasonal naive"
+    )
+    return Promotion(moved.promoted, f"{lost}; {moved.note}")
+
+
+def _move(registry: Registry, candidate: Candidate, promote: bool, comparison: Comparison | None) -> Promotion:
+    name, version, new_score, gate = candidate.name, candidate.version, candidate.score, candidate.gate
     if not gate.passed and not gate.forced:
         return Promotion(
             False,

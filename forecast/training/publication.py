@@ -14,14 +14,18 @@ from forecast.model.intervals import Calibration
 from forecast.registry.manifest import DataFingerprint, GateVerdict, Manifest, Provenance
 from forecast.registry.store import Registry
 from forecast.series.frequency import cadence
-from forecast.training.promotion import Comparison, Promotion, Score, move_production
+from forecast.training.promotion import Candidate, Comparison, Promotion, Score, move_production
 from forecast.training.records import Evaluation, Fitted, PreparedJob
 
 
 def draft_manifest(
-    job: PreparedJob, fitted: Fitted, evaluation: Evaluation, calibration: Calibration, timings: dict[str, float],
+    job: PreparedJob,
+    fitted: Fitted,
+    evaluation: Evaluation,
+    calibration: Calibration,
+    timings: dict[str, float],
     gate: GateVerdict,
-) -> Manifest:  # fmt: skip
+) -> Manifest:
     """The manifest of the version to publish; the registry fills in its number and checksums."""
     dataset = job.dataset
     return Manifest(
@@ -59,13 +63,19 @@ def draft_manifest(
 
 
 def publish_and_promote(
-    registry: Registry, job: PreparedJob, draft: Manifest, files: dict[str, bytes], *, promote: bool,
+    registry: Registry,
+    job: PreparedJob,
+    draft: Manifest,
+    files: dict[str, bytes],
+    *,
+    promote: bool,
     comparison: Comparison | None,
-) -> tuple[Manifest, Promotion]:  # fmt: skip
+) -> tuple[Manifest, Promotion]:
     """Write the version atomically, then move `production` by the rules, under the model's lock."""
     with registry.locked(job.name):
         manifest = registry.publish(job.name, files, draft)
         assert manifest.gate is not None  # every draft has its verdict
         score = Score(manifest.gate.metric, manifest.gate.model)  # the gate scored the model already
-        promotion = move_production(registry, job.name, manifest.version, score, promote, comparison, manifest.gate)
+        candidate = Candidate(job.name, manifest.version, score, manifest.gate)
+        promotion = move_production(registry, candidate, promote=promote, comparison=comparison)
     return manifest, promotion

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pandas.errors import OutOfBoundsDatetime, OutOfBoundsTimedelta
 
 from forecast.errors import BadTimestamps, FrequencyError, TooLittleSignal
 from forecast.series.frequency import fixed_step_ns, normalize_freq, same_freq
@@ -85,7 +86,12 @@ def _calendar_grid(timestamps: pd.DatetimeIndex, freq: str) -> tuple[pd.Datetime
     about 60,000 points a second, and a hostile series can span centuries); and the grid's size,
     estimated from the built part's average step where the grid goes further."""
     limit = int(len(timestamps) / (1 - MAX_MISSING_FRACTION)) + 2
-    grid = pd.date_range(start=timestamps[0], periods=limit, freq=freq)
+    try:
+        grid = pd.date_range(start=timestamps[0], periods=limit, freq=freq)
+    except (OutOfBoundsDatetime, OutOfBoundsTimedelta):
+        # The bound reaches past pandas' last instant (2262), so the last timestamp comes before
+        # it: the grid up to that timestamp is the shorter one (a long quarterly series from 1956).
+        grid = pd.date_range(start=timestamps[0], end=timestamps[-1], freq=freq)
     if grid[-1] >= timestamps[-1]:
         grid = grid[grid <= timestamps[-1]]
         return grid, len(grid)

@@ -338,6 +338,16 @@ def test_timestamps_centuries_apart_are_too_little_signal_not_unsorted(freq: str
         grid_positions("far", stamps, freq)
 
 
+@pytest.mark.parametrize("freq", ["QS", "MS", "B"])
+def test_a_long_calendar_series_is_on_its_grid(tmp_path: Path, freq: str) -> None:
+    """The bound on a calendar grid (ten times the timestamps) may reach past pandas' last
+    instant, 2262: 210 quarters from 1956 are still read on their grid, a gap as a gap."""
+    stamps = pd.date_range("1956-01-01", periods=210 if freq != "B" else 30_000, freq=freq)
+    rows = [("beer", str(t.date()), str(i)) for i, t in enumerate(stamps)]
+    dataset = load_dataset(_write_long_csv(tmp_path, rows[:100] + rows[101:]), freq=freq)
+    assert len(dataset.series[0].values) == len(stamps) and np.isnan(dataset.series[0].values).sum() == 1
+
+
 def test_a_series_too_sparse_to_show_a_frequency_is_left_out_without_freq(tmp_path: Path) -> None:
     """Without --freq, a series whose few timestamps show no frequency takes the others' grid,
     where its too little signal leaves it out: the file still trains."""

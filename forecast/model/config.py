@@ -19,6 +19,10 @@ Architecture = Literal["rnn", "lstm", "gru"]
 # How a gap between two observed points is filled (forecast.model.missing): the straight line
 # between them, or the value before it carried forward.
 GapFill = Literal["linear", "previous"]
+# The baseline a network corrects (forecast.model.anchors): a value repeated `anchor_period` steps
+# back, the random walk with drift, or the Theta method, the last two on the window with its
+# season (`anchor_period`) taken out.
+AnchorKind = Literal["repeat", "drift", "theta"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,10 @@ class NetworkConfig(BaseModel):
     # repeats the value `anchor_period` steps before it, so 1 is the naive forecast and a season
     # (24 for hourly data) the seasonal naive. None: the training job picks it on validation.
     anchor_period: int | None = Field(default=None, ge=1)
+    # Which baseline: `repeat` (the value `anchor_period` back), `drift` or `theta` (each window's
+    # trend and level, its season `anchor_period` taken out). None: `repeat` in versions written
+    # before the other anchors existed; the training job picks it on validation with the period.
+    anchor: AnchorKind | None = None
     # Points the recurrent encoder reads per step (SegRNN): 24 reads a week of hourly data in 7
     # steps instead of 168. None: the training job picks it from the frequency.
     segment_length: int | None = Field(default=None, ge=1)
@@ -146,6 +154,12 @@ class InputLayout:
     @property
     def encoder_channels(self) -> int:
         return 1 + self.past + self.known_width + int(self.mask) + self.static_embedded_width
+
+    @property
+    def mask_channel(self) -> int:
+        """The mask's channel in the encoded inputs (before the embedded static covariates, which
+        the network appends)."""
+        return 1 + self.past + self.known_width
 
     @property
     def has_covariates(self) -> bool:

@@ -18,7 +18,9 @@ the mask itself (`missing_mask`), so a filled value never passes for an observed
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
+import numpy as np
 import torch
 
 from forecast.model.config import GapFill
@@ -66,3 +68,24 @@ def fill_gaps(history: torch.Tensor, fill: GapFill = "linear") -> FilledWindows:
     filled = torch.where(observed, history, filled)
     filled = torch.where(last_index >= 0, filled, torch.full_like(filled, float("nan")))
     return FilledWindows(filled, observed)
+
+
+Counts = TypeVar("Counts", torch.Tensor, np.ndarray)
+
+
+def too_thin(padding: Counts, observed: Counts, length: int, season: int) -> Counts:
+    """Where a window gives the network too little to read, elementwise over each window's padding
+    (points before its series' first observed one) and its observed points: fewer than two
+    observed points (no spread to scale by), and for seasonal data a season or more of padding,
+    fewer observed points than half a season, or a series shorter than a season (a season longer
+    than the window counts as the window). The predictor forecasts such a window by its anchor alone, and training does
+    not fit on it: the network's correction, fitted on whole windows, loses to the anchor there
+    (bench/gaps.py), and the target of a window scaled by one point's spread is noise."""
+    thin = observed < 2
+    if season == 1:  # no season to wait for: any two points will do
+        return thin
+    window_season = min(season, length)
+    thin = thin | (padding >= window_season) | (observed * 2 < window_season)
+    if season <= length:
+        thin = thin | (length - padding < season)
+    return thin

@@ -29,6 +29,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from forecast.model.anchors import Anchor
 from forecast.model.config import InputLayout, LossName, NetworkConfig, static_embedding_width
 from forecast.model.skip import HorizonLinear, LinearPart, required_known, skip_change, skip_width
 
@@ -132,7 +133,6 @@ class Forecaster(nn.Module):
         # The training job makes both choices before it builds a network; left open, they are
         # the neutral ones: the naive anchor, point by point.
         self.segment_length = config.segment_length or 1
-        anchor_period = config.anchor_period or 1
         reads_horizon = bool(config.horizon_inputs) and self.layout.known_width > 0
         self.static_embedding = StaticEmbedding(self.layout) if self.layout.static_width else None
         self.embed: nn.Linear | None = None
@@ -164,16 +164,17 @@ class Forecaster(nn.Module):
             nn.init.zeros_(self.skip.bias)
             if reads_horizon:
                 self.horizon_skip = HorizonLinear(config.horizon, self.layout.known_width)
-        # Step h of the anchor repeats position L - m + (h mod m) of the window. Not saved with the
-        # weights: the config rebuilds it.
-        steps = torch.arange(config.horizon)
-        source = config.input_size - anchor_period + steps % anchor_period  # (H,)
-        self.anchor_source: torch.Tensor
-        self.register_buffer("anchor_source", source, persistent=False)
+        # The baseline the head and the skip correct (forecast.model.anchors); it holds no weights.
+        self.baseline = Anchor.of(config)
 
-    def anchor(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The anchor alone: (B, L, C) -> (B, H), scaled."""
-        return inputs[:, :, 0][:, self.anchor_source]
+    @property
+    def anchor_source(self) -> torch.Tensor:
+        """(H,) the window position each step's anchor stands on (the naive's for drift and theta)."""
+        return self.baseline.source
+
+    def anchor(self, inputs: torch.Tensor, observed: torch.Tensor | None = None) -> torch.Tensor:
+        """The anchor alone: (B, L, C) -> (B, H), scaled; `observed` (B, L) overrides the mask channel."""
+        return self.baseline.of_inputs(inputs, self.layout, observed)
 
     @property
     def reads_horizon(self) -> bool:
@@ -185,7 +186,7 @@ class Forecaster(nn.Module):
         skip. While the head is still zero, the forecaster forecasts exactly what this does."""
         if self.skip is None:
             return None
-        return LinearPart(self.skip, self.horizon_skip, self.anchor_source, self.layout)
+        return LinearPart(self.skip, self.horizon_skip, self.baseline, self.layout)
 
     def linear_parameters(self) -> list[nn.Parameter]:
         """The skip's weights, which the training job solves in closed form before the epochs."""
@@ -259,10 +260,10 @@ class Ensemble(nn.Module):
             return forecasts.mean(dim=0)
         return forecasts.quantile(0.5, dim=0)  # interpolates between the middle two when N is even
 
-    def anchor(self, inputs: torch.Tensor) -> torch.Tensor:
+    def anchor(self, inputs: torch.Tensor, observed: torch.Tensor | None = None) -> torch.Tensor:
         """The members' shared anchor alone: (B, L, C) -> (B, H), scaled."""
         first: Forecaster = self.members[0]  # type: ignore[assignment]
-        return first.anchor(inputs)
+        return first.anchor(inputs, observed)
 
 
 Network = Forecaster | Ensemble

@@ -15,7 +15,7 @@ from forecast.model.config import NetworkConfig, ScalingParams
 from forecast.model.covariates import NO_COVARIATES, Covariates
 from forecast.model.encoding import RawWindows, decode, encode
 from forecast.model.intervals import IntervalScale
-from forecast.model.missing import before_first_observed
+from forecast.model.missing import before_first_observed, too_thin
 from forecast.model.network import Network
 
 
@@ -72,23 +72,16 @@ class Predictor:
 
     def _anchor_only(self, inputs: torch.Tensor, observed: torch.Tensor, forecast: torch.Tensor) -> torch.Tensor:
         """The forecast, with the anchor's alone for the windows the network has too little to
-        read: a series shorter than a season, a season or more of padding before the first
-        observed point (a series shorter than the window by a season: the network's correction,
-        fitted on whole windows, loses to the anchor there; bench/gaps.py), or fewer observed
-        points than half a season (a season longer than the window counts as the window). Where the anchor's
-        period reaches into the padding (a weekly anchor on a few days of hourly data), the
+        read (`forecast.model.missing.too_thin`). Where the anchor's period reaches into the padding (a weekly anchor on a few days of hourly data), the
         seasonal naive of one season stands in for it: padding repeats the last value, so the
         anchor would be the naive forecast."""
         length, horizon = observed.shape[1], forecast.shape[1]
-        season = min(self.season_length, length)  # a window shorter than a season: all of it
         padding = before_first_observed(observed).sum(dim=1, keepdim=True)  # (B, 1)
-        points = length - padding  # from the series' first observed point in the window
-        fallback = (padding >= season) | (observed.sum(dim=1, keepdim=True) * 2 < season)
-        if self.season_length <= length:
-            fallback |= points < season  # a series shorter than a season
+        fallback = too_thin(padding, observed.sum(dim=1, keepdim=True), length, self.season_length)
         period = self.config.anchor_period or 1
-        anchor = self.network.anchor(inputs)  # (B, H)
-        if self.season_length < period and self.season_length <= length:
+        anchor = self.network.anchor(inputs, observed)  # (B, H)
+        repeats = (self.config.anchor or "repeat") == "repeat"
+        if repeats and self.season_length < period and self.season_length <= length:
             steps = torch.arange(horizon, device=inputs.device)
             seasonal = inputs[:, :, 0][:, length - self.season_length + steps % self.season_length]
             anchor = torch.where(padding > length - period, seasonal, anchor)
@@ -99,6 +92,6 @@ class Predictor:
         encoded = encode(windows.to(self.device), self.scaling, self.covariates, gaps=self.config.gap_rule)
         spread = encoded.window_spread if self.interval_scale == "window" else encoded.spread
         forecast = self.network(encoded.inputs, encoded.known, encoded.static)  # (B, H)
-        if encoded.observed is not None and self.season_length > 1:
+        if encoded.observed is not None:
             forecast = self._anchor_only(encoded.inputs, encoded.observed, forecast)
         return DeviceForecast(mean=decode(forecast, encoded), spread=spread)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from forecast.model.anchors import Anchor
 from forecast.model.config import InputLayout
 
 
@@ -71,22 +72,28 @@ class LinearPart(nn.Module):
     (forecast.training.loop and .linear)."""
 
     def __init__(
-        self, skip: nn.Linear, horizon_skip: HorizonLinear | None, anchor_source: torch.Tensor, layout: InputLayout
+        self, skip: nn.Linear, horizon_skip: HorizonLinear | None, anchor: Anchor, layout: InputLayout
     ) -> None:
         super().__init__()
         self.skip = skip
         self.horizon_skip = horizon_skip
         self.layout = layout
-        self.anchor_source: torch.Tensor
-        self.register_buffer("anchor_source", anchor_source, persistent=False)
+        self.baseline = anchor
+
+    @property
+    def anchor_source(self) -> torch.Tensor:
+        return self.baseline.source
+
+    def anchor(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, L, C) -> the anchor (B, H) the skip corrects, scaled."""
+        return self.baseline.of_inputs(inputs, self.layout)
 
     def forward(
         self, inputs: torch.Tensor, known: torch.Tensor | None = None, static: torch.Tensor | None = None
     ) -> torch.Tensor:
         """inputs (B, L, C), known (B, H, W), static (B, S) -> forecasts (B, H), scaled."""
-        values = inputs[:, :, 0]  # (B, L)
         change = skip_change(self.skip, self.horizon_skip, self.layout, self.anchor_source, inputs, known, static)
-        return values[:, self.anchor_source] + change
+        return self.anchor(inputs) + change
 
 
 def skip_change(

@@ -177,7 +177,7 @@ def accumulate(
             encoded = encode(batch.windows, scaling, covariates, gaps=network.gap_rule)
             values = encoded.inputs[:, :, 0].double()  # (B, L)
             target = to_scaled(_filled_target(batch.windows.history, batch.target), encoded.loc, encoded.spread)
-            correction = target.double() - values[:, linear.anchor_source]  # (B, H) what the skip must add
+            correction = target.double() - linear.anchor(encoded.inputs).double()  # (B, H) what the skip must add
             # A target's gaps are filled along its window (every step's system then shares one
             # block; requiring complete targets would leave almost no window of a long horizon
             # with scattered gaps). Windows whose target is mostly missing stay out of the sums;
@@ -214,15 +214,24 @@ def _set(linear: LinearPart, weights: SkipWeights | None) -> None:
             step.copy_(weights.step.to(step) if weights is not None else torch.zeros_like(step))
 
 
+@dataclass(frozen=True, slots=True)
+class SkipChoice:
+    """The ridge solve validation kept: its relative penalty, and whether it read the covariates."""
+
+    penalty: float
+    covariates: bool
+
+
 def fit_linear(
     linear: LinearPart, equations: NormalEquations, validation_loss: Callable[[], float], best_loss: float
-) -> float:
+) -> tuple[float, SkipChoice | None]:
     """Sets the skip to the best candidate on validation (each penalty of the path, with every
     input and with the window alone), or back to zero when none beats `best_loss` (the
-    anchor's); the validation loss it leaves."""
+    anchor's); the validation loss it leaves, and the choice (None: the skip left at zero)."""
     has_covariates = equations.gram.shape[0] - 1 > equations.window_size or equations.step_gram.shape[-1] > 0
     variants = (True, False) if has_covariates else (True,)
     kept: SkipWeights | None = None
+    choice: SkipChoice | None = None
     losses = {}
     for with_covariates in variants:
         for penalty in _RELATIVE_PENALTIES:
@@ -232,7 +241,13 @@ def fit_linear(
             _set(linear, weights)
             losses[(penalty, with_covariates)] = loss = validation_loss()
             if loss < best_loss:
-                best_loss, kept = loss, weights
+                best_loss, kept, choice = loss, weights, SkipChoice(penalty, with_covariates)
     _set(linear, kept)
     logger.info("linear skip: validation loss by (relative penalty, covariates) %s; kept %s", losses, kept is not None)
-    return best_loss
+    return best_loss, choice
+
+
+def solve_linear(linear: LinearPart, equations: NormalEquations, choice: SkipChoice | None) -> None:
+    """Sets the skip to the solve a fit's validation chose (a refit on more data repeats it)."""
+    weights = equations.solve(choice.penalty, covariates=choice.covariates) if choice is not None else None
+    _set(linear, weights if weights is not None and weights.finite() else None)

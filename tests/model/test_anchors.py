@@ -1,0 +1,87 @@
+"""The anchors a network corrects: each reads one window, continues what it should (a line, a
+level, a season), skips a short series' padding, and is the same on raw and scaled values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from forecast.model.anchors import Anchor
+
+LENGTH, HORIZON = 24, 6
+
+
+def _line(slope: float = 0.5, start: float = 3.0) -> torch.Tensor:
+    return (start + slope * torch.arange(LENGTH, dtype=torch.float64))[None, :]
+
+
+def _theta_reference(values: np.ndarray, horizon: int) -> np.ndarray:
+    """Hyndman and Billah's SES with drift, written out for one series with the same alpha grid."""
+    best = None
+    for alpha in (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
+        level, sse = values[0], 0.0
+        for value in values[1:]:
+            sse += (value - level) ** 2
+            level += alpha * (value - level)
+        if best is None or sse < best[0]:
+            best = (sse, alpha, level)
+    assert best is not None
+    _, alpha, level = best
+    slope = np.polyfit(np.arange(len(values)), values, 1)[0]
+    steps = np.arange(1, horizon + 1)
+    return level + 0.5 * slope * (steps - 1 + 1 / alpha - (1 - alpha) ** len(values) / alpha)
+
+
+def test_drift_continues_a_line_and_theta_follows_half_its_slope() -> None:
+    line = _line()
+    expected = 3.0 + 0.5 * torch.arange(LENGTH, LENGTH + HORIZON, dtype=torch.float64)
+    assert torch.allclose(Anchor("drift", LENGTH, HORIZON, 1)(line)[0], expected)
+    # On a line SES keeps alpha 1 (the last value); Theta adds half the slope per step (its known damping of trends)
+    theta = Anchor("theta", LENGTH, HORIZON, 1)(line)[0]
+    assert torch.allclose(theta, line[0, -1] + 0.25 * torch.arange(1, HORIZON + 1, dtype=torch.float64))
+
+
+def test_theta_matches_the_method_written_out() -> None:
+    rng = np.random.default_rng(0)
+    windows = np.stack([10 + rng.normal(0, 1, LENGTH).cumsum() + 0.3 * np.arange(LENGTH) for _ in range(5)])
+    got = Anchor("theta", LENGTH, HORIZON, 1)(torch.from_numpy(windows)).numpy()
+    for row, window in zip(got, windows, strict=True):
+        np.testing.assert_allclose(row, _theta_reference(window, HORIZON), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["drift", "theta"])
+def test_a_season_is_taken_out_and_put_back(kind: str) -> None:
+    """A quarterly pattern on a line: the seasonal drift continues both exactly; the season is
+    taken out only where the window shows it."""
+    time = torch.arange(LENGTH + HORIZON, dtype=torch.float64)
+    pattern = torch.tensor([3.0, -1.0, -4.0, 2.0], dtype=torch.float64)[time.long() % 4]
+    series = (20 + 0.5 * time + pattern)[None, :]
+    forecast = Anchor(kind, LENGTH, HORIZON, 4)(series[:, :LENGTH])[0]
+    if kind == "drift":
+        assert torch.allclose(forecast, series[0, LENGTH:])
+    deseasonalised = Anchor(kind, LENGTH, HORIZON, 1)(series[:, :LENGTH] - pattern[None, :LENGTH])[0]
+    assert torch.allclose(forecast, deseasonalised + pattern[LENGTH:])
+    noise = torch.from_numpy(np.random.default_rng(1).normal(0, 1, (1, LENGTH)))
+    assert torch.allclose(Anchor(kind, LENGTH, HORIZON, 4)(noise), Anchor(kind, LENGTH, HORIZON, 1)(noise))
+
+
+@pytest.mark.parametrize(("kind", "period"), [("repeat", 1), ("repeat", 4), ("drift", 4), ("theta", 4), ("theta", 1)])
+def test_anchors_are_the_same_on_raw_and_scaled_values(kind: str, period: int) -> None:
+    windows = torch.from_numpy(np.random.default_rng(2).normal(50, 10, (8, LENGTH)).cumsum(axis=1))
+    anchor = Anchor(kind, LENGTH, HORIZON, period)  # type: ignore[arg-type]
+    loc, scale = windows[:, -1:], windows.std(dim=1, keepdim=True)
+    scaled = anchor((windows - loc) / scale) * scale + loc
+    assert torch.allclose(scaled, anchor(windows), rtol=1e-9, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["drift", "theta"])
+def test_the_padding_before_a_short_series_is_not_read(kind: str) -> None:
+    """A series 16 points long in a 24-point window (padded with its last value) gets the anchor
+    of its 16 points alone."""
+    rng = np.random.default_rng(3)
+    short = torch.from_numpy(30 + rng.normal(0, 1, 16).cumsum() + 0.4 * np.arange(16))[None, :]
+    padded = torch.cat([short[:, -1:].expand(-1, LENGTH - 16), short], dim=1)
+    observed = torch.arange(LENGTH)[None, :] >= LENGTH - 16
+    alone = Anchor(kind, 16, HORIZON, 4)(short)  # type: ignore[arg-type]
+    assert torch.allclose(Anchor(kind, LENGTH, HORIZON, 4)(padded, observed), alone)  # type: ignore[arg-type]

@@ -47,13 +47,15 @@ _TRAIN_FLAGS = {
     "loss": "loss",
     "segment_length": "segment_length",
     "ensemble": "ensemble",
+    "refit": "refit",
     "past_covariates": "past_covariates",
     "future_covariates": "future_covariates",
     "static_covariates": "static_covariates",
     "static_data": "static_data",
 }
-# Settings that describe the data or the run, not the model: --retrain does not carry them over.
-_PER_RUN_FIELDS = {"device", "seed"}
+# Settings that describe the data or the run, not the model: --retrain does not carry them over
+# (an input size the job picked stays the one production has: its network's shape).
+_PER_RUN_FIELDS = {"device", "seed", "input_size_picked"}
 
 
 Handler = Callable[[argparse.Namespace], int]
@@ -120,7 +122,9 @@ def _train_network_arguments(train: argparse.ArgumentParser) -> None:
     group = train.add_argument_group("network and training")
     group.add_argument("--arch", choices=["rnn", "lstm", "gru"])
     group.add_argument("--horizon", type=int, help="steps to forecast (H)")
-    group.add_argument("--input-size", type=int, help="input window length (L)")
+    group.add_argument(
+        "--input-size", type=int, help="input window length (L; default: picked from the frequency and the history)"
+    )
     group.add_argument("--hidden-size", type=int)
     group.add_argument("--num-layers", type=int)
     group.add_argument("--dropout", type=float)
@@ -138,6 +142,12 @@ def _train_network_arguments(train: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int)
     group.add_argument("--max-epochs", type=int)
     group.add_argument("--loss", choices=["mse", "mae", "mase", "msse"], help="training loss (default mae)")
+    group.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after evaluation, fit again on the whole history and publish that network (default: on)",
+    )
     group.add_argument("--config", help="JSON or TOML file with training settings (flags override it)")
 
 
@@ -216,7 +226,7 @@ def training_config(args: argparse.Namespace, registry: Registry) -> TrainingCon
         if value is not None:
             settings[field] = value
     given = {**settings.get("network", {}), **settings}  # --retrain's network is nested
-    missing = [f"--{name.replace('_', '-')}" for name in ("arch", "horizon", "input_size") if name not in given]
+    missing = [f"--{name.replace('_', '-')}" for name in ("arch", "horizon") if name not in given]
     if missing:
         raise InvalidInput(
             f"missing {', '.join(missing)} (or pass --retrain to reuse the production version's configuration)"

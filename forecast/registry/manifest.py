@@ -37,6 +37,10 @@ CovariateColumn = Annotated[str, StringConstraints(min_length=1, max_length=MAX_
 Metrics = dict[str, dict[str, dict[str, float | None]]]
 
 
+# The input size of a config whose input size the job picks, until it has (`input_size_picked`).
+PROVISIONAL_INPUT_SIZE = 1
+
+
 class TrainingConfig(BaseModel):
     """The training job's settings: from flags, a --config file, or a production version (--retrain)."""
 
@@ -69,6 +73,13 @@ class TrainingConfig(BaseModel):
     windows_per_epoch: int = Field(default=100_000, ge=1, description="sampled afresh each epoch when there are more")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # After evaluation, fit the network again on the whole history (training, validation and test)
+    # with the steps and choices evaluation found, and publish that network; the evaluated
+    # metrics stay in the manifest as its accuracy estimate (forecast.training.loop.refit).
+    refit: bool = True
+    # True when the input size was left to the job: it picks it from the frequency and the
+    # history lengths (forecast.training.choices.default_input_size) and records it in `network`.
+    input_size_picked: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -78,12 +89,17 @@ class TrainingConfig(BaseModel):
         if not isinstance(data, dict):
             return data
         flat = {key: data[key] for key in NetworkConfig.model_fields if key in data}
-        if not flat:
-            return data
         nested = data.get("network")
+        if not flat and not isinstance(nested, dict):
+            return data
         network = nested.model_dump() if isinstance(nested, NetworkConfig) else dict(nested or {})
         rest = {key: value for key, value in data.items() if key not in flat}
-        return {**rest, "network": {**network, **flat}}
+        network = {**network, **flat}
+        if network.get("input_size") is None and "horizon" in network:
+            # Left to the job, which knows the data: a provisional window until it picks one.
+            network["input_size"] = PROVISIONAL_INPUT_SIZE
+            rest["input_size_picked"] = True
+        return {**rest, "network": network}
 
     @property
     def covariate_columns(self) -> CovariateColumns:

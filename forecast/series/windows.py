@@ -147,6 +147,19 @@ def origins_between(
     return origins[signal]
 
 
+def window_counts(store: SeriesStore, origins: np.ndarray, input_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each window's padding (its points before its series' first observed one) and its observed
+    points, (W,) each."""
+    if store.observed_before is None:
+        return np.zeros(len(origins), dtype=np.int64), np.full(len(origins), input_size, dtype=np.int64)
+    series = series_of_origins(store, origins)
+    starts = store.offsets[:-1]
+    # the first observed point of each series: where its count of observed points first moves
+    first = np.searchsorted(store.observed_before, store.observed_before[starts], side="right") - 1
+    padding = np.clip(first[series] - (origins - input_size), 0, input_size)
+    return padding, store.observed_between(origins - input_size, origins)
+
+
 def block_origins(store: SeriesStore, blocks: Blocks, block: str, *, input_size: int, horizon: int) -> np.ndarray:
     zeros = np.zeros_like(blocks.train_end)
     bounds = {

@@ -1,17 +1,17 @@
-"""What the training job decides about the network before fitting it, where the user left it
-open: the anchor baseline (chosen on validation) and the recurrent segment length (from the
-frequency). The manifest stores what was chosen, so serving rebuilds exactly this network."""
+"""What the training job decides about the network where the user left it open: the input size
+(from the frequency and the history), the anchor's candidates (chosen among once the scaling is
+fitted, forecast.training.anchor_choice), the recurrent segment length (from the frequency), the
+ensemble and the scaling. The manifest stores what was chosen, so serving rebuilds exactly this
+network."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
-from forecast.model.config import NetworkConfig, ScalingMode
+from forecast.model.config import AnchorKind, NetworkConfig, ScalingMode
 from forecast.series.frequency import cadence
-from forecast.training.baselines import seasonal_naive
-from forecast.training.evaluate import EvaluationSet, block_windows
-from forecast.training.metrics import forecast_metrics
-from forecast.training.promotion import promotion_score
+from forecast.training.evaluate import EvaluationSet
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,21 @@ def default_segment_length(freq: str, input_size: int) -> int:
     return season if season > 1 and input_size % season == 0 and input_size // season >= 2 else 1
 
 
+def default_input_size(freq: str, horizon: int, history: int, *, val_size: int, test_size: int) -> int:
+    """The window when the user leaves it open: three seasons, or the longest natural cycle up to
+    eight seasons when it is longer (a week of hourly data: 168, M4 Hourly's window), or without a
+    season three horizons; no longer than leaves the median series (`history` points) a training
+    window before its validation and test blocks, and never under the season nor the horizon
+    where the history allows."""
+    cycle = cadence(freq)
+    season = cycle.season_length
+    longer_cycles = [c for c in cycle.cycles if season < c <= 8 * season]
+    wanted = max([3 * season, *longer_cycles]) if season > 1 else 3 * horizon
+    shortest = season if season > 1 else horizon
+    room = history - val_size - test_size - horizon
+    return max(1, min(wanted, max(room, shortest)))
+
+
 def default_scaling(series_count: int) -> ScalingMode:
     """One series: one scale, fitted on its training part (`global`), so an offset or a drift the
     network learns is in the series' units, as NLinear and DLinear fit ETTh1. Several: each
@@ -39,23 +54,32 @@ def default_scaling(series_count: int) -> ScalingMode:
     return "global" if series_count == 1 else "window"
 
 
-def anchor_error(evaluation: EvaluationSet, network: NetworkConfig, period: int) -> float:
-    """Validation error of the baseline that repeats the value `period` steps back: MASE, or MAE
-    where MASE is undefined (every history constant)."""
-    horizon = network.horizon
-    windows = block_windows(evaluation, "validation", input_size=network.input_size, horizon=horizon)
-    forecast = seasonal_naive(evaluation.filled, windows.origins, horizon, period, windows.series_starts)
-    return promotion_score(forecast_metrics(windows.actual, forecast, windows.denominators)).value
+# The anchor is chosen on every origin whose horizon ends in the validation block or in this many
+# horizons of training data before it (forecast.training.anchor_choice): one block's few origins
+# (one per series when the block is a horizon long) mislead.
+CHOICE_HORIZONS = 2
 
 
-def choose_anchor(evaluation: EvaluationSet, network: NetworkConfig, freq: str) -> int:
-    """The best of the naive forecast and a seasonal naive for each natural cycle the input window
-    covers (hourly data with a week of input: a day and a week), on the validation block."""
-    candidates = [1, *(cycle for cycle in cadence(freq).cycles if cycle <= network.input_size)]
-    errors = {period: anchor_error(evaluation, network, period) for period in dict.fromkeys(candidates)}
-    chosen = min(errors, key=errors.__getitem__)
-    logger.info("anchor: validation error by period %s; chose %d", errors, chosen)
-    return chosen
+@dataclass(frozen=True, slots=True)
+class AnchorChoice:
+    """A candidate anchor: the kind and its period (the repeated or the adjusted season)."""
+
+    kind: AnchorKind
+    period: int
+
+
+def anchor_candidates(freq: str, input_size: int) -> list[AnchorChoice]:
+    """The naive forecast, a seasonal naive for each natural cycle the window covers (hourly data
+    with a week of input: a day and a week), and the drift and Theta anchors, with the season
+    taken out where the window covers two of them."""
+    cycle = cadence(freq)
+    repeats = dict.fromkeys([1, *(c for c in cycle.cycles if c <= input_size)])
+    season = cycle.season_length if 1 < cycle.season_length <= input_size // 2 else 1
+    return [
+        *(AnchorChoice("repeat", period) for period in repeats),
+        AnchorChoice("drift", season),
+        AnchorChoice("theta", season),
+    ]
 
 
 def default_horizon_inputs(has_future_covariates: bool) -> bool:
@@ -78,7 +102,7 @@ def resolve_network(
     """The network with every open choice made. The mask of missing points is read when the data
     has gaps or padded series: on complete data it would be a constant channel, and the versions
     trained on it stay as they were."""
-    updates: dict[str, int | bool] = {}
+    updates: dict[str, int | bool | str] = {}
     if network.missing_mask is None and has_gaps:
         updates["missing_mask"] = True
     if network.segment_length is None:
@@ -87,6 +111,7 @@ def resolve_network(
         updates["ensemble"] = DEFAULT_ENSEMBLE
     if network.horizon_inputs is None:
         updates["horizon_inputs"] = default_horizon_inputs(has_future_covariates)
-    if network.anchor_period is None:
-        updates["anchor_period"] = choose_anchor(evaluation, network, freq)
+    if network.anchor is None and network.anchor_period is not None:
+        updates["anchor"] = "repeat"  # a period given alone: the value it repeats
+    # Left open, the anchor is chosen once the scaling is fitted (forecast.training.anchor_choice).
     return network.model_copy(update=updates) if updates else network

@@ -9,6 +9,7 @@ goes on to evaluate, calibrate, publish and promote, so one version appears.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -17,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 from forecast.errors import InvalidInput, NotFound, SeriesTooShort
-from forecast.model.config import NetworkConfig
+from forecast.model.config import AnchorKind, NetworkConfig
 from forecast.model.devices import resolve_device
 from forecast.model.intervals import Calibration, calibrate, conformity_scores, empirical_coverage
+from forecast.model.missing import too_thin
 from forecast.model.network import Ensemble, Forecaster, Network
 from forecast.model.predictor import Predictor
 from forecast.model.scaling import fit_scaling
@@ -41,16 +44,19 @@ from forecast.series.windows import (
     SeriesStore,
     block_origins,
     build_store,
+    origins_between,
     padded_for_training,
     series_of_origins,
     split_blocks,
     training_parts,
+    window_counts,
 )
-from forecast.training.choices import default_scaling, resolve_network
+from forecast.training.anchor_choice import choose_anchors
+from forecast.training.choices import anchor_candidates, default_input_size, default_scaling, resolve_network
 from forecast.training.covariates import fit_covariates, static_rows, store_for
 from forecast.training.distributed import SOLO, World, check_world
 from forecast.training.evaluate import evaluate_block, evaluation_set, report_samples
-from forecast.training.loop import Objective, fit
+from forecast.training.loop import FitResult, Objective, fit, refit
 from forecast.training.promotion import (
     Comparison,
     anchor_verdict,
@@ -104,6 +110,8 @@ def prepare(
         logger.warning("%d series left out (too little signal), the first %s; %d series train", left_out, first, kept)
     features = config.features if config.features is not None else default_features(dataset.freq)
     _check_features(features)
+    if config.input_size_picked:
+        config = _with_input_size(config, dataset)
     sizes = {
         "input_size": config.network.input_size,
         "horizon": config.network.horizon,
@@ -143,6 +151,28 @@ def prepare(
     return job
 
 
+def _with_input_size(config: TrainingConfig, dataset: Dataset) -> TrainingConfig:
+    """The config with the input size the job picks for this data (`default_input_size`), logged."""
+    history = int(np.median([len(s) - s.padding for s in dataset.series]))
+    size = default_input_size(
+        dataset.freq,
+        config.network.horizon,
+        history,
+        val_size=config.val_block_size,
+        test_size=config.test_block_size,
+    )
+    logger.info(
+        "input size %d (from the frequency %s and the median history of %d points)", size, dataset.freq, history
+    )
+    try:
+        network = NetworkConfig.model_validate({**config.network.model_dump(), "input_size": size})
+    except ValidationError as exc:
+        raise InvalidInput(
+            f"the picked input size {size} does not fit: {exc.errors()[0]['msg']}; pass --input-size"
+        ) from exc
+    return config.model_copy(update={"network": network})
+
+
 def _series_per_block(store: SeriesStore, blocks: Blocks, network: NetworkConfig, dataset: Dataset) -> dict[str, int]:
     """How many series give at least one window to each block, logged in one line. A dataset is
     refused only when no series can be trained on, validated or tested."""
@@ -178,11 +208,16 @@ def fit_network(job: PreparedJob, *, progress: bool, world: World = SOLO) -> Fit
     scaling = fit_scaling(job.config.scaling, job.config.scaler, scaling_input)
     shape = job.config.network
     origins = {
-        block: block_origins(job.store, job.blocks, block, input_size=shape.input_size, horizon=shape.horizon)
+        block: fitting_origins(
+            job, block_origins(job.store, job.blocks, block, input_size=shape.input_size, horizon=shape.horizon)
+        )
         for block in ("train", "validation")
     }
     objective = Objective.of(job.config.loss, scaling, job.evaluation.denominators, job.covariates)
+    if shape.anchor_period is None:
+        shape = _choose_anchors(job, objective)
     members: list[Forecaster] = []
+    results: list[FitResult] = []
     epochs: list[EpochRecord] = []
     best_epochs: list[int] = []
     for member in range(shape.ensemble or 1):  # each its own seed; the ensemble is calibrated as a whole
@@ -200,13 +235,70 @@ def fit_network(job: PreparedJob, *, progress: bool, world: World = SOLO) -> Fit
             world=world,
         )
         members.append(result.network)
+        results.append(result)
         best_epochs.append(result.best_epoch)
         epochs.extend(record.model_copy(update={"member": member}) for record in result.epochs)
     network: Network = members[0] if len(members) == 1 else Ensemble(shape, job.layout, members)
     windows_seen = min(len(origins["train"]), job.config.windows_per_epoch) * len(epochs)
     season = cadence(job.dataset.freq).season_length
     predictor = Predictor(network, scaling, job.device, covariates=job.covariates, season_length=season)
-    return Fitted(predictor, epochs, best_epochs[0], windows_seen)
+    replays = [result.replay(job.config.learning_rate) for result in results]
+    return Fitted(predictor, epochs, best_epochs[0], windows_seen, replays=replays)
+
+
+def _choose_anchors(job: PreparedJob, objective: Objective) -> NetworkConfig:
+    """The anchor left open, chosen now that the scaling is fitted (forecast.training.anchor_choice):
+    the network's, written into the job's config, and the one that stands in for it alone."""
+    shape = job.config.network
+    candidates = [c for c in anchor_candidates(job.dataset.freq, shape.input_size) if shape.anchor in (None, c.kind)]
+    keep = functools.partial(fitting_origins, job)
+    choices = choose_anchors(shape, candidates, job.layout, job.evaluation, objective, job.config.seed, keep)
+    shape = shape.model_copy(update={"anchor": choices.network.kind, "anchor_period": choices.network.period})
+    job.config = job.config.model_copy(update={"network": shape})
+    job.fallback_anchor = choices.alone
+    return shape
+
+
+def fitting_origins(job: PreparedJob, origins: np.ndarray) -> np.ndarray:
+    """The origins the network is fitted and validated on: those whose windows it reads when
+    serving, not the ones too thin for it, which the predictor forecasts by the anchor alone
+    (`forecast.model.missing.too_thin`)."""
+    shape = job.config.network
+    padding, observed = window_counts(job.store, origins, shape.input_size)
+    season = cadence(job.dataset.freq).season_length
+    return origins[~too_thin(padding, observed, shape.input_size, season)]
+
+
+def refit_network(job: PreparedJob, fitted: Fitted, world: World = SOLO) -> Network:
+    """Every member fitted again on the whole history (its validation and test blocks too), each
+    with its own fit's choices: what the version publishes, so its forecasts have seen the latest
+    data, as the statistical models a user compares it with have."""
+    shape = job.config.network
+    objective = Objective.of(job.config.loss, fitted.predictor.scaling, job.evaluation.denominators, job.covariates)
+    replays = fitted.replays
+    store = job.store
+    everything = fitting_origins(
+        job,
+        origins_between(
+            store, np.zeros_like(store.lengths), store.lengths, input_size=shape.input_size, horizon=shape.horizon
+        ),
+    )
+    members = [
+        refit(
+            store,
+            everything,
+            job.layout,
+            objective,
+            job.config,
+            job.device,
+            replay,
+            seed=job.config.seed + member,
+            initial_state=_member_state(job.initial_state, member, shape),
+            world=world,
+        )
+        for member, replay in enumerate(replays)
+    ]
+    return members[0] if len(members) == 1 else Ensemble(shape, job.layout, members)
 
 
 def _member_state(
@@ -231,30 +323,44 @@ def evaluate(job: PreparedJob, predictor: Predictor) -> Evaluation:
     return evaluation
 
 
-def anchor_in_place(job: PreparedJob, fitted: Fitted) -> tuple[TrainingConfig, Fitted]:
-    """The seasonal naive as a version of this model: the same inputs (covariates and all, so the
-    requests that fit the network fit it), no recurrent encoder, and a linear skip at zero, which
-    forecasts its anchor exactly (forecast.model.network). The anchor repeats the last season when
-    the window holds one, else the anchor the job chose."""
+def anchor_in_place(job: PreparedJob, fitted: Fitted) -> tuple[TrainingConfig, Fitted, Evaluation]:
+    """An anchor as a version of this model, for a network that lost to the seasonal naive: the
+    same inputs (covariates and all, so the requests that fit the network fit it), no recurrent
+    encoder, and a linear skip at zero, which forecasts its anchor exactly
+    (forecast.model.network). The best anchor alone on the origins the job chose the network's
+    on (or the network's own, when the user fixed it) when it beats the seasonal naive on the
+    test block too; else the seasonal naive (the last season when the window holds one, else
+    the chosen period repeated)."""
     shape = job.config.network
     season = cadence(job.dataset.freq).season_length
-    anchor = NetworkConfig(
-        arch=shape.arch,
-        input_size=shape.input_size,
-        horizon=shape.horizon,
-        hidden_size=shape.hidden_size,
-        anchor_period=season if season <= shape.input_size else shape.anchor_period,
-        segment_length=1,
-        recurrent=False,
-        ensemble=1,
-        horizon_inputs=shape.horizon_inputs,
-        missing_mask=shape.missing_mask,
-        gap_fill=shape.gap_fill,
+    seasonal: tuple[AnchorKind, int | None] = ("repeat", season if season <= shape.input_size else shape.anchor_period)
+    fallback = job.fallback_anchor
+    chosen: tuple[AnchorKind, int | None] = (
+        (fallback.kind, fallback.period) if fallback is not None else (shape.anchor or "repeat", shape.anchor_period)
     )
-    network = Forecaster(anchor, job.layout)
-    predictor = fitted.predictor
-    replaced = Predictor(network, predictor.scaling, job.device, covariates=job.covariates, season_length=season)
-    return job.config.model_copy(update={"network": anchor}), replace(fitted, predictor=replaced)
+    for kind, period in dict.fromkeys([chosen, seasonal]):
+        anchor = NetworkConfig(
+            arch=shape.arch,
+            input_size=shape.input_size,
+            horizon=shape.horizon,
+            hidden_size=shape.hidden_size,
+            anchor=kind,
+            anchor_period=period,
+            segment_length=1,
+            recurrent=False,
+            ensemble=1,
+            horizon_inputs=shape.horizon_inputs,
+            missing_mask=shape.missing_mask,
+            gap_fill=shape.gap_fill,
+        )
+        network = Forecaster(anchor, job.layout)
+        scaling = fitted.predictor.scaling
+        predictor = Predictor(network, scaling, job.device, covariates=job.covariates, season_length=season)
+        evaluation = evaluate(job, predictor)
+        if (kind, period) == seasonal or gate_verdict(evaluation.test.metrics, force=False).passed:
+            break
+    config = job.config.model_copy(update={"network": anchor})
+    return config, replace(fitted, predictor=predictor), evaluation
 
 
 def calibrate_intervals(evaluation: Evaluation) -> Calibration:
@@ -332,20 +438,22 @@ def run_training_rank(
     clock.lap("prepare_s")
     fitted = fit_network(job, progress=progress and world.is_main, world=world)
     clock.lap("train_s")
+    if job.config.refit:
+        fitted.refitted = refit_network(job, fitted, world)
+        clock.lap("refit_s")
     if not world.is_main:
         return None
     evaluation = evaluate(job, fitted.predictor)
     gate = gate_verdict(evaluation.test.metrics, force=force)
     if not gate.passed and not force:
         # The user gets a forecast either way: the anchor, which the network was meant to improve on.
-        job.config, fitted = anchor_in_place(job, fitted)
-        evaluation = evaluate(job, fitted.predictor)
+        job.config, fitted, evaluation = anchor_in_place(job, fitted)
         gate = anchor_verdict(evaluation.test.metrics, network_lost=gate.model)
     calibration = calibrate_intervals(evaluation)
     report = {
         "epochs": [record.model_dump() for record in fitted.epochs],
         "samples": report_samples(
-            job.dataset, job.store, evaluation.test, calibration, input_size=config.network.input_size
+            job.dataset, job.store, evaluation.test, calibration, input_size=job.config.network.input_size
         ),
     }
     comparison = score_production(job, registry) if promote else None
@@ -353,7 +461,10 @@ def run_training_rank(
     timings = {**clock.marks, "train_windows_per_s": round(fitted.windows_seen / max(clock.marks["train_s"], 1e-9), 1)}
     if world.distributed:
         timings["train_processes"] = world.size  # the windows per second are those of all of them
-    files = {WEIGHTS_FILE: weights_bytes(fitted.predictor.network), REPORT_FILE: json.dumps(report).encode()}
+    published = (
+        fitted.refitted if fitted.refitted is not None and gate.network_lost is None else fitted.predictor.network
+    )
+    files = {WEIGHTS_FILE: weights_bytes(published), REPORT_FILE: json.dumps(report).encode()}
     draft = draft_manifest(job, fitted, evaluation, calibration, timings, gate)
     manifest, promotion = publish_and_promote(registry, job, draft, files, promote=promote, comparison=comparison)
     path = registry.version_location(name, manifest.version)

@@ -26,11 +26,12 @@ from forecast.model.covariates import NO_COVARIATES, Covariates
 from forecast.model.encoding import encode
 from forecast.model.network import SERIES_SCALED_LOSSES, Forecaster, forecast_loss
 from forecast.model.scaling import to_scaled
+from forecast.model.skip import LinearPart
 from forecast.registry.manifest import EpochRecord, TrainingConfig
 from forecast.series.windows import SeriesStore, series_of_origins
 from forecast.training.batches import gather_windows
 from forecast.training.distributed import SOLO, World
-from forecast.training.linear import accumulate, fit_linear
+from forecast.training.linear import NormalEquations, SkipChoice, accumulate, fit_linear, solve_linear
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,21 @@ class FitResult:
     network: Forecaster
     epochs: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0
+    skip: SkipChoice | None = None  # the ridge solve validation kept (None: none, or not solved)
+
+    def replay(self, initial_learning_rate: float) -> Replay:
+        """What a refit repeats: the skip's solve, and the learning rate of each epoch up to the
+        best one (each record holds the rate the schedule set after its epoch, for the next)."""
+        rates = [initial_learning_rate, *(record.learning_rate for record in self.epochs)][: self.best_epoch]
+        return Replay(self.skip, rates)
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A fit's choices, repeated on the whole history by `refit`."""
+
+    skip: SkipChoice | None
+    learning_rates: list[float]  # one per epoch to run
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -208,6 +224,24 @@ def _epoch_record(
     )
 
 
+def _linear_equations(
+    network: Forecaster, store: SeriesStore, train_origins: np.ndarray, objective: Objective, rng: np.random.Generator
+) -> tuple[LinearPart, NormalEquations]:
+    """The network's anchor and skip, and the ridge regression's sums over the training windows."""
+    linear = network.linear_part()
+    assert linear is not None
+    return linear, accumulate(
+        linear,
+        store,
+        train_origins,
+        lambda chosen, spread: objective.weights(store, chosen, spread),
+        network=network.config,
+        scaling=objective.scaling,
+        covariates=objective.covariates,
+        rng=rng,
+    )
+
+
 def _fit_linear_skip(
     network: Forecaster,
     store: SeriesStore,
@@ -216,24 +250,13 @@ def _fit_linear_skip(
     rng: np.random.Generator,
     world: World,
     best_loss: float,
-) -> float:
+) -> tuple[float, SkipChoice | None]:
     """The skip of a fresh network solved by ridge regression (forecast.training.linear); the
-    validation loss it leaves; nothing to do without a skip."""
-    linear = network.linear_part()
-    if linear is None:
-        return best_loss
+    validation loss it leaves and the solve kept; nothing to do without a skip."""
+    if network.linear_part() is None:
+        return best_loss, None
     train_origins, validation_origins = origins
-    config = network.config
-    equations = accumulate(
-        linear,
-        store,
-        train_origins,
-        lambda chosen, spread: objective.weights(store, chosen, spread),
-        network=config,
-        scaling=objective.scaling,
-        covariates=objective.covariates,
-        rng=rng,
-    )
+    linear, equations = _linear_equations(network, store, train_origins, objective, rng)
 
     def loss() -> float:
         return world.from_main(validation_loss(network, store, validation_origins, objective, world))
@@ -269,7 +292,7 @@ def fit(
     # Untrained, the network is its anchor baseline: the loss to beat.
     best_loss = world.from_main(validation_loss(network, device_store, validation_origins, objective, world))
     if initial_state is None and config.solve_skip:  # a warm start's skip is already fitted
-        best_loss = _fit_linear_skip(
+        best_loss, result.skip = _fit_linear_skip(
             network, device_store, (train_origins, validation_origins), objective, rng, world, best_loss
         )
     best_state = copy.deepcopy(network.state_dict())
@@ -291,3 +314,35 @@ def fit(
     network.load_state_dict(best_state)
     network.eval()
     return result
+
+
+def refit(
+    store: SeriesStore,
+    train_origins: np.ndarray,
+    layout: InputLayout,
+    objective: Objective,
+    config: TrainingConfig,
+    device: torch.device,
+    replay: Replay,
+    *,
+    seed: int,
+    initial_state: dict[str, torch.Tensor] | None = None,
+    world: World = SOLO,
+) -> Forecaster:
+    """A forecaster fitted again on `train_origins` (the whole history) with the choices a fit made
+    on less of it: the same seed, the skip's solve, and the epochs up to the best one at the
+    learning rates the schedule set then. Nothing is validated: the fit already chose."""
+    rng = seed_everything(seed)
+    network = _initial_network(config, layout, initial_state).to(device)
+    model = world.wrap(network, device)
+    device_store = _on_device(store, device)
+    optimizer, _ = _optimizer(network, config)
+    if initial_state is None and config.solve_skip and network.linear_part() is not None:
+        linear, equations = _linear_equations(network, device_store, train_origins, objective, rng)
+        solve_linear(linear, equations, replay.skip)
+    for rate in replay.learning_rates:
+        optimizer.param_groups[0]["lr"] = rate
+        optimizer.param_groups[1]["lr"] = rate * _SKIP_LEARNING_RATE_FACTOR
+        _train_epoch(network, model, optimizer, device_store, train_origins, objective, config, rng, world)
+    network.eval()
+    return network

@@ -47,8 +47,8 @@ def promotion_score(metrics: dict[str, float | None]) -> Score:
 
 
 def anchor_verdict(test_metrics: dict[str, dict[str, float | None]], network_lost: float) -> GateVerdict:
-    """The verdict of the anchor published in place of a network that lost: it is the baseline
-    (its score is the seasonal naive's), so it passes."""
+    """The verdict of the anchor published in place of a network that lost: the seasonal naive
+    itself, or a baseline that beats it on the test block, so it passes."""
     model, baseline = promotion_score(test_metrics["model"]), promotion_score(test_metrics["seasonal_naive"])
     return GateVerdict(
         passed=True, metric=model.metric, model=model.value, seasonal_naive=baseline.value, network_lost=network_lost
@@ -104,7 +104,7 @@ def move_production(
         return moved
     lost = (
         f"the network's test {gate.metric} {gate.network_lost:.4f} did not beat the seasonal naive "
-        f"({gate.seasonal_naive:.4f}): published its anchor, the seasonal naive"
+        f"({gate.seasonal_naive:.4f}): published its anchor (test {gate.metric} {gate.model:.4f})"
     )
     return Promotion(moved.promoted, f"{lost}; {moved.note}")
 

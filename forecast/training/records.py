@@ -8,12 +8,15 @@ import torch
 
 from forecast.model.config import InputLayout
 from forecast.model.covariates import NO_COVARIATES, Covariates
+from forecast.model.network import Network
 from forecast.model.predictor import Predictor
 from forecast.registry.manifest import EpochRecord, Manifest, TrainingConfig
 from forecast.series.dataset import Dataset
 from forecast.series.features import feature_width
 from forecast.series.windows import Blocks, SeriesStore
+from forecast.training.choices import AnchorChoice
 from forecast.training.evaluate import BlockResult, EvaluationSet
+from forecast.training.loop import Replay
 
 
 @dataclass(slots=True)
@@ -33,6 +36,9 @@ class PreparedJob:
     initial_state: dict[str, torch.Tensor] | None = None
     parent_version: int | None = None
     series_per_block: dict[str, int] = field(default_factory=dict)  # series giving a window to each block
+    # The best anchor alone on the job's choice origins: what stands in for a network that loses
+    # the gate (None: the user fixed the anchor, which stands in).
+    fallback_anchor: AnchorChoice | None = None
 
     @property
     def layout(self) -> InputLayout:
@@ -43,10 +49,14 @@ class PreparedJob:
 
 @dataclass(slots=True)
 class Fitted:
-    predictor: Predictor
+    predictor: Predictor  # the network evaluation scores (fitted on the training part)
     epochs: list[EpochRecord]
     best_epoch: int
     windows_seen: int  # training windows over every epoch run
+    # The same network refitted on the whole history with the choices the fit made, which the
+    # version publishes in place of `predictor` (the training job's `refit`); None without a refit.
+    refitted: Network | None = None
+    replays: list[Replay] = field(default_factory=list)  # each member's choices, for the refit
 
 
 @dataclass(slots=True)

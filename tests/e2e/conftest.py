@@ -59,7 +59,8 @@ def registry_template(tmp_path_factory: pytest.TempPathFactory, history_csv: Pat
     weak = tmp_path_factory.mktemp("configs") / "weak-gru.json"
     weak.write_text('{"solve_skip": false}')
     train(registry, history_csv, "demo-lstm", "lstm")
-    train(registry, history_csv, "demo-gru", "gru", "--config", str(weak))
+    # --no-refit: the version serves the network its report evaluated (tests/e2e/test_api.py checks the skew)
+    train(registry, history_csv, "demo-gru", "gru", "--config", str(weak), "--no-refit")
     train(registry, history_csv, "demo-lstm", "lstm", "--seed", "1", "--config", str(weak))
     run_cli("models", "promote", "demo-lstm", "2", "--alias", "staging", registry=registry)
     return registry
@@ -80,7 +81,8 @@ def covariate_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def covariate_registry(tmp_path_factory: pytest.TempPathFactory, covariate_csv: Path) -> Path:
     """demo-driven version 1: a version that reads a past, a future-known and a static covariate."""
     registry = tmp_path_factory.mktemp("covariate-registry")
-    train(registry, covariate_csv, "demo-driven", "lstm", *COVARIATE_FLAGS, "--force")
+    # --no-refit: the version serves the network its report evaluated (test_covariates checks it)
+    train(registry, covariate_csv, "demo-driven", "lstm", *COVARIATE_FLAGS, "--force", "--no-refit")
     return registry
 
 

@@ -1,6 +1,6 @@
-"""What the job decides before fitting: the anchor is the baseline that wins on validation (a
-daily cycle picks the day, a random walk the last value), and the segment length is the season
-when it divides the window."""
+"""What the job decides before fitting: the anchor is the baseline that wins on the last origins
+before the test block (a daily cycle picks the day, a random walk the last value, a trend the
+drift or Theta), and the segment length is the season when it divides the window."""
 
 from __future__ import annotations
 
@@ -8,11 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecast.model.config import NetworkConfig
+from forecast.model.config import InputLayout, NetworkConfig, ScalingParams
 from forecast.series.dataset import Dataset, Series
 from forecast.series.windows import build_store, split_blocks
-from forecast.training.choices import choose_anchor, default_segment_length, resolve_network
-from forecast.training.evaluate import evaluation_set
+from forecast.training.anchor_choice import AnchorChoices, choose_anchors
+from forecast.training.choices import (
+    AnchorChoice,
+    anchor_candidates,
+    default_input_size,
+    default_segment_length,
+    resolve_network,
+)
+from forecast.training.evaluate import EvaluationSet, evaluation_set
+from forecast.training.loop import Objective
 
 INPUT_SIZE, HORIZON = 168, 24
 
@@ -28,12 +36,27 @@ def _evaluation(values: list[np.ndarray]):  # type: ignore[no-untyped-def]
 NETWORK = NetworkConfig(arch="gru", input_size=INPUT_SIZE, horizon=HORIZON)
 
 
-def test_a_daily_cycle_anchors_on_the_day_before() -> None:
+def choose(evaluation: EvaluationSet, network: NetworkConfig, freq: str) -> AnchorChoices:
+    """The job's choices on the last origins: the network's anchor (its linear part's loss) and
+    the best anchor alone."""
+    candidates = [c for c in anchor_candidates(freq, network.input_size) if network.anchor in (None, c.kind)]
+    objective = Objective.of("mae", ScalingParams(mode="window"), evaluation.denominators)
+    return choose_anchors(network, candidates, InputLayout(), evaluation, objective, 0, lambda o: o)
+
+
+def choose_anchor(evaluation: EvaluationSet, network: NetworkConfig, freq: str) -> AnchorChoice:
+    return choose(evaluation, network, freq).network
+
+
+def test_a_daily_cycle_anchors_on_the_day() -> None:
+    """A daily cycle on a wandering level: alone, the best anchor follows the day (with the skip,
+    any repeat does: the skip carries the cycle)."""
     rng = np.random.default_rng(0)
     steps = np.arange(900)
     level = [rng.normal(0, 0.3, 900).cumsum() for _ in range(3)]  # wanders: a week back is further off
     values = [10 + 5 * np.sin(2 * np.pi * steps / 24 + k) + level[k] for k in range(3)]
-    assert choose_anchor(_evaluation(values), NETWORK, "h") == 24
+    chosen = choose(_evaluation(values), NETWORK, "h")
+    assert chosen.alone.period == 24 and chosen.network.kind == "repeat"
 
 
 def test_a_weekly_cycle_anchors_on_the_week_before() -> None:
@@ -41,13 +64,33 @@ def test_a_weekly_cycle_anchors_on_the_week_before() -> None:
     steps = np.arange(900)
     week = np.where((steps // 24) % 7 < 5, 10.0, 2.0)  # workdays and weekends
     values = [week * (1 + 0.1 * np.sin(2 * np.pi * steps / 24)) + rng.normal(0, 0.1, 900) for _ in range(2)]
-    assert choose_anchor(_evaluation(values), NETWORK, "h") == 168
+    assert choose_anchor(_evaluation(values), NETWORK, "h") == AnchorChoice("repeat", 168)
 
 
 def test_a_random_walk_anchors_on_the_last_value() -> None:
     rng = np.random.default_rng(2)
     values = [100 + rng.normal(0, 1, 900).cumsum() for _ in range(3)]
-    assert choose_anchor(_evaluation(values), NETWORK, "h") == 1
+    assert choose_anchor(_evaluation(values), NETWORK, "h") == AnchorChoice("repeat", 1)
+
+
+def test_a_trend_is_followed_by_the_anchor_that_stands_in_for_the_network() -> None:
+    """Trending series (a noisy line under a daily cycle): alone, repeating any value falls
+    behind, and the drift or the Theta is the best baseline; the network's anchor repeats a value
+    (its skip carries the trend)."""
+    rng = np.random.default_rng(4)
+    steps = np.arange(900)
+    values = [50 + 0.2 * k * steps + 3 * np.sin(2 * np.pi * steps / 24) + rng.normal(0, 0.5, 900) for k in (1, 2, 3)]
+    chosen = choose(_evaluation(values), NETWORK, "h")
+    assert chosen.alone.kind in ("drift", "theta") and chosen.alone.period == 24
+    assert chosen.network.kind == "repeat"
+
+
+def test_a_given_anchor_kind_gets_its_best_period() -> None:
+    rng = np.random.default_rng(5)
+    steps = np.arange(900)
+    values = [10 + 5 * np.sin(2 * np.pi * steps / 24) + rng.normal(0, 0.3, 900).cumsum() for _ in range(2)]
+    theta = NETWORK.model_copy(update={"anchor": "theta"})
+    assert choose_anchor(_evaluation(values), theta, "h") == AnchorChoice("theta", 24)
 
 
 @pytest.mark.parametrize(
@@ -64,6 +107,27 @@ def test_choices_the_user_made_are_kept() -> None:
     chosen = NETWORK.model_copy(
         update={"anchor_period": 168, "segment_length": 8, "ensemble": 2, "horizon_inputs": False}
     )
-    assert resolve_network(chosen, _evaluation(values), "h") == chosen
+    # a period given alone repeats that value, as before the other anchors
+    assert resolve_network(chosen, _evaluation(values), "h") == chosen.model_copy(update={"anchor": "repeat"})
     resolved = resolve_network(NETWORK, _evaluation(values), "h")
-    assert (resolved.anchor_period, resolved.segment_length, resolved.ensemble) == (1, 24, 3)
+    # the anchor left open is chosen by the fit, once the scaling is known (anchor_choice)
+    assert (resolved.anchor, resolved.anchor_period, resolved.segment_length, resolved.ensemble) == (None, None, 24, 3)
+
+
+@pytest.mark.parametrize(
+    ("freq", "horizon", "history", "expected"),
+    [
+        ("h", 48, 700, 168),  # a week of hourly data, M4 Hourly's window
+        ("30min", 48, 4000, 336),
+        ("D", 14, 365, 21),  # three weeks
+        ("MS", 18, 200, 36),  # three years
+        ("QS", 8, 100, 12),
+        ("YS", 6, 40, 18),  # no season: three horizons
+        ("YS", 6, 25, 7),  # as long as leaves the median series a training window
+        ("MS", 18, 40, 12),  # never under the season
+    ],
+)
+def test_the_input_size_left_open_fits_the_frequency_and_the_history(
+    freq: str, horizon: int, history: int, expected: int
+) -> None:
+    assert default_input_size(freq, horizon, history, val_size=horizon, test_size=horizon) == expected

@@ -289,7 +289,7 @@ def test_an_ensemble_is_one_version_that_serves_the_numbers_of_its_evaluation(tm
     window from the report, answers what the training job's evaluation forecast for it."""
     data = write_csv(seasonal_frame(), tmp_path / "series.csv")
     registry_root = tmp_path / "registry"
-    train(data, registry_root, "duo", "--ensemble", "2", "--force")
+    train(data, registry_root, "duo", "--ensemble", "2", "--force", "--no-refit")  # serves what it evaluated
     folder = version_dir(registry_root, "duo", 1)
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.safetensors", "report.json"]
     weights = load_file(folder / "model.safetensors")
@@ -299,3 +299,19 @@ def test_an_ensemble_is_one_version_that_serves_the_numbers_of_its_evaluation(tm
     sample = read_json(folder / "report.json")["samples"][0]
     served = serve_once(registry_root, "duo", sample["history_timestamps"], sample["history"])
     np.testing.assert_allclose(served, sample["forecast"], rtol=0, atol=1e-4)
+
+
+def test_the_input_size_left_out_is_picked_recorded_and_kept_by_retrain(tmp_path: Path) -> None:
+    """`--input-size` is optional: on hourly data the job picks a week (168), writes it into the
+    network and marks it picked; --retrain keeps production's window rather than picking again."""
+    data = write_csv(seasonal_frame(), tmp_path / "series.csv")
+    registry = tmp_path / "registry"
+    flags = ("--arch", "gru", "--horizon", "12", "--hidden-size", "8", "--max-epochs", "1", "--ensemble", "1")
+    train(data, registry, "picked", *flags, "--device", "cpu", "--quiet", "--force", defaults=False)
+    first = manifest(registry, "picked", 1)["training"]
+    assert first["network"]["input_size"] == 168 and first["input_size_picked"] is True
+    samples = read_json(version_dir(registry, "picked", 1) / "report.json")["samples"]
+    assert samples and all(len(sample["history"]) == 168 for sample in samples)
+    train(data, registry, "picked", "--retrain", "--quiet", "--force", defaults=False)
+    again = manifest(registry, "picked", 2)["training"]
+    assert again["network"]["input_size"] == 168 and again["input_size_picked"] is False

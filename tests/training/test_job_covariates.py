@@ -56,14 +56,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     def train(name: str, source: Path, *extra: str) -> list[str]:
         return ["train", "--data", str(source), "--name", name, "--registry", str(registry), *extra]
 
+    # --no-refit where a test compares the served forecasts with the report's evaluated ones
     invocations = {
-        "with": train("driven", data, *SMALL_MODEL_ARGS, *COVARIATE_FLAGS, "--force"),
+        "with": train("driven", data, *SMALL_MODEL_ARGS, *COVARIATE_FLAGS, "--force", "--no-refit"),
         "without": train("plain", data, *SMALL_MODEL_ARGS, "--force"),
         "adds_covariates": train("plain", data, *SMALL_MODEL_ARGS, *COVARIATE_FLAGS, "--promote"),
         "retrain": train("driven", data, "--retrain", "--quiet", "--force"),
         "retrain_lacking": train("driven", no_temperature, "--retrain", "--quiet"),
         "show": ["models", "show", "driven", "--registry", str(registry)],
-        "gappy": train("gappy", gappy, *SMALL_MODEL_ARGS, *COVARIATE_FLAGS, "--force"),
+        "gappy": train("gappy", gappy, *SMALL_MODEL_ARGS, *COVARIATE_FLAGS, "--force", "--no-refit"),
     }
     results = run_forecast_many(list(invocations.values()), folder / "runs")
     return Runs(registry, frame, dict(zip(invocations, results, strict=True)))

@@ -130,7 +130,7 @@ def fit_skip(
     def loss() -> float:
         return validation_loss(network, store, validation, objective)
 
-    return fit_linear(linear, equations, loss, loss() if best_loss is None else best_loss)
+    return fit_linear(linear, equations, loss, loss() if best_loss is None else best_loss)[0]
 
 
 def test_the_solved_skip_recovers_a_future_covariates_linear_effect(tmp_path: Path) -> None:

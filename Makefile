@@ -71,6 +71,7 @@ bench-tools:
 bench: venv bench-tools
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/accuracy.py
+	$(BIN)/python bench/collection.py --peers-cache .bench-cache
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/serve.py
 

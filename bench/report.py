@@ -188,8 +188,59 @@ def gpu() -> list[str]:
     return lines
 
 
+# The runs of bench/collection.py beside the defaults: (results file, column heading).
+COLLECTION_RUNS = (
+    ("collection_no_refit", "no refit"),
+    ("collection_input_size_picked", "L left out (picked L)"),
+    ("collection_single_member", "1 member"),
+    ("collection_loss_mase", "loss mase"),
+    ("collection_before", "before"),
+)
+
+
+def collection() -> list[str]:
+    """bench/collection.py: OWA by set for the product with its defaults, each ablation kept in
+    bench/results, and the statistical peers measured in the same run as the defaults."""
+    latest = _load("collection")
+    if not latest:
+        return []
+    runs = [
+        (label, {row["set"]: row for row in run["sets"]}) for name, label in COLLECTION_RUNS if (run := _load(name))
+    ]
+    head = ["set", "series", "H", "L", "history (min / median)", "product", *(label for label, _ in runs)]
+    head += [
+        "AutoETS",
+        "AutoARIMA",
+        "AutoTheta",
+        "seasonal naive",
+        "naive",
+        "anchor",
+        "beats best peer / seasonal naive",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in latest["sets"]:
+        owa = {name: method["owa"] for name, method in row["methods"].items()}
+        cells = [row["set"], str(row["series"]), str(row["horizon"]), str(row["product"]["input_size"])]
+        cells += [f"{row['history_points']['min']} / {row['history_points']['median']}", f"**{owa['product']:.3f}**"]
+        for label, sets in runs:
+            other = sets.get(row["set"])
+            picked = f" ({other['product']['input_size']})" if other and label.startswith("L left out") else ""
+            cells.append(f"{other['methods']['product']['owa']:.3f}{picked}" if other else "")
+        cells += [
+            f"{owa[m]:.3f}" if m in owa else ""
+            for m in ("auto_ets", "auto_arima", "auto_theta", "seasonal_naive", "naive")
+        ]
+        facts = row["product"]
+        cells.append(f"{facts['anchor']}({facts['anchor_period']})" + ("" if facts["recurrent"] else ", alone"))
+        cells.append(
+            f"{'yes' if row['product_beats_best_peer'] else 'no'} / {'yes' if row['product_beats_seasonal_naive'] else 'no'}"
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def main() -> None:
-    sys.stdout.write("\n".join(accuracy() + train_speed() + serve() + gpu()) + "\n")
+    sys.stdout.write("\n".join(accuracy() + collection() + train_speed() + serve() + gpu()) + "\n")
 
 
 if __name__ == "__main__":

@@ -194,6 +194,7 @@ COLLECTION_RUNS = (
     ("collection_input_size_picked", "L left out (picked L)"),
     ("collection_single_member", "1 member"),
     ("collection_loss_mase", "loss mase"),
+    ("collection_theta_anchor", "Theta anchor"),
     ("collection_before", "before"),
 )
 

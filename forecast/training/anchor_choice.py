@@ -32,11 +32,11 @@ logger = logging.getLogger(__name__)
 
 Origins = Callable[[np.ndarray], np.ndarray]
 
-# The anchors a network is built on when the user leaves the kind open. With a Theta or drift
-# anchor the epochs never improved on the solved start (best epoch 0 on every set of
-# bench/collection.py), and the network lost to its repeat-anchored self: half-hourly demand OWA
-# 0.948 against 0.225, quarterly 0.816 against 0.715. Theta and drift stand in, alone, for a
-# network that loses the gate (`AnchorChoices.alone`).
+# The anchors a network is built on when the user leaves the kind open. On a Theta anchor the
+# epochs almost never improved on the solved start (bench/collection.py, "Theta anchor"), and the
+# network lost to its repeat-anchored self: half-hourly demand OWA 0.960 against 0.216, quarterly
+# 0.816 against 0.715. Theta and drift stand in, alone, for a network that loses the gate
+# (`AnchorChoices.alone`).
 NETWORK_ANCHORS: frozenset[AnchorKind] = frozenset({"repeat"})
 
 

@@ -14,7 +14,8 @@ seasons and its autocorrelation at the season passes M4's 90% test (as M4's Thet
 the season is added back to the forecast. Seasons and trends are fitted to each window, so the
 anchor is each series' own (as ES-RNN's per-series smoothing is) and any series, seen in
 training or not, gets it. Every step is affine-equivariant: the anchor of a scaled window is
-the scaled anchor, so it is computed on the network's scaled inputs and on raw values alike.
+the scaled anchor, so the network computes it on its scaled inputs (in float32: on raw values
+beyond about 1e19 the squared one-step errors would overflow).
 
 A window's points before its first observed one (a short series' padding) are not read: the
 fits start at the first observed point.

@@ -56,6 +56,11 @@ class Predictor:
     def config(self) -> NetworkConfig:
         return self.network.config
 
+    @property
+    def fitted_anchor(self) -> bool:
+        """Whether the anchor is fitted to each window (drift, Theta) rather than a value repeated."""
+        return (self.config.anchor or "repeat") != "repeat"
+
     def predict(self, windows: RawWindows, batch_size: int = 4096) -> Prediction:
         """Raw windows on any device -> Prediction."""
         if self.device.type == "cuda" and not windows.history.is_cuda:  # pinned memory: asynchronous copies
@@ -78,10 +83,11 @@ class Predictor:
         length, horizon = observed.shape[1], forecast.shape[1]
         padding = before_first_observed(observed).sum(dim=1, keepdim=True)  # (B, 1)
         fallback = too_thin(padding, observed.sum(dim=1, keepdim=True), length, self.season_length)
+        if self.fitted_anchor and not bool(fallback.any()):  # spare a Theta's pass over the window
+            return forecast
         period = self.config.anchor_period or 1
         anchor = self.network.anchor(inputs, observed)  # (B, H)
-        repeats = (self.config.anchor or "repeat") == "repeat"
-        if repeats and self.season_length < period and self.season_length <= length:
+        if not self.fitted_anchor and self.season_length < period and self.season_length <= length:
             steps = torch.arange(horizon, device=inputs.device)
             seasonal = inputs[:, :, 0][:, length - self.season_length + steps % self.season_length]
             anchor = torch.where(padding > length - period, seasonal, anchor)
@@ -93,5 +99,10 @@ class Predictor:
         spread = encoded.window_spread if self.interval_scale == "window" else encoded.spread
         forecast = self.network(encoded.inputs, encoded.known, encoded.static)  # (B, H)
         if encoded.observed is not None:
+            if self.fitted_anchor and not self.network.layout.mask:
+                # Without the mask channel the network fits its drift or Theta over the padding
+                # too; the predictor knows what was observed, and the anchor is the summand to swap.
+                observed_anchor = self.network.anchor(encoded.inputs, encoded.observed)
+                forecast = forecast - self.network.anchor(encoded.inputs) + observed_anchor
             forecast = self._anchor_only(encoded.inputs, encoded.observed, forecast)
         return DeviceForecast(mean=decode(forecast, encoded), spread=spread)

@@ -37,8 +37,11 @@ CovariateColumn = Annotated[str, StringConstraints(min_length=1, max_length=MAX_
 Metrics = dict[str, dict[str, dict[str, float | None]]]
 
 
-# The input size of a config whose input size the job picks, until it has (`input_size_picked`).
-PROVISIONAL_INPUT_SIZE = 1
+def _provisional_input_size(network: dict[str, Any]) -> int:
+    """The shortest window a segment length divides and an anchor period fits in."""
+    segment = network.get("segment_length") or 1
+    period = network.get("anchor_period") or 1
+    return segment * -(-period // segment) if isinstance(segment, int) and isinstance(period, int) else 1
 
 
 class TrainingConfig(BaseModel):
@@ -73,8 +76,8 @@ class TrainingConfig(BaseModel):
     windows_per_epoch: int = Field(default=100_000, ge=1, description="sampled afresh each epoch when there are more")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # After evaluation, fit the network again on the whole history (training, validation and test)
-    # with the steps and choices evaluation found, and publish that network; the evaluated
+    # Once the network passes the gate, fit it again on the whole history (training, validation
+    # and test) with the steps and choices the fit found, and publish that network; the evaluated
     # metrics stay in the manifest as its accuracy estimate (forecast.training.loop.refit).
     refit: bool = True
     # True when the input size was left to the job: it picks it from the frequency and the
@@ -96,10 +99,16 @@ class TrainingConfig(BaseModel):
         rest = {key: value for key, value in data.items() if key not in flat}
         network = {**network, **flat}
         if network.get("input_size") is None and "horizon" in network:
-            # Left to the job, which knows the data: a provisional window until it picks one.
-            network["input_size"] = PROVISIONAL_INPUT_SIZE
+            # Left to the job, which knows the data: until it picks one, the shortest window the
+            # other choices fit (a segment length divides it, an anchor period fits in it).
+            network["input_size"] = _provisional_input_size(network)
             rest["input_size_picked"] = True
         return {**rest, "network": network}
+
+    @property
+    def input_size_fits(self) -> int:
+        """The smallest input size the network's other choices allow (see `_provisional_input_size`)."""
+        return _provisional_input_size(self.network.model_dump())
 
     @property
     def covariate_columns(self) -> CovariateColumns:

@@ -148,16 +148,16 @@ def origins_between(
 
 
 def window_counts(store: SeriesStore, origins: np.ndarray, input_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each window's padding (its points before its series' first observed one) and its observed
-    points, (W,) each."""
+    """Each window's points before its first observed one (a short series' padding, or a gap the
+    window starts in: what the predictor counts, `forecast.model.missing.before_first_observed`)
+    and its observed points, (W,) each."""
     if store.observed_before is None:
         return np.zeros(len(origins), dtype=np.int64), np.full(len(origins), input_size, dtype=np.int64)
-    series = series_of_origins(store, origins)
-    starts = store.offsets[:-1]
-    # the first observed point of each series: where its count of observed points first moves
+    starts = origins - input_size
+    # the first observed point at or after each window's start: where the count of observed points first moves
     first = np.searchsorted(store.observed_before, store.observed_before[starts], side="right") - 1
-    padding = np.clip(first[series] - (origins - input_size), 0, input_size)
-    return padding, store.observed_between(origins - input_size, origins)
+    padding = np.clip(first - starts, 0, input_size)
+    return padding, store.observed_between(starts, origins)
 
 
 def block_origins(store: SeriesStore, blocks: Blocks, block: str, *, input_size: int, horizon: int) -> np.ndarray:

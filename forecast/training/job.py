@@ -78,8 +78,10 @@ class _Clock:
     marks: dict[str, float] = field(default_factory=dict)
 
     def lap(self, phase: str) -> None:
+        """Adds the seconds since the last lap to `phase` (a phase may come back: evaluation
+        goes on after the refit)."""
         now = time.perf_counter()
-        self.marks[phase] = round(now - self.started, 3)
+        self.marks[phase] = round(self.marks.get(phase, 0.0) + now - self.started, 3)
         self.started = now
 
 
@@ -161,6 +163,8 @@ def _with_input_size(config: TrainingConfig, dataset: Dataset) -> TrainingConfig
         val_size=config.val_block_size,
         test_size=config.test_block_size,
     )
+    fits = config.input_size_fits  # the segment length and an anchor period the user gave
+    size = fits * -(-size // fits) if size % fits else max(size, fits)
     logger.info(
         "input size %d (from the frequency %s and the median history of %d points)", size, dataset.freq, history
     )
@@ -266,7 +270,10 @@ def fitting_origins(job: PreparedJob, origins: np.ndarray) -> np.ndarray:
     shape = job.config.network
     padding, observed = window_counts(job.store, origins, shape.input_size)
     season = cadence(job.dataset.freq).season_length
-    return origins[~too_thin(padding, observed, shape.input_size, season)]
+    kept = origins[~too_thin(padding, observed, shape.input_size, season)]
+    # Data too short for any window the network reads still trains as it did before the rule (its
+    # windows are served by the anchor alone): an empty set would leave nothing to fit.
+    return kept if len(kept) else origins
 
 
 def refit_network(job: PreparedJob, fitted: Fitted, world: World = SOLO) -> Network:
@@ -434,11 +441,11 @@ def run_training_rank(
         job = prepare(data, name, config, registry, warm_start=warm_start)
         shape = job.config.network
         origins = block_origins(job.store, job.blocks, "train", input_size=shape.input_size, horizon=shape.horizon)
-        check_world(world, job.device, train_windows=len(origins))
+        check_world(world, job.device, train_windows=len(fitting_origins(job, origins)))
     clock.lap("prepare_s")
     fitted = fit_network(job, progress=progress and world.is_main, world=world)
     clock.lap("train_s")
-    if job.config.refit:
+    if job.config.refit and world.distributed:  # every rank refits together, before rank 0 alone goes on
         fitted.refitted = refit_network(job, fitted, world)
         clock.lap("refit_s")
     if not world.is_main:
@@ -449,6 +456,10 @@ def run_training_rank(
         # The user gets a forecast either way: the anchor, which the network was meant to improve on.
         job.config, fitted, evaluation = anchor_in_place(job, fitted)
         gate = anchor_verdict(evaluation.test.metrics, network_lost=gate.model)
+    elif job.config.refit and fitted.refitted is None:  # only a network that is published is refitted
+        clock.lap("evaluate_s")
+        fitted.refitted = refit_network(job, fitted)
+        clock.lap("refit_s")
     calibration = calibrate_intervals(evaluation)
     report = {
         "epochs": [record.model_dump() for record in fitted.epochs],

@@ -85,3 +85,23 @@ def test_the_padding_before_a_short_series_is_not_read(kind: str) -> None:
     observed = torch.arange(LENGTH)[None, :] >= LENGTH - 16
     alone = Anchor(kind, 16, HORIZON, 4)(short)  # type: ignore[arg-type]
     assert torch.allclose(Anchor(kind, LENGTH, HORIZON, 4)(padded, observed), alone)  # type: ignore[arg-type]
+
+
+def test_a_network_without_the_mask_channel_fits_its_theta_on_the_observed_points() -> None:
+    """A model trained on complete data has no mask channel; serving a short series pads it, and
+    the predictor takes the Theta again from the observed points (a rise stays a rise)."""
+    from forecast.model.config import NetworkConfig, ScalingParams
+    from forecast.model.encoding import RawWindows
+    from forecast.model.network import Forecaster
+    from forecast.model.predictor import Predictor
+
+    config = NetworkConfig(arch="gru", input_size=18, horizon=3, anchor="theta", anchor_period=1, recurrent=False)
+    predictor = Predictor(Forecaster(config, 1), ScalingParams(mode="window"), torch.device("cpu"))
+    rising = 100.0 + 10.0 * torch.arange(10, dtype=torch.float32)
+    history = torch.cat([torch.full((8,), float("nan")), rising])[None, :].double()
+    empty = torch.zeros(1, 18, 0)
+    windows = RawWindows(history=history, calendar=empty, past=empty, future=empty, static=torch.zeros(1, 0))
+    forecast = predictor.predict(windows).mean[0]
+    alone = Anchor("theta", 10, 3, 1)(rising[None, :].double())[0].numpy()
+    np.testing.assert_allclose(forecast, alone, rtol=1e-5)
+    assert (np.diff(forecast) > 0).all()

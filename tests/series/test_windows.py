@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forecast.errors import InvalidInput, SeriesTooShort
+from forecast.model.missing import before_first_observed
 from forecast.series.dataset import Dataset, Series
 from forecast.series.windows import (
     SeriesStore,
@@ -22,6 +23,7 @@ from forecast.series.windows import (
     origins_between,
     series_of_origins,
     split_blocks,
+    window_counts,
 )
 
 FAST = settings(max_examples=60, deadline=None, database=None)  # no .hypothesis folder in the tree
@@ -210,3 +212,19 @@ def test_windows_cost_memory_per_origin_not_per_origin_times_input_size() -> Non
     # A training batch gathers only its own windows.
     batch = gather(store, origins[:128], input_size=input_size, horizon=horizon)
     assert batch.history.shape == (128, input_size)
+
+
+def test_window_counts_are_the_predictors_padding_and_observed_points() -> None:
+    """A window that starts inside a gap counts the gap's points before its first observed one as
+    padding, as the predictor does (forecast.model.missing.before_first_observed)."""
+    values = np.arange(100, dtype=np.float64)
+    values[40:60] = np.nan
+    stamps = pd.date_range("2024-01-01", periods=100, freq="D")
+    store = build_store(Dataset([Series("gappy", stamps, values)], "D", "test"), [])
+    origins = np.array([70, 90, 30])
+    padding, observed = window_counts(store, origins, 28)
+    history = torch.from_numpy(np.stack([values[o - 28 : o] for o in origins]))
+    expected = before_first_observed(torch.isfinite(history)).sum(dim=1).numpy()
+    np.testing.assert_array_equal(padding, expected)
+    np.testing.assert_array_equal(observed, torch.isfinite(history).sum(dim=1).numpy())
+    assert list(padding) == [18, 0, 0]

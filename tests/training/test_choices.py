@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from forecast.model.config import InputLayout, NetworkConfig, ScalingParams
+from forecast.registry.manifest import TrainingConfig
 from forecast.series.dataset import Dataset, Series
 from forecast.series.windows import build_store, split_blocks
 from forecast.training.anchor_choice import AnchorChoices, choose_anchors
@@ -131,3 +132,12 @@ def test_the_input_size_left_open_fits_the_frequency_and_the_history(
     freq: str, horizon: int, history: int, expected: int
 ) -> None:
     assert default_input_size(freq, horizon, history, val_size=horizon, test_size=horizon) == expected
+
+
+def test_a_segment_length_or_anchor_period_given_without_an_input_size_is_kept() -> None:
+    """Left open, the input size is provisional until the job picks one: a segment length or an
+    anchor period given beside it is not refused for it, and the pick fits them."""
+    config = TrainingConfig.model_validate({"arch": "gru", "horizon": 24, "segment_length": 24, "anchor_period": 24})
+    assert config.input_size_picked and config.input_size_fits == 24
+    config = TrainingConfig.model_validate({"arch": "gru", "horizon": 24, "segment_length": 8, "anchor_period": 20})
+    assert config.input_size_fits == 24  # the shortest window 8 divides that a 20-step period fits in

@@ -77,9 +77,10 @@ class Predictor:
 
     def _anchor_only(self, inputs: torch.Tensor, observed: torch.Tensor, forecast: torch.Tensor) -> torch.Tensor:
         """The forecast, with the anchor's alone for the windows the network has too little to
-        read (`forecast.model.missing.too_thin`). Where the anchor's period reaches into the padding (a weekly anchor on a few days of hourly data), the
-        seasonal naive of one season stands in for it: padding repeats the last value, so the
-        anchor would be the naive forecast."""
+        read (`forecast.model.missing.too_thin`). Where a repeated anchor's period reaches into
+        the padding (a weekly anchor on a few days of hourly data), the seasonal naive of one
+        season stands in for it: padding repeats the last value, so the anchor would be the
+        naive forecast."""
         length, horizon = observed.shape[1], forecast.shape[1]
         padding = before_first_observed(observed).sum(dim=1, keepdim=True)  # (B, 1)
         fallback = too_thin(padding, observed.sum(dim=1, keepdim=True), length, self.season_length)

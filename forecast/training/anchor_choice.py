@@ -24,8 +24,8 @@ from forecast.model.network import Forecaster
 from forecast.series.windows import SeriesStore, origins_between
 from forecast.training.choices import CHOICE_HORIZONS, AnchorChoice
 from forecast.training.evaluate import EvaluationSet
-from forecast.training.linear import accumulate, fit_linear
-from forecast.training.loop import Objective, seed_everything, validation_loss
+from forecast.training.linear import fit_linear
+from forecast.training.loop import Objective, linear_equations, seed_everything, validation_loss
 
 logger = logging.getLogger(__name__)
 
@@ -66,26 +66,16 @@ def linear_part_loss(
     origins: tuple[np.ndarray, np.ndarray],
     objective: Objective,
     seed: int,
+    alone: float,
 ) -> float:
-    """The scored origins' loss of the anchor with the skip solved on the fitting origins (the
-    anchor alone where no solve beats it, as the training loop keeps it)."""
+    """The scored origins' loss of the anchor with the skip solved on the fitting origins (`alone`,
+    the anchor's own loss, where no solve beats it, as the training loop keeps it)."""
     fit_on, scored = origins
     rng = seed_everything(seed)
     forecaster = Forecaster(network.model_copy(update={"recurrent": False, "ensemble": 1}), layout)
-    alone = validation_loss(forecaster, store, scored, objective)
-    linear = forecaster.linear_part()
-    if linear is None or len(fit_on) == 0:
+    if forecaster.linear_part() is None or len(fit_on) == 0:
         return alone
-    equations = accumulate(
-        linear,
-        store,
-        fit_on,
-        lambda chosen, spread: objective.weights(store, chosen, spread),
-        network=forecaster.config,
-        scaling=objective.scaling,
-        covariates=objective.covariates,
-        rng=rng,
-    )
+    linear, equations = linear_equations(forecaster, store, fit_on, objective, rng)
     loss, _ = fit_linear(linear, equations, lambda: validation_loss(forecaster, store, scored, objective), alone)
     return loss
 
@@ -121,7 +111,8 @@ def choose_anchors(
         shaped = network.model_copy(update={"anchor": candidate.kind, "anchor_period": candidate.period})
         alone[candidate] = anchor_loss(shaped, layout, evaluation.store, origins[1], objective)
         if candidate in for_network:
-            linear[candidate] = linear_part_loss(shaped, layout, evaluation.store, origins, objective, seed)
+            loss_alone = alone[candidate]
+            linear[candidate] = linear_part_loss(shaped, layout, evaluation.store, origins, objective, seed, loss_alone)
     chosen = AnchorChoices(min(linear, key=linear.__getitem__), min(alone, key=alone.__getitem__))
     shown = {f"{c.kind}({c.period})": (round(alone[c], 5), round(linear.get(c, float("nan")), 5)) for c in candidates}
     message = "anchor: loss alone and with the skip on %d origins by candidate %s; chose %s, alone %s"

@@ -103,13 +103,9 @@ class BlockWindows:
 
 
 def block_windows(evaluation: EvaluationSet, block: str, *, input_size: int, horizon: int) -> BlockWindows:
-    origins = block_origins(evaluation.store, evaluation.blocks, block, input_size=input_size, horizon=horizon)
-    return windows_at(evaluation, origins, horizon)
-
-
-def windows_at(evaluation: EvaluationSet, origins: np.ndarray, horizon: int) -> BlockWindows:
-    """The windows at these absolute origins, with what scoring them needs."""
-    series_index = series_of_origins(evaluation.store, origins)
+    store = evaluation.store
+    origins = block_origins(store, evaluation.blocks, block, input_size=input_size, horizon=horizon)
+    series_index = series_of_origins(store, origins)
     return BlockWindows(
         origins=origins,
         actual=evaluation.values[origins[:, None] + np.arange(horizon)],  # (W, H)

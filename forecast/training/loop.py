@@ -224,7 +224,7 @@ def _epoch_record(
     )
 
 
-def _linear_equations(
+def linear_equations(
     network: Forecaster, store: SeriesStore, train_origins: np.ndarray, objective: Objective, rng: np.random.Generator
 ) -> tuple[LinearPart, NormalEquations]:
     """The network's anchor and skip, and the ridge regression's sums over the training windows."""
@@ -256,7 +256,7 @@ def _fit_linear_skip(
     if network.linear_part() is None:
         return best_loss, None
     train_origins, validation_origins = origins
-    linear, equations = _linear_equations(network, store, train_origins, objective, rng)
+    linear, equations = linear_equations(network, store, train_origins, objective, rng)
 
     def loss() -> float:
         return world.from_main(validation_loss(network, store, validation_origins, objective, world))
@@ -338,7 +338,7 @@ def refit(
     device_store = _on_device(store, device)
     optimizer, _ = _optimizer(network, config)
     if initial_state is None and config.solve_skip and network.linear_part() is not None:
-        linear, equations = _linear_equations(network, device_store, train_origins, objective, rng)
+        linear, equations = linear_equations(network, device_store, train_origins, objective, rng)
         solve_linear(linear, equations, replay.skip)
     for rate in replay.learning_rates:
         optimizer.param_groups[0]["lr"] = rate

@@ -3,20 +3,17 @@ the naive and seasonal-naive baselines, on the data's original scale."""
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from forecast.model.intervals import Calibration, interval_bounds
-from forecast.model.missing import fill_gaps
 from forecast.model.predictor import Predictor
+from forecast.scoring.baselines import History, filled_history, naive, seasonal_naive
+from forecast.scoring.metrics import denominators_before, forecast_metrics
 from forecast.series.dataset import Dataset
-from forecast.series.windows import Blocks, SeriesStore, block_origins, series_of_origins, training_parts
-from forecast.training.baselines import History, naive, seasonal_naive
+from forecast.series.windows import Blocks, SeriesStore, block_origins, series_of_origins
 from forecast.training.batches import gather_windows
-from forecast.training.metrics import forecast_metrics, mase_denominator
 
 _CHUNK = 8192
 
@@ -38,7 +35,9 @@ class EvaluationSet:
     store: SeriesStore
     blocks: Blocks
     values: np.ndarray  # (N,) float64 copy of the store's values, NaN where missing
-    denominators: np.ndarray  # (S,) MASE denominators from each series' training part
+    # (S,) MASE denominators of each block: the series' points before the block, as M4 scales by
+    # the history a forecaster had (validation: the training part; test: training and validation)
+    denominators: dict[str, np.ndarray]
     season_length: int
     # the values with each series' gaps filled as a window ending at an origin fills them
     # (`forecast.model.missing`): what the naive and seasonal-naive baselines repeat
@@ -46,38 +45,23 @@ class EvaluationSet:
     first_observed: np.ndarray  # (S,) absolute position of each series' first observed point
 
 
-def mase_denominators(store: SeriesStore, blocks: Blocks, period: int) -> np.ndarray:
-    """(S,) MASE denominators from each series' training part only."""
+def mase_denominators(store: SeriesStore, blocks: Blocks, period: int) -> dict[str, np.ndarray]:
+    """(S,) MASE denominators per block, each from the series' points before the block."""
     values = store.values.numpy().astype(np.float64)
-    return np.array([mase_denominator(part, period) for part in training_parts(values, store, blocks)])
+    return {
+        "train": denominators_before(values, store.offsets, blocks.train_end, period),
+        "validation": denominators_before(values, store.offsets, blocks.train_end, period),
+        "test": denominators_before(values, store.offsets, blocks.validation_end, period),
+    }
 
 
 def evaluation_set(store: SeriesStore, blocks: Blocks, *, season_length: int, mase_period: int) -> EvaluationSet:
     values = store.values.numpy().astype(np.float64)
     filled, first_observed = History.complete(values), store.offsets[:-1]
     if store.observed_before is not None:
-        filled, first_observed = _filled(values, store.offsets)
+        filled, first_observed = filled_history(values, store.offsets)
     denominators = mase_denominators(store, blocks, mase_period)
     return EvaluationSet(store, blocks, values, denominators, season_length, filled, first_observed)
-
-
-def _filled(values: np.ndarray, offsets: np.ndarray) -> tuple[History, np.ndarray]:
-    """Each series' gaps filled by the model's rules (linearly, and carried forward), and where
-    each series' first observation is."""
-    linear, carried = values.copy(), values.copy()
-    next_observed = np.arange(len(values))
-    first_observed = offsets[:-1].copy()
-    for index, (start, end) in enumerate(itertools.pairwise(offsets)):
-        part = values[start:end]
-        missing = ~np.isfinite(part)
-        if not missing.any():
-            continue
-        first_observed[index] = start + int(np.argmax(~missing))
-        linear[start:end] = fill_gaps(torch.from_numpy(part[None, :])).values[0].numpy()
-        carried[start:end] = fill_gaps(torch.from_numpy(part[None, :]), "previous").values[0].numpy()
-        ahead = np.where(missing, end, np.arange(start, end))  # end: nothing observed after
-        next_observed[start:end] = np.minimum.accumulate(ahead[::-1])[::-1]
-    return History(linear, carried, next_observed), first_observed
 
 
 def predict_origins(predictor: Predictor, store: SeriesStore, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +94,7 @@ def block_windows(evaluation: EvaluationSet, block: str, *, input_size: int, hor
         origins=origins,
         actual=evaluation.values[origins[:, None] + np.arange(horizon)],  # (W, H)
         series_starts=evaluation.first_observed[series_index],
-        denominators=evaluation.denominators[series_index],
+        denominators=evaluation.denominators[block][series_index],
     )
 
 

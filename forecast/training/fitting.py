@@ -39,7 +39,7 @@ def fit_network(job: PreparedJob, *, progress: bool, world: World = SOLO) -> Fit
         )
         for block in ("train", "validation")
     }
-    objective = Objective.of(job.config.loss, scaling, job.evaluation.denominators, job.covariates)
+    objective = Objective.of(job.config.loss, scaling, job.evaluation.denominators["train"], job.covariates)
     if shape.anchor_period is None:
         shape = _choose_anchors(job, objective)
     members: list[Forecaster] = []
@@ -103,7 +103,9 @@ def refit_network(job: PreparedJob, fitted: Fitted, world: World = SOLO) -> Netw
     with its own fit's choices: what the version publishes, so its forecasts have seen the latest
     data, as the statistical models a user compares it with have."""
     shape = job.config.network
-    objective = Objective.of(job.config.loss, fitted.predictor.scaling, job.evaluation.denominators, job.covariates)
+    objective = Objective.of(
+        job.config.loss, fitted.predictor.scaling, job.evaluation.denominators["train"], job.covariates
+    )
     replays = fitted.replays
     store = job.store
     everything = fitting_origins(

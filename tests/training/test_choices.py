@@ -41,7 +41,7 @@ def choose(evaluation: EvaluationSet, network: NetworkConfig, freq: str) -> Anch
     """The job's choices on the last origins: the network's anchor (its linear part's loss) and
     the best anchor alone."""
     candidates = [c for c in anchor_candidates(freq, network.input_size) if network.anchor in (None, c.kind)]
-    objective = Objective.of("mae", ScalingParams(mode="window"), evaluation.denominators)
+    objective = Objective.of("mae", ScalingParams(mode="window"), evaluation.denominators["train"])
     return choose_anchors(network, candidates, InputLayout(), evaluation, objective, 0, lambda o: o)
 
 

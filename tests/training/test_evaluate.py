@@ -84,19 +84,23 @@ def test_every_origin_of_the_block_is_scored_against_its_actual_values(store: Se
     assert result.spread.shape == (len(result.origins),) and np.all(result.spread > 0)
 
 
-def test_mase_scales_use_only_the_training_part(store: SeriesStore, blocks: Blocks) -> None:
+def test_each_blocks_mase_scale_reads_only_the_points_before_the_block(store: SeriesStore, blocks: Blocks) -> None:
+    """Validation is scaled by the training part, test by training and validation: the history
+    a forecaster had at the block, never the block itself (M4's in-sample scale)."""
     before = mase_denominators(store, blocks, period=SEASON)
-    held_out = store.values.clone()
-    for start, train_end, end in zip(store.offsets[:-1], blocks.train_end, store.offsets[1:], strict=True):
-        held_out[start + train_end : end] *= 100.0  # validation and test blocks
-    after_held_out = mase_denominators(replace(store, values=held_out), blocks, period=SEASON)
-    np.testing.assert_array_equal(after_held_out, before)
+    in_test = store.values.clone()
+    for start, validation_end, end in zip(store.offsets[:-1], blocks.validation_end, store.offsets[1:], strict=True):
+        in_test[start + validation_end : end] *= 100.0
+    after_test = mase_denominators(replace(store, values=in_test), blocks, period=SEASON)
+    for block in ("validation", "test"):
+        np.testing.assert_array_equal(after_test[block], before[block])
 
-    in_training = store.values.clone()
-    in_training[int(blocks.train_end[0]) - 1] += 50.0  # the last training point of the first series
-    after_training = mase_denominators(replace(store, values=in_training), blocks, period=SEASON)
-    assert after_training[0] > before[0]
-    np.testing.assert_array_equal(after_training[1:], before[1:])
+    in_validation = store.values.clone()
+    in_validation[int(blocks.validation_end[0]) - 1] += 50.0  # the last validation point of the first series
+    after_validation = mase_denominators(replace(store, values=in_validation), blocks, period=SEASON)
+    np.testing.assert_array_equal(after_validation["validation"], before["validation"])
+    assert after_validation["test"][0] > before["test"][0]
+    np.testing.assert_array_equal(after_validation["test"][1:], before["test"][1:])
 
 
 def _samples(dataset: Dataset, store: SeriesStore, blocks: Blocks, **limits: int) -> list[dict]:

@@ -4,9 +4,13 @@ with its gaps filled as a window ending at each origin fills them (`History`).""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from forecast.model.missing import fill_gaps
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +48,22 @@ def seasonal_naive(
     enough_history = (origins - season) >= series_starts
     source = np.where(enough_history[:, None], source, origins[:, None] - 1)
     return history.before(source, origins[:, None])
+
+
+def filled_history(values: np.ndarray, offsets: np.ndarray) -> tuple[History, np.ndarray]:
+    """Each series' gaps filled by the model's rules (linearly, and carried forward), and where
+    each series' first observation is."""
+    linear, carried = values.copy(), values.copy()
+    next_observed = np.arange(len(values))
+    first_observed = offsets[:-1].copy()
+    for index, (start, end) in enumerate(itertools.pairwise(offsets)):
+        part = values[start:end]
+        missing = ~np.isfinite(part)
+        if not missing.any():
+            continue
+        first_observed[index] = start + int(np.argmax(~missing))
+        linear[start:end] = fill_gaps(torch.from_numpy(part[None, :])).values[0].numpy()
+        carried[start:end] = fill_gaps(torch.from_numpy(part[None, :]), "previous").values[0].numpy()
+        ahead = np.where(missing, end, np.arange(start, end))  # end: nothing observed after
+        next_observed[start:end] = np.minimum.accumulate(ahead[::-1])[::-1]
+    return History(linear, carried, next_observed), first_observed

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forecast.training.baselines import History, naive, seasonal_naive
-from forecast.training.evaluate import _filled
+from forecast.scoring.baselines import History, filled_history, naive, seasonal_naive
 
 
 @pytest.fixture
@@ -63,7 +62,7 @@ def test_a_gap_still_open_at_the_origin_is_carried_forward_not_interpolated() ->
     """The baselines see no value past their origin: inside a gap that closes later, the value
     before it carries forward (as the model's window is filled); once closed, the line."""
     values = np.array([1.0, 2.0, 3.0, 10.0, np.nan, np.nan, np.nan, np.nan, 20.0, 21.0, 22.0, 23.0])
-    history, _ = _filled(values, np.array([0, len(values)]))
+    history, _ = filled_history(values, np.array([0, len(values)]))
     assert naive(history, np.array([6]), horizon=2).tolist() == [[10.0, 10.0]]
     assert naive(history, np.array([10]), horizon=1).tolist() == [[21.0]]
     seasonal = seasonal_naive(history, np.array([7, 10]), horizon=4, season=4, series_starts=np.array([0, 0]))

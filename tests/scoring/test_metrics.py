@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from forecast.scoring.metrics import forecast_metrics, mase_denominator
 from forecast.series.dataset import Dataset, Series
 from forecast.series.frequency import cadence
 from forecast.series.windows import build_store, split_blocks
 from forecast.training.evaluate import mase_denominators
-from forecast.training.metrics import forecast_metrics, mase_denominator
 from tests.factories import METRIC_NAMES
 
 
@@ -66,7 +66,7 @@ def test_a_perfectly_periodic_history_is_scaled_by_its_steps_and_a_constant_one_
     assert math.isnan(mase_denominator(np.full(20, 7.0), 4))
 
 
-def test_mase_denominator_comes_from_each_series_training_part_only() -> None:
+def test_the_validation_mase_denominator_comes_from_each_series_training_part_only() -> None:
     train_a, train_b = np.array([0.0, 1.0, 3.0, 6.0, 10.0, 15.0]), np.array([5.0, 5.0, 7.0, 7.0, 9.0, 9.0])
     held_out = np.array([1e3, -1e3, 1e3, -1e3])  # validation 2 + test 2: wild, must not count
     stamps = pd.date_range("2024-01-01", periods=10, freq="D")
@@ -81,7 +81,7 @@ def test_mase_denominator_comes_from_each_series_training_part_only() -> None:
     store = build_store(dataset, [])
     blocks = split_blocks(store, input_size=2, horizon=2, val_size=2, test_size=2)
     scales = mase_denominators(store, blocks, period=2)
-    np.testing.assert_allclose(scales, [np.mean([3, 5, 7, 9]), np.mean([2, 2, 2, 2])])
+    np.testing.assert_allclose(scales["validation"], [np.mean([3, 5, 7, 9]), np.mean([2, 2, 2, 2])])
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,17 @@ def mase_denominator(history: np.ndarray, period: int) -> float:
     return float("nan")
 
 
+def denominators_before(values: np.ndarray, offsets: np.ndarray, ends: np.ndarray, period: int) -> np.ndarray:
+    """(S,) the MASE denominator of each series laid end to end in `values` (offsets (S + 1,)),
+    from its points before `ends` (S,), counted from the series' start."""
+    return np.array(
+        [
+            mase_denominator(values[start : start + int(end)], period)
+            for start, end in zip(offsets[:-1], ends, strict=True)
+        ]
+    )
+
+
 def forecast_metrics(actual: np.ndarray, forecast: np.ndarray, denominators: np.ndarray) -> dict[str, float | None]:
     """actual, forecast (W, H), actual NaN where it is missing (left out of every metric);
     denominators (W,) the MASE denominator of each window's series. MASE is None (undefined) when

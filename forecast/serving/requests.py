@@ -145,6 +145,51 @@ def _time_axis(
     return _TimeAxis(placement, int(index.asi8[-1]), index.to_numpy)
 
 
+@dataclass(slots=True)
+class PlacedSeries:
+    """A whole posted series on the model's grid, checked once: what a backtest cuts its windows
+    from, origin by origin."""
+
+    series_id: str
+    grid: np.ndarray  # (G,) float64 values from the first posted point to the last, NaN where missing
+    first_ns: int  # the instant of grid position 0
+    placement: Placement  # where the posted points sit on the grid (for their covariates)
+
+
+def place_series(
+    manifest: Manifest,
+    series_id: str,
+    values: Sequence[float | None],
+    *,
+    timestamps: list[str] | None,
+    start: str | None,
+    freq: str | None,
+) -> PlacedSeries:
+    """The checks of `prepare_series` that concern the whole series (frequency, timestamps,
+    values, enough signal), and the series laid on the grid."""
+    _check_freq(manifest, series_id, freq)
+    axis = _time_axis(manifest, series_id, len(values), timestamps=timestamps, start=start)
+    posted = _series_values(series_id, values, axis.stamps)
+    grid = axis.placement.on_grid(posted)
+    check_signal(series_id, grid, manifest.freq)
+    first_ns = (
+        int(np.asarray(axis.stamps()[:1], dtype="datetime64[ns]").view(np.int64)[0]) if len(values) else axis.last_ns
+    )
+    return PlacedSeries(series_id, grid, first_ns, axis.placement)
+
+
+def window_stamps(first_ns: int, count: int, freq: str) -> np.ndarray:
+    """(count,) datetime64[ns]: `count` grid points of `freq` from the instant `first_ns`."""
+    return _regular_stamps(pd.Timestamp(first_ns), count, freq)
+
+
+def _check_freq(manifest: Manifest, series_id: str, freq: str | None) -> None:
+    if freq is not None and not same_freq(normalize_freq(freq), manifest.freq):
+        raise FrequencyError(
+            f"frequency {excerpt(freq)} does not match the model's {manifest.freq!r}", series_id=series_id
+        )
+
+
 def prepare_series(
     manifest: Manifest,
     series_id: str,
@@ -163,10 +208,7 @@ def prepare_series(
     timestamps left out of the grid and the padding of a series shorter than the window are gaps,
     which the model fills and masks."""
     size = manifest.input_size
-    if freq is not None and not same_freq(normalize_freq(freq), manifest.freq):
-        raise FrequencyError(
-            f"frequency {excerpt(freq)} does not match the model's {manifest.freq!r}", series_id=series_id
-        )
+    _check_freq(manifest, series_id, freq)
     axis = _time_axis(manifest, series_id, len(values), timestamps=timestamps, start=start)
     placement, last = axis.placement, axis.last_ns
     _check_future(series_id, last, manifest.freq, horizon)
@@ -186,7 +228,7 @@ def prepare_series(
         window=Window(
             history=history,
             features=_window_features(
-                _first_of_window(series_id, last, size, manifest.freq), size + known, manifest.freq, features
+                first_of_window(series_id, last, size, manifest.freq), size + known, manifest.freq, features
             ),
             past=found.past,
             future=found.future,
@@ -226,7 +268,7 @@ def _last_instant(series_id: str, first: pd.Timestamp, count: int, freq: str, st
     return int(grid[-1].view(np.int64))
 
 
-def _first_of_window(series_id: str, last_ns: int, size: int, freq: str) -> int:
+def first_of_window(series_id: str, last_ns: int, size: int, freq: str) -> int:
     """The first instant of the window of `size` grid points ending at `last_ns` (before the
     series' first point when it is padded)."""
     try:

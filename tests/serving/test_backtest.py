@@ -106,7 +106,7 @@ def test_origins_step_back_from_the_last_whole_horizon_and_the_answer_names_them
 def test_a_backtest_names_what_it_cannot_do(messy_registry: tuple[Path, pd.DataFrame]) -> None:
     registry, frame = messy_registry
     posted = posted_series(frame)
-    with pytest.raises(SeriesTooShort, match="series 'd'.*5 points"):
+    with pytest.raises(SeriesTooShort, match=r"series 'd'.*5 points"):
         run_backtest(registry, "messy", posted, BacktestSpec())
     with pytest.raises(RequestTooLarge, match="FORECAST_MAX_BACKTEST_WINDOWS"):
         run_backtest(registry, "messy", posted[:1], BacktestSpec(origins=200), BacktestLimits(100, 1_000_000))

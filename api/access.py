@@ -31,6 +31,8 @@ REALM = 'Bearer realm="forecast"'
 # Liveness and readiness probes, and the dashboard's files (they hold no data; what they show
 # comes from /v1, which needs a key).
 _ALWAYS_OPEN = frozenset({"/", "/healthz", "/readyz", "/dashboard"})
+# The paths a key of scope `forecast` may call: they forecast, and read nothing of the registry.
+_FORECAST_PATHS = frozenset({"/v1/forecast", "/v1/backtest"})
 _REASONS: dict[type[AccessDenied], str] = {
     Unauthorized: "unauthorized",
     Forbidden: "forbidden",
@@ -59,7 +61,7 @@ class PathPolicy:
             return None if self.public_metrics else KeyScope.READ  # it names the models and their traffic
         if path in self.docs_paths:
             return None if self.public_docs else KeyScope.FORECAST  # any valid key
-        if path == "/v1/forecast":
+        if path in _FORECAST_PATHS:
             return KeyScope.FORECAST
         return KeyScope.READ
 
@@ -131,7 +133,7 @@ class AccessMiddleware:
         state["api_key"] = key.name  # the access log names the key, never its value
         if not key.scope.grants(needed):
             raise Forbidden(
-                f"the key {key.name!r} has scope {key.scope.value}, which allows POST /v1/forecast only; "
+                f"the key {key.name!r} has scope {key.scope.value}, which allows POST /v1/forecast and /v1/backtest only; "
                 f"this needs a key with scope {needed.value}",
                 headers={"WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="{needed.value}"'},
             )

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api.schemas import MAX_ID_CHARS, MAX_TIMESTAMP_CHARS, ErrorBody, ForecastRequest
+from api.schemas import MAX_ID_CHARS, MAX_TIMESTAMP_CHARS, BacktestRequest, ErrorBody, ForecastRequest
 from forecast.errors import ForecastError
 from forecast.model.config import NETWORK_MAX_VALUE
 from forecast.registry.manifest import Manifest
@@ -55,10 +55,11 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
 
 def _generic_document(app: FastAPI) -> dict[str, Any]:
     document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    request = ForecastRequest.model_json_schema(ref_template=_REF)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    schemas.update(request.pop("$defs", {}))
-    schemas["ForecastRequest"] = request
+    for kind in (ForecastRequest, BacktestRequest):  # the routes parse their own bodies
+        request = kind.model_json_schema(ref_template=_REF)
+        schemas.update(request.pop("$defs", {}))
+        schemas[kind.__name__] = request
     _errors_as_envelopes(document)
     return document
 
@@ -107,7 +108,8 @@ def _with_models(
     document = copy.deepcopy(generic)
     schemas = document["components"]["schemas"]
     schemas["SeriesIn"]["properties"]["values"]["maxItems"] = settings.max_points_per_series
-    schemas["ForecastRequest"]["properties"]["series"]["maxItems"] = settings.max_series_per_request
+    for kind in ("ForecastRequest", "BacktestRequest"):
+        schemas[kind]["properties"]["series"]["maxItems"] = settings.max_series_per_request
     variants = [
         variant
         for versions in served.values()

@@ -10,6 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, Stri
 from forecast.model.covariates import MAX_COVARIATE_NAME_CHARS
 from forecast.registry.manifest import Manifest
 from forecast.series.covariates import MAX_CATEGORY_CHARS
+from forecast.serving.backtest import BacktestResult
 from forecast.serving.pipeline import RequestForecast
 
 # Bounds on every string and number a client sends: validation must cost little and quote
@@ -97,6 +98,31 @@ class ForecastRequest(BaseModel):
         return self
 
 
+# Origins of one backtest: the window cap (FORECAST_MAX_BACKTEST_WINDOWS) bounds the work; this
+# bounds the number itself, so that a huge one is refused by validation, not by arithmetic.
+MAX_ORIGINS = 1_000_000
+Count = Annotated[int, Field(ge=1, le=MAX_ORIGINS), BeforeValidator(_whole_number), Strict()]
+
+
+class BacktestRequest(ForecastRequest):
+    """POST /v1/backtest: the forecast request's series, scored at rolling origins."""
+
+    origins: Count | None = Field(
+        default=None, description="the last K origins that leave `horizon` actuals after them (default 1)"
+    )
+    last_points: Count | None = Field(
+        default=None, description="instead of `origins`: every origin whose forecast lies in the last N points"
+    )
+    stride: Count = Field(default=1, description="steps between origins")
+    return_forecasts: bool = Field(default=False, description="add each origin's forecast (mean) to the answer")
+
+    @model_validator(mode="after")
+    def _origins_or_last_points(self) -> BacktestRequest:
+        if self.origins is not None and self.last_points is not None:
+            raise ValueError("give 'origins' or 'last_points', not both")
+        return self
+
+
 class Interval(BaseModel):
     lower: list[float]
     upper: list[float]
@@ -126,6 +152,33 @@ class ForecastResponse(BaseModel):
 
     model: ServedVersion
     forecasts: list[SeriesOut]
+
+
+MethodMetrics = dict[str, float | None]  # mae, mse, rmse, smape, mase (None: undefined)
+
+
+class BacktestMetrics(BaseModel):
+    model: MethodMetrics
+    naive: MethodMetrics
+    seasonal_naive: MethodMetrics
+
+
+class SeriesBacktestOut(BaseModel):
+    id: str
+    metrics: BacktestMetrics
+    origins: list[str] = Field(description="each origin's first forecast step (ISO 8601)")
+    forecasts: list[list[float]] | None = Field(default=None, description="each origin's mean forecast, when asked")
+
+
+class BacktestResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: ServedVersion
+    horizon: int
+    windows: int = Field(description="forecasts scored: series x origins")
+    metrics: BacktestMetrics = Field(description="over every window of every series, on the original scale")
+    coverage: dict[str, float] = Field(description="level -> share of the actuals inside its interval")
+    series: list[SeriesBacktestOut]
 
 
 class VersionSummary(BaseModel):
@@ -182,6 +235,26 @@ def forecast_body(manifest: Manifest, result: RequestForecast) -> dict[str, Any]
     return {
         "model": {"name": manifest.name, "version": manifest.version, "arch": manifest.arch},
         "forecasts": forecasts,
+    }
+
+
+def backtest_body(manifest: Manifest, result: BacktestResult) -> dict[str, Any]:
+    """The 200 body of POST /v1/backtest, shaped as `BacktestResponse`."""
+    return {
+        "model": {"name": manifest.name, "version": manifest.version, "arch": manifest.arch},
+        "horizon": result.horizon,
+        "windows": result.windows,
+        "metrics": result.metrics,
+        "coverage": result.coverage,
+        "series": [
+            {
+                "id": series.series_id,
+                "metrics": series.metrics,
+                "origins": series.origins,
+                **({} if series.forecasts is None else {"forecasts": series.forecasts.tolist()}),
+            }
+            for series in result.series
+        ],
     }
 
 

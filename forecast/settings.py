@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     # All series of one request together: 500 hourly series of 1,000 points fit twice over,
     # and the parse stays around 0.1 s and 100 MB at the cap (413 beyond).
     max_points_per_request: int = Field(default=1_000_000, ge=1)
+    # POST /v1/backtest: windows (series x origins) in one backtest, and forecast values its answer
+    # may carry when they are asked for (413 beyond either). 50,000 windows is M4 Hourly's 414
+    # series at 120 origins: about 10 s of CPU forward passes (bench/backtest.py).
+    max_backtest_windows: int = Field(default=50_000, ge=1)
+    max_backtest_values: int = Field(default=2_000_000, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # Seconds between SIGTERM (readiness off) and closing the listening socket.
     shutdown_grace_s: float = Field(default=1.0, ge=0.0, le=300.0)

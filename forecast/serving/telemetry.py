@@ -25,6 +25,12 @@ REQUEST_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 # Series queued in every worker together.
+BACKTESTS = Counter(
+    "forecast_backtests_total",
+    "POST /v1/backtest by served model, version and HTTP status",
+    ["model", "version", "status"],
+)
+BACKTEST_WINDOWS = Counter("forecast_backtest_windows_total", "Windows scored by backtests", ["model", "version"])
 QUEUE_DEPTH = Gauge(
     "forecast_queue_depth", "Series waiting in the batcher's queue", ["model", "version"], multiprocess_mode="livesum"
 )

@@ -1,0 +1,66 @@
+"""POST /v1/backtest: limits -> lease -> rolling-origin evaluation -> response. The evaluation
+is the serving pipeline's (`forecast.serving.backtest`); this route adds what is HTTP's: the
+request limits, the series rate limit (counted in windows), the client hanging up, the metrics
+and the body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+
+from api.access import limit_series
+from api.deps import EngineDep, SettingsDep
+from api.errors import error_kind
+from api.jsonio import FastJSONResponse
+from api.routes.posting import check_limits, parsed, request_body, unless_disconnected
+from api.schemas import BacktestRequest, BacktestResponse, ErrorBody, backtest_body
+from forecast.errors import ForecastError
+from forecast.serving.backtest import BacktestLimits, BacktestSpec, backtest
+from forecast.serving.telemetry import BACKTEST_WINDOWS, BACKTESTS
+
+router = APIRouter(prefix="/v1", tags=["backtest"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 413, 422, 429, 503, 504)}
+
+
+@router.post(
+    "/backtest", response_model=BacktestResponse, responses=_ERRORS, openapi_extra=request_body("BacktestRequest")
+)
+async def backtest_route(request: Request, engine: EngineDep, settings: SettingsDep) -> FastJSONResponse:
+    model_label, version_label, status = "-", "", 500
+    try:
+        body = await parsed(request, BacktestRequest)
+        check_limits(body, settings)
+        spec = BacktestSpec(
+            horizon=body.horizon,
+            levels=tuple(body.levels),
+            origins=body.origins,
+            last_points=body.last_points,
+            stride=body.stride,
+            return_forecasts=body.return_forecasts,
+        )
+        limits = BacktestLimits(settings.max_backtest_windows, settings.max_backtest_values)
+
+        async def admit(windows: int) -> None:
+            await limit_series(request, windows)  # a window costs what a forecast's series costs
+
+        async with engine.lease(body.model, body.version, body.alias) as served:
+            manifest = served.manifest
+            model_label, version_label = manifest.name, str(manifest.version)
+            work = backtest(
+                served.pipeline, body.series, spec, limits=limits, timeout_s=settings.request_timeout_s, admit=admit
+            )
+            result = await unless_disconnected(request, work)
+        BACKTEST_WINDOWS.labels(model_label, version_label).inc(result.windows)
+        status = 200
+    except ForecastError as exc:
+        status = error_kind(exc).status
+        raise
+    except RequestValidationError:
+        status = 422
+        raise
+    finally:
+        BACKTESTS.labels(model_label, version_label, str(status)).inc()
+    return FastJSONResponse(backtest_body(manifest, result))

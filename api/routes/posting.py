@@ -1,0 +1,115 @@
+"""What the POST routes (forecast, backtest) share: the body parsed straight into its typed
+request (off the event loop when large), the request limits, and giving up when the client
+hangs up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
+
+from api.schemas import ForecastRequest
+from forecast.errors import ClientDisconnected, InvalidRequest, RequestTooLarge
+from forecast.settings import Settings
+
+Body = TypeVar("Body", bound=BaseModel)
+
+Answer = TypeVar("Answer")
+
+
+# Bodies larger than this are parsed on a worker thread (about 1 ms per 10,000 numbers), so
+# a bulk request never holds the event loop that answers everyone else.
+_PARSE_INLINE_BYTES = 64 * 1024
+
+
+async def parsed(request: Request, kind: type[Body]) -> Body:
+    try:
+        raw = await request.body()
+    except ClientDisconnect:  # hung up mid-body, or cut off by the body deadline (api/transport.py)
+        raise ClientDisconnected("the client disconnected before its request body was complete") from None
+    if len(raw) <= _PARSE_INLINE_BYTES:
+        return _parse(raw, kind)
+    return await asyncio.to_thread(_parse, raw, kind)
+
+
+def _parse(raw: bytes, kind: type[Body]) -> Body:
+    """pydantic's own JSON parser straight into the typed request (no intermediate dicts);
+    it takes NaN literals, which then get the error that names their series and position."""
+    try:
+        return kind.model_validate_json(raw)
+    except ValidationError as exc:
+        found = exc.errors(include_url=False)
+        series_level = any(len(e["loc"]) > 1 and e["loc"][0] == "series" for e in found)
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in found]  # where FastAPI's own would put them
+        raise RequestValidationError(errors, body=_loose(raw) if series_level else None) from None
+
+
+def _loose(raw: bytes) -> Any:
+    """The body as plain JSON, to name the series an error is about; None when it is not JSON."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def check_limits(body: ForecastRequest, settings: Settings) -> None:
+    if len(body.series) > settings.max_series_per_request:
+        raise RequestTooLarge(
+            f"{len(body.series)} series in one request; the limit is {settings.max_series_per_request} "
+            "(FORECAST_MAX_SERIES_PER_REQUEST)"
+        )
+    total = 0
+    for series in body.series:
+        total += series.points
+        if len(series.values) > settings.max_points_per_series:
+            raise RequestTooLarge(
+                f"{len(series.values)} points; the limit is {settings.max_points_per_series} per series "
+                "(FORECAST_MAX_POINTS_PER_SERIES)",
+                series_id=series.id,
+            )
+    if total > settings.max_points_per_request:
+        raise RequestTooLarge(
+            f"{total} points (values and covariates) in one request; the limit is {settings.max_points_per_request} "
+            "(FORECAST_MAX_POINTS_PER_REQUEST): split the series over several requests"
+        )
+    if len({s.id for s in body.series}) < len(body.series):
+        duplicates = [series_id for series_id, count in Counter(s.id for s in body.series).items() if count > 1]
+        raise InvalidRequest(f"duplicate series ids {duplicates[:5]}; each series needs its own id")
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        continue
+
+
+async def unless_disconnected(request: Request, work: Coroutine[Any, Any, Answer]) -> Answer:
+    """Await the forecast, but give up when the client hangs up: cancelling drops the request's
+    queued series, so a client that timed out costs no forward pass."""
+    answer = asyncio.ensure_future(work)
+    hang_up = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({answer, hang_up}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hang_up.cancel()
+    if not answer.done():
+        answer.cancel()
+        raise ClientDisconnected("the client disconnected before its forecast was ready")
+    return answer.result()
+
+
+def request_body(schema: str) -> dict[str, Any]:
+    """The OpenAPI request body of a route that parses its own body (see `parsed`); the
+    service's OpenAPI fills in what the served models accept (api/openapi.py)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+        }
+    }

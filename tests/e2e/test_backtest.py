@@ -81,11 +81,11 @@ def test_hostile_backtests_get_a_small_4xx_within_a_second_while_health_answers(
     shared_server: Server, history_csv: Path
 ) -> None:
     series = whole_series(history_csv)[:1]
-    # About 100,000 windows (100 series of 1,000 points, every origin of each) in a body under
-    # FORECAST_MAX_BODY_BYTES: twice the window cap.
-    flood = [{"id": f"s{i}", "start": "2024-01-01T00:00:00", "values": [i % 7] * 1000} for i in range(100)]
+    # About 100,000 windows (25 series of 4,000 points, every origin of each) in a body under the
+    # server's limits: twice the window cap.
+    flood = [{"id": f"s{i}", "start": "2024-01-01T00:00:00", "values": [i % 7] * 4000} for i in range(25)]
     cases = [*((name, {**extra, "series": series}, status) for name, extra, status in HOSTILE)]
-    cases.append(("twice the window cap", {"last_points": 1000, "series": flood}, 413))
+    cases.append(("twice the window cap", {"last_points": 4000, "series": flood}, 413))
     stop, health = threading.Event(), []
 
     def probe() -> None:

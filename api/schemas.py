@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, model_validator
 
 from forecast.model.covariates import MAX_COVARIATE_NAME_CHARS
+from forecast.registry.accuracy import AccuracyRecord
 from forecast.registry.manifest import Manifest
 from forecast.series.covariates import MAX_CATEGORY_CHARS
-from forecast.serving.backtest import BacktestResult
 from forecast.serving.pipeline import RequestForecast
 
 # Bounds on every string and number a client sends: validation must cost little and quote
@@ -200,6 +200,11 @@ class ModelSummary(BaseModel):
     versions: list[VersionSummary]
     aliases: dict[str, int]
     served: dict[str, int] = Field(description="alias -> version the server is serving right now")
+    accuracy: list[AccuracyRecord] = Field(
+        default_factory=list,
+        description="GET /v1/models/{name} only: the latest accuracy records on fresh data (`forecast evaluate`), "
+        "oldest first",
+    )
 
 
 class ModelList(BaseModel):
@@ -235,26 +240,6 @@ def forecast_body(manifest: Manifest, result: RequestForecast) -> dict[str, Any]
     return {
         "model": {"name": manifest.name, "version": manifest.version, "arch": manifest.arch},
         "forecasts": forecasts,
-    }
-
-
-def backtest_body(manifest: Manifest, result: BacktestResult) -> dict[str, Any]:
-    """The 200 body of POST /v1/backtest, shaped as `BacktestResponse`."""
-    return {
-        "model": {"name": manifest.name, "version": manifest.version, "arch": manifest.arch},
-        "horizon": result.horizon,
-        "windows": result.windows,
-        "metrics": result.metrics,
-        "coverage": result.coverage,
-        "series": [
-            {
-                "id": series.series_id,
-                "metrics": series.metrics,
-                "origins": series.origins,
-                **({} if series.forecasts is None else {"forecasts": series.forecasts.tolist()}),
-            }
-            for series in result.series
-        ],
     }
 
 

@@ -157,6 +157,48 @@ def _rounds(bar: dict[str, Any], style: str) -> str:
     return f"{rounds} ({style.format(bar['ratio_of_medians'])})"
 
 
+def backtest() -> list[str]:
+    """bench/backtest.py: one rolling-origin evaluation three ways (seconds, the ratio to the
+    product's), the product's overall metrics, and the hostile backtest's refusal."""
+    result = _load("backtest")
+    if not result:
+        return []
+    data, product, loop, peer = result["data"], result["product"], result["loop"], result["peer"]
+    windows = f"{data['series']} series x {data['origins']} origins, H {data['horizon']}"
+    lines = [f"| M4 Hourly, {windows} | s | windows/s | x the backtest's s |", "|---|---|---|---|"]
+    lines.append(
+        f"| POST /v1/backtest ({product['requests']} request{'s' if product['requests'] > 1 else ''}, "
+        f"median of {len(product['runs_s'])}) | "
+        f"**{product['seconds']:.2f}** | {product['windows_per_s']:,.0f} | 1 |"
+    )
+    timed = loop["extrapolated_from"]
+    subset = f", 1 in {loop['every']} timed ({timed:,} windows), extrapolated" if timed else ""
+    lines.append(
+        f"| POST /v1/forecast per window, one client{subset} | {loop['seconds']:.1f} | "
+        f"{loop['windows_per_s']:,.0f} | {loop['seconds'] / product['seconds']:.1f} |"
+    )
+    if "seconds" in peer:
+        lines.append(
+            f"| NeuralForecast {peer['version']} LSTM, cross_validation (fit apart: {peer['fit']['seconds']:.1f} s) | "
+            f"{peer['seconds']:.2f} | {peer['windows_per_s']:,.0f} | {peer['seconds'] / product['seconds']:.1f} |"
+        )
+    else:
+        lines.append(f"| NeuralForecast | {peer.get('error') or peer.get('skipped')} | | |")
+    lines += ["", "| method | MAE | sMAPE | MASE |", "|---|---|---|---|"]
+    for method, row in product["metrics"].items():
+        lines.append(f"| {method} | {row['mae']:.1f} | {row['smape']:.2f} | {row['mase']:.3f} |")
+    hostile, health = result["hostile"], result["hostile"]["healthz"]
+    lines += [
+        "",
+        f"Hostile backtest ({hostile['windows_asked']:,} windows asked, limit {hostile['limit']:,}, "
+        f"{hostile['body_mb']} MB): {'/'.join(map(str, hostile['statuses']))} in {hostile['median_refused_in_s']} s "
+        f"(median); /healthz meanwhile: {health['answers']} answers, all 200: {health['all_200']}, "
+        f"p50 {health['p50_ms']} ms, max {health['max_ms']} ms.",
+        "",
+    ]
+    return lines
+
+
 def gpu() -> list[str]:
     """bench/gpu_check.py runs: gpu_check.json (the latest, at the CUDA default batch size) and
     gpu_check_max_batch_64.json (the CPU default on CUDA, with the raw forward ceiling)."""
@@ -241,7 +283,7 @@ def collection() -> list[str]:
 
 
 def main() -> None:
-    sys.stdout.write("\n".join(accuracy() + collection() + train_speed() + serve() + gpu()) + "\n")
+    sys.stdout.write("\n".join(accuracy() + collection() + train_speed() + serve() + backtest() + gpu()) + "\n")
 
 
 if __name__ == "__main__":

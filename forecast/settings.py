@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # POST /v1/backtest: windows (series x origins) in one backtest, and forecast values its answer
     # may carry when they are asked for (413 beyond either). 50,000 windows is M4 Hourly's 414
     # series at 120 origins: about 10 s of CPU forward passes (bench/backtest.py).
+    # How often the latest accuracy records (`forecast evaluate`) are read for /metrics and the
+    # model pages; they arrive a few times a day.
+    accuracy_refresh_s: float = Field(default=60.0, gt=0.0)
     max_backtest_windows: int = Field(default=50_000, ge=1)
     max_backtest_values: int = Field(default=2_000_000, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)

@@ -15,9 +15,9 @@ from api.deps import EngineDep, SettingsDep
 from api.errors import error_kind
 from api.jsonio import FastJSONResponse
 from api.routes.posting import check_limits, parsed, request_body, unless_disconnected
-from api.schemas import BacktestRequest, BacktestResponse, ErrorBody, backtest_body
+from api.schemas import BacktestRequest, BacktestResponse, ErrorBody
 from forecast.errors import ForecastError
-from forecast.serving.backtest import BacktestLimits, BacktestSpec, backtest
+from forecast.serving.backtest import BacktestLimits, BacktestSpec, backtest, result_body
 from forecast.serving.telemetry import BACKTEST_WINDOWS, BACKTESTS
 
 router = APIRouter(prefix="/v1", tags=["backtest"])
@@ -63,4 +63,4 @@ async def backtest_route(request: Request, engine: EngineDep, settings: Settings
         raise
     finally:
         BACKTESTS.labels(model_label, version_label, str(status)).inc()
-    return FastJSONResponse(backtest_body(manifest, result))
+    return FastJSONResponse(result_body(manifest, result))

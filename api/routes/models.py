@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -21,6 +22,7 @@ from pydantic import BaseModel
 from api.deps import EngineDep, RegistryDep
 from api.schemas import ModelList, ModelSummary, VersionSummary
 from forecast.errors import ForecastError, ModelNotFound, NotFound, RegistryCorrupt
+from forecast.registry.accuracy import latest_records
 from forecast.registry.manifest import REPORT_FILE, Manifest
 from forecast.registry.store import Registry, check_name
 from forecast.serving.engine import Engine
@@ -80,7 +82,11 @@ def _manifests(registry: Registry, served: _Served, name: str) -> dict[int, Mani
     return manifests
 
 
-def _summary(registry: Registry, served: _Served, name: str) -> ModelSummary:
+# Accuracy records shown on a model's page: a month of daily evaluations.
+ACCURACY_RECORDS_SHOWN = 30
+
+
+def _summary(registry: Registry, served: _Served, name: str, *, with_accuracy: bool = False) -> ModelSummary:
     manifests = _manifests(registry, served, name)
     if not manifests:
         try:
@@ -103,7 +109,15 @@ def _summary(registry: Registry, served: _Served, name: str) -> ModelSummary:
         )
         for version, manifest in sorted(manifests.items())
     ]
-    return ModelSummary(name=name, versions=summaries, aliases=aliases, served=served.aliases.get(name, {}))
+    accuracy = []
+    if with_accuracy:
+        try:
+            accuracy = latest_records(registry.storage, name, ACCURACY_RECORDS_SHOWN)
+        except OSError as exc:  # the model's page still answers; the records come back with the registry
+            logger.warning("accuracy records of %s unreadable: %s", name, exc)
+    return ModelSummary(
+        name=name, versions=summaries, aliases=aliases, served=served.aliases.get(name, {}), accuracy=accuracy
+    )
 
 
 def _model_list(registry: Registry, served: _Served) -> ModelList:
@@ -145,7 +159,9 @@ async def list_models(request: Request, registry: RegistryDep, engine: EngineDep
 @router.get("/{name}", response_model=ModelSummary)
 async def get_model(name: str, request: Request, registry: RegistryDep, engine: EngineDep) -> Response:
     check_name(name)
-    return _revalidated(request, await asyncio.to_thread(_summary, registry, _Served.of(engine, [name]), name))
+    served = _Served.of(engine, [name])
+    summary = await asyncio.to_thread(partial(_summary, registry, served, name, with_accuracy=True))
+    return _revalidated(request, summary)
 
 
 @router.get("/{name}/versions/{version}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,7 @@ class BacktestSpec:
     last_points: int | None = None
     stride: int = 1
     return_forecasts: bool = False
+    since_ns: int | None = None  # only origins whose first step comes after this instant
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +84,16 @@ class _SeriesPlan:
     covariates: PostedCovariates | None
 
 
-def origin_positions(length: int, horizon: int, spec: BacktestSpec) -> np.ndarray:
+def origin_positions(length: int, horizon: int, spec: BacktestSpec, earliest: int = 1) -> np.ndarray:
     """(W,) grid positions, ascending: the last leaves `horizon` actuals after it, the others step
-    back by the stride; none before position 1 (a window needs a point before it)."""
+    back by the stride, none before `earliest` (the first after `since`) nor before position 1 (a
+    window needs a point before it). With `since` alone, every such origin."""
     last = length - horizon
+    first = max(1, earliest)
     if spec.last_points is not None:
-        first = max(1, length - spec.last_points)
-    else:
-        first = max(1, last - ((spec.origins or 1) - 1) * spec.stride)
+        first = max(first, length - spec.last_points)
+    elif spec.origins is not None or spec.since_ns is None:
+        first = max(first, last - ((spec.origins or 1) - 1) * spec.stride)
     if last < first:
         return np.zeros(0, dtype=np.int64)
     return np.arange(last, first - 1, -spec.stride, dtype=np.int64)[::-1].copy()
@@ -158,7 +162,16 @@ def plan_series(
                 series_id=posted.id,
             )
         length = len(placed.grid)
-        candidates = origin_positions(length, horizon, spec)
+        earliest = 1
+        if spec.since_ns is not None:
+            instants = window_stamps(placed.first_ns, length, manifest.freq).view(np.int64)
+            earliest = int(np.searchsorted(instants, spec.since_ns, side="right"))
+        candidates = origin_positions(length, horizon, spec, earliest)
+        if len(candidates) == 0 and spec.since_ns is not None:
+            raise SeriesTooShort(
+                f"has fewer than {horizon} points after {pd.Timestamp(spec.since_ns)} for one forecast to score",
+                series_id=posted.id,
+            )
         if len(candidates) == 0:
             raise SeriesTooShort(
                 f"has {length} points; a backtest at horizon {horizon} needs at least {horizon + 1}",
@@ -376,3 +389,24 @@ async def backtest(
     windows = await asyncio.to_thread(cut_windows, manifest, plans, horizon)
     outputs = await forecast_windows(pipeline, windows, timeout_s)
     return await asyncio.to_thread(score, manifest, plans, outputs, spec, horizon)
+
+
+def result_body(manifest: Manifest, result: BacktestResult) -> dict[str, Any]:
+    """A backtest as JSON: the 200 body of POST /v1/backtest (`api.schemas.BacktestResponse`) and
+    what `forecast backtest --output json` prints."""
+    return {
+        "model": {"name": manifest.name, "version": manifest.version, "arch": manifest.arch},
+        "horizon": result.horizon,
+        "windows": result.windows,
+        "metrics": result.metrics,
+        "coverage": result.coverage,
+        "series": [
+            {
+                "id": series.series_id,
+                "metrics": series.metrics,
+                "origins": series.origins,
+                **({} if series.forecasts is None else {"forecasts": series.forecasts.tolist()}),
+            }
+            for series in result.series
+        ],
+    }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from forecast.errors import ModelNotFound, RegistryCorrupt
 from forecast.model.devices import resolve_device
 from forecast.registry.manifest import Manifest
 from forecast.registry.store import PRODUCTION, Registry, aliased_version, check_name
+from forecast.serving.accuracy_watch import AccuracyGauges
 from forecast.serving.failures import LoadFailure, VersionKey
 from forecast.serving.health import EngineHealth, ScanTracker, model_problems, publish_problems
 from forecast.serving.pipeline import ForwardFactory, network_forward
@@ -53,6 +55,8 @@ class Engine:
         self._alias_errors: dict[tuple[str, str], str] = {}  # (model, alias) whose wanted version is not served
         self._pending: set[VersionKey] = set()  # loaded by the refresh under way, not yet aliased
         self._scans = ScanTracker()
+        self._accuracy = AccuracyGauges(registry)
+        self._accuracy_read_at = -math.inf
         self._watcher: asyncio.Task[None] | None = None
         self._started = False
 
@@ -126,6 +130,9 @@ class Engine:
             self._aliases = served
             self._pending.clear()
             self._retire_unused()  # not while the registry is unreadable: nothing could reload
+            if time.monotonic() - self._accuracy_read_at >= self.settings.accuracy_refresh_s:
+                self._accuracy_read_at = time.monotonic()
+                await asyncio.to_thread(self._accuracy.refresh, sorted(self._aliases))
         self._publish_health()
 
     def _record_scan(self, scan: RegistryScan) -> bool:

@@ -31,6 +31,15 @@ BACKTESTS = Counter(
     ["model", "version", "status"],
 )
 BACKTEST_WINDOWS = Counter("forecast_backtest_windows_total", "Windows scored by backtests", ["model", "version"])
+# The latest accuracy record of each served model (`forecast evaluate`): its MASE on fresh data,
+# the ratio to the seasonal naive's (alert when >= 1) and to its own test MASE. One family, a few
+# measures per model.
+PRODUCTION_ACCURACY = Gauge(
+    "forecast_production_accuracy",
+    "The latest accuracy record of each model on fresh data: measure=mase, ratio_to_seasonal_naive, ratio_to_test",
+    ["model", "measure"],
+    multiprocess_mode="livemax",
+)
 QUEUE_DEPTH = Gauge(
     "forecast_queue_depth", "Series waiting in the batcher's queue", ["model", "version"], multiprocess_mode="livesum"
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tomllib
 from collections.abc import Callable
@@ -17,7 +18,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from forecast.cli.accuracy import (
+    add_backtest,
+    add_degradation_ratio,
+    add_evaluate,
+    command_backtest,
+    command_evaluate,
+    evaluation_request,
+)
 from forecast.errors import ForecastError, InvalidInput, MissingCovariates, PeerFailed
+from forecast.registry.accuracy import write_record
 from forecast.registry.manifest import TrainingConfig
 from forecast.registry.store import PRODUCTION, Registry, open_registry
 from forecast.settings import get_settings
@@ -71,7 +81,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train(commands)
     _add_models(commands)
-    handlers: dict[str, Handler] = {"train": command_train, "models": command_models}
+    add_backtest(commands)
+    add_evaluate(commands)
+    handlers: dict[str, Handler] = {
+        "train": command_train,
+        "models": command_models,
+        "backtest": command_backtest,
+        "evaluate": command_evaluate,
+    }
     for entry in entry_points(group="forecast.commands"):
         handlers[entry.name] = entry.load()(commands)
     return parser, handlers
@@ -164,6 +181,13 @@ def _train_run_arguments(train: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--retrain", action="store_true", help="reuse the production version's configuration")
     group.add_argument("--warm-start", action="store_true", help="start from the production version's weights")
+    group.add_argument(
+        "--if-degraded",
+        action="store_true",
+        help="with --retrain: first score production on the data's points after its training, and retrain only "
+        "when it lost to the seasonal naive there or degraded past --degradation-ratio (recorded either way)",
+    )
+    add_degradation_ratio(group)  # type: ignore[arg-type]  # an argument group takes the same arguments
     group.add_argument("--device", choices=["auto", "cpu", "cuda"])
     group.add_argument("--quiet", action="store_true", help="no progress bar")
     group.add_argument(
@@ -240,6 +264,10 @@ def training_config(args: argparse.Namespace, registry: Registry) -> TrainingCon
 
 
 def command_train(args: argparse.Namespace) -> int:
+    if args.if_degraded:
+        if not _production_degraded(args):
+            return 0
+        args.command_line = [arg for arg in args.command_line if arg != "--if-degraded"]  # decided once, here
     # torch import is slow; only the commands that need it pay
     from forecast.training.distributed import join_world
 
@@ -287,6 +315,24 @@ def command_train(args: argparse.Namespace) -> int:
     coverage = ", ".join(f"{level}%: {value:.3f}" for level, value in outcome.manifest.intervals.coverage.items())
     print(f"interval coverage on test: {coverage}")
     return 0
+
+
+def _production_degraded(args: argparse.Namespace) -> bool:
+    """--if-degraded: production scored on the data's points after its training, the record
+    written, and the decision said in one line."""
+    from forecast.serving.watch import evaluate_version
+    from forecast.training.retraining import retrain_decision
+
+    if not args.retrain:
+        raise InvalidInput("--if-degraded decides whether to retrain production: use it with --retrain")
+    if os.environ.get("WORLD_SIZE"):
+        raise InvalidInput("--if-degraded runs before training: use --nproc, or decide before starting torchrun")
+    registry = _registry(args)
+    evaluation = evaluate_version(registry, get_settings(), evaluation_request(args))
+    write_record(registry.storage, evaluation.record)
+    decision = retrain_decision(evaluation.record)
+    print(decision.reason)
+    return decision.retrain
 
 
 def _retrain_hint(exc: MissingCovariates, args: argparse.Namespace, config: TrainingConfig) -> MissingCovariates:

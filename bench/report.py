@@ -171,6 +171,12 @@ def backtest() -> list[str]:
         f"median of {len(product['runs_s'])}) | "
         f"**{product['seconds']:.2f}** | {product['windows_per_s']:,.0f} | 1 |"
     )
+    if "seconds_with_forecasts" in product:
+        with_forecasts = product["seconds_with_forecasts"]
+        lines.append(
+            f"| the same, return_forecasts on (1 run) | {with_forecasts:.2f} | "
+            f"{product['windows'] / with_forecasts:,.0f} | {with_forecasts / product['seconds']:.1f} |"
+        )
     timed = loop["extrapolated_from"]
     subset = f", 1 in {loop['every']} timed ({timed:,} windows), extrapolated" if timed else ""
     lines.append(

@@ -408,6 +408,7 @@ def test_the_cronjob_retrains_and_promotes_once_at_a_time_within_a_deadline(reso
     command = trainer["command"]
     assert command[:2] == ["forecast", "train"]
     assert {"--retrain", "--promote"} <= set(command)
+    assert "--if-degraded" in command, "the nightly run retrains only when production lost its edge"
     assert "--force" not in command, "the baseline gate stays on for unattended runs"
     for flag in ("--data", "--name"):
         assert flag in command and not command[command.index(flag) + 1].startswith("-"), flag

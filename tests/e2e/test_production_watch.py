@@ -55,19 +55,38 @@ def _records(registry: Path, name: str) -> list[dict]:
 def test_the_backtest_command_reproduces_the_jobs_test_metrics(watched: dict[str, Path]) -> None:
     registry = watched["registry"]
     result = run_cli(
-        "backtest", "--data", str(watched["history"]), "--name", "watched", "--last-points", "48", "--output", "json",
+        "backtest",
+        "--data",
+        str(watched["history"]),
+        "--name",
+        "watched",
+        "--last-points",
+        "48",
+        "--output",
+        "json",
         registry=registry,
-    )  # fmt: skip
+    )
     answer = json.loads(result.stdout)
     expected = json.loads((registry / "watched" / "versions" / "1" / "manifest.json").read_text())["metrics"]["test"]
     for method in ("model", "naive", "seasonal_naive"):
         for metric in ("mae", "rmse", "smape", "mase"):
             assert answer["metrics"][method][metric] == pytest.approx(expected[method][metric], rel=2e-4)
-    table = run_cli("backtest", "--data", str(watched["history"]), "--name", "watched", "--origins", "5",
-                    "--stride", "12", registry=registry)  # fmt: skip
+    table = run_cli(
+        "backtest",
+        "--data",
+        str(watched["history"]),
+        "--name",
+        "watched",
+        "--origins",
+        "5",
+        "--stride",
+        "12",
+        registry=registry,
+    )
     assert "seasonal naive MASE" in table.stdout and "all" in table.stdout
-    rows = run_cli("backtest", "--data", str(watched["history"]), "--name", "watched", "--output", "csv",
-                   registry=registry).stdout.splitlines()  # fmt: skip
+    rows = run_cli(
+        "backtest", "--data", str(watched["history"]), "--name", "watched", "--output", "csv", registry=registry
+    ).stdout.splitlines()
     assert rows[0].startswith("series_id,origins,model_mae") and [r.split(",")[0] for r in rows[1:]] == [
         "a",
         "b",
@@ -111,13 +130,33 @@ def test_retraining_happens_only_when_production_degraded(watched: dict[str, Pat
     import shutil
 
     registry = shutil.copytree(watched["registry"], tmp_path / "registry")
-    holds = run_cli("train", "--data", str(watched["holds"]), "--name", "watched", "--retrain", "--promote",
-                    "--if-degraded", "--quiet", registry=registry)  # fmt: skip
+    holds = run_cli(
+        "train",
+        "--data",
+        str(watched["holds"]),
+        "--name",
+        "watched",
+        "--retrain",
+        "--promote",
+        "--if-degraded",
+        "--quiet",
+        registry=registry,
+    )
     assert holds.stdout.startswith("not retraining: production (version 1) holds"), holds.stdout
     assert sorted(p.name for p in (registry / "watched" / "versions").iterdir()) == ["1"]
 
-    changed = run_cli("train", "--data", str(watched["changed"]), "--name", "watched", "--retrain", "--promote",
-                      "--if-degraded", "--quiet", registry=registry)  # fmt: skip
+    changed = run_cli(
+        "train",
+        "--data",
+        str(watched["changed"]),
+        "--name",
+        "watched",
+        "--retrain",
+        "--promote",
+        "--if-degraded",
+        "--quiet",
+        registry=registry,
+    )
     assert changed.stdout.startswith("retraining: production (version 1) no longer beats the seasonal naive"), (
         changed.stdout
     )

@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import shutil
 import statistics
 import subprocess
@@ -44,6 +45,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -482,6 +484,7 @@ def measure_peer(panel: Panel, network: dict[str, Any]) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "windows": windows,
         "windows_per_s": round(windows / seconds, 1),
+        "torch_threads": torch.get_num_threads(),  # as the server's: Lightning leaves them alone
     }
 
 
@@ -500,6 +503,8 @@ def ratio(numerator: object, denominator: float) -> float | None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    # The machine's load around the run: another job on these 2 cores would skew every figure.
+    load_at_start = os.getloadavg()[0]
     panel = load_panel(args.series, args.origins)
     workdir = Path(tempfile.mkdtemp(prefix="bench-backtest-"))
     try:
@@ -530,7 +535,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(workdir, ignore_errors=True)
     peer_seconds = peer.get("seconds")
     return {
-        "machine": machine(),
+        "machine": {**machine(), "load_1m_at_start": load_at_start, "load_1m_at_end": os.getloadavg()[0]},
         "data": {
             "set": "M4 Hourly, given training part",
             "series": len(panel.values),
@@ -548,7 +553,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "hostile": asdict(hostile),
         "ratios": {
             "loop_s_over_product_s": ratio(loop.seconds, product.seconds),
-            "loop_s_over_product_with_forecasts_s": ratio(loop.seconds, extra["seconds_with_forecasts"]),
+            "loop_s_over_product_with_forecasts_s": ratio(loop.seconds, with_forecasts_s),
             "peer_cross_validation_s_over_product_s": ratio(peer_seconds, product.seconds),
         },
     }

@@ -45,7 +45,7 @@ def test_the_code_keeps_the_layering_contract(tree: Path) -> None:
             "import forecast.registry.store",
             "forecast.model.config -> forecast.registry.store",
         ),
-        ("forecast/cli.py", "import api.server", "forecast.cli -> api.server"),
+        ("forecast/cli/accuracy.py", "import api.server", "forecast.cli.accuracy -> api.server"),
         (
             "forecast/serving/engine.py",
             "import forecast.training.job",

@@ -1,5 +1,6 @@
 // Line charts with uPlot (vendored as the global `uPlot`, loaded before this module): drawing,
-// resizing with their container, time axes in UTC, and shaded prediction-interval bands.
+// resizing with their container, time axes in UTC, shaded prediction-interval bands and
+// labelled vertical markers.
 
 export const COLORS = {
   history: "#64748b",
@@ -9,6 +10,9 @@ export const COLORS = {
   bandEdge: "rgba(37, 99, 235, 0.45)",
   train: "#2563eb",
   validation: "#d97706",
+  naive: "#64748b",
+  seasonalNaive: "#d97706",
+  marker: "#475569",
 };
 
 const charts = new Map(); // container element -> uPlot instance
@@ -43,7 +47,7 @@ function timeTicks(u, splits, axisIndex, space, increment) {
   });
 }
 
-export function drawChart(container, { series, data, bands = [], time = true, height = 240, xLabel, yLabel }) {
+export function drawChart(container, { series, data, bands = [], time = true, height = 240, xLabel, yLabel, plugins = [] }) {
   destroyCharts(container);
   container.replaceChildren();
   const width = Math.max(240, Math.floor(container.getBoundingClientRect().width));
@@ -60,6 +64,7 @@ export function drawChart(container, { series, data, bands = [], time = true, he
     axes: [xAxis, { label: yLabel, labelSize: yLabel ? 20 : 0, size: 56, stroke: "#334155", grid: { stroke: "#e2e8f0" } }],
     cursor: { drag: { x: true, y: false } },
     legend: { live: false, markers: { fill: (u, index) => series[index - 1]?.legendFill ?? "transparent" } },
+    plugins,
   };
   const chart = new uPlot(options, data, container);
   container.dataset.points = String(data[0].length);
@@ -78,6 +83,36 @@ export function line(label, stroke, extra = {}) {
 export function bandEdges(level) {
   const edge = { stroke: COLORS.bandEdge, legendFill: COLORS.band, width: 1, dash: [4, 3], points: { show: false } };
   return [{ ...edge, label: `${level}% interval` }, { ...edge, label: `${level}% lower`, class: "legend-hidden" }];
+}
+
+// A plugin drawing a dashed vertical line at each marker's x, its label at the top.
+export function verticalMarkers(markers, color = COLORS.marker) {
+  return {
+    hooks: {
+      draw: [(u) => {
+        const { ctx } = u;
+        const { top, height } = u.bbox;
+        const ratio = uPlot.pxRatio;
+        ctx.save();
+        ctx.strokeStyle = color;
+        ctx.fillStyle = color;
+        ctx.lineWidth = 1.5 * ratio;
+        ctx.setLineDash([5 * ratio, 4 * ratio]);
+        ctx.font = `600 ${Math.round(11 * ratio)}px system-ui, sans-serif`;
+        ctx.textBaseline = "top";
+        for (const { x, label } of markers) {
+          const left = Math.round(u.valToPos(x, "x", true));
+          if (left < u.bbox.left - 1 || left > u.bbox.left + u.bbox.width + 1) continue; // zoomed out of view
+          ctx.beginPath();
+          ctx.moveTo(left, top);
+          ctx.lineTo(left, top + height);
+          ctx.stroke();
+          ctx.fillText(label, left + 4 * ratio, top + 2 * ratio);
+        }
+        ctx.restore();
+      }],
+    },
+  };
 }
 
 export const pad = (values, before, after) => [...Array(before).fill(null), ...values, ...Array(after).fill(null)];

@@ -16,7 +16,7 @@ from api.errors import error_kind
 from api.jsonio import FastJSONResponse
 from api.routes.posting import check_limits, parsed, request_body, unless_disconnected
 from api.schemas import BacktestRequest, BacktestResponse, ErrorBody
-from forecast.errors import ForecastError
+from forecast.errors import ForecastError, RequestTooLarge
 from forecast.serving.backtest import BacktestLimits, BacktestSpec, backtest, result_body
 from forecast.serving.telemetry import BACKTEST_WINDOWS, BACKTESTS
 
@@ -44,7 +44,13 @@ async def backtest_route(request: Request, engine: EngineDep, settings: Settings
         limits = BacktestLimits(settings.max_backtest_windows, settings.max_backtest_values)
 
         async def admit(windows: int) -> None:
-            await limit_series(request, windows)  # a window costs what a forecast's series costs
+            try:
+                await limit_series(request, windows)  # a window costs what a forecast's series costs
+            except RequestTooLarge as exc:
+                raise RequestTooLarge(
+                    f"a backtest's windows count as series against the rate limit: {exc}; for a backtest, ask for "
+                    "fewer origins, a larger stride or fewer series"
+                ) from None
 
         async with engine.lease(body.model, body.version, body.alias) as served:
             manifest = served.manifest

@@ -5,6 +5,7 @@
 // starts polling the API (js/poll.js); a new key polls at once.
 
 import { initKeyPrompt } from "./js/auth.js";
+import { initAccuracyPanel } from "./js/panels/accuracy.js";
 import { initForecastPanel } from "./js/panels/forecast.js";
 import { initVersionPanel } from "./js/panels/version.js";
 import { poll } from "./js/poll.js";
@@ -12,4 +13,5 @@ import { poll } from "./js/poll.js";
 initKeyPrompt(poll);
 initForecastPanel();
 initVersionPanel();
+initAccuracyPanel();
 poll();

@@ -110,15 +110,21 @@ def test_a_read_key_reads_the_registry_and_forecasts(keyed: Server, history_csv:
     assert forecast.status_code == 200 and len(forecast.json()["forecasts"][0]["mean"]) == 12
 
 
-def test_a_forecast_key_forecasts_but_may_not_read_the_registry(keyed: Server, history_csv: Path) -> None:
+def test_a_forecast_key_forecasts_and_backtests_but_may_not_read_the_registry(keyed: Server, history_csv: Path) -> None:
     with keyed.client() as client:
         forecast = client.post("/v1/forecast", json=forecast_body(history_csv), headers=bearer(FORECAST_KEY))
+        backtest = client.post(
+            "/v1/backtest", json={**forecast_body(history_csv), "origins": 3}, headers=bearer(FORECAST_KEY)
+        )
+        anonymous = client.post("/v1/backtest", json={**forecast_body(history_csv), "origins": 3})
         refused = [
             client.get("/v1/models", headers=bearer(FORECAST_KEY)),
             client.get("/v1/models/demo-lstm/versions/1", headers=bearer(FORECAST_KEY)),
             client.get("/metrics", headers=bearer(FORECAST_KEY)),
         ]
     assert forecast.status_code == 200, forecast.text
+    assert backtest.status_code == 200 and backtest.json()["windows"] == 3, backtest.text
+    assert_envelope(anonymous, 401, "unauthorized")
     for response in refused:
         assert_envelope(response, 403, "forbidden")
         assert "'batch' has scope forecast" in response.json()["message"]
@@ -244,7 +250,7 @@ def test_a_bad_key_file_stops_the_start_up_with_one_line(
 # --- rate limits ---------------------------------------------------------------------------
 
 BURST = 8
-LIMITED_KEYS = {name: f"{name}-key-" + name * 24 for name in ("a", "b", "c")}
+LIMITED_KEYS = {name: f"{name}-key-" + name * 24 for name in ("a", "b", "c", "d")}
 
 
 @pytest.fixture(scope="module")
@@ -305,3 +311,15 @@ def test_the_series_limit_counts_the_series_in_each_request(limited: Server, his
     # More series than the limit in one request could never pass: it is too large, not retried.
     assert_envelope(too_many, 413, "too_large")
     assert "send fewer series per request" in too_many.json()["message"]
+
+
+def test_a_backtest_counts_its_windows_against_the_series_limit(limited: Server, history_csv: Path) -> None:
+    key = bearer(LIMITED_KEYS["d"])
+    with limited.client() as client:
+        four = client.post("/v1/backtest", json={**forecast_body(history_csv), "origins": 4}, headers=key)
+        over = client.post("/v1/backtest", json={**forecast_body(history_csv), "origins": 3}, headers=key)  # 7 > 6
+        too_many = client.post("/v1/backtest", json={**forecast_body(history_csv), "origins": 7}, headers=key)
+    assert four.status_code == 200 and four.headers["ratelimit-remaining"] == "2", four.text
+    assert_envelope(over, 429, "rate_limited")
+    assert_envelope(too_many, 413, "too_large")
+    assert "fewer origins" in too_many.json()["message"]

@@ -1,10 +1,12 @@
 // Keeps the page live: asks the API for its models every few seconds, re-renders the panels
-// when the registry changed, logs what changed, and shows the connection in the top bar.
+// when the registry changed, logs what changed, and shows the connection in the top bar. The
+// accuracy panel asks for its model's records on a change and every half minute.
 // Refused for want of a key (401, 403), it waits for the user's key instead of retrying.
 
 import { API_BASE, api } from "./api.js";
 import { $ } from "./dom.js";
 import { fmtTime } from "./format.js";
+import { refreshAccuracy, refreshAccuracySelect } from "./panels/accuracy.js";
 import { refreshForecastSelects } from "./panels/forecast.js";
 import { logEvent } from "./panels/live.js";
 import { renderModels, renderModelsUnavailable } from "./panels/models.js";
@@ -58,13 +60,15 @@ export async function poll() {
     state.connected = true;
     const models = [...answer.models].sort((a, b) => a.name.localeCompare(b.name));
     const json = JSON.stringify(models);
-    if (json !== state.modelsJson) {
+    const changed = json !== state.modelsJson;
+    if (changed) {
       const changes = first ? [] : diffModels(state.models, models);
       state.models = models;
       state.modelsJson = json;
       renderModels();
       refreshVersionSelects();
       refreshForecastSelects();
+      refreshAccuracySelect();
       for (const change of changes) logEvent(change);
       if (first) {
         const count = models.reduce((n, m) => n + m.versions.length, 0);
@@ -73,6 +77,7 @@ export async function poll() {
         if (initial) selectVersion(initial.name, defaultVersion(initial));
       }
     }
+    refreshAccuracy(changed);
     const where = API_BASE ? ` · API ${API_BASE}` : "";
     setLiveStatus("live", `Live${where} · checked ${fmtTime(new Date())} · every ${POLL_MS / 1000} s`);
   } catch (error) {

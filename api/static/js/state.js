@@ -7,6 +7,9 @@ export const state = {
   fresh: new Set(),    // "name/version" keys that appeared while the page was open
   shownVersion: null,  // {name, version} in the version panel
   versionToken: 0,
+  accuracyToken: 0,    // the accuracy panel's latest request; older answers are dropped
+  accuracyJson: "",    // what the accuracy panel shows, to skip redrawing when nothing changed
+  accuracyLoadedAt: 0, // when the accuracy panel last asked (Date.now())
   lastForecast: null,  // {request, response, inputs, modelSummary}
   downloadUrl: null,
   sourceName: null,    // id for a single series loaded from a file or sample

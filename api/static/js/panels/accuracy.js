@@ -111,12 +111,12 @@ function renderStatus(model, records) {
   const latest = records.at(-1);
   const status = STATUS[latest.status] || { badge: latest.status, kind: "unknown" };
   const scored = `Record #${latest.record}, version ${latest.version} on ${latest.data.windows} forecasts up to ${fmtCreated(latest.data.last_timestamp)} UTC`;
-  const model_ = fmt(mase(latest, "model"));
+  const ours = fmt(mase(latest, "model"));
   const seasonal = fmt(mase(latest, "seasonal_naive"));
   const words = {
-    loses: `${scored}: MASE ${model_}, the seasonal naive's ${seasonal}. Production no longer beats the seasonal naive: retrain on the new data (forecast train --retrain --if-degraded); until then the seasonal naive forecasts as well.`,
-    degraded: `${scored}: MASE ${model_}, ${fmt(latest.ratio_to_test)} times its test MASE ${fmt(latest.test_mase)} (limit ${fmt(latest.degradation_ratio)}); it still beats the seasonal naive (${seasonal}). Retrain on the new data.`,
-    holds: `${scored}: MASE ${model_}, within ${fmt(latest.degradation_ratio)} times its test MASE ${fmt(latest.test_mase)}, and better than the seasonal naive (${seasonal}).`,
+    loses: `${scored}: MASE ${ours}, the seasonal naive's ${seasonal}. Production no longer beats the seasonal naive: retrain on the new data (forecast train --retrain --if-degraded); until then the seasonal naive forecasts as well.`,
+    degraded: `${scored}: MASE ${ours}, ${fmt(latest.ratio_to_test)} times its test MASE ${fmt(latest.test_mase)} (limit ${fmt(latest.degradation_ratio)}); it still beats the seasonal naive (${seasonal}). Retrain on the new data.`,
+    holds: `${scored}: MASE ${ours}, within ${fmt(latest.degradation_ratio)} times its test MASE ${fmt(latest.test_mase)}, and better than the seasonal naive (${seasonal}).`,
     unknown: `${scored}: status ${latest.status}.`,
   }[status.kind];
   box.dataset.status = latest.status;
@@ -174,7 +174,7 @@ async function loadAccuracy(name) {
 }
 
 export function refreshAccuracySelect() {
-  fillSelect($("accuracy-model"), modelOptions(), $("accuracy").dataset.shown);
+  fillSelect($("accuracy-model"), modelOptions());
 }
 
 // Called after each answer of the poll: `registryChanged` when the listing changed.

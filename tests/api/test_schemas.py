@@ -12,6 +12,7 @@ import pytest
 
 from api.app import create_app
 from api.schemas import error_body, forecast_body
+from forecast.serving.backtest import BacktestResult, SeriesBacktest, result_body
 from forecast.serving.pipeline import ForecastPipeline, WindowForecast
 from forecast.serving.requests import prepare_series
 from forecast.settings import Settings
@@ -20,15 +21,15 @@ from tests.factories import make_manifest
 OPENAPI = create_app(Settings(registry="/nonexistent")).openapi()
 
 
-def _schema_of(status: str) -> dict[str, Any]:
-    """The JSON schema of one response of POST /v1/forecast, with the document's components
-    so that its $refs resolve."""
-    response = OPENAPI["paths"]["/v1/forecast"]["post"]["responses"][status]
+def _schema_of(status: str, path: str = "/v1/forecast") -> dict[str, Any]:
+    """The JSON schema of one response of a POST route, with the document's components so that
+    its $refs resolve."""
+    response = OPENAPI["paths"][path]["post"]["responses"][status]
     return {**response["content"]["application/json"]["schema"], "components": OPENAPI["components"]}
 
 
-def _validate(body: dict[str, Any], status: str) -> None:
-    jsonschema.validate(body, _schema_of(status), cls=jsonschema.Draft202012Validator)
+def _validate(body: dict[str, Any], status: str, path: str = "/v1/forecast") -> None:
+    jsonschema.validate(body, _schema_of(status, path), cls=jsonschema.Draft202012Validator)
 
 
 @pytest.mark.parametrize("levels", [[], [80.0], [50.0, 97.5]])
@@ -44,6 +45,29 @@ def test_the_forecast_body_matches_the_declared_200_schema(levels: list[float]) 
     _validate(body, "200")
     assert [f["id"] for f in body["forecasts"]] == ["s0", "s1"]
     assert set(body["forecasts"][0]["intervals"]) == {f"{level:g}" for level in levels}
+
+
+@pytest.mark.parametrize("return_forecasts", [False, True])
+def test_the_backtest_body_matches_the_declared_200_schema(return_forecasts: bool) -> None:
+    metrics = {"mae": 1.0, "mse": 1.0, "rmse": 1.0, "smape": 3.0, "mase": None}
+    table = {"model": metrics, "naive": metrics, "seasonal_naive": metrics}
+    result = BacktestResult(
+        horizon=2,
+        windows=2,
+        metrics=table,
+        coverage={"80": 0.5},
+        series=[
+            SeriesBacktest(
+                "a",
+                ["2024-01-02T00:00:00", "2024-01-02T01:00:00"],
+                table,
+                np.ones((2, 2)) if return_forecasts else None,
+            )
+        ],
+    )
+    body = result_body(make_manifest(freq="h", features=[], input_size=4, horizon=3), result)
+    _validate(body, "200", "/v1/backtest")
+    assert ("forecasts" in body["series"][0]) is return_forecasts
 
 
 def test_a_body_of_the_wrong_shape_fails_the_schema() -> None:

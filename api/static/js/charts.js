@@ -47,7 +47,7 @@ function timeTicks(u, splits, axisIndex, space, increment) {
   });
 }
 
-export function drawChart(container, { series, data, bands = [], time = true, height = 240, xLabel, yLabel, plugins = [] }) {
+export function drawChart(container, { series, data, bands = [], time = true, height = 240, xLabel, yLabel, scales = {}, plugins = [] }) {
   destroyCharts(container);
   container.replaceChildren();
   const width = Math.max(240, Math.floor(container.getBoundingClientRect().width));
@@ -59,7 +59,7 @@ export function drawChart(container, { series, data, bands = [], time = true, he
     height,
     series: [{ label: time ? "time (UTC)" : xLabel }, ...series],
     bands,
-    scales: { x: { time } },
+    scales: { ...scales, x: { time, ...scales.x } },
     tzDate: utcDate,
     axes: [xAxis, { label: yLabel, labelSize: yLabel ? 20 : 0, size: 56, stroke: "#334155", grid: { stroke: "#e2e8f0" } }],
     cursor: { drag: { x: true, y: false } },
@@ -107,7 +107,10 @@ export function verticalMarkers(markers, color = COLORS.marker) {
           ctx.moveTo(left, top);
           ctx.lineTo(left, top + height);
           ctx.stroke();
-          ctx.fillText(label, left + 4 * ratio, top + 2 * ratio);
+          // The label on the line's right, or on its left near the plot's right edge.
+          const onLeft = left + ctx.measureText(label).width + 6 * ratio > u.bbox.left + u.bbox.width;
+          ctx.textAlign = onLeft ? "right" : "left";
+          ctx.fillText(label, left + (onLeft ? -4 : 4) * ratio, top + 2 * ratio);
         }
         ctx.restore();
       }],

@@ -56,9 +56,16 @@ function renderChart(records) {
   const { sorted, versions, data } = chartData(records);
   const changes = versionChanges(records);
   const modelSeries = versions.map((version, index) => line(`model v${version} MASE`, VERSION_COLORS[index % VERSION_COLORS.length], { points: { show: true, size: 7 } }));
+  // MASE from 0, so that the gap between the lines reads as their ratio; the x range padded, so
+  // that the first and last records (and a marker on them) sit inside the plot.
+  const xs = data[0];
+  const span = xs.at(-1) - xs[0];
+  const margin = span > 0 ? span * 0.04 : 43200;
+  const top = Math.max(1, ...data.slice(1).flat().filter((v) => v !== null && Number.isFinite(v)));
   drawChart(container, {
     yLabel: "MASE",
     data,
+    scales: { x: { range: () => [xs[0] - margin, xs.at(-1) + margin] }, y: { range: () => [0, top * 1.1] } },
     series: [
       ...modelSeries,
       line("naive MASE", COLORS.naive, { dash: [6, 4], points: { show: true, size: 5 } }),

@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -498,13 +499,27 @@ def server_settings(panel: Panel) -> dict[str, str]:
     return {"max_body_bytes": str(max(Settings().max_body_bytes, needed))}
 
 
+def busy_cpu_s() -> float:
+    """CPU seconds every process on the machine has used since boot (Linux: /proc/stat's first line,
+    idle and iowait left out)."""
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, Path("/proc/stat").read_text().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process and of its children it has waited for (training, the server)."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
 def ratio(numerator: object, denominator: float) -> float | None:
     return None if not isinstance(numerator, float) else round(numerator / denominator, 2)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    # The machine's load around the run: another job on these 2 cores would skew every figure.
-    load_at_start = os.getloadavg()[0]
+    # Another job on these 2 cores skews every figure: the CPU other processes used during the run
+    # says whether one did (the load average lags by a minute, so it flags less).
+    started, busy_at_start, own_at_start = time.perf_counter(), busy_cpu_s(), own_cpu_s()
     panel = load_panel(args.series, args.origins)
     workdir = Path(tempfile.mkdtemp(prefix="bench-backtest-"))
     try:
@@ -535,7 +550,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(workdir, ignore_errors=True)
     peer_seconds = peer.get("seconds")
     return {
-        "machine": {**machine(), "load_1m_at_start": load_at_start, "load_1m_at_end": os.getloadavg()[0]},
+        "machine": {
+            **machine(),
+            "run_s": round(time.perf_counter() - started, 1),
+            "other_processes_cpu_s": round((busy_cpu_s() - busy_at_start) - (own_cpu_s() - own_at_start), 1),
+        },
         "data": {
             "set": "M4 Hourly, given training part",
             "series": len(panel.values),

@@ -56,8 +56,9 @@ function renderChart(records) {
   const { sorted, versions, data } = chartData(records);
   const changes = versionChanges(records);
   const modelSeries = versions.map((version, index) => line(`model v${version} MASE`, VERSION_COLORS[index % VERSION_COLORS.length], { points: { show: true, size: 7 } }));
-  // MASE from 0, so that the gap between the lines reads as their ratio; the x range padded, so
-  // that the first and last records (and a marker on them) sit inside the plot.
+  // MASE from 0, so that the lines' heights compare as ratios; the x range padded, so that the
+  // first and last records (and a marker on them) sit inside the plot. Both ranges are set, not
+  // found by uPlot, which leaves out a last point that shares its x with the one before.
   const xs = data[0];
   const span = xs.at(-1) - xs[0];
   const margin = span > 0 ? span * 0.04 : 43200;
@@ -98,7 +99,8 @@ function renderTable(records) {
     const seasonal = mase(record, "seasonal_naive");
     const wins = model !== null && seasonal !== null && model < seasonal;
     body.append(el("tr", { dataset: { record: String(record.record), version: String(record.version), status: record.status } },
-      el("th", { scope: "row", dataset: { label: "Record" }, text: `#${record.record}` }),
+      el("th", { scope: "row", dataset: { label: "Record" } }, `#${record.record}`,
+        el("span", { class: "evaluated" }, "evaluated ", el("time", { datetime: record.created_at, text: fmtCreated(record.created_at) }))),
       el("td", { dataset: { label: "Data to (UTC)" } }, el("time", { datetime: record.data.last_timestamp, text: fmtCreated(record.data.last_timestamp) })),
       versionCell,
       el("td", { class: "num", dataset: { label: "Forecasts" }, title: `${record.data.n_series} series`, text: String(record.data.windows) }),
@@ -107,8 +109,7 @@ function renderTable(records) {
       el("td", { class: "num", dataset: { label: "Seasonal naive MASE" }, text: fmt(seasonal) }),
       ratioCell("vs seasonal naive", record.ratio_to_seasonal_naive, "model MASE / seasonal naive MASE: 1 or more, the model loses to it"),
       ratioCell("vs its test", record.ratio_to_test, `model MASE / the version's test MASE (${fmt(record.test_mase)}): above ${fmt(record.degradation_ratio)}, degraded`),
-      el("td", { dataset: { label: "Status" } }, el("span", { class: `badge status-${status.kind}`, text: status.badge })),
-      el("td", { dataset: { label: "Evaluated (UTC)" } }, el("time", { datetime: record.created_at, text: fmtCreated(record.created_at) }))));
+      el("td", { dataset: { label: "Status" } }, el("span", { class: `badge status-${status.kind}`, text: status.badge }))));
   }
 }
 

@@ -1,7 +1,8 @@
 """The GPU check, in one call on a machine with CUDA: the `gpu` tests, then the serving
 benchmark with the models on the GPU (FORECAST_DEVICE=cuda) at 1 and `--workers` serving
 processes (default: one per usable core), the raw forward ceiling on CUDA at several batch
-sizes, and training on torchrun with a process per GPU. Prints one JSON document.
+sizes, training on torchrun with a process per GPU, and the backtest benchmark with the model on
+the GPU. Prints one JSON document.
 
 Device time is scarce, so every section runs under its own time limit, a failing section is
 recorded rather than fatal, and with `--out DIR` the report so far is rewritten after each
@@ -89,6 +90,31 @@ def torchrun_on_cuda(log: Path | None) -> dict[str, Any]:
     return result
 
 
+def backtest_on_cuda(log: Path | None) -> dict[str, Any]:
+    """bench/backtest.py with the served model on the GPU: POST /v1/backtest of M4 Hourly's 414
+    series x 48 origins beside the loop of single forecasts (every 20th window timed and
+    extrapolated, to fit the device's minutes); the peer is left out (its CPU figure is in
+    the README)."""
+    run = subprocess.run(
+        [sys.executable, "bench/backtest.py", "--no-peer", "--loop-every", "20"],
+        cwd=ROOT,
+        env={**os.environ, "FORECAST_DEVICE": "cuda"},
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    if log is not None:
+        log.write_text(run.stderr)
+    if run.returncode != 0:
+        return {"error": run.stderr[-3000:]}
+    result: dict[str, Any] = json.loads(run.stdout)
+    return {
+        key: result[key]
+        for key in ("machine", "data", "model", "product", "loop", "hostile", "ratios")
+        if key in result
+    }
+
+
 def cuda_forward_ceiling() -> dict[str, dict[int, float]]:
     """Series/s of the raw forward on CUDA for the serving benchmark's two shapes (untrained
     weights: the cost does not depend on them)."""
@@ -119,6 +145,7 @@ def main() -> None:
             args.duration, args.workers, args.out / "serve.log" if args.out else None
         ),
         "torchrun_on_cuda": lambda: torchrun_on_cuda(args.out / "torchrun.log" if args.out else None),
+        "backtest_on_cuda": lambda: backtest_on_cuda(args.out / "backtest.log" if args.out else None),
     }
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

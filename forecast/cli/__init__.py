@@ -26,6 +26,7 @@ from forecast.cli.accuracy import (
     command_evaluate,
     evaluation_request,
 )
+from forecast.cli.predict import add_predict, command_predict
 from forecast.errors import ForecastError, InvalidInput, MissingCovariates, PeerFailed
 from forecast.registry.accuracy import write_record
 from forecast.registry.manifest import TrainingConfig
@@ -83,11 +84,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     _add_models(commands)
     add_backtest(commands)
     add_evaluate(commands)
+    add_predict(commands)
     handlers: dict[str, Handler] = {
         "train": command_train,
         "models": command_models,
         "backtest": command_backtest,
         "evaluate": command_evaluate,
+        "predict": command_predict,
     }
     for entry in entry_points(group="forecast.commands"):
         handlers[entry.name] = entry.load()(commands)

@@ -72,8 +72,9 @@ class Dataset:
     source: str
     covariates: CovariateColumns = field(default_factory=CovariateColumns)
     unused_columns: list[str] = field(default_factory=list)  # columns of the file nothing read
-    # series of the file left out, each with why (too little signal): the rest still train
-    left_out: list[TooLittleSignal] = field(default_factory=list)
+    # series of the file left out, each with why (too little signal; with `leave_out_bad`, any
+    # problem of the series alone): the rest still train or forecast
+    left_out: list[InvalidInput] = field(default_factory=list)
 
     @property
     def n_points(self) -> int:
@@ -279,33 +280,46 @@ def validate_frame(
     source: str,
     covariates: CovariateColumns | None = None,
     static_table: pd.DataFrame | None = None,
+    *,
+    leave_out_bad: bool = False,
 ) -> Dataset:
     """Split a long frame into validated series sharing one frequency, with their covariates.
     Missing values and timestamps are gaps (NaN); a series with too little signal is left out
-    (`Dataset.left_out`), and the file refused only when no series is left."""
+    (`Dataset.left_out`), and the file refused only when no series is left. With `leave_out_bad`
+    (batch scoring) any problem of one series alone (its values, timestamps or covariates)
+    leaves it out the same way; without it, such a problem refuses the file."""
     if long.empty:
         raise InvalidInput(f"{source}: the data has no rows")
     covariates = covariates or CovariateColumns()
+    left_out: list[InvalidInput] = []
+    tolerated = InvalidInput if leave_out_bad else TooLittleSignal
     parsed: list[_Parsed] = []
     for series_id, rows in long.groupby("series_id", sort=False):
-        one = _parse(str(series_id), rows["timestamp"], rows["value"])
+        try:
+            one = _parse(str(series_id), rows["timestamp"], rows["value"])
+        except InvalidInput as error:
+            if not leave_out_bad:
+                raise
+            left_out.append(error)
+            continue
         one.rows = rows
         parsed.append(one)
+    if not parsed:
+        raise left_out[0]
     file_freq = _file_freq(parsed, freq)
     series: list[Series] = []
-    left_out: list[TooLittleSignal] = []
     for one in parsed:
         try:
             checked, positions = _on_grid(one, file_freq)
-        except TooLittleSignal as error:
+            if not covariates.empty:  # rows are in time order: grid_positions refuses any other
+                found = series_covariates(one.series_id, one.rows, covariates, static_table)
+                checked.past, checked.future, checked.static = found.past, found.future, found.static
+                if positions is not None:  # a missing timestamp misses its covariates too
+                    checked.past = _placed(found.past, positions, len(checked))
+                    checked.future = _placed(found.future, positions, len(checked))
+        except tolerated as error:
             left_out.append(error)  # nothing to forecast from; the other series still train
             continue
-        if not covariates.empty:  # rows are in time order: grid_positions refuses any other
-            found = series_covariates(one.series_id, one.rows, covariates, static_table)
-            checked.past, checked.future, checked.static = found.past, found.future, found.static
-            if positions is not None:  # a missing timestamp misses its covariates too
-                checked.past = _placed(found.past, positions, len(checked))
-                checked.future = _placed(found.future, positions, len(checked))
         series.append(checked)
     if not series:
         raise left_out[0]
@@ -319,6 +333,7 @@ def load_dataset(
     target: str | None = None,
     freq: str | None = None,
     covariates: CovariateColumns | None = None,
+    leave_out_bad: bool = False,
 ) -> Dataset:
     columns = columns or Columns()
     covariates = covariates or CovariateColumns()
@@ -327,6 +342,6 @@ def load_dataset(
     static_table = None
     if covariates.static_data:
         static_table = read_static_table(covariates.static_data, columns.series_id, covariates.static_names)
-    dataset = validate_frame(long.frame, freq, str(path), covariates, static_table)
+    dataset = validate_frame(long.frame, freq, str(path), covariates, static_table, leave_out_bad=leave_out_bad)
     dataset.unused_columns = long.unused_columns
     return dataset

@@ -256,27 +256,6 @@ def cut_windows(manifest: Manifest, plans: list[_SeriesPlan], horizon: int) -> l
     return windows
 
 
-# Windows submitted to the batcher at once, and how many such chunks wait at a time: the batcher
-# interleaves other clients' forecasts between them, and its queue limit is never reached by one
-# backtest alone.
-_CHUNK_WINDOWS = 512
-_CHUNKS_IN_FLIGHT = 2
-
-
-async def forecast_windows(pipeline: ForecastPipeline, windows: list[Window], timeout_s: float) -> list[WindowForecast]:
-    batcher = pipeline.batcher
-    size = max(1, min(_CHUNK_WINDOWS, batcher.queue_limit // (2 * _CHUNKS_IN_FLIGHT)))
-    gate = asyncio.Semaphore(_CHUNKS_IN_FLIGHT)
-
-    async def run(chunk: list[Window]) -> list[WindowForecast]:
-        async with gate:
-            return await batcher.submit(chunk, timeout_s=timeout_s)
-
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(run(windows[start : start + size])) for start in range(0, len(windows), size)]
-    return [output for task in tasks for output in task.result()]
-
-
 @dataclass(slots=True)
 class _Scored:
     """The backtest's arrays, every window of every series end to end."""
@@ -387,7 +366,7 @@ async def backtest(
     if admit is not None:
         await admit(sum(len(plan.origins) for plan in plans))
     windows = await asyncio.to_thread(cut_windows, manifest, plans, horizon)
-    outputs = await forecast_windows(pipeline, windows, timeout_s)
+    outputs = await pipeline.forecast_windows(windows, timeout_s)
     return await asyncio.to_thread(score, manifest, plans, outputs, spec, horizon)
 
 

@@ -65,9 +65,12 @@ def _static(series: Series, names: list[str]) -> dict[str, str | float] | None:
     return {name: series.static[name] for name in names if name in series.static} or None
 
 
-def load_for_version(path: str, manifest: Manifest, static_data: str | None = None) -> Dataset:
+def load_for_version(
+    path: str, manifest: Manifest, static_data: str | None = None, *, leave_out_bad: bool = False
+) -> Dataset:
     """A data file read with the columns the version was trained on (its id, time and value
-    columns, its covariates by kind) at the version's frequency."""
+    columns, its covariates by kind) at the version's frequency; with `leave_out_bad`, a series
+    with a problem of its own is left out (`Dataset.left_out`) instead of refusing the file."""
     training = manifest.training
     columns = training.covariate_columns
     if static_data is not None:
@@ -78,6 +81,7 @@ def load_for_version(path: str, manifest: Manifest, static_data: str | None = No
         target=training.target,
         freq=manifest.freq,
         covariates=columns,
+        leave_out_bad=leave_out_bad,
     )
 
 

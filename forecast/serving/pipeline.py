@@ -125,6 +125,12 @@ class RequestForecast:
     missing: list[int]  # per series: points of the window inside the series that are missing
 
 
+# Windows submitted to the batcher at once by a bulk caller (a backtest, batch scoring), and how
+# many such chunks wait at a time: the batcher interleaves other clients' forecasts between them,
+# and its queue limit is never reached by one bulk caller alone.
+_CHUNK_WINDOWS = 512
+_CHUNKS_IN_FLIGHT = 2
+
 # Requests with more series than this are prepared off the event loop.
 _PREPARE_INLINE_SERIES = 32
 
@@ -186,6 +192,20 @@ class ForecastPipeline:
             prepared = self.prepare(series, served_horizon)
         outputs = await self.batcher.submit([p.window for p in prepared], timeout_s=timeout_s)
         return self.finish(prepared, outputs, served_horizon, levels)
+
+    async def forecast_windows(self, windows: Sequence[Window], timeout_s: float) -> list[WindowForecast]:
+        """Many windows through the batcher in chunks, in order: a bulk caller's path."""
+        batcher = self.batcher
+        size = max(1, min(_CHUNK_WINDOWS, batcher.queue_limit // (2 * _CHUNKS_IN_FLIGHT)))
+        gate = asyncio.Semaphore(_CHUNKS_IN_FLIGHT)
+
+        async def run(chunk: Sequence[Window]) -> list[WindowForecast]:
+            async with gate:
+                return await batcher.submit(chunk, timeout_s=timeout_s)
+
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(run(windows[i : i + size])) for i in range(0, len(windows), size)]
+        return [output for task in tasks for output in task.result()]
 
     def finish(
         self, prepared: list[PreparedSeries], outputs: Sequence[WindowForecast], horizon: int, levels: list[float]

@@ -31,8 +31,9 @@ REALM = 'Bearer realm="forecast"'
 # Liveness and readiness probes, and the dashboard's files (they hold no data; what they show
 # comes from /v1, which needs a key).
 _ALWAYS_OPEN = frozenset({"/", "/healthz", "/readyz", "/dashboard"})
-# The paths a key of scope `forecast` may call: they forecast, and read nothing of the registry.
-_FORECAST_PATHS = frozenset({"/v1/forecast", "/v1/backtest"})
+# The paths a key of scope `forecast` may call: they forecast (or say a forecast's limits), and
+# read nothing of the registry.
+_FORECAST_PATHS = frozenset({"/v1/forecast", "/v1/backtest", "/v1/limits"})
 _REASONS: dict[type[AccessDenied], str] = {
     Unauthorized: "unauthorized",
     Forbidden: "forbidden",

@@ -17,7 +17,7 @@ from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from api.openapi import install_openapi
 from api.ratelimit import RATE_LIMIT_HEADERS
-from api.routes import backtest, forecast, health, models
+from api.routes import backtest, forecast, health, limits, models
 from forecast import __version__
 from forecast.registry.store import open_registry
 from forecast.serving.engine import Engine
@@ -63,6 +63,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(forecast.router)
     app.include_router(backtest.router)
+    app.include_router(limits.router)
     app.include_router(models.router)
     app.include_router(health.router)
     install_openapi(app, settings)

@@ -273,7 +273,9 @@ def test_every_pod_is_locked_down(resources: list[dict[str, Any]]) -> None:
             (tmp,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
             assert 0 < quantity(volumes[tmp["name"]]["emptyDir"]["sizeLimit"]) <= 2**30, where
             writable = [m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")]
-            assert writable == ["/tmp"], f"{where}: writes only /tmp (the registry is S3)"
+            # Beside /tmp only batch scoring writes, and only its output claim (the registry is S3).
+            output = ["/forecasts"] if container.get("command", [])[:2] == ["forecast", "predict"] else []
+            assert writable == ["/tmp", *output], f"{where}: writes only /tmp and its output"
 
 
 def test_the_namespace_enforces_the_restricted_pod_security_standard(
@@ -385,7 +387,7 @@ def test_the_secrets_hold_marked_placeholders_that_cannot_go_live(
     with pytest.raises(InvalidSetting, match="holds no keys"):
         parse_key_file(keys)
     # The trainer needs no API key.
-    cronjob = the(resources, "CronJob")
+    cronjob = of_kind(resources, "CronJob")["forecast-retrain-demand"]
     mounted = {v.get("secret", {}).get("secretName") for v in pod_spec(cronjob)["volumes"]}
     referenced = {s.get("secretRef", {}).get("name") for c in pod_spec(cronjob)["containers"] for s in c["envFrom"]}
     assert "forecast-api-keys" not in mounted | referenced
@@ -395,7 +397,7 @@ def test_the_secrets_hold_marked_placeholders_that_cannot_go_live(
 
 
 def test_the_cronjob_retrains_and_promotes_once_at_a_time_within_a_deadline(resources: list[dict[str, Any]]) -> None:
-    cronjob = the(resources, "CronJob")
+    cronjob = of_kind(resources, "CronJob")["forecast-retrain-demand"]
     spec = cronjob["spec"]
     assert spec["concurrencyPolicy"] == "Forbid", "two retrains of one model at once would race for production"
     assert len(spec["schedule"].split()) == 5
@@ -419,6 +421,31 @@ def test_the_cronjob_retrains_and_promotes_once_at_a_time_within_a_deadline(reso
     volumes = {v["name"]: v for v in pod["volumes"]}
     claim = volumes[mount["name"]]["persistentVolumeClaim"]["claimName"]
     assert claim in of_kind(resources, "PersistentVolumeClaim")
+
+
+def test_the_scoring_cronjob_predicts_after_the_retraining_into_a_writable_claim(
+    resources: list[dict[str, Any]],
+) -> None:
+    cronjobs = of_kind(resources, "CronJob")
+    scoring, retraining = cronjobs["forecast-predict-demand"], cronjobs["forecast-retrain-demand"]
+    assert scoring["spec"]["concurrencyPolicy"] == "Forbid"
+    hour = int(scoring["spec"]["schedule"].split()[1])
+    assert hour > int(retraining["spec"]["schedule"].split()[1]), "it scores with what the retraining promoted"
+    pod = pod_spec(scoring)
+    (scorer,) = pod["containers"]
+    command = scorer["command"]
+    assert command[:2] == ["forecast", "predict"]
+    out = Path(command[command.index("--out") + 1])
+    assert out.suffix in {".csv", ".parquet"}
+    (mount,) = [m for m in scorer["volumeMounts"] if out.is_relative_to(m["mountPath"])]
+    assert not mount.get("readOnly") and mount["mountPath"] != "/tmp"
+    claim = {v["name"]: v for v in pod["volumes"]}[mount["name"]]["persistentVolumeClaim"]["claimName"]
+    assert claim in of_kind(resources, "PersistentVolumeClaim")
+    assert command[command.index("--name") + 1] == retraining["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]["command"][retraining["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"].index(
+        "--name"
+    ) + 1]
 
 
 # --- one image -------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def _report(result: BatchForecasts, out: Path) -> None:
     manifest = result.manifest
     print(
         f"{manifest.name} version {manifest.version}: forecast {result.series} series x {manifest.horizon} steps in "
-        f"{result.seconds:.1f} s ({rate:,.0f} series/s); wrote {out}"
+        f"{result.seconds:.2f} s ({rate:,.0f} series/s); wrote {out}"
     )
     if result.failures:
         pd.DataFrame(

@@ -5,15 +5,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Material for MkDocs prints a banner about MkDocs 2.0 on every build otherwise.
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: venv browser bench-tools test fuzz lint run demo bench clean
+.PHONY: venv browser bench-tools test fuzz lint docs run demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch is pinned to the local CPU wheel; installing it first keeps pip off the CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,docs]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -44,9 +46,15 @@ fuzz: venv
 
 lint: venv
 	$(BIN)/lint-imports
-	$(BIN)/ruff check forecast api tests bench
-	$(BIN)/ruff format --check forecast api tests bench
-	$(BIN)/mypy forecast api bench
+	$(BIN)/ruff check forecast api tests bench docs
+	$(BIN)/ruff format --check forecast api tests bench docs
+	$(BIN)/mypy forecast api bench docs/gen_reference.py
+
+# The documentation site into site/: the reference pages are rewritten from the code first (commit
+# them: tests/test_docs.py, part of `make test`, compares them with the code and builds the site strictly).
+docs: venv
+	$(BIN)/python docs/gen_reference.py
+	$(BIN)/mkdocs build --strict
 
 # A month of hourly points for validation (interval calibration) and for the test block.
 DEMO_ARGS := --horizon 24 --input-size 168 --val-size 720 --test-size 720 --max-epochs 6 --quiet
@@ -76,4 +84,4 @@ bench: venv bench-tools
 	$(BIN)/python bench/serve.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

@@ -27,7 +27,7 @@ def machine() -> dict[str, Any]:
 
 
 def emit(name: str, payload: dict[str, Any]) -> None:
-    """Print the result as JSON and keep a copy in bench/results/<name>.json for the README."""
+    """Print the result as JSON and keep a copy in bench/results/<name>.json for docs/benchmarks.md."""
     text = json.dumps(payload, indent=2)
     print(text)
     RESULTS.mkdir(exist_ok=True)

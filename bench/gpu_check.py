@@ -94,7 +94,7 @@ def backtest_on_cuda(log: Path | None) -> dict[str, Any]:
     """bench/backtest.py with the served model on the GPU: POST /v1/backtest of M4 Hourly's 414
     series x 48 origins beside the loop of single forecasts (every 20th window timed and
     extrapolated, to fit the device's minutes); the peer is left out (its CPU figure is in
-    the README)."""
+    docs/benchmarks.md)."""
     run = subprocess.run(
         [sys.executable, "bench/backtest.py", "--no-peer", "--loop-every", "20"],
         cwd=ROOT,

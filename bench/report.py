@@ -1,4 +1,4 @@
-"""Render the latest bench/results/*.json as the Markdown tables the README shows.
+"""Render the latest bench/results/*.json as the Markdown tables docs/benchmarks.md shows.
 
 python bench/report.py > /tmp/tables.md
 """

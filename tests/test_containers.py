@@ -175,6 +175,7 @@ def test_trainer_is_a_job_behind_its_profile_writing_the_shared_registry(base_co
     trainer_mounts = mounts(trainer)
     assert trainer_mounts["/models"] == ((ROOT / "models").resolve(), False), "the trainer must write ./models"
     assert trainer_mounts["/data"] == ((ROOT / "data").resolve(), True)
+    assert trainer_mounts["/forecasts"] == ((ROOT / "forecasts").resolve(), False), "batch scoring writes here"
     assert trainer["environment"]["FORECAST_REGISTRY"] == "/models"
     # One image for both, so `docker compose run --rm trainer forecast train ...` runs the same code
     # the API serves with, and no entrypoint gets in the way of the command given to `run`.
@@ -227,12 +228,12 @@ def test_every_container_is_locked_down_with_limits(
     config = base_config if which == "base" else gpu_config
     for name in PROFILES:
         assert_hardened(config["services"][name], f"{which} {name}")
-    # The only writable mounts: the trainer's registry and MinIO's data (and /tmp above).
+    # The only writable mounts: the trainer's registry and forecasts, MinIO's data (and /tmp above).
     writable = {
-        name: [target for target, (_, read_only) in mounts(service).items() if not read_only]
+        name: sorted(target for target, (_, read_only) in mounts(service).items() if not read_only)
         for name, service in config["services"].items()
     }
-    assert writable == {name: [] for name in PROFILES} | {"trainer": ["/models"], "minio": ["/data"]}
+    assert writable == {name: [] for name in PROFILES} | {"trainer": ["/forecasts", "/models"], "minio": ["/data"]}
 
 
 def test_the_limits_can_be_raised_without_editing_the_file(compose_bin: str) -> None:
@@ -519,7 +520,7 @@ def test_proxy_round_robins_over_both_replicas_on_their_port(s3_config: dict[str
 
 
 def test_proxy_has_the_hardening_the_readme_asks_for(nginx_http: list[Any]) -> None:
-    """README, "Transport limits and running behind a proxy": body size, header buffers, timeouts,
+    """docs/guides/security.md, "Transport limits and running behind a proxy": body size, header buffers, timeouts,
     per-address limits, whole-body buffering, keep-alive to the server shorter than its own, and
     /metrics off the public side; the numbers against the server's defaults (the replicas keep them)."""
     from forecast.settings import Settings

@@ -441,11 +441,12 @@ def test_the_scoring_cronjob_predicts_after_the_retraining_into_a_writable_claim
     assert not mount.get("readOnly") and mount["mountPath"] != "/tmp"
     claim = {v["name"]: v for v in pod["volumes"]}[mount["name"]]["persistentVolumeClaim"]["claimName"]
     assert claim in of_kind(resources, "PersistentVolumeClaim")
-    assert command[command.index("--name") + 1] == retraining["spec"]["jobTemplate"]["spec"]["template"]["spec"][
-        "containers"
-    ][0]["command"][retraining["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"].index(
-        "--name"
-    ) + 1]
+    (retrainer,) = pod_spec(retraining)["containers"]
+    assert flag_value(command, "--name") == flag_value(retrainer["command"], "--name"), "it scores what was retrained"
+
+
+def flag_value(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
 
 
 # --- one image -------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Settings: FORECAST_* environment variables are read and validated at start-up (a bad value fails
-fast, naming the setting), and the defaults are the ones the README's settings table documents."""
+fast, naming the setting), and the defaults are the ones the settings reference documents
+(docs/reference/settings.md, written from Settings by docs/gen_reference.py; tests/test_docs.py keeps it current)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from pydantic import ValidationError
 
 from forecast.settings import DEFAULT_MAX_BATCH_SIZE, Settings, get_settings, max_batch_size
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-# Fields that are deliberately not in the README's table, with the reason.
+SETTINGS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "reference" / "settings.md"
+# Fields that are deliberately not in the settings reference, with the reason.
 UNDOCUMENTED: dict[str, str] = {}
 
 
@@ -96,15 +97,15 @@ def test_get_settings_is_one_cached_object() -> None:
         get_settings.cache_clear()
 
 
-def _readme_defaults() -> dict[str, str]:
-    """field name -> the default cell of the README's settings table."""
-    rows = re.findall(r"^\| `FORECAST_(\w+)` \| ([^|]*) \|", README.read_text(), flags=re.MULTILINE)
-    assert rows, "the README has no settings table"
+def _documented_defaults() -> dict[str, str]:
+    """field name -> the default cell of the settings reference's table."""
+    rows = re.findall(r"^\| `FORECAST_(\w+)` \| ([^|]*) \|", SETTINGS_PAGE.read_text(), flags=re.MULTILINE)
+    assert rows, "the settings reference has no table"
     return {name.lower(): cell.strip().strip("`") for name, cell in rows}
 
 
 def _as_documented(field: str, value: object) -> object:
-    """How the README writes a default: numbers as numbers, an empty list as (none), a
+    """How the reference writes a default: numbers as numbers, an empty list as (none), a
     device-dependent default as '64 (CPU), 256 (CUDA)'."""
     if field == "max_batch_size" and value is None:
         return ", ".join(f"{size} ({device.upper()})" for device, size in DEFAULT_MAX_BATCH_SIZE.items())
@@ -117,19 +118,19 @@ def _as_documented(field: str, value: object) -> object:
     return value
 
 
-def test_readme_defaults_match_the_code() -> None:
-    documented = _readme_defaults()
+def test_documented_defaults_match_the_code() -> None:
+    documented = _documented_defaults()
     defaults = Settings()
     for field, cell in documented.items():
-        assert field in Settings.model_fields, f"README documents FORECAST_{field.upper()}, which Settings lacks"
+        assert field in Settings.model_fields, f"the reference documents FORECAST_{field.upper()}, which Settings lacks"
         expected = _as_documented(field, getattr(defaults, field))
         written = float(cell) if isinstance(expected, float) else cell
-        assert written == expected, f"FORECAST_{field.upper()}: README says {cell}, code says {expected}"
+        assert written == expected, f"FORECAST_{field.upper()}: the reference says {cell}, code says {expected}"
 
 
-def test_every_setting_is_documented_in_the_readme() -> None:
-    missing = set(Settings.model_fields) - set(_readme_defaults()) - set(UNDOCUMENTED)
-    assert not missing, f"settings missing from the README's table: {sorted(missing)}"
+def test_every_setting_is_documented() -> None:
+    missing = set(Settings.model_fields) - set(_documented_defaults()) - set(UNDOCUMENTED)
+    assert not missing, f"settings missing from the settings reference: {sorted(missing)}"
 
 
 def test_the_registry_fault_settings_are_read_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,7 +50,7 @@ def assert_envelope(response: httpx.Response, status: int, error: str) -> None:
 
 
 def make_key(name: str, scope: str) -> tuple[str, str]:
-    """The operator's helper, as the README tells them to run it: (key-file line, key)."""
+    """The operator's helper, as docs/guides/security.md tells them to run it: (key-file line, key)."""
     made = subprocess.run(
         [*FORECAST[:1], "-m", "api.auth", "hash", name, scope], capture_output=True, text=True, check=True, timeout=60
     )

@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="`auto` (CUDA when present), `cpu`, `cuda`"
     )
-    # Batcher defaults chosen from bench/serve.py; see the README's serving section.
+    # Batcher defaults chosen from bench/serve.py; see docs/benchmarks.md (Serving).
     # None: the device's default (DEFAULT_MAX_BATCH_SIZE), since a GPU's forward costs nearly the
     # same at 256 series as at 64 while a CPU's grows with the batch.
     max_batch_size: int | None = Field(
@@ -128,7 +128,7 @@ class Settings(BaseSettings):
         le=300.0,
         description="after SIGTERM, seconds of failing readiness before the socket closes",
     )
-    # Transport limits (api/transport.py); a fronting proxy should add its own, see the README.
+    # Transport limits (api/transport.py); a fronting proxy should add its own, see docs/guides/security.md.
     # From a connection's opening (or a keep-alive request's first byte) to the end of its
     # headers: a deadline, not an idle timer, so a byte-a-second client is closed too (408).
     header_timeout_s: float = Field(
@@ -188,7 +188,7 @@ class Settings(BaseSettings):
         le=65535,
         description="connections the kernel queues before they are accepted (capped by `net.core.somaxconn`)",
     )
-    # API keys and rate limits (api/auth.py, api/ratelimit.py, api/access.py; README "API keys and
+    # API keys and rate limits (api/auth.py, api/ratelimit.py, api/access.py; docs/guides/security.md "API keys and
     # rate limits"). Keys: `KEY`, `NAME:KEY` or `NAME:SCOPE:KEY`, comma-separated, or a path (it
     # holds a `/`) to a file of salted hashes. Unset or empty: the API is open, as it was before.
     # A SecretStr, so that a printed or logged Settings does not show the keys.

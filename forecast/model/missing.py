@@ -11,7 +11,7 @@ window one rule, in training, evaluation and serving alike:
   where the seasonal one has no value to repeat, and the scaled padding is zero.
 
 The linear fill is the default, measured in bench/gaps.py against carrying the last value
-forward inside gaps too (`gap_fill="previous"`, the README's gaps section). The network also reads
+forward inside gaps too (`gap_fill="previous"`, docs/guides/data.md). The network also reads
 the mask itself (`missing_mask`), so a filled value never passes for an observed one.
 """
 

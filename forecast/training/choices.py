@@ -33,7 +33,7 @@ def default_input_size(freq: str, horizon: int, history: int, *, val_size: int, 
     season three horizons; no longer than leaves the median series (`history` points) a training
     window before its validation and test blocks, and never under the season nor the horizon
     where the history allows. Also three horizons for seasonal data was measured and lost on
-    quarterly, monthly and US employment data (bench/collection.py, the README)."""
+    quarterly, monthly and US employment data (bench/collection.py, docs/benchmarks.md)."""
     cycle = cadence(freq)
     season = cycle.season_length
     longer_cycles = [c for c in cycle.cycles if season < c <= 8 * season]

@@ -134,6 +134,63 @@ def test_a_rate_limited_key_gets_through_without_losing_or_repeating_a_series(
     assert retried[429] > 0, "the limit was never reached: the test would show nothing"
 
 
+def test_covariates_go_by_kind_and_the_future_rows_carry_the_horizon(
+    tmp_path: Path, covariate_registry: Path, covariate_csv: Path
+) -> None:
+    """demo-driven reads a past `load`, a future-known `temperature` and a static `region`: the
+    frame's rows after each series' last value (the value empty) give the horizon's temperature,
+    and the answer equals a request written by hand."""
+    history = pd.read_csv(covariate_csv, parse_dates=["timestamp"])
+    rng = np.random.default_rng(4)
+    ahead = []
+    for sid, rows in history.groupby("series_id", sort=False):
+        stamps = pd.date_range(rows.timestamp.iloc[-1], periods=13, freq="h")[1:]
+        ahead.append(
+            pd.DataFrame(
+                {
+                    "series_id": sid,
+                    "timestamp": stamps,
+                    "value": np.nan,
+                    "temperature": rng.normal(0, 2, 12).round(2),
+                    "load": np.nan,
+                    "region": rows.region.iloc[0],
+                }
+            )
+        )
+    frame = pd.concat([history, *ahead]).sort_values(["series_id", "timestamp"], kind="stable")
+    server = start_server(covariate_registry, tmp_path)
+    try:
+        with Client(server.url) as client:
+            result = client.forecast(
+                frame,
+                model="demo-driven",
+                past_covariates=["load"],
+                future_covariates=["temperature"],
+                static_covariates=["region"],
+            )
+        rows = frame[frame.series_id == "b"]
+        known = rows[rows.value.notna()]
+        body = {
+            "model": "demo-driven",
+            "series": [
+                {
+                    "id": "b",
+                    "timestamps": [t.isoformat() for t in known.timestamp],
+                    "values": known.value.tolist(),
+                    "past_covariates": {"load": known.load.tolist()},
+                    "future_covariates": {"temperature": rows.temperature.tolist()},
+                    "static_covariates": {"region": known.region.iloc[0]},
+                }
+            ],
+        }
+        with server.client() as http:
+            single = http.post("/v1/forecast", json=body).json()["forecasts"][0]
+    finally:
+        server.stop()
+    assert result.groupby("series_id").size().to_dict() == {"a": 12, "b": 12}
+    np.testing.assert_allclose(result[result.series_id == "b"]["demo-driven"], single["mean"], rtol=1e-6)
+
+
 def test_the_client_imports_nothing_of_the_server_or_torch() -> None:
     code = (
         "import sys, forecast.client; "

@@ -100,14 +100,23 @@ class Settings(BaseSettings):
         ge=1,
         description="all series of a request together; more: 413 (500 series of 1,000 points fit twice over)",
     )
-    # POST /v1/backtest: windows (series x origins) in one backtest, and forecast values its answer
-    # may carry when they are asked for (413 beyond either). 50,000 windows is M4 Hourly's 414
-    # series at 120 origins: about 3.5 s on two CPU cores (bench/backtest.py: 19,872 in 1.3 s).
+    # The answer is bounded as the request is: series x horizon x (1 + 2 x levels) numbers. A JSON
+    # number is about 18 bytes and serialising holds about four times the body, so the default's
+    # 2,000,000 numbers are about 36 MB of answer and 150 MB of peak memory: 1,000 series x 168
+    # steps x 2 levels fit, 1,000 x 720 x 20 levels (565 MB of JSON) do not.
+    max_answer_values: int = Field(
+        default=2_000_000,
+        ge=1,
+        description="numbers in one forecast answer, series x horizon x (1 + 2 x levels); more: 413 before anything is queued",
+    )
     # How often the latest accuracy records (`forecast evaluate`) are read for /metrics and the
     # model pages; they arrive a few times a day.
     accuracy_refresh_s: float = Field(
         default=60.0, gt=0.0, description="how often the server reads the latest accuracy records for `/metrics`"
     )
+    # POST /v1/backtest: windows (series x origins) in one backtest, and forecast values its answer
+    # may carry when they are asked for (413 beyond either). 50,000 windows is M4 Hourly's 414
+    # series at 120 origins: about 3.5 s on two CPU cores (bench/backtest.py: 19,872 in 1.3 s).
     max_backtest_windows: int = Field(
         default=50_000,
         ge=1,

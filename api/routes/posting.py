@@ -84,6 +84,20 @@ def check_limits(body: ForecastRequest, settings: Settings) -> None:
         raise InvalidRequest(f"duplicate series ids {duplicates[:5]}; each series needs its own id")
 
 
+def check_answer_size(body: ForecastRequest, model_horizon: int, settings: Settings) -> int:
+    """The numbers the answer will hold, series x horizon x (1 + 2 x levels); RequestTooLarge
+    beyond FORECAST_MAX_ANSWER_VALUES, before anything is queued."""
+    horizon = body.horizon if body.horizon is not None else model_horizon
+    values = len(body.series) * min(horizon, model_horizon) * (1 + 2 * len(body.levels))
+    if values > settings.max_answer_values:
+        raise RequestTooLarge(
+            f"the answer would hold {values:,} numbers ({len(body.series)} series x {horizon} steps x "
+            f"(1 + 2 x {len(body.levels)} levels)); the limit is {settings.max_answer_values:,} "
+            "(FORECAST_MAX_ANSWER_VALUES): ask for fewer series, steps or levels per request"
+        )
+    return values
+
+
 async def _disconnected(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         continue

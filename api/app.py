@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api.access import install_access
 from api.errors import install_error_handlers
-from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from api.middleware import BodyLimitMiddleware, HeadAsGetMiddleware, RequestIdMiddleware
 from api.openapi import install_openapi
 from api.ratelimit import RATE_LIMIT_HEADERS
 from api.routes import backtest, forecast, health, limits, models
@@ -79,7 +79,9 @@ def create_app(
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
-    """Added innermost first: the request id outermost, then the body limit, CORS, access."""
+    """Added innermost first: the request id outermost, then the body limit, CORS, access, and
+    HEAD as GET innermost."""
+    app.add_middleware(HeadAsGetMiddleware)
     # Inside CORS, so that a browser on another origin can read a 401 or 429; before the body
     # is read, so that a refusal costs no parsing.
     install_access(app, settings)

@@ -1,4 +1,5 @@
-"""ASGI middleware: request ids with structured access logs, and the request body size limit."""
+"""ASGI middleware: request ids with structured access logs, the request body size limit, and HEAD
+answered as GET without its body."""
 
 from __future__ import annotations
 
@@ -125,3 +126,24 @@ class BodyLimitMiddleware:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         refusal = RequestTooLarge(f"request body over {self.max_body_bytes} bytes (FORECAST_MAX_BODY_BYTES)")
         await error_response(refusal)(scope, receive, send)
+
+
+class HeadAsGetMiddleware:
+    """HEAD on any GET resource answers as GET does, headers only: HTTP requires both methods,
+    and load balancers probe with HEAD. Innermost, so the access log and the key check see HEAD;
+    a route without GET still answers 405."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)

@@ -238,3 +238,15 @@ def test_the_answer_is_bounded_as_the_request_is(server_factory, registry_templa
     assert shorter.status_code == 200  # 10 x 6 x 7 = 420
     passes = [line for line in metrics.splitlines() if line.startswith("forecast_batch_size_count")]
     assert sum(float(line.split()[-1]) for line in passes) == 2, "the refused request ran no forward pass"
+
+
+def test_head_answers_every_get_resource_with_headers_only(shared_server: Server) -> None:
+    """Load balancers probe with HEAD; HTTP requires it wherever GET is allowed."""
+    with shared_server.client() as client:
+        for path in ("/healthz", "/readyz", "/v1/models", "/v1/models/demo-lstm", "/dashboard/", "/metrics"):
+            got, head = client.get(path), client.head(path)
+            assert head.status_code == got.status_code == 200, path
+            assert head.content == b"", path
+            assert head.headers["content-type"] == got.headers["content-type"], path
+        assert client.head("/v1/models/nope").status_code == 404
+        assert client.head("/v1/forecast").status_code == 405  # POST only

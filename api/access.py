@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.auth import KeyRing, KeyScope, load_keys
 from api.errors import error_response
 from api.ratelimit import Quota, RateLimiter, tighter
-from forecast.errors import AccessDenied, Forbidden, RateLimited, Unauthorized
+from forecast.errors import AccessDenied, AmbiguousCredentials, Forbidden, RateLimited, Unauthorized
 from forecast.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ _ALWAYS_OPEN = frozenset({"/", "/healthz", "/readyz", "/dashboard"})
 # read nothing of the registry.
 _FORECAST_PATHS = frozenset({"/v1/forecast", "/v1/backtest", "/v1/limits"})
 _REASONS: dict[type[AccessDenied], str] = {
+    AmbiguousCredentials: "ambiguous",
     Unauthorized: "unauthorized",
     Forbidden: "forbidden",
     RateLimited: "requests",
@@ -120,6 +121,8 @@ class AccessMiddleware:
         if self.keys is None:
             client = scope.get("client")
             return f"client {client[0] if client else 'unknown'}"
+        if sum(name == b"authorization" for name, _ in scope.get("headers", ())) > 1:
+            raise AmbiguousCredentials("the request has more than one Authorization header; send exactly one")
         presented = bearer_token(scope)
         if presented is None:
             raise Unauthorized(

@@ -15,6 +15,7 @@ from api.schemas import error_body
 from forecast.errors import (
     EXCERPT_CHARS,
     AccessDenied,
+    AmbiguousCredentials,
     ClientDisconnected,
     DeadlineExceeded,
     Forbidden,
@@ -42,6 +43,7 @@ _STATUS: list[tuple[type[ForecastError], int, str]] = [
     (DeadlineExceeded, 504, "deadline_exceeded"),
     (RegistryCorrupt, 500, "registry_corrupt"),
     (ClientDisconnected, 499, "client_disconnected"),  # nginx's code; nobody is listening
+    (AmbiguousCredentials, 400, "ambiguous_credentials"),
     (Unauthorized, 401, "unauthorized"),
     (Forbidden, 403, "forbidden"),
     (RateLimited, 429, "rate_limited"),

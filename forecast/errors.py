@@ -158,6 +158,11 @@ class Unauthorized(AccessDenied):
     """No API key, or one the server does not know."""
 
 
+class AmbiguousCredentials(AccessDenied):
+    """More than one Authorization header: which one a proxy or the server reads first is not
+    something to guess (400)."""
+
+
 class Forbidden(AccessDenied):
     """A valid API key whose scope does not cover the request."""
 

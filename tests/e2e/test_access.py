@@ -131,6 +131,17 @@ def test_a_forecast_key_forecasts_and_backtests_but_may_not_read_the_registry(ke
         assert 'error="insufficient_scope", scope="read"' in response.headers["www-authenticate"]
 
 
+def test_two_authorization_headers_are_refused_not_guessed(keyed: Server) -> None:
+    """Which of two a proxy or the server would read first is not something to guess: 400,
+    whether the valid key comes first or second."""
+    with keyed.client() as client:
+        for first, second in ((READ_KEY, "wrong-" + "x" * 24), ("wrong-" + "x" * 24, READ_KEY)):
+            headers = [("Authorization", f"Bearer {first}"), ("Authorization", f"Bearer {second}")]
+            response = client.get("/v1/models", headers=headers)
+            assert_envelope(response, 400, "ambiguous_credentials")
+        assert client.get("/v1/models", headers=bearer(READ_KEY)).status_code == 200
+
+
 def test_the_probes_and_the_dashboards_files_stay_open(keyed: Server) -> None:
     with keyed.client() as client:
         assert client.get("/healthz").status_code == 200

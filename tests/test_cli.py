@@ -19,9 +19,11 @@ from tests.conftest import (
     TrainedRegistry,
     aliases,
     files_under,
+    manifest,
     run_forecast,
     run_forecast_many,
     seasonal_frame,
+    train,
     write_csv,
 )
 
@@ -65,6 +67,8 @@ def _write_inputs(folder: Path) -> dict[str, Path]:
         "unsorted": unsorted,
         "irregular": off_grid,
         "too_short": short,
+        # Unix seconds as integers: without a unit pandas would read them as nanoseconds after 1970
+        "unix_seconds": good.assign(timestamp=pd.to_datetime(good["timestamp"]).astype("int64") // 10**9),
     }
     paths = {key: write_csv(frame, folder / f"{key}.csv") for key, frame in frames.items()}
     (folder / "broken.json").write_text('{"hidden_size": 16,')
@@ -162,6 +166,16 @@ BAD_CASES = [
         "config-bad-value",
         ["--data", "{good}", "--name", "m", *_without("--hidden-size"), "--config", "{negative_config}"],
         ("hidden_size", "greater than or equal to 1"),
+    ),
+    BadCase(
+        "numeric-timestamps",
+        ["--data", "{unix_seconds}", "--name", "m", *MODEL_ARGS],
+        ("holds numbers", "1704067200", "--timestamp-unit s"),
+    ),
+    BadCase(
+        "unit-for-dates",
+        ["--data", "{good}", "--name", "m", *MODEL_ARGS, "--timestamp-unit", "s"],
+        ("--timestamp-unit s reads numeric timestamps", "holds text"),
     ),
     BadCase("config-missing", ["--data", "{good}", "--name", "m", *MODEL_ARGS, "--config", "{missing}"], ("nope",)),
 ]
@@ -337,3 +351,16 @@ def test_models_promote_and_show_fail_cleanly_on_what_does_not_exist(
     assert_one_line_error(runs["show-unknown"], "'ghost' is not in the registry", "['demo']")
     assert aliases(root, "demo") == {"production": 1, "staging": 1}, "a failed promote moved an alias"
     assert sorted(p.name for p in (root / "demo" / "versions").iterdir()) == ["1"]
+
+
+def test_unix_seconds_train_on_their_hourly_grid_with_a_unit(tmp_path: Path) -> None:
+    """--timestamp-unit s reads integer timestamps as Unix time: the model's axis is hours from
+    2024, not nanoseconds from 1970, and the unit is kept for the version's later reads."""
+    good = seasonal_frame()
+    data = write_csv(
+        good.assign(timestamp=pd.to_datetime(good["timestamp"]).astype("int64") // 10**9), tmp_path / "unix.csv"
+    )
+    train(data, tmp_path / "registry", "unix", "--timestamp-unit", "s", "--max-epochs", "1", "--force")
+    written = manifest(tmp_path / "registry", "unix", 1)
+    assert written["freq"] == "h" and written["data"]["first_timestamp"].startswith("2024-01-01T00:00")
+    assert written["training"]["timestamp_unit"] == "s"

@@ -63,6 +63,7 @@ _TRAIN_FLAGS = {
     "future_covariates": "future_covariates",
     "static_covariates": "static_covariates",
     "static_data": "static_data",
+    "timestamp_unit": "timestamp_unit",
 }
 # Settings that describe the data or the run, not the model: --retrain does not carry them over
 # (an input size the job picked stays the one production has: its network's shape).
@@ -112,6 +113,11 @@ def _train_data_arguments(train: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--target", help="value column (long format) or series column (wide format)")
     group.add_argument("--freq", help="pandas frequency (inferred when left out)")
+    group.add_argument(
+        "--timestamp-unit",
+        choices=["s", "ms", "us", "ns"],
+        help="read a numeric timestamp column as Unix time in this unit (numbers are refused without one)",
+    )
     group.add_argument("--val-size", type=int, help="validation points at the end of each series' history (default H)")
     group.add_argument("--test-size", type=int, help="test points at the end of each series (default H)")
     group.add_argument(

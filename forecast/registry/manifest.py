@@ -55,6 +55,9 @@ class TrainingConfig(BaseModel):
     id_column: str = "series_id"
     timestamp_column: str = "timestamp"
     value_column: str = "value"
+    timestamp_unit: Literal["s", "ms", "us", "ns"] | None = Field(
+        default=None, description="numeric timestamps are Unix time in this unit; None: dates"
+    )
     scaling: ScalingMode | None = Field(default=None, description="None: global for one series, window for several")
     scaler: GlobalScaler = "standard"
     features: list[str] | None = Field(default=None, description="calendar features; None picks them by frequency")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.errors import OutOfBoundsDatetime
 
 from forecast.errors import (
     BadTimestamps,
@@ -22,6 +23,7 @@ from forecast.errors import (
     MissingCovariates,
     SeriesTooShort,
     TooLittleSignal,
+    excerpt,
 )
 from forecast.series.covariates import ROW_COLUMN, CovariateColumns, read_static_table, series_covariates
 from forecast.series.frequency import normalize_freq
@@ -41,6 +43,10 @@ class Columns:
     series_id: str = "series_id"
     timestamp: str = "timestamp"
     value: str = "value"
+    # Numeric timestamps are read as Unix time in this unit ("s", "ms", "us", "ns"); without one
+    # they are refused: pandas would read 1704067200 as nanoseconds after 1970 and a model would
+    # train on a nanosecond axis.
+    timestamp_unit: str | None = None
 
 
 @dataclass(slots=True)
@@ -326,6 +332,33 @@ def validate_frame(
     return Dataset(series=series, freq=file_freq, source=source, covariates=covariates, left_out=left_out)
 
 
+def _instants(long: pd.DataFrame, columns: Columns) -> pd.DataFrame:
+    """The timestamp column as instants: numbers only with a unit, never guessed as nanoseconds."""
+    stamps = long["timestamp"]
+    numeric = pd.api.types.is_numeric_dtype(stamps) and not pd.api.types.is_bool_dtype(stamps)
+    if columns.timestamp_unit is None:
+        if numeric:
+            example = excerpt(stamps.dropna().iloc[0]) if stamps.notna().any() else "numbers"
+            raise BadTimestamps(
+                f"timestamp column {columns.timestamp!r} holds numbers (e.g. {example}), not dates: pass "
+                "--timestamp-unit s (or ms, us, ns) to read them as Unix time, or write ISO 8601 dates"
+            )
+        return long
+    if not numeric:
+        raise BadTimestamps(
+            f"--timestamp-unit {columns.timestamp_unit} reads numeric timestamps, but column "
+            f"{columns.timestamp!r} holds text: leave the unit out for dates"
+        )
+    try:
+        instants = pd.to_datetime(stamps, unit=columns.timestamp_unit)  # type: ignore[call-overload]  # stubs lack Series+unit
+    except (ValueError, OverflowError, OutOfBoundsDatetime) as exc:
+        raise BadTimestamps(
+            f"timestamp column {columns.timestamp!r} in {columns.timestamp_unit} since 1970 runs past the instants "
+            f"the service can represent ({exc.__class__.__name__})"
+        ) from None
+    return long.assign(timestamp=instants)
+
+
 def load_dataset(
     path: str | Path,
     *,
@@ -339,6 +372,7 @@ def load_dataset(
     covariates = covariates or CovariateColumns()
     frame = read_table(path)
     long = to_long(frame, columns, target, covariates)
+    long.frame = _instants(long.frame, columns)
     static_table = None
     if covariates.static_data:
         static_table = read_static_table(covariates.static_data, columns.series_id, covariates.static_names)

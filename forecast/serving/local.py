@@ -77,7 +77,7 @@ def load_for_version(
         columns = CovariateColumns(columns.past, columns.future, columns.static, static_data)
     return load_dataset(
         path,
-        columns=Columns(training.id_column, training.timestamp_column, training.value_column),
+        columns=Columns(training.id_column, training.timestamp_column, training.value_column, training.timestamp_unit),
         target=training.target,
         freq=manifest.freq,
         covariates=columns,

@@ -89,7 +89,12 @@ def prepare(
     """Load and validate the data, cut the blocks, build the evaluation set, and find the
     weights to start from."""
     check_name(name)
-    columns = Columns(series_id=config.id_column, timestamp=config.timestamp_column, value=config.value_column)
+    columns = Columns(
+        series_id=config.id_column,
+        timestamp=config.timestamp_column,
+        value=config.value_column,
+        timestamp_unit=config.timestamp_unit,
+    )
     dataset = load_dataset(
         data, columns=columns, target=config.target, freq=config.freq, covariates=config.covariate_columns
     )

@@ -4,6 +4,8 @@ a non-zero exit and an untouched registry; `models list | show | promote` on a r
 from __future__ import annotations
 
 import json
+import resource
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,11 +16,14 @@ import pytest
 import torch
 
 from tests.conftest import (
+    CLI_TIMEOUT_S,
     SMALL_MODEL_ARGS,
     CliResult,
     TrainedRegistry,
     aliases,
+    child_env,
     files_under,
+    forecast_command,
     manifest,
     run_forecast,
     run_forecast_many,
@@ -364,3 +369,42 @@ def test_unix_seconds_train_on_their_hourly_grid_with_a_unit(tmp_path: Path) -> 
     written = manifest(tmp_path / "registry", "unix", 1)
     assert written["freq"] == "h" and written["data"]["first_timestamp"].startswith("2024-01-01T00:00")
     assert written["training"]["timestamp_unit"] == "s"
+
+
+def _small_files_only() -> None:
+    """In the child: files may not grow past 30 KB (a full disk, as the writer sees it: EFBIG
+    instead of ENOSPC), and the signal that would kill it instead is ignored."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000))
+
+
+def test_a_full_disk_is_one_line_naming_where_and_why_and_nothing_is_published(tmp_path: Path) -> None:
+    data = write_csv(seasonal_frame(), tmp_path / "series.csv")
+    registry = tmp_path / "registry"
+    completed = subprocess.run(
+        [
+            *forecast_command(),
+            "train",
+            "--data",
+            str(data),
+            "--name",
+            "full",
+            "--registry",
+            str(registry),
+            *SMALL_MODEL_ARGS,
+            "--max-epochs",
+            "1",
+            "--force",
+        ],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        preexec_fn=_small_files_only,
+        check=False,
+    )
+    assert completed.returncode == 2, completed.stderr
+    (line,) = completed.stderr.strip().splitlines()
+    assert line.startswith("error: cannot write a new version of 'full' to ") and "EFBIG" in line, line
+    assert "nothing was published" in line
+    assert not (registry / "full" / "versions").exists() or not any((registry / "full" / "versions").iterdir())

@@ -30,7 +30,7 @@ from forecast.cli.predict import add_predict, command_predict
 from forecast.errors import ForecastError, InvalidInput, MissingCovariates, PeerFailed
 from forecast.registry.accuracy import write_record
 from forecast.registry.manifest import TrainingConfig
-from forecast.registry.store import PRODUCTION, Registry, open_registry
+from forecast.registry.store import PRODUCTION, Registry, open_registry, os_error_text
 from forecast.settings import get_settings
 
 logger = logging.getLogger("forecast")
@@ -405,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ForecastError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a permission, a store gone away: one line, no traceback
+        print(f"error: {os_error_text(exc)}; nothing half-written is left behind", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; nothing was written", file=sys.stderr)

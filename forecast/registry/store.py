@@ -15,6 +15,7 @@ alias update is never lost.
 from __future__ import annotations
 
 import enum
+import errno
 import hashlib
 import json
 import logging
@@ -85,6 +86,13 @@ def _first_problem(exc: Exception) -> str:
 class _CachedManifest:
     identity: Identity
     manifest: Manifest
+
+
+def os_error_text(exc: OSError) -> str:
+    """An OSError as one line: its errno's name, its message, and the path when it has one."""
+    name = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno is not None else type(exc).__name__
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p)
+    return f"{name}: {exc.strerror or exc}" + (f", {paths}" if paths else "")
 
 
 def sha256_bytes(payload: bytes) -> str:
@@ -259,7 +267,13 @@ class Registry:
             landed[number] = draft.model_copy(update={"version": number, "files": digests})
             return landed[number].model_dump_json(indent=2).encode()
 
-        number = self.storage.publish(parent, self._next_number(parent), files, MANIFEST_FILE, manifest_for)
+        try:
+            number = self.storage.publish(parent, self._next_number(parent), files, MANIFEST_FILE, manifest_for)
+        except OSError as exc:  # a full disk, a quota, a permission, a store gone away
+            raise RegistryCorrupt(
+                f"cannot write a new version of {name!r} to {self.storage.where(parent)} ({os_error_text(exc)}); "
+                "nothing was published"
+            ) from None
         return landed[number]
 
     def _next_number(self, parent: str) -> int:

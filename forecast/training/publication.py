@@ -10,9 +10,10 @@ import numpy as np
 import torch
 
 from forecast import __version__
+from forecast.errors import RegistryCorrupt
 from forecast.model.intervals import Calibration
 from forecast.registry.manifest import DataFingerprint, GateVerdict, Manifest, Provenance
-from forecast.registry.store import Registry
+from forecast.registry.store import Registry, os_error_text
 from forecast.series.frequency import cadence
 from forecast.training.promotion import Candidate, Comparison, Promotion, Score, move_production
 from forecast.training.records import Evaluation, Fitted, PreparedJob
@@ -77,5 +78,15 @@ def publish_and_promote(
         assert manifest.gate is not None  # every draft has its verdict
         score = Score(manifest.gate.metric, manifest.gate.model)  # the gate scored the model already
         candidate = Candidate(job.name, manifest.version, score, manifest.gate)
-        promotion = move_production(registry, candidate, promote=promote, comparison=comparison)
+        try:
+            promotion = move_production(registry, candidate, promote=promote, comparison=comparison)
+        except (OSError, RegistryCorrupt) as exc:
+            # The version is whole in the registry; only the alias move failed (a full disk, a
+            # store gone away): say exactly that, and how to finish it by hand.
+            raise RegistryCorrupt(
+                f"version {manifest.version} of {job.name!r} was written to "
+                f"{registry.version_location(job.name, manifest.version)}, but moving its aliases failed "
+                f"({os_error_text(exc) if isinstance(exc, OSError) else exc}): production did not move; once the registry accepts writes again, "
+                f"`forecast models promote {job.name} {manifest.version}` promotes it"
+            ) from None
     return manifest, promotion

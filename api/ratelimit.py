@@ -18,19 +18,24 @@ Retry-After.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import MemoryStorage
+from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 
 from forecast.errors import InvalidSetting, RateLimited, RequestTooLarge
 from forecast.settings import Settings
 
 RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy")
 _SETTINGS = {"requests": "FORECAST_RATE_LIMIT_REQUESTS", "series": "FORECAST_RATE_LIMIT_SERIES"}
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,25 @@ def parse_limit(value: str | None, kind: str) -> RateLimitItem | None:
     return items[0]
 
 
+def _share(item: RateLimitItem | None, workers: int) -> RateLimitItem | None:
+    """One worker's share of a limit (at least one): the kernel spreads connections over the
+    workers, so the shares add up to about the limit."""
+    if item is None:
+        return None
+    return type(item)(max(1, item.amount // workers), item.multiples, item.namespace)
+
+
+def _shared_storage(uri: str) -> Storage:
+    text = uri if uri.startswith("async+") else f"async+{uri}"
+    try:
+        storage = storage_from_string(text)
+    except Exception as exc:  # an unknown scheme, a missing client library
+        raise InvalidSetting(f"FORECAST_RATE_LIMIT_STORAGE={uri[:60]!r}: {str(exc)[:200]}") from None
+    if not isinstance(storage, Storage):
+        raise InvalidSetting(f"FORECAST_RATE_LIMIT_STORAGE={uri[:60]!r} is not a storage the server can share")
+    return storage
+
+
 def _per(item: RateLimitItem) -> str:
     unit = item.GRANULARITY.name
     return unit if item.multiples == 1 else f"{item.multiples} {unit}s"
@@ -86,17 +110,38 @@ def _per(item: RateLimitItem) -> str:
 class RateLimiter:
     """The configured limits and the counts of every caller against them."""
 
-    def __init__(self, requests: RateLimitItem | None, series: RateLimitItem | None) -> None:
+    def __init__(
+        self, requests: RateLimitItem | None, series: RateLimitItem | None, storage: Storage | None = None
+    ) -> None:
         self.requests = requests
         self.series = series
-        self._window = MovingWindowRateLimiter(MemoryStorage())
+        self._window = MovingWindowRateLimiter(storage or MemoryStorage())
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter | None:
-        """None when neither limit is set: then nothing is counted."""
+        """None when neither limit is set: then nothing is counted. With a shared storage every
+        process counts in it; without one, each of N workers (counting in its own memory) allows
+        1/N of each limit, so that the service as a whole allows what the setting says."""
         requests = parse_limit(settings.rate_limit_requests, "requests")
         series = parse_limit(settings.rate_limit_series, "series")
-        return cls(requests, series) if requests or series else None
+        if not (requests or series):
+            return None
+        if settings.rate_limit_storage:
+            return cls(requests, series, _shared_storage(settings.rate_limit_storage))
+        workers = max(1, settings.workers)
+        if workers > 1:
+            requests, series = _share(requests, workers), _share(series, workers)
+            logger.warning(
+                "rate limits count in each worker's memory: each of the %d workers allows %s (set "
+                "FORECAST_RATE_LIMIT_STORAGE to a shared store for exact limits)",
+                workers,
+                " and ".join(
+                    f"{item.amount} {kind} per {_per(item)}"
+                    for kind, item in (("requests", requests), ("series", series))
+                    if item
+                ),
+            )
+        return cls(requests, series)
 
     async def take_request(self, caller: str) -> Quota | None:
         return None if self.requests is None else await self._take(self.requests, "requests", caller, 1)

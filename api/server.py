@@ -152,8 +152,8 @@ def serve(
     settings = get_settings()
     count = worker_count(settings.workers if workers is None else workers)
     overrides: dict[str, object] = {} if registry is None else {"registry": registry}
-    if workers is not None:
-        overrides["workers"] = workers
+    if workers is not None or count > 1:
+        overrides["workers"] = count  # each worker knows how many share the port (its share of the rate limits)
     # With inference processes the workers run no forward pass: those keep every core's threads.
     devices = inference_devices(settings) if count > 1 and forward_factory is network_forward else []
     if count > 1 and not devices:

@@ -225,6 +225,10 @@ class Settings(BaseSettings):
         default=None,
         description="series (in forecast requests) per window per key, e.g. `2000/minute`; beyond: 429, one request over it alone: 413",
     )
+    rate_limit_storage: str | None = Field(
+        default=None,
+        description="where the rate limits count, shared by every worker and replica: a `limits` storage URI such as `redis://redis:6379` (needs the redis client installed); unset: each process's memory, each of N workers allowing 1/N of each limit",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated origins allowed to call the API from a browser"
     )

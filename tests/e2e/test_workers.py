@@ -188,3 +188,17 @@ def test_sigterm_turns_readiness_off_in_every_worker_drains_and_exits_zero(
     assert not metrics_dir.exists(), "the metrics folder outlived the server"
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{server.url}/healthz", timeout=2)
+
+
+def test_a_rate_limit_holds_across_two_workers(tmp_path: Path, registry_template: Path) -> None:
+    """Each worker counts in its own memory, so each allows half: the service as a whole never
+    serves more than the limit, however the kernel spreads the connections (before: up to one
+    limit per worker), and the start-up says so."""
+    server = start_server(registry_template, tmp_path, workers="2", rate_limit_requests="8/minute")
+    try:
+        answers = [response.status_code for _, response in send(server, "/v1/models", None, 30)]
+        log = server.log_text()
+    finally:
+        server.stop()
+    assert set(answers) <= {200, 429} and 1 <= answers.count(200) <= 8, answers
+    assert "each of the 2 workers allows 4 requests per minute" in log

@@ -76,6 +76,11 @@ def _write_inputs(folder: Path) -> dict[str, Path]:
         "unix_seconds": good.assign(timestamp=pd.to_datetime(good["timestamp"]).astype("int64") // 10**9),
     }
     paths = {key: write_csv(frame, folder / f"{key}.csv") for key, frame in frames.items()}
+    # One 5 MB line (a header of a million columns), and a header of 150,000 short names: parsing
+    # either would take minutes and gigabytes; both are refused from the first line alone.
+    (folder / "one_line.csv").write_text("c," * 2_500_000 + "\n1\n")
+    (folder / "too_wide.csv").write_text(",".join(["x"] * 150_000) + "\n")
+    paths |= {"one_line": folder / "one_line.csv", "too_wide": folder / "too_wide.csv"}
     (folder / "broken.json").write_text('{"hidden_size": 16,')
     (folder / "unknown_key.json").write_text(json.dumps({"hiden_size": 16}))
     (folder / "negative.toml").write_text("hidden_size = -4\n")
@@ -172,6 +177,10 @@ BAD_CASES = [
         ["--data", "{good}", "--name", "m", *_without("--hidden-size"), "--config", "{negative_config}"],
         ("hidden_size", "greater than or equal to 1"),
     ),
+    BadCase(
+        "one-line-file", ["--data", "{one_line}", "--name", "m", *MODEL_ARGS], ("first line is longer than 1024 KiB",)
+    ),
+    BadCase("too-wide-header", ["--data", "{too_wide}", "--name", "m", *MODEL_ARGS], ("150,000 columns",)),
     BadCase(
         "numeric-timestamps",
         ["--data", "{unix_seconds}", "--name", "m", *MODEL_ARGS],

@@ -6,6 +6,8 @@ refused before any training starts and a bad request before any model runs.
 
 from __future__ import annotations
 
+import csv
+import gzip
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -104,6 +106,30 @@ class Dataset:
         return digest.hexdigest()
 
 
+# A CSV's first line names its columns: one longer than this, or naming more columns than this,
+# is not a table the job can use, and parsing it would take minutes and gigabytes (a 100 MB
+# single-line file is 26 million columns) before anything could be said. Checked before parsing.
+MAX_HEADER_BYTES = 1024 * 1024
+MAX_COLUMNS = 100_000
+
+
+def _check_csv_header(source: Path, shown: str) -> None:
+    opener = gzip.open if source.suffix.lower() == ".gz" else open
+    with opener(source, "rb") as handle:
+        head = handle.readline(MAX_HEADER_BYTES + 1)
+    if len(head) > MAX_HEADER_BYTES and not head.endswith(b"\n"):
+        raise InvalidInput(
+            f"cannot read {shown!r}: its first line is longer than {MAX_HEADER_BYTES // 1024} KiB, which no header of "
+            "a table of series needs (is it one line of data, or not a CSV?)"
+        )
+    columns = next(csv.reader([head.decode("utf-8", "replace")]), [])
+    if len(columns) > MAX_COLUMNS:
+        raise InvalidInput(
+            f"cannot read {shown!r}: its header names {len(columns):,} columns, more than the {MAX_COLUMNS:,} "
+            "a table of series may have (a wide table holds one column per series)"
+        )
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV or Parquet file; `etth1` names the bundled ETTh1 data."""
     source = BUNDLED_SETS.get(str(path).lower(), Path(path))
@@ -114,6 +140,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if suffix in {".parquet", ".pq"}:
             return pd.read_parquet(source)
         if suffix in {".csv", ".txt"} or suffix.endswith(".gz"):
+            _check_csv_header(source, str(path))
             return pd.read_csv(source)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -152,12 +179,12 @@ def to_long(
     if time_column is None:
         raise MissingColumns(
             f"no series-id column {columns.series_id!r} (long format) and no timestamp column "
-            f"{columns.timestamp!r} (wide format); found columns {present}"
+            f"{columns.timestamp!r} (wide format); found columns {_shown(present)}"
         )
     value_columns = [c for c in present if c != time_column]
     if target is not None:
         if target not in present:
-            raise MissingColumns(f"target column {target!r} not found; found columns {present}")
+            raise MissingColumns(f"target column {excerpt(target)} not found; found columns {_shown(present)}")
         value_columns = [target]
     elif not covariates.empty:
         raise InvalidInput(
@@ -189,9 +216,15 @@ class LongTable:
 def _require(present: list[str], needed: list[str], where: str, *, covariates: bool = False) -> None:
     missing = [c for c in needed if c not in present]
     if missing and covariates:
-        raise MissingCovariates(f"missing covariate columns {missing} in {where}; found columns {present[:50]}")
+        raise MissingCovariates(f"missing covariate columns {missing} in {where}; found columns {_shown(present)}")
     if missing:
-        raise MissingColumns(f"missing columns {missing} in {where}; found columns {present[:50]}")
+        raise MissingColumns(f"missing columns {missing} in {where}; found columns {_shown(present)}")
+
+
+def _shown(names: list[str], most: int = 20) -> str:
+    """Column names for a message: a few, each as an excerpt, however wide or long the file's."""
+    listed = ", ".join(excerpt(name) for name in names[:most])
+    return f"[{listed}{f', ... ({len(names)} in all)' if len(names) > most else ''}]"
 
 
 @dataclass(slots=True)

@@ -448,3 +448,21 @@ def test_version_files_change_when_a_file_is_replaced_or_arrives(tmp_path: Path)
     assert missing.weights is None and missing.manifest == whole.manifest
     weights.write_bytes(payload)
     assert registry.version_files("demo", version) not in (missing, whole)
+
+
+def test_a_version_folder_linked_out_of_the_registry_is_not_read(tmp_path: Path) -> None:
+    """A symlink may point anywhere: what lies outside the registry is never served from it, and
+    a link inside it still is."""
+    registry = Registry(tmp_path / "registry")
+    publish_network(registry, "linked")
+    publish_network(registry, "linked")
+    versions = tmp_path / "registry" / "linked" / "versions"
+    outside = tmp_path / "outside"
+    shutil.move(versions / "2", outside)
+    (versions / "2").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(RegistryCorrupt, match="outside the registry"):
+        registry.manifest("linked", 2)
+    inside = tmp_path / "registry" / "linked" / "elsewhere"
+    shutil.move(versions / "1", inside)
+    (versions / "1").symlink_to(inside, target_is_directory=True)
+    assert registry.manifest("linked", 1).version == 1

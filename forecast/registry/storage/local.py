@@ -108,7 +108,12 @@ class LocalStorage(Storage):
         return FileIdentity(status.st_ino, status.st_mtime_ns, status.st_size)
 
     def read(self, key: str, limit_bytes: int | None = None) -> Blob:
-        return read_blob(self.path(key), limit_bytes)
+        path = self.path(key)
+        # A symlink (of the file, or of a folder on its way) may point anywhere; the registry
+        # serves only what lies inside it, so a link out of it reads as unreadable.
+        if not path.resolve().is_relative_to(self.root.resolve()):
+            raise OSError(errno.EACCES, "leads outside the registry (a symbolic link)", str(path))
+        return read_blob(path, limit_bytes)
 
     # ---- writing -------------------------------------------------------------------------
 

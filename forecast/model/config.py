@@ -41,6 +41,12 @@ LossName = Literal["mse", "mae", "mase", "msse"]
 GlobalScaler = Literal["standard", "minmax", "robust"]
 
 
+MAX_INPUT_SIZE = 100_000
+MAX_HORIZON = 100_000
+MAX_HIDDEN_SIZE = 4096
+MAX_LAYERS = 16
+
+
 class NetworkConfig(BaseModel):
     """Everything that fixes the network's shape, except its inputs, which follow from the
     calendar features and the covariates (`InputLayout`)."""
@@ -48,10 +54,13 @@ class NetworkConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     arch: Architecture
-    input_size: int = Field(ge=1)
-    horizon: int = Field(ge=1)
-    hidden_size: int = Field(default=64, ge=1)
-    num_layers: int = Field(default=1, ge=1)
+    # Bounds far past any network worth serving, so that a manifest cannot make a reader build one
+    # that takes minutes or gigabytes (a hostile file naming ten thousand layers); a request's
+    # horizon is bounded alike (api/schemas.py MAX_HORIZON).
+    input_size: int = Field(ge=1, le=MAX_INPUT_SIZE)
+    horizon: int = Field(ge=1, le=MAX_HORIZON)
+    hidden_size: int = Field(default=64, ge=1, le=MAX_HIDDEN_SIZE)
+    num_layers: int = Field(default=1, ge=1, le=MAX_LAYERS)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     linear_skip: bool = True
     # The forecast is this baseline plus what the network adds (its head starts at zero): step h

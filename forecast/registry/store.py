@@ -201,13 +201,25 @@ class Registry:
             return version
         return aliased_version(name, self.aliases(name), alias)
 
-    def read_file(self, name: str, version: int, filename: str, manifest: Manifest) -> bytes:
-        """A version's file, refused unless its sha256 matches the manifest's."""
+    def file_size(self, name: str, version: int, filename: str) -> int | None:
+        """A version's file's size without reading it (a stat, a HEAD); None when it cannot tell."""
+        try:
+            identity = self.storage.identity(f"{version_key(name, version)}/{filename}")
+        except OSError:
+            return None
+        return None if identity is None else identity.size
+
+    def read_file(
+        self, name: str, version: int, filename: str, manifest: Manifest, limit_bytes: int | None = None
+    ) -> bytes:
+        """A version's file, refused unless its sha256 matches the manifest's (and, with
+        `limit_bytes`, unless it is at most that large: a file grown since it was sized is not
+        read whole)."""
         expected = manifest.files.get(filename)
         if expected is None:
             raise RegistryCorrupt(f"model {name!r} version {version}: {filename} is not listed in the manifest")
         try:
-            payload = self.storage.read(f"{version_key(name, version)}/{filename}").payload
+            payload = self.storage.read(f"{version_key(name, version)}/{filename}", limit_bytes).payload
         except OSError as exc:
             raise RegistryCorrupt(f"model {name!r} version {version}: cannot read {filename} ({exc})") from exc
         if sha256_bytes(payload) != expected:

@@ -94,11 +94,48 @@ class LoadedVersion:
     predictor: Predictor
 
 
+# A safetensors file is an 8-byte length, a JSON header (about 100 bytes per tensor) and the
+# tensors' bytes. Its size is bounded by the network the manifest describes before any of it is
+# read: a manifest claiming a wide network over a small file, or a huge file behind a small
+# network, is refused without allocating either.
+_HEADER_BYTES_PER_TENSOR = 512
+_HEADER_SLACK_BYTES = 64 * 1024
+
+
+def expected_weights_bytes(manifest: Manifest) -> tuple[int, int]:
+    """(the tensors' bytes, the most the file may hold) for the manifest's network, built on the
+    meta device: shapes without memory."""
+    with torch.device("meta"):
+        network = build_network(manifest.network, manifest.layout)
+    state = network.state_dict()
+    data = sum(tensor.numel() * tensor.element_size() for tensor in state.values())
+    return data, data + 8 + _HEADER_SLACK_BYTES + _HEADER_BYTES_PER_TENSOR * len(state)
+
+
+def _check_weights_size(registry: Registry, name: str, version: int, manifest: Manifest) -> int:
+    """The most bytes the weights file may hold; RegistryCorrupt when its size cannot be the
+    manifest's network's."""
+    data, most = expected_weights_bytes(manifest)
+    size = registry.file_size(name, version, WEIGHTS_FILE)
+    if size is not None and not data < size <= most:
+        raise RegistryCorrupt(
+            f"{WEIGHTS_FILE} is {size:,} bytes, but the manifest's network holds {data:,} bytes of weights; "
+            "the manifest does not describe these weights (restore the version or retrain)"
+        )
+    return most
+
+
 def load_predictor(registry: Registry, name: str, version: int, device: torch.device) -> LoadedVersion:
-    """Rebuild a version from the registry: the manifest checked against its folder and against
-    its weights, the weights against the manifest's sha256."""
+    """Rebuild a version from the registry: the manifest checked against its folder, the weights
+    file's size against the manifest's network (before reading it), the weights against the
+    manifest's sha256 and then against the network."""
     manifest = registry.manifest(name, version)
-    payload = registry.read_file(name, version, WEIGHTS_FILE, manifest)
+    try:
+        most = _check_weights_size(registry, name, version, manifest)
+    except RegistryCorrupt as exc:
+        folder = registry.version_location(name, version)
+        raise RegistryCorrupt(f"model {name!r} version {version} in {folder}: {exc}") from exc
+    payload = registry.read_file(name, version, WEIGHTS_FILE, manifest, limit_bytes=most)
     try:
         state = read_state(payload)
         check_manifest_fits(manifest, state)

@@ -101,3 +101,59 @@ def test_a_network_that_reads_the_value_alone_has_no_width_to_check() -> None:
     config = NetworkConfig(arch="gru", input_size=24, horizon=6, recurrent=False)
     state = read_state(weights_bytes(build_network(config, 5)))
     assert weights_input_channels(state, config) is None
+
+
+def _rewrite_network(registry: Registry, version: int, **network: int) -> None:
+    path = registry.version_dir("demo", version) / MANIFEST_FILE
+    manifest = json.loads(path.read_text())
+    manifest["training"]["network"].update(network)
+    path.write_text(json.dumps(manifest))
+
+
+_PEAK_RSS = """
+import resource, sys, torch
+from forecast.errors import RegistryCorrupt
+from forecast.registry.store import Registry
+from forecast.registry.weights import load_predictor
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    load_predictor(Registry(sys.argv[1]), "demo", 1, torch.device("cpu"))
+except RegistryCorrupt as exc:
+    print(exc, file=sys.stderr)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_a_manifest_claiming_a_wider_network_than_its_weights_costs_no_memory(tmp_path: Path) -> None:
+    """8 members of 4 layers of 4,096 over a few KB of real weights: about 8 GB if built. The file's
+    size is checked against the network built on the meta device first, so the load is refused
+    before anything of that size exists (peak memory in a fresh process)."""
+    import subprocess
+    import sys
+
+    registry = Registry(tmp_path)
+    version = publish(registry)
+    _rewrite_network(registry, version, hidden_size=4096, num_layers=4, ensemble=8)
+    run = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, str(tmp_path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert "bytes of weights" in run.stderr and "does not describe these weights" in run.stderr, run.stderr
+    assert int(run.stdout.strip()) < 200, f"the refused load grew the process by {run.stdout.strip()} MB"
+
+
+def test_a_network_past_the_bounds_is_refused_by_the_manifest(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    version = publish(registry)
+    _rewrite_network(registry, version, num_layers=10_000)
+    with pytest.raises(RegistryCorrupt, match="num_layers"):
+        load_predictor(registry, "demo", version, torch.device("cpu"))
+
+
+def test_a_weights_file_larger_than_its_network_is_refused_unread(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    version = publish(registry)
+    weights = registry.version_dir("demo", version) / WEIGHTS_FILE
+    with weights.open("ab") as handle:
+        handle.truncate(weights.stat().st_size + 50_000_000)  # sparse: 50 MB claimed, nothing written
+    with pytest.raises(RegistryCorrupt, match=r"is 5\d,\d{3},\d{3} bytes, but the manifest's network holds"):
+        load_predictor(registry, "demo", version, torch.device("cpu"))

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from forecast.client.errors import ForecastClientError, Unavailable, error_for
+from forecast.client.errors import ForecastClientError, RequestTooLarge, Unavailable, error_for
 from forecast.client.frames import Batch, FrameColumns, Limits, answer_frame, pack, series_payloads
 
 RETRIED = frozenset({429, 503})
@@ -61,6 +61,15 @@ class ForecastCall:
                 body[key] = value
         body["series"] = [payload.body for payload in batch.series]
         return body
+
+
+def halves(batch: Batch) -> tuple[Batch, Batch]:
+    middle = len(batch.series) // 2
+    return Batch(series=batch.series[:middle]), Batch(series=batch.series[middle:])
+
+
+def merged(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    return {**first, "forecasts": [*first["forecasts"], *second["forecasts"]]}
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
@@ -177,7 +186,15 @@ class Client:
         advance = _progress(sum(len(b.series) for b in batches), progress)
 
         def send(batch: Batch) -> dict[str, Any]:
-            answer: dict[str, Any] = self._request("POST", "/v1/forecast", call.body(batch))
+            try:
+                answer: dict[str, Any] = self._request("POST", "/v1/forecast", call.body(batch))
+            except RequestTooLarge:
+                if len(batch.series) == 1:
+                    raise
+                # over a bound the limits do not tell (the answer's size, which the model's
+                # horizon decides): halve the request and send both halves
+                first, second = halves(batch)
+                return merged(send(first), send(second))
             advance(len(batch.series))
             return answer
 
@@ -298,8 +315,14 @@ class AsyncClient:
         gate = asyncio.Semaphore(max(1, self.concurrency))
 
         async def send(batch: Batch) -> dict[str, Any]:
-            async with gate:
-                answer: dict[str, Any] = await self._request("POST", "/v1/forecast", call.body(batch))
+            try:
+                async with gate:
+                    answer: dict[str, Any] = await self._request("POST", "/v1/forecast", call.body(batch))
+            except RequestTooLarge:
+                if len(batch.series) == 1:
+                    raise
+                first, second = halves(batch)  # as in Client.forecast
+                return merged(await send(first), await send(second))
             advance(len(batch.series))
             return answer
 

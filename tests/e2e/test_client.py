@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,13 +41,16 @@ def frame_of(count: int = SERIES, seed: int = 0) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def split_server(tmp_path_factory: pytest.TempPathFactory, registry_template: Path) -> Iterator[Server]:
-    """Limits low enough that 5,000 series take about 20 requests."""
+    """Limits low enough that 5,000 series take about 20 requests, and an answer bound (12,000
+    numbers: 200 series x 12 steps x 5) that /v1/limits does not tell, under which the client halves
+    a request with levels [80, 95] it was refused."""
     server = start_server(
         registry_template,
         tmp_path_factory.mktemp("client"),
         max_series_per_request="300",
         max_points_per_request="15000",
         max_points_per_series="1000",
+        max_answer_values="12000",
     )
     yield server
     server.stop()
@@ -94,6 +98,31 @@ def test_the_async_client_answers_what_the_sync_one_does(split_server: Server) -
     with Client(split_server.url) as client:
         expected = client.forecast(frame, model="demo-lstm", levels=[80, 95])
     pd.testing.assert_frame_equal(asyncio.run(run()), expected)
+
+
+def test_the_answer_is_bounded_and_the_client_halves_what_it_refuses(split_server: Server) -> None:
+    """series x horizon x (1 + 2 x levels) past FORECAST_MAX_ANSWER_VALUES is a 413 naming the
+    sizes, before any forward pass; the client, which cannot know the model's horizon, halves such
+    a request until it fits, and the frame is whole."""
+    frame = frame_of(250, seed=5)
+    rows = [(sid, r) for sid, r in frame.groupby("series_id", sort=False)]
+    series = [
+        {"id": sid, "timestamps": [t.isoformat() for t in r.timestamp], "values": r.value.tolist()} for sid, r in rows
+    ]
+    with split_server.client() as http:
+        passes = _forward_passes(http)
+        over = http.post("/v1/forecast", json={"model": "demo-lstm", "levels": [80, 95], "series": series})
+        assert over.status_code == 413 and over.json()["error"] == "too_large", over.text
+        assert "15,000 numbers" in over.json()["message"] and "FORECAST_MAX_ANSWER_VALUES" in over.json()["message"]
+        assert _forward_passes(http) == passes, "the refused request ran a forward pass"
+    with Client(split_server.url) as client:
+        result = client.forecast(frame, model="demo-lstm", levels=[80, 95])
+    assert result.groupby("series_id").size().eq(12).all() and result.series_id.nunique() == 250
+
+
+def _forward_passes(http: httpx.Client) -> float:
+    metrics = http.get("/metrics").text
+    return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("forecast_batch_size_count"))
 
 
 def test_a_bad_series_raises_an_error_that_names_it(split_server: Server) -> None:

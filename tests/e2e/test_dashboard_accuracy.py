@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
-from tests.conftest import seasonal_frame
-from tests.e2e.conftest import Server, run_cli, start_server, train
+from tests.conftest import run_forecast_many, seasonal_frame
+from tests.e2e.conftest import TRAIN_ARGS, Server, start_server
 from tests.e2e.test_dashboard import (
     CHROMIUM_ARGS,
     INKED_PIXELS_JS,
@@ -65,14 +65,21 @@ def accuracy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
     for key, frame in files.items():
         frame.to_csv(paths[key], index=False)
     registry = workdir / "registry"
-    train(registry, paths["first"], "watched", "lstm", "--no-refit", "--force")
-    train(registry, paths["first"], "quiet", "gru", "--no-refit", "--force")
-    evaluate = ("evaluate", "--name", "watched", "--data")
-    run_cli(*evaluate, str(paths["second"]), "--degradation-ratio", "1.0", registry=registry)
-    run_cli(*evaluate, str(paths["later"]), registry=registry)
-    train(registry, paths["second"], "watched", "lstm", "--no-refit", "--force")
-    run_cli("models", "promote", "watched", "2", registry=registry)
-    run_cli(*evaluate, str(paths["changed"]), registry=registry)
+    where = ("--registry", str(registry))
+    model = (*TRAIN_ARGS, "--no-refit", "--force", *where)
+    evaluate = ("evaluate", "--name", "watched", *where, "--data")
+    steps = [
+        ["train", "--data", str(paths["first"]), "--name", "watched", "--arch", "lstm", *model],
+        ["train", "--data", str(paths["first"]), "--name", "quiet", "--arch", "gru", *model],
+        [*evaluate, str(paths["second"]), "--degradation-ratio", "1.0"],
+        [*evaluate, str(paths["later"])],
+        ["train", "--data", str(paths["second"]), "--name", "watched", "--arch", "lstm", *model],
+        ["models", "promote", "watched", "2", *where],
+        [*evaluate, str(paths["changed"])],
+    ]
+    # one interpreter imports torch once and forks each step, in order
+    for result in run_forecast_many(steps, workdir / "runs"):
+        assert result.returncode == 0, result.describe()
     server = start_server(registry, workdir)
     yield server
     server.stop()

@@ -6,6 +6,7 @@ forecast route calls `limit_series` once it has parsed the request."""
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,11 @@ class PathPolicy:
         return KeyScope.READ
 
 
+# Whether this request presented a valid key: the OpenAPI document names the served models,
+# their versions and horizons only to callers with one (api/openapi.py).
+CALLER_HAS_KEY: ContextVar[bool] = ContextVar("caller_has_key", default=False)
+
+
 def bearer_token(scope: Scope) -> str | None:
     """The KEY of `Authorization: Bearer KEY` (the scheme is case-insensitive), or None."""
     for name, value in scope.get("headers", ()):
@@ -91,6 +97,9 @@ class AccessMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         needed = self.policy.needed(scope["path"]) if scope["type"] == "http" else None
         if needed is None:
+            if self.keys is not None and scope["type"] == "http" and scope["path"] in self.policy.docs_paths:
+                presented = bearer_token(scope)  # open docs: a key is not needed, but it shows more
+                CALLER_HAS_KEY.set(presented is not None and await self.keys.verify(presented) is not None)
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
@@ -135,6 +144,7 @@ class AccessMiddleware:
                 headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'},
             )
         state["api_key"] = key.name  # the access log names the key, never its value
+        CALLER_HAS_KEY.set(True)
         if not key.scope.grants(needed):
             raise Forbidden(
                 f"the key {key.name!r} has scope {key.scope.value}, which allows POST /v1/forecast and /v1/backtest only; "

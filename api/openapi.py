@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from api.access import CALLER_HAS_KEY
 from api.schemas import MAX_ID_CHARS, MAX_TIMESTAMP_CHARS, BacktestRequest, ErrorBody, ForecastRequest
 from forecast.errors import ForecastError
 from forecast.model.config import NETWORK_MAX_VALUE
@@ -42,6 +43,9 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
     def openapi() -> dict[str, Any]:
         if not generic:
             generic.update(_generic_document(app))
+        if settings.api_keys is not None and not CALLER_HAS_KEY.get():
+            # with keys, who may not list the models may not read them off the schema either
+            return generic
         engine: Engine | None = getattr(app.state, "engine", None)
         served = _served(engine)
         key = tuple((name, tuple(sorted(aliases.items()))) for name, aliases in served.items())

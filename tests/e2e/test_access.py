@@ -142,6 +142,19 @@ def test_two_authorization_headers_are_refused_not_guessed(keyed: Server) -> Non
         assert client.get("/v1/models", headers=bearer(READ_KEY)).status_code == 200
 
 
+def test_the_public_schema_names_no_model_and_a_key_sees_the_served_ones(keyed: Server) -> None:
+    """With keys, /openapi.json stays open (FORECAST_PUBLIC_DOCS) but generic: the served models,
+    versions and horizons are for callers who may list them."""
+    with keyed.client() as client:
+        anonymous = client.get("/openapi.json")
+        keyed_answer = client.get("/openapi.json", headers=bearer(READ_KEY))
+        wrong = client.get("/openapi.json", headers=bearer("wrong-" + "x" * 24))
+    assert anonymous.status_code == keyed_answer.status_code == wrong.status_code == 200
+    assert "demo-lstm" not in anonymous.text and "demo-lstm" not in wrong.text
+    assert "ForecastRequest" in anonymous.text
+    assert "demo-lstm" in keyed_answer.text
+
+
 def test_the_probes_and_the_dashboards_files_stay_open(keyed: Server) -> None:
     with keyed.client() as client:
         assert client.get("/healthz").status_code == 200

@@ -153,6 +153,12 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if counting and self._awaiting_headers and self._header_bytes > self.limits.max_header_bytes:
             self._refuse_headers()
 
+    def send_400_response(self, msg: str) -> None:
+        """The parser's refusals (malformed framing, smuggling attempts) in the JSON envelope
+        every other answer has, not uvicorn's text/plain."""
+        self.transport.write(raw_response(400, "bad_request", f"malformed HTTP request: {msg}"))
+        self.transport.close()
+
     def _between_requests(self) -> bool:
         """No response is owed: none was asked for, or the last one is complete."""
         return (self.cycle is None or self.cycle.response_complete) and not self.pipeline

@@ -267,6 +267,29 @@ def test_oversized_headers_get_431_and_the_connection_is_closed(
     assert_serves_forecasts(tight, forecast_request)
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /v1/forecast HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"GET /healthz HTTP/1.1\r\nHo st: x\r\n\r\n",
+    ],
+    ids=["cl-and-te", "two-lengths", "bad-header-name"],
+)
+def test_a_malformed_request_gets_400_in_the_json_envelope(
+    tight: Server, forecast_request: dict[str, Any], request_bytes: bytes
+) -> None:
+    """The parser's refusals answer like every other error (the envelope, application/json),
+    not uvicorn's text/plain, and close the connection."""
+    sock = connect(tight)
+    sock.sendall(request_bytes)
+    raw = read_until_closed(sock, LATE_S + 2.0)
+    status, headers, body = parse_refusal(raw)
+    assert status == 400 and headers["content-type"] == "application/json" and headers["connection"] == "close"
+    assert body["error"] == "bad_request" and body["message"].startswith("malformed HTTP request")
+    assert_serves_forecasts(tight, forecast_request)
+
+
 def test_a_40_mb_chunked_body_gets_413_with_the_json_envelope_while_healthz_answers(
     capped: Server, forecast_request: dict[str, Any]
 ) -> None:

@@ -32,7 +32,7 @@ from bench.common import SHARED_DATA, emit, machine
 from forecast.model.config import Architecture
 from forecast.registry.manifest import Manifest, TrainingConfig
 from forecast.registry.store import Registry
-from forecast.series.dataset import BUNDLED_SETS
+from forecast.series.tables import BUNDLED_SETS
 from forecast.training.job import run_training
 
 # Published or protocol anchors (MSE on the z-scored OT series), from the issue.

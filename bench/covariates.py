@@ -42,7 +42,7 @@ from pandas.tseries.holiday import USFederalHolidayCalendar
 
 from bench.common import SHARED_DATA
 from bench.serve import Server
-from forecast.series.dataset import BUNDLED_SETS
+from forecast.series.tables import BUNDLED_SETS
 
 # The Informer protocol on ETTh1: its first 14,400 rows, 8,640 to train, 2,880 each to validate and test.
 ETT_ROWS, ETT_TRAIN_ROWS, ETT_BLOCK = 14_400, 8_640, 2_880

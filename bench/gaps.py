@@ -42,7 +42,7 @@ from bench.common import emit, machine
 from bench.serve import Server
 from forecast.registry.manifest import TrainingConfig
 from forecast.registry.store import Registry
-from forecast.series.dataset import BUNDLED_SETS
+from forecast.series.tables import BUNDLED_SETS
 from forecast.training.job import run_training
 
 EMPTY_CELLS = 0.05  # the fraction of points whose value is missing

@@ -49,7 +49,7 @@ from forecast.model.predictor import Predictor
 from forecast.registry.manifest import TrainingConfig
 from forecast.registry.store import Registry
 from forecast.registry.weights import load_predictor
-from forecast.series.dataset import BUNDLED_SETS
+from forecast.series.tables import BUNDLED_SETS
 from forecast.training.job import run_training
 
 # The serving anchors' shapes: one point-wise LSTM each (not the training defaults' three

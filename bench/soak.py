@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, machine
 from bench.serve import HORIZON, MODELS, Server, request_body, wrk
-from forecast.series.dataset import BUNDLED_SETS
+from forecast.series.tables import BUNDLED_SETS
 
 MODEL = "small"
 CLI = [sys.executable, "-m", "forecast.cli"]

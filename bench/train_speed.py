@@ -37,8 +37,9 @@ from forecast.model.encoding import RawWindows, encode
 from forecast.model.network import Forecaster
 from forecast.model.scaling import to_scaled
 from forecast.registry.manifest import TrainingConfig
-from forecast.series.dataset import BUNDLED_SETS, Dataset, Series
+from forecast.series.dataset import Dataset, Series
 from forecast.series.features import default_features, feature_width
+from forecast.series.tables import BUNDLED_SETS
 from forecast.series.windows import SeriesStore, block_origins, build_store, gather, split_blocks
 from forecast.training.loop import Objective, fit
 

@@ -18,7 +18,7 @@ from forecast.errors import InvalidInput, MissingColumns, NonFiniteValues, NonNu
 
 # Marks rows with their place in the file, so an error can say where a bad cell is.
 ROW_COLUMN = "__row__"
-# The names the data is read under (forecast.series.dataset.to_long): no covariate may take one.
+# The names the data is read under (forecast.series.tables.to_long): no covariate may take one.
 READ_AS = ("series_id", "timestamp", "value", ROW_COLUMN)
 _CATEGORICAL_SUFFIX = ":categorical"
 # The network computes in float32 (forecast.model.config.NETWORK_MAX_VALUE): a larger covariate

@@ -1,4 +1,5 @@
-"""Loading and validating time series: CSV or Parquet, long or wide, checked up front.
+"""Validating time series: a file's long table (`forecast.series.tables`) split into series on
+their frequency's grid, with their covariates, checked up front.
 
 Every check fails with one line that names the series and the problem, so that a bad file is
 refused before any training starts and a bad request before any model runs.
@@ -6,8 +7,6 @@ refused before any training starts and a bad request before any model runs.
 
 from __future__ import annotations
 
-import csv
-import gzip
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -15,40 +14,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pandas.errors import OutOfBoundsDatetime
 
 from forecast.errors import (
     BadTimestamps,
     FrequencyError,
     InvalidInput,
-    MissingColumns,
-    MissingCovariates,
     SeriesTooShort,
     TooLittleSignal,
-    excerpt,
 )
-from forecast.series.covariates import ROW_COLUMN, CovariateColumns, read_static_table, series_covariates
+from forecast.series.covariates import CovariateColumns, read_static_table, series_covariates
 from forecast.series.frequency import normalize_freq
 from forecast.series.parsing import parse_timestamps, parse_values
 from forecast.series.spacing import check_signal, grid_positions, infer_freq
+from forecast.series.tables import Columns, as_instants, read_table, to_long
 
 logger = logging.getLogger(__name__)
-
-BUNDLED_DATA = Path(__file__).parent / "bundled"
-BUNDLED_SETS = {"etth1": BUNDLED_DATA / "ett" / "ETTh1.csv"}
-
-
-@dataclass(slots=True)
-class Columns:
-    """Column names of the long format; a wide table has a timestamp column and one per series."""
-
-    series_id: str = "series_id"
-    timestamp: str = "timestamp"
-    value: str = "value"
-    # Numeric timestamps are read as Unix time in this unit ("s", "ms", "us", "ns"); without one
-    # they are refused: pandas would read 1704067200 as nanoseconds after 1970 and a model would
-    # train on a nanosecond axis.
-    timestamp_unit: str | None = None
 
 
 @dataclass(slots=True)
@@ -104,127 +84,6 @@ class Dataset:
             for name, value in sorted(series.static.items()):
                 digest.update(f"{name}={value}\0".encode())
         return digest.hexdigest()
-
-
-# A CSV's first line names its columns: one longer than this, or naming more columns than this,
-# is not a table the job can use, and parsing it would take minutes and gigabytes (a 100 MB
-# single-line file is 26 million columns) before anything could be said. Checked before parsing.
-MAX_HEADER_BYTES = 1024 * 1024
-MAX_COLUMNS = 100_000
-
-
-def _check_csv_header(source: Path, shown: str) -> None:
-    opener = gzip.open if source.suffix.lower() == ".gz" else open
-    with opener(source, "rb") as handle:
-        head = handle.readline(MAX_HEADER_BYTES + 1)
-    if len(head) > MAX_HEADER_BYTES and not head.endswith(b"\n"):
-        raise InvalidInput(
-            f"cannot read {shown!r}: its first line is longer than {MAX_HEADER_BYTES // 1024} KiB, which no header of "
-            "a table of series needs (is it one line of data, or not a CSV?)"
-        )
-    columns = next(csv.reader([head.decode("utf-8", "replace")]), [])
-    if len(columns) > MAX_COLUMNS:
-        raise InvalidInput(
-            f"cannot read {shown!r}: its header names {len(columns):,} columns, more than the {MAX_COLUMNS:,} "
-            "a table of series may have (a wide table holds one column per series)"
-        )
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file; `etth1` names the bundled ETTh1 data."""
-    source = BUNDLED_SETS.get(str(path).lower(), Path(path))
-    if not source.exists():
-        raise InvalidInput(f"data file {str(path)!r} does not exist (or use a bundled set: {', '.join(BUNDLED_SETS)})")
-    suffix = source.suffix.lower()
-    try:
-        if suffix in {".parquet", ".pq"}:
-            return pd.read_parquet(source)
-        if suffix in {".csv", ".txt"} or suffix.endswith(".gz"):
-            _check_csv_header(source, str(path))
-            return pd.read_csv(source)
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidInput(f"cannot read {str(path)!r}: {first_line}") from exc
-    raise InvalidInput(f"{str(path)!r}: unknown file type {suffix!r}; use .csv or .parquet")
-
-
-def to_long(
-    frame: pd.DataFrame, columns: Columns, target: str | None = None, covariates: CovariateColumns | None = None
-) -> LongTable:
-    """Bring a long or wide table to long format with columns series_id, timestamp, value, then
-    the covariate columns (and each row's place in the file when there are covariates).
-
-    A table with the series-id column is long (`target`, if given, names its value column);
-    otherwise it is wide: a timestamp column and one column per series (`target` picks one).
-    Wide tables may hold series of different lengths: leading and trailing empty cells are
-    dropped, empty cells inside a series are refused like any other missing value. In a wide
-    table of one series (`target`), the covariates are the columns beside it.
-    """
-    covariates = covariates or CovariateColumns()
-    present = [str(c) for c in frame.columns]
-    wanted = covariates.in_data_file
-    if covariates.in_data_file:
-        frame = frame.assign(**{ROW_COLUMN: np.arange(1, len(frame) + 1)})  # data rows, from 1
-    extra = [ROW_COLUMN] if wanted else []
-    if columns.series_id in present:
-        value_column = target or columns.value
-        covariates.check_names([columns.series_id, columns.timestamp, value_column])
-        _require(present, [columns.timestamp, value_column], "long-format data")
-        _require(present, wanted, "the data", covariates=True)
-        long = frame[[columns.series_id, columns.timestamp, value_column, *wanted, *extra]]
-        long.columns = pd.Index(["series_id", "timestamp", "value", *wanted, *extra])
-        used = {columns.series_id, columns.timestamp, value_column, *wanted}
-        return LongTable(long.assign(series_id=long["series_id"].astype(str)), [c for c in present if c not in used])
-    time_column = next((c for c in (columns.timestamp, "date", "timestamp", "ds") if c in present), None)
-    if time_column is None:
-        raise MissingColumns(
-            f"no series-id column {columns.series_id!r} (long format) and no timestamp column "
-            f"{columns.timestamp!r} (wide format); found columns {_shown(present)}"
-        )
-    value_columns = [c for c in present if c != time_column]
-    if target is not None:
-        if target not in present:
-            raise MissingColumns(f"target column {excerpt(target)} not found; found columns {_shown(present)}")
-        value_columns = [target]
-    elif not covariates.empty:
-        raise InvalidInput(
-            "covariates in a wide table need --target: the table is one series (the target column) with "
-            "its covariates beside it; for several series use the long format (series_id, timestamp, value, ...)"
-        )
-    if not value_columns:
-        raise MissingColumns(f"wide-format data has a timestamp column {time_column!r} but no series columns")
-    covariates.check_names([time_column, *value_columns])
-    _require(present, wanted, "the data", covariates=True)
-    long = frame.melt(
-        id_vars=[time_column, *wanted, *extra], value_vars=value_columns, var_name="series_id", value_name="value"
-    )
-    long = long.rename(columns={time_column: "timestamp"})
-    is_present = long["value"].notna()
-    rank = is_present.groupby(long["series_id"]).cumsum()
-    remaining = is_present[::-1].groupby(long["series_id"][::-1]).cumsum()[::-1]
-    used = {time_column, *value_columns, *wanted}
-    trimmed = long[(rank > 0) & (remaining > 0)][["series_id", "timestamp", "value", *wanted, *extra]]
-    return LongTable(trimmed, [c for c in present if c not in used])
-
-
-@dataclass(slots=True)
-class LongTable:
-    frame: pd.DataFrame  # series_id, timestamp, value, covariate columns
-    unused_columns: list[str]
-
-
-def _require(present: list[str], needed: list[str], where: str, *, covariates: bool = False) -> None:
-    missing = [c for c in needed if c not in present]
-    if missing and covariates:
-        raise MissingCovariates(f"missing covariate columns {missing} in {where}; found columns {_shown(present)}")
-    if missing:
-        raise MissingColumns(f"missing columns {missing} in {where}; found columns {_shown(present)}")
-
-
-def _shown(names: list[str], most: int = 20) -> str:
-    """Column names for a message: a few, each as an excerpt, however wide or long the file's."""
-    listed = ", ".join(excerpt(name) for name in names[:most])
-    return f"[{listed}{f', ... ({len(names)} in all)' if len(names) > most else ''}]"
 
 
 @dataclass(slots=True)
@@ -365,33 +224,6 @@ def validate_frame(
     return Dataset(series=series, freq=file_freq, source=source, covariates=covariates, left_out=left_out)
 
 
-def _instants(long: pd.DataFrame, columns: Columns) -> pd.DataFrame:
-    """The timestamp column as instants: numbers only with a unit, never guessed as nanoseconds."""
-    stamps = long["timestamp"]
-    numeric = pd.api.types.is_numeric_dtype(stamps) and not pd.api.types.is_bool_dtype(stamps)
-    if columns.timestamp_unit is None:
-        if numeric:
-            example = excerpt(stamps.dropna().iloc[0]) if stamps.notna().any() else "numbers"
-            raise BadTimestamps(
-                f"timestamp column {columns.timestamp!r} holds numbers (e.g. {example}), not dates: pass "
-                "--timestamp-unit s (or ms, us, ns) to read them as Unix time, or write ISO 8601 dates"
-            )
-        return long
-    if not numeric:
-        raise BadTimestamps(
-            f"--timestamp-unit {columns.timestamp_unit} reads numeric timestamps, but column "
-            f"{columns.timestamp!r} holds text: leave the unit out for dates"
-        )
-    try:
-        instants = pd.to_datetime(stamps, unit=columns.timestamp_unit)  # type: ignore[call-overload]  # stubs lack Series+unit
-    except (ValueError, OverflowError, OutOfBoundsDatetime) as exc:
-        raise BadTimestamps(
-            f"timestamp column {columns.timestamp!r} in {columns.timestamp_unit} since 1970 runs past the instants "
-            f"the service can represent ({exc.__class__.__name__})"
-        ) from None
-    return long.assign(timestamp=instants)
-
-
 def load_dataset(
     path: str | Path,
     *,
@@ -405,7 +237,7 @@ def load_dataset(
     covariates = covariates or CovariateColumns()
     frame = read_table(path)
     long = to_long(frame, columns, target, covariates)
-    long.frame = _instants(long.frame, columns)
+    long.frame = as_instants(long.frame, columns)
     static_table = None
     if covariates.static_data:
         static_table = read_static_table(covariates.static_data, columns.series_id, covariates.static_names)

@@ -16,7 +16,8 @@ from forecast.model.devices import resolve_device
 from forecast.registry.manifest import Manifest
 from forecast.registry.store import Registry
 from forecast.series.covariates import CovariateColumns
-from forecast.series.dataset import Columns, Dataset, Series, load_dataset
+from forecast.series.dataset import Dataset, Series, load_dataset
+from forecast.series.tables import Columns
 from forecast.serving.failures import LoadFailure
 from forecast.serving.pipeline import ForecastPipeline, network_forward
 from forecast.serving.versions import LoadedVersions

@@ -32,9 +32,10 @@ from forecast.registry.manifest import (
 )
 from forecast.registry.store import PRODUCTION, Registry, check_name
 from forecast.registry.weights import load_predictor, weights_bytes
-from forecast.series.dataset import Columns, Dataset, load_dataset
+from forecast.series.dataset import Dataset, load_dataset
 from forecast.series.features import FEATURE_NAMES, default_features
 from forecast.series.frequency import cadence
+from forecast.series.tables import Columns
 from forecast.series.windows import (
     Blocks,
     SeriesStore,

@@ -18,9 +18,10 @@ from forecast.errors import (
     NonNumericValues,
     TooLittleSignal,
 )
-from forecast.series.dataset import Columns, Dataset, load_dataset
+from forecast.series.dataset import Dataset, load_dataset
 from forecast.series.frequency import Cadence, cadence
 from forecast.series.spacing import grid_positions
+from forecast.series.tables import Columns
 
 
 def _long_frame() -> pd.DataFrame:

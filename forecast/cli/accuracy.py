@@ -15,9 +15,9 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from forecast.cli.common import registry_for
 from forecast.registry.accuracy import DEFAULT_DEGRADATION_RATIO, write_record
-from forecast.registry.store import Registry, open_registry
-from forecast.settings import Settings, get_settings
+from forecast.settings import get_settings
 
 # The serving pipeline imports torch, which is slow: only the commands that run it pay, on use.
 if TYPE_CHECKING:
@@ -66,16 +66,12 @@ def add_degradation_ratio(command: argparse.ArgumentParser) -> None:
     )
 
 
-def _registry(args: argparse.Namespace, settings: Settings) -> Registry:
-    return open_registry(args.registry or settings.registry, settings)
-
-
 def command_backtest(args: argparse.Namespace) -> int:
     from forecast.serving.backtest import BacktestLimits, BacktestSpec, backtest, result_body
     from forecast.serving.local import load_for_version, posted_series, served_here
 
     settings = get_settings()
-    registry = _registry(args, settings)
+    registry = registry_for(args, settings)
     version = registry.resolve(args.name, args.version)
     manifest = registry.manifest(args.name, version)
     series = posted_series(load_for_version(args.data, manifest, args.static_data), manifest)
@@ -162,7 +158,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     from forecast.serving.watch import evaluate_version, summary
 
     settings = get_settings()
-    registry = _registry(args, settings)
+    registry = registry_for(args, settings)
     evaluation = evaluate_version(registry, settings, evaluation_request(args))
     written = write_record(registry.storage, evaluation.record)
     print(summary(evaluation))

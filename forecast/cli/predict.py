@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from tqdm import tqdm
 
+from forecast.cli.common import registry_for
 from forecast.errors import InvalidInput
-from forecast.registry.store import open_registry
 from forecast.settings import get_settings
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def command_predict(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise InvalidInput(f"--out {args.out}: the folder {out.parent} does not exist")
     settings = get_settings()
-    registry = open_registry(args.registry or settings.registry, settings)
+    registry = registry_for(args, settings)
     request = ScoringRequest(
         name=args.name, data=args.data, version=args.version, levels=tuple(args.levels), static_data=args.static_data
     )

@@ -90,24 +90,7 @@ def prepare(
     """Load and validate the data, cut the blocks, build the evaluation set, and find the
     weights to start from."""
     check_name(name)
-    columns = Columns(
-        series_id=config.id_column,
-        timestamp=config.timestamp_column,
-        value=config.value_column,
-        timestamp_unit=config.timestamp_unit,
-    )
-    dataset = load_dataset(
-        data, columns=columns, target=config.target, freq=config.freq, covariates=config.covariate_columns
-    )
-    if dataset.unused_columns:
-        logger.warning(
-            "columns not used: %s (name covariates with --past-covariates, --future-covariates or --static-covariates)",
-            ", ".join(dataset.unused_columns[:20]) + (", ..." if len(dataset.unused_columns) > 20 else ""),
-        )
-    if dataset.left_out:
-        first = dataset.left_out[0]
-        left_out, kept = len(dataset.left_out), len(dataset.series)
-        logger.warning("%d series left out (too little signal), the first %s; %d series train", left_out, first, kept)
+    dataset = _load(data, config)
     features = config.features if config.features is not None else default_features(dataset.freq)
     _check_features(features)
     if config.input_size_picked:
@@ -140,15 +123,43 @@ def prepare(
     )
     job.series_per_block = series_per_block
     if warm_start:
-        job.parent_version = registry.resolve(name, alias=PRODUCTION)
-        parent = load_predictor(registry, name, job.parent_version, torch.device("cpu"))
-        if parent.manifest.network != config.network or parent.manifest.layout != job.layout:
-            raise InvalidInput(
-                f"--warm-start needs the production version's network ({parent.manifest.network.model_dump()}) "
-                f"and covariates ({parent.manifest.covariates.kinds()}); use --retrain to reuse its configuration"
-            )
-        job.initial_state = parent.predictor.network.state_dict()
+        _start_from_production(job, registry)
     return job
+
+
+def _load(data: str | Path, config: TrainingConfig) -> Dataset:
+    """The data file read with the config's columns, and what was left out of it said."""
+    columns = Columns(
+        series_id=config.id_column,
+        timestamp=config.timestamp_column,
+        value=config.value_column,
+        timestamp_unit=config.timestamp_unit,
+    )
+    dataset = load_dataset(
+        data, columns=columns, target=config.target, freq=config.freq, covariates=config.covariate_columns
+    )
+    if dataset.unused_columns:
+        logger.warning(
+            "columns not used: %s (name covariates with --past-covariates, --future-covariates or --static-covariates)",
+            ", ".join(dataset.unused_columns[:20]) + (", ..." if len(dataset.unused_columns) > 20 else ""),
+        )
+    if dataset.left_out:
+        first = dataset.left_out[0]
+        left_out, kept = len(dataset.left_out), len(dataset.series)
+        logger.warning("%d series left out (too little signal), the first %s; %d series train", left_out, first, kept)
+    return dataset
+
+
+def _start_from_production(job: PreparedJob, registry: Registry) -> None:
+    """--warm-start: the production version's weights, which must fit the job's network."""
+    job.parent_version = registry.resolve(job.name, alias=PRODUCTION)
+    parent = load_predictor(registry, job.name, job.parent_version, torch.device("cpu"))
+    if parent.manifest.network != job.config.network or parent.manifest.layout != job.layout:
+        raise InvalidInput(
+            f"--warm-start needs the production version's network ({parent.manifest.network.model_dump()}) "
+            f"and covariates ({parent.manifest.covariates.kinds()}); use --retrain to reuse its configuration"
+        )
+    job.initial_state = parent.predictor.network.state_dict()
 
 
 def _with_input_size(config: TrainingConfig, dataset: Dataset) -> TrainingConfig:

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from forecast.serving.backtest import BacktestResult, MetricTable
     from forecast.serving.watch import EvaluationRequest
 
-METHODS = ("model", "naive", "seasonal_naive")
 
 _METRICS = ("mae", "rmse", "smape", "mase")
 
@@ -109,6 +108,8 @@ def _number(value: float | None) -> str:
 
 
 def _csv(result: BacktestResult) -> str:
+    from forecast.serving.backtest import METHODS  # imported already: the command ran the backtest
+
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["series_id", "origins", *(f"{method}_{metric}" for method in METHODS for metric in _METRICS)])

@@ -30,7 +30,7 @@ from forecast.scoring.baselines import History, filled_history, naive, seasonal_
 from forecast.scoring.metrics import denominators_before, forecast_metrics
 from forecast.series.features import calendar_features
 from forecast.serving.covariates import PostedCovariates, covariate_window
-from forecast.serving.pipeline import ForecastPipeline, PostedSeries, WindowForecast
+from forecast.serving.pipeline import ForecastPipeline, PostedSeries, WindowForecast, covariates_of
 from forecast.serving.placement import Placement
 from forecast.serving.requests import PlacedSeries, Window, check_request, first_of_window, place_series, window_stamps
 
@@ -137,10 +137,11 @@ def _as_arrays(posted: Mapping[str, Sequence[float | None]] | None) -> dict[str,
 
 
 def _covariates_of(series: PostedSeries) -> PostedCovariates | None:
-    past, future, static = series.past_covariates, series.future_covariates, series.static_covariates
-    if past is None and future is None and static is None:
+    """The series' covariates as posted (`covariates_of`), each list as an array."""
+    posted = covariates_of(series)
+    if posted is None:
         return None
-    return PostedCovariates(_as_arrays(past), _as_arrays(future), static)
+    return PostedCovariates(_as_arrays(posted.past), _as_arrays(posted.future), posted.static)
 
 
 def plan_series(

@@ -150,7 +150,7 @@ def _check_finite(prepared: list[PreparedSeries], mean: np.ndarray, intervals: d
         )
 
 
-def _covariates_of(series: PostedSeries) -> PostedCovariates | None:
+def covariates_of(series: PostedSeries) -> PostedCovariates | None:
     """The series' covariates as posted; None when it posts none (most series of most requests)."""
     past, future, static = series.past_covariates, series.future_covariates, series.static_covariates
     if past is None and future is None and static is None:
@@ -175,7 +175,7 @@ class ForecastPipeline:
                 start=s.start,
                 freq=s.freq,
                 horizon=horizon,
-                covariates=_covariates_of(s),
+                covariates=covariates_of(s),
             )
             for s in series
         ]

@@ -154,6 +154,16 @@ class AccessMiddleware:
         return f"key {key.name!r}"
 
 
+def caller_of(request: Request) -> str:
+    """Who sent the request, as the rate limits and the batcher's turns count callers: the API
+    key's name, else the client's address (the proxy's, unless it is trusted to forward)."""
+    caller: str | None = request.scope.get("state", {}).get("rate_caller")
+    if caller is not None:
+        return caller
+    client = request.client
+    return f"client {client.host if client else 'unknown'}"
+
+
 async def limit_series(request: Request, series_count: int) -> None:
     """The series/s check of POST /v1/forecast, once the body is parsed: RateLimited (429) over
     the limit, RequestTooLarge (413) for a request that alone exceeds it. Free without a limit."""

@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     queue_limit: int = Field(
         default=2048, ge=1, description="queued series beyond which requests get 503 + Retry-After"
     )
+    # One client's backlog must not fill the queue that everyone shares: with half of it, a bulk
+    # client still keeps two full batches waiting (all the device needs), and others find room.
+    queue_limit_per_client: int = Field(
+        default=1024,
+        ge=1,
+        description="queued series of one client (API key, else address) beyond which its requests get 503 + Retry-After; batches are drawn from the clients in turn",
+    )
     # Intra-op threads of torch in the server; 0 keeps torch's default (one per core), divided
     # among the workers when there are several.
     torch_threads: int = Field(

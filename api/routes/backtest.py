@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 
-from api.access import limit_series
+from api.access import caller_of, limit_series
 from api.deps import EngineDep, SettingsDep
 from api.errors import error_kind
 from api.jsonio import FastJSONResponse
@@ -56,7 +56,13 @@ async def backtest_route(request: Request, engine: EngineDep, settings: Settings
             manifest = served.manifest
             model_label, version_label = manifest.name, str(manifest.version)
             work = backtest(
-                served.pipeline, body.series, spec, limits=limits, timeout_s=settings.request_timeout_s, admit=admit
+                served.pipeline,
+                body.series,
+                spec,
+                limits=limits,
+                timeout_s=settings.request_timeout_s,
+                admit=admit,
+                caller=caller_of(request),
             )
             result = await unless_disconnected(request, work)
         BACKTEST_WINDOWS.labels(model_label, version_label).inc(result.windows)

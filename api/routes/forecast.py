@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 
-from api.access import limit_series
+from api.access import caller_of, limit_series
 from api.deps import EngineDep, SettingsDep
 from api.errors import error_kind
 from api.jsonio import FastJSONResponse
@@ -46,7 +46,11 @@ async def forecast(request: Request, engine: EngineDep, settings: SettingsDep) -
             model_label, version_label = manifest.name, str(manifest.version)
             answer_values = check_answer_size(body, manifest.horizon, settings)
             work = served.pipeline.forecast(
-                body.series, horizon=body.horizon, levels=body.levels, timeout_s=settings.request_timeout_s
+                body.series,
+                horizon=body.horizon,
+                levels=body.levels,
+                timeout_s=settings.request_timeout_s,
+                caller=caller_of(request),
             )
             result = await unless_disconnected(request, work)
         status = 200

@@ -18,6 +18,10 @@ class Limits(BaseModel):
     max_body_bytes: int
     max_backtest_windows: int
     rate_limit_series: str | None = Field(description="series per window per key, e.g. '2000/minute'; null: none")
+    queue_limit_per_client: int = Field(
+        description="series one client may have waiting for a model at once (per server process): the requests a "
+        "client keeps in flight together should hold no more"
+    )
 
 
 @router.get("/limits", response_model=Limits)
@@ -29,4 +33,5 @@ async def limits(settings: SettingsDep) -> Limits:
         max_body_bytes=settings.max_body_bytes,
         max_backtest_windows=settings.max_backtest_windows,
         rate_limit_series=settings.rate_limit_series,
+        queue_limit_per_client=settings.queue_limit_per_client,
     )

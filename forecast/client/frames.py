@@ -41,14 +41,21 @@ class Limits:
     max_points_per_series: int
     max_points_per_request: int
     max_body_bytes: int
+    queue_limit_per_client: int
 
     @classmethod
-    def of(cls, body: dict[str, Any]) -> Limits:
+    def of(cls, body: dict[str, Any], concurrency: int) -> Limits:
+        """The limits for a client with `concurrency` requests in flight: together they fit the
+        server's queue for one client (a request beyond it would wait out a 503). A server
+        older than that setting does not name it; its series limit alone applies."""
+        series = int(body["max_series_per_request"])
+        queue = int(body.get("queue_limit_per_client", series * max(1, concurrency)))
         return cls(
-            max_series_per_request=int(body["max_series_per_request"]),
+            max_series_per_request=max(1, min(series, queue // max(1, concurrency))),
             max_points_per_series=int(body["max_points_per_series"]),
             max_points_per_request=int(body["max_points_per_request"]),
             max_body_bytes=int(body["max_body_bytes"]),
+            queue_limit_per_client=queue,
         )
 
 

@@ -153,7 +153,7 @@ class Client:
     def limits(self) -> Limits:
         with self._lock:
             if self._limits is None:
-                self._limits = Limits.of(self._request("GET", "/v1/limits"))
+                self._limits = Limits.of(self._request("GET", "/v1/limits"), self.concurrency)
             return self._limits
 
     def models(self) -> list[dict[str, Any]]:
@@ -282,7 +282,7 @@ class AsyncClient:
 
     async def limits(self) -> Limits:
         if self._limits is None:
-            self._limits = Limits.of(await self._request("GET", "/v1/limits"))
+            self._limits = Limits.of(await self._request("GET", "/v1/limits"), self.concurrency)
         return self._limits
 
     async def models(self) -> list[dict[str, Any]]:

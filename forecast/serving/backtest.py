@@ -29,6 +29,7 @@ from forecast.registry.manifest import Manifest
 from forecast.scoring.baselines import History, filled_history, naive, seasonal_naive
 from forecast.scoring.metrics import denominators_before, forecast_metrics
 from forecast.series.features import calendar_features
+from forecast.serving.batcher import ANYONE
 from forecast.serving.covariates import PostedCovariates, covariate_window
 from forecast.serving.pipeline import ForecastPipeline, PostedSeries, WindowForecast, covariates_of
 from forecast.serving.placement import Placement
@@ -357,17 +358,19 @@ async def backtest(
     limits: BacktestLimits,
     timeout_s: float,
     admit: Callable[[int], Awaitable[None]] | None = None,
+    caller: str = ANYONE,
 ) -> BacktestResult:
     """The version's rolling-origin evaluation on `series`. Parsing, cutting and scoring run on a
     worker thread, the forward passes on the batcher's: the event loop only waits. `admit` sees
-    the window count before any window is cut (the API's rate limit counts windows)."""
+    the window count before any window is cut (the API's rate limit counts windows); the
+    windows take `caller`'s turns in the batcher."""
     manifest = pipeline.manifest
     horizon = check_spec(manifest, spec)
     plans = await asyncio.to_thread(plan_series, manifest, series, spec, horizon, limits)
     if admit is not None:
         await admit(sum(len(plan.origins) for plan in plans))
     windows = await asyncio.to_thread(cut_windows, manifest, plans, horizon)
-    outputs = await pipeline.forecast_windows(windows, timeout_s)
+    outputs = await pipeline.forecast_windows(windows, timeout_s, caller)
     return await asyncio.to_thread(score, manifest, plans, outputs, spec, horizon)
 
 

@@ -6,6 +6,11 @@ loop blocks for the first item, whose arrival on the monotonic clock opens the w
 then drains up to `max_batch_size` items; cancelled items are dropped before the model runs;
 the model runs in the device's single inference thread; outputs are checked against inputs
 in count, and a failure reaches every request of the batch, logged once.
+
+Fairness: each caller (an API key, else a client address) has its own queue, and a batch is
+drawn from the callers' queues in turn, one series each, so a caller with one series waits
+for at most the batch that is running, however many thousands another caller keeps queued.
+Each caller may hold at most `caller_limit` queued series, and the whole queue `queue_limit`.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -25,6 +30,9 @@ from forecast.serving.telemetry import BATCH_SIZE, COMPUTE_TIME, QUEUE_DEPTH, QU
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 1.0  # what a refused client is told to wait (full queue, shutting down)
+
+# The caller of a batcher used without one (a warm-up, a bulk job in process).
+ANYONE = ""
 
 
 Item = TypeVar("Item")  # what one queued unit of work is (a series' input window)
@@ -63,6 +71,7 @@ class DynamicBatcher(Generic[Item, Result]):
         max_batch_size: int,
         max_wait_ms: float,
         queue_limit: int,
+        caller_limit: int | None = None,
         labels: tuple[str, str] = ("", ""),
     ) -> None:
         self._run_batch = run_batch
@@ -70,7 +79,10 @@ class DynamicBatcher(Generic[Item, Result]):
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.queue_limit = queue_limit
-        self._queue: deque[_Queued[Item, Result]] = deque()
+        self.caller_limit = min(queue_limit, caller_limit or queue_limit)
+        # Each caller's series in arrival order; the callers in the order their turn comes.
+        self._queues: OrderedDict[str, deque[_Queued[Item, Result]]] = OrderedDict()
+        self._queued = 0
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -89,7 +101,7 @@ class DynamicBatcher(Generic[Item, Result]):
 
     @property
     def depth(self) -> int:
-        return len(self._queue)
+        return self._queued
 
     def start(self) -> None:
         if self._task is None:
@@ -103,21 +115,38 @@ class DynamicBatcher(Generic[Item, Result]):
             await self._task
             self._task = None
 
-    async def submit(self, payloads: Sequence[Item], timeout_s: float) -> list[Result]:
-        """Queue one request's series together (all or none) and wait for their forecasts."""
+    def check_room(self, count: int, caller: str = ANYONE) -> None:
+        """Overloaded (503 + Retry-After) unless `count` more series of `caller` fit the queue:
+        checked before a request is prepared, so a refused one costs no preparation."""
         if self._closing:
             raise ShuttingDown("the service is shutting down; retry on another instance", retry_after_s=RETRY_AFTER_S)
-        if len(self._queue) + len(payloads) > self.queue_limit:
-            self._rejected.inc(len(payloads))
+        if self._queued + count > self.queue_limit:
+            self._rejected.inc(count)
             raise Overloaded(
-                f"the model's queue is full ({len(self._queue)} series waiting, limit {self.queue_limit}); retry shortly",
+                f"the model's queue is full ({self._queued} series waiting, limit {self.queue_limit}); retry shortly",
                 retry_after_s=RETRY_AFTER_S,
             )
+        held = len(self._queues.get(caller, ()))
+        if held + count > self.caller_limit:
+            self._rejected.inc(count)
+            raise Overloaded(
+                f"this client already has {held} series waiting for the model; at most {self.caller_limit} may wait "
+                "per client (FORECAST_QUEUE_LIMIT_PER_CLIENT): send the next request when one is answered",
+                retry_after_s=RETRY_AFTER_S,
+            )
+
+    async def submit(self, payloads: Sequence[Item], timeout_s: float, caller: str = ANYONE) -> list[Result]:
+        """Queue one request's series together (all or none) and wait for their forecasts."""
+        self.check_room(len(payloads), caller)
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         items: list[_Queued[Item, Result]] = [_Queued(p, loop.create_future(), now, now + timeout_s) for p in payloads]
-        self._queue.extend(items)
-        self._depth.set(len(self._queue))
+        queue = self._queues.get(caller)
+        if queue is None:
+            queue = self._queues[caller] = deque()  # a new caller's turn comes after those waiting
+        queue.extend(items)
+        self._queued += len(items)
+        self._depth.set(self._queued)
         self._arrived.set()
         try:
             return list(await asyncio.gather(*(item.future for item in items)))
@@ -127,13 +156,13 @@ class DynamicBatcher(Generic[Item, Result]):
                     item.future.cancel()
 
     async def _next_batch(self) -> list[_Queued[Item, Result]]:
-        while not self._queue:
+        while not self._queued:
             if self._closing:
                 return []
             self._arrived.clear()
             await self._arrived.wait()
-        window_closes = self._queue[0].enqueued_at + self.max_wait_s
-        while len(self._queue) < self.max_batch_size and not self._closing:
+        window_closes = min(queue[0].enqueued_at for queue in self._queues.values()) + self.max_wait_s
+        while self._queued < self.max_batch_size and not self._closing:
             remaining = window_closes - time.monotonic()
             if remaining <= 0:
                 break
@@ -142,9 +171,31 @@ class DynamicBatcher(Generic[Item, Result]):
                 await asyncio.wait_for(self._arrived.wait(), remaining)
             except TimeoutError:
                 break
-        count = min(self.max_batch_size, len(self._queue))
-        batch = [self._queue.popleft() for _ in range(count)]
-        self._depth.set(len(self._queue))
+        batch = self._take(min(self.max_batch_size, self._queued))
+        self._depth.set(self._queued)
+        return batch
+
+    def _take(self, count: int) -> list[_Queued[Item, Result]]:
+        """`count` series, one from each caller's queue in turn; whoever was not served last
+        begins the next batch."""
+        batch: list[_Queued[Item, Result]] = []
+        while len(batch) < count:
+            if len(self._queues) == 1:  # the common case: no one to take turns with
+                caller, queue = next(iter(self._queues.items()))
+                batch.extend(queue.popleft() for _ in range(count - len(batch)))
+                if not queue:
+                    del self._queues[caller]
+                break
+            for caller in list(self._queues):
+                queue = self._queues[caller]
+                batch.append(queue.popleft())
+                if queue:
+                    self._queues.move_to_end(caller)
+                else:
+                    del self._queues[caller]
+                if len(batch) == count:
+                    break
+        self._queued -= len(batch)
         return batch
 
     async def _loop(self) -> None:

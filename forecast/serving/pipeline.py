@@ -17,7 +17,7 @@ from forecast.model.encoding import RawWindows
 from forecast.model.intervals import interval_bounds
 from forecast.model.predictor import Predictor
 from forecast.registry.manifest import Manifest
-from forecast.serving.batcher import DynamicBatcher
+from forecast.serving.batcher import ANYONE, DynamicBatcher
 from forecast.serving.covariates import PostedCovariates
 from forecast.serving.requests import PreparedSeries, Window, check_request, prepare_series
 
@@ -181,27 +181,37 @@ class ForecastPipeline:
         ]
 
     async def forecast(
-        self, series: Sequence[PostedSeries], *, horizon: int | None, levels: list[float], timeout_s: float
+        self,
+        series: Sequence[PostedSeries],
+        *,
+        horizon: int | None,
+        levels: list[float],
+        timeout_s: float,
+        caller: str = ANYONE,
     ) -> RequestForecast:
+        """`caller` takes its turn in the batcher beside the others (forecast/serving/batcher.py)."""
         served_horizon = check_request(self.manifest, horizon, levels)
+        self.batcher.check_room(len(series), caller)  # a request that cannot queue is not prepared
         if len(series) > _PREPARE_INLINE_SERIES:
             # A bulk request's parsing takes tens of milliseconds: on a worker thread the event
             # loop keeps answering other clients (and /healthz) meanwhile.
             prepared = await asyncio.to_thread(self.prepare, series, served_horizon)
         else:
             prepared = self.prepare(series, served_horizon)
-        outputs = await self.batcher.submit([p.window for p in prepared], timeout_s=timeout_s)
+        outputs = await self.batcher.submit([p.window for p in prepared], timeout_s=timeout_s, caller=caller)
         return self.finish(prepared, outputs, served_horizon, levels)
 
-    async def forecast_windows(self, windows: Sequence[Window], timeout_s: float) -> list[WindowForecast]:
+    async def forecast_windows(
+        self, windows: Sequence[Window], timeout_s: float, caller: str = ANYONE
+    ) -> list[WindowForecast]:
         """Many windows through the batcher in chunks, in order: a bulk caller's path."""
         batcher = self.batcher
-        size = max(1, min(_CHUNK_WINDOWS, batcher.queue_limit // (2 * _CHUNKS_IN_FLIGHT)))
+        size = max(1, min(_CHUNK_WINDOWS, batcher.caller_limit // (2 * _CHUNKS_IN_FLIGHT)))
         gate = asyncio.Semaphore(_CHUNKS_IN_FLIGHT)
 
         async def run(chunk: Sequence[Window]) -> list[WindowForecast]:
             async with gate:
-                return await batcher.submit(chunk, timeout_s=timeout_s)
+                return await batcher.submit(chunk, timeout_s=timeout_s, caller=caller)
 
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(run(windows[i : i + size])) for i in range(0, len(windows), size)]

@@ -140,6 +140,7 @@ class LoadedVersions:
             max_batch_size=max_batch_size(self.settings, self.device.type),
             max_wait_ms=self.settings.max_wait_ms,
             queue_limit=self.settings.queue_limit,
+            caller_limit=self.settings.queue_limit_per_client,
             labels=(name, str(version)),
         )
         return ServedModel(pipeline=ForecastPipeline(loaded.manifest, batcher))

@@ -51,6 +51,7 @@ def split_server(tmp_path_factory: pytest.TempPathFactory, registry_template: Pa
         max_points_per_request="15000",
         max_points_per_series="1000",
         max_answer_values="12000",
+        queue_limit_per_client="1200",
     )
     yield server
     server.stop()
@@ -62,6 +63,9 @@ def test_a_large_frame_is_split_under_the_limits_and_equals_single_requests(spli
         limits = client.limits()
         assert limits.max_series_per_request == 300 and limits.max_points_per_request == 15000
         result = client.forecast(frame, model="demo-lstm", levels=[80])
+    with Client(split_server.url, concurrency=8) as eager:
+        # Eight requests in flight hold at most the server's 1,200 queued series per client.
+        assert eager.limits().max_series_per_request == 150
     assert list(result.columns) == ["series_id", "timestamp", "demo-lstm", "demo-lstm-lo-80", "demo-lstm-hi-80"]
     assert len(result) == SERIES * 12
     assert result.groupby("series_id").size().eq(12).all() and result.series_id.nunique() == SERIES

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.conftest import FORECAST, TRAIN_ARGS, run_cli, wait_until
+from tests.e2e.conftest import FORECAST, TRAIN_ARGS, Server, run_cli, wait_until
 from tests.e2e.test_api import series_payload
 
 RELOAD_S = 0.5
@@ -40,6 +40,54 @@ def test_a_full_queue_answers_503_with_retry_after_and_nothing_breaks(
         assert statuses[200] > 0
         assert client.post("/v1/forecast", json={"model": "demo-lstm", "series": [one]}).status_code == 200
         assert client.get("/readyz").status_code == 200
+
+
+def queue_depth(server: Server) -> float:
+    """Series waiting in the server's batchers, as /metrics reports them."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("forecast_queue_depth{"))
+
+
+def test_a_small_client_is_answered_ahead_of_another_clients_backlog(
+    server_factory, registry: Path, history_csv: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """One client (127.0.0.1) keeps four 250-series requests queued; another (127.0.0.2) sends one
+    series. Batches take turns between the clients, so the single series is answered while most
+    of the backlog, queued before it, still waits (first come, first served would answer it last)."""
+    server = server_factory(registry, max_batch_size="2", max_wait_ms="0")
+    one = series_payload(history_csv, "a")
+    bulk_body = {"model": "demo-lstm", "series": [dict(one, id=f"s{i}") for i in range(250)]}
+
+    def bulk_request(_: int) -> httpx.Response:
+        return httpx.post(f"{server.url}/v1/forecast", json=bulk_body, timeout=120)
+
+    other_address = httpx.HTTPTransport(local_address="127.0.0.2")
+    with ThreadPoolExecutor(4) as pool, httpx.Client(base_url=server.url, transport=other_address, timeout=60) as other:
+        backlog = [pool.submit(bulk_request, i) for i in range(4)]
+        wait_until(lambda: queue_depth(server) >= 600, 60, "the bulk client's backlog to queue", interval_s=0.01)
+        small = other.post("/v1/forecast", json={"model": "demo-lstm", "series": [one]})
+        still_waiting = sum(not request.done() for request in backlog)
+        assert small.status_code == 200, small.text
+        assert still_waiting >= 2, f"only {still_waiting} of the 4 earlier bulk requests were still waiting"
+        assert [request.result().status_code for request in backlog] == [200] * 4
+
+
+def test_a_client_over_its_share_of_the_queue_gets_503_while_others_are_served(
+    server_factory, registry: Path, history_csv: Path
+) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory(registry, max_batch_size="1", max_wait_ms="0", queue_limit_per_client="300")
+    one = series_payload(history_csv, "a")
+    bulk_body = {"model": "demo-lstm", "series": [dict(one, id=f"s{i}") for i in range(250)]}
+    other_address = httpx.HTTPTransport(local_address="127.0.0.2")
+    with ThreadPoolExecutor(2) as pool, httpx.Client(base_url=server.url, transport=other_address, timeout=60) as other:
+        first = pool.submit(lambda: httpx.post(f"{server.url}/v1/forecast", json=bulk_body, timeout=120))
+        wait_until(lambda: queue_depth(server) >= 100, 60, "the first bulk request to queue", interval_s=0.01)
+        refused = httpx.post(f"{server.url}/v1/forecast", json=bulk_body, timeout=60)
+        assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
+        assert "FORECAST_QUEUE_LIMIT_PER_CLIENT" in refused.json()["message"]
+        theirs = other.post("/v1/forecast", json={"model": "demo-lstm", "series": [one]})
+        assert theirs.status_code == 200, theirs.text
+        assert first.result().status_code == 200
 
 
 def test_hot_reload_under_load_serves_the_promoted_version_without_failures(

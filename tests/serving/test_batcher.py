@@ -198,8 +198,10 @@ def serve(scenario: Scenario, fake: FakeModel, executor: ThreadPoolExecutor, **s
     asyncio.run(main())
 
 
-def request(batcher: DynamicBatcher, *series_ids: int, timeout_s: float = GENEROUS_TIMEOUT_S) -> asyncio.Task[Any]:
-    return asyncio.ensure_future(batcher.submit(series(*series_ids), timeout_s=timeout_s))
+def request(
+    batcher: DynamicBatcher, *series_ids: int, timeout_s: float = GENEROUS_TIMEOUT_S, caller: str = ""
+) -> asyncio.Task[Any]:
+    return asyncio.ensure_future(batcher.submit(series(*series_ids), timeout_s=timeout_s, caller=caller))
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -211,10 +213,12 @@ async def until(condition: Callable[[], bool]) -> None:
     raise AssertionError("the condition never held")
 
 
-async def queued(batcher: DynamicBatcher, *series_ids: int, timeout_s: float = GENEROUS_TIMEOUT_S) -> asyncio.Task[Any]:
+async def queued(
+    batcher: DynamicBatcher, *series_ids: int, timeout_s: float = GENEROUS_TIMEOUT_S, caller: str = ""
+) -> asyncio.Task[Any]:
     """A request whose series are all in the queue when this returns."""
     depth = batcher.depth
-    task = request(batcher, *series_ids, timeout_s=timeout_s)
+    task = request(batcher, *series_ids, timeout_s=timeout_s, caller=caller)
     await until(lambda: batcher.depth == depth + len(series_ids))
     return task
 
@@ -534,6 +538,60 @@ def test_full_queue_rejects_a_request_at_once_and_whole(fake: FakeModel, executo
         assert ids_of(await batcher.submit(series(7, 8, 9), timeout_s=GENEROUS_TIMEOUT_S)) == [7, 8, 9]
 
     serve(scenario, fake, executor, max_batch_size=4, queue_limit=3)
+
+
+# ---- fairness between callers -----------------------------------------------------------------
+
+
+def test_a_small_caller_rides_the_next_batch_behind_a_bulk_callers_backlog(
+    fake: FakeModel, executor: ThreadPoolExecutor
+) -> None:
+    async def scenario(batcher: DynamicBatcher) -> None:
+        gate = await hold_inference(batcher, fake)
+        bulk = [await queued(batcher, *range(100 * r + 1, 100 * r + 9), caller="bulk") for r in range(3)]
+        small = await queued(batcher, 999, caller="small")
+        fake.release()
+        await gate
+        assert ids_of(await small) == [999]
+        assert 999 in fake.batches[1], "the small caller waited for more than the batch that was running"
+        assert [ids_of(await task) for task in bulk] == [list(range(100 * r + 1, 100 * r + 9)) for r in range(3)]
+        bulk_order = [i for i in fake.seen if i not in (0, 999)]
+        assert bulk_order == sorted(bulk_order), "one caller's series ran out of their arrival order"
+
+    serve(scenario, fake, executor, max_batch_size=4)
+
+
+def test_batches_take_turns_between_callers_and_whoever_waited_starts_the_next(
+    fake: FakeModel, executor: ThreadPoolExecutor
+) -> None:
+    async def scenario(batcher: DynamicBatcher) -> None:
+        gate = await hold_inference(batcher, fake)
+        a = await queued(batcher, 11, 12, 13, 14, caller="a")
+        b = await queued(batcher, 21, 22, 23, 24, caller="b")
+        c = await queued(batcher, 31, 32, caller="c")
+        fake.release()
+        await gate
+        await asyncio.gather(a, b, c)
+        assert fake.batches[1:] == [[11, 21, 31], [12, 22, 32], [13, 23, 14], [24]]
+
+    serve(scenario, fake, executor, max_batch_size=3)
+
+
+def test_one_caller_may_hold_at_most_its_share_of_the_queue(fake: FakeModel, executor: ThreadPoolExecutor) -> None:
+    async def scenario(batcher: DynamicBatcher) -> None:
+        gate = await hold_inference(batcher, fake)
+        mine = await queued(batcher, 1, 2, 3, caller="greedy")
+        with pytest.raises(Overloaded) as refused:
+            await batcher.submit(series(4), timeout_s=GENEROUS_TIMEOUT_S, caller="greedy")
+        assert "per client" in str(refused.value) and refused.value.retry_after_s > 0
+        batcher.check_room(3, "other")  # others still find room
+        theirs = await queued(batcher, 5, 6, 7, caller="other")
+        fake.release()
+        await gate
+        assert ids_of(await mine) == [1, 2, 3] and ids_of(await theirs) == [5, 6, 7]
+        assert 4 not in fake.seen
+
+    serve(scenario, fake, executor, max_batch_size=4, queue_limit=8, caller_limit=3)
 
 
 # ---- stop -------------------------------------------------------------------------------------

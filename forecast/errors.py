@@ -135,6 +135,10 @@ class InferenceUnavailable(Overloaded):
     """The shared inference process of the device is restarting (or hung): retry shortly."""
 
 
+class VersionLoading(Overloaded):
+    """The version an alias newly points at is still loading, and the alias served nothing before."""
+
+
 class ClientDisconnected(ForecastError):
     """The client hung up while its series were queued; its work was dropped."""
 

@@ -3,7 +3,9 @@ with alias resolution and hot reload from the registry.
 
 A watcher polls the registry every `reload_seconds`. A new version or a moved alias is loaded
 in the background (forecast/serving/versions.py: verified and warmed up), and only then does the
-alias switch to it.
+alias switch to it. Versions load side by side: a refresh waits for them up to `reload_seconds`
+(at start-up, for all), and one that takes longer goes on loading while the refresh switches
+the others; its alias switches as soon as it is loaded.
 Requests hold a lease on the version they resolved, so a version that lost its alias is retired
 only after its last request has finished.
 
@@ -24,7 +26,7 @@ from contextlib import asynccontextmanager
 
 import torch
 
-from forecast.errors import ModelNotFound, RegistryCorrupt
+from forecast.errors import ModelNotFound, RegistryCorrupt, VersionLoading
 from forecast.model.devices import resolve_device
 from forecast.registry.manifest import Manifest
 from forecast.registry.store import PRODUCTION, Registry, aliased_version, check_name
@@ -37,6 +39,8 @@ from forecast.serving.versions import LoadedVersions, ServedModel
 from forecast.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+_STILL_LOADING = "loading"  # an alias whose version is still loading keeps what it serves, silently
 
 
 class Engine:
@@ -53,11 +57,16 @@ class Engine:
         self._wanted: dict[str, dict[str, int]] = {}  # the last good read of each aliases.json
         self._model_errors: dict[str, str] = {}  # models whose files the last scan could not read
         self._alias_errors: dict[tuple[str, str], str] = {}  # (model, alias) whose wanted version is not served
+        self._alias_loading: dict[tuple[str, str], int] = {}  # (model, alias) -> its wanted version, still loading
         self._pending: set[VersionKey] = set()  # loaded by the refresh under way, not yet aliased
         self._scans = ScanTracker()
         self._accuracy = AccuracyGauges(registry)
         self._accuracy_read_at = -math.inf
         self._watcher: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None  # the watcher's nap, ended early by a load
+        self._left_loading: set[VersionKey] = set()  # wanted versions a refresh left loading
+        self._versions.on_loaded = self._loaded_late
+        self._refreshing = asyncio.Lock()  # the watcher's refreshes and a caller's never interleave
         self._started = False
 
     @property
@@ -99,11 +108,32 @@ class Engine:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.reload_seconds)
+            await self._nap()
             try:
                 await self.refresh()
             except Exception:
                 logger.exception("registry refresh failed; serving what is loaded")
+
+    async def _nap(self) -> None:
+        """Until the next poll is due, or a version finished loading after its refresh moved on."""
+        loop = asyncio.get_running_loop()
+        self._wake = wake = loop.create_future()
+        alarm = loop.call_later(self.settings.reload_seconds, self._wake_up)
+        try:
+            await wake
+        finally:
+            alarm.cancel()
+            self._wake = None
+
+    def _loaded_late(self, key: VersionKey) -> None:
+        """A version a refresh left loading is ready: refresh now to switch its alias."""
+        if key in self._left_loading:
+            self._left_loading.discard(key)
+            self._wake_up()
+
+    def _wake_up(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     # ---- the registry's state --------------------------------------------------------------
 
@@ -115,6 +145,10 @@ class Engine:
 
     async def refresh(self) -> None:
         """Load what the aliases point at, switch them once loaded, retire what nothing uses."""
+        async with self._refreshing:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
         scan = await self._scan()
         if self._record_scan(scan):
             state = wanted_aliases(self._wanted, scan)
@@ -123,7 +157,7 @@ class Engine:
                     logger.error("model %s: %s; serving its last good aliases", name, problem)
             self._wanted, self._model_errors = state.aliases, state.model_errors
             self._versions.failures.forget_models_except(set(scan.models))
-            served, self._alias_errors = await self._serve_wanted(scan)
+            served, self._alias_errors, self._alias_loading = await self._serve_wanted(scan)
             for name, targets in served.items():
                 if self._aliases.get(name) != targets:
                     logger.info("serving %s with aliases %s", name, targets)
@@ -150,11 +184,16 @@ class Engine:
             logger.info("registry readable again")
         return error is None
 
-    async def _serve_wanted(self, scan: RegistryScan) -> tuple[dict[str, dict[str, int]], dict[tuple[str, str], str]]:
+    async def _serve_wanted(
+        self, scan: RegistryScan
+    ) -> tuple[dict[str, dict[str, int]], dict[tuple[str, str], str], dict[tuple[str, str], int]]:
         """Each wanted alias on its wanted version once that is loaded, else on the version it
-        serves today; and why each alias that is not as wanted is not."""
+        serves today; why each alias that is not as wanted is not; and which wait for a version
+        still loading (not a problem yet)."""
+        outcomes = await self._load_targets(scan)
         served: dict[str, dict[str, int]] = {}
         alias_errors: dict[tuple[str, str], str] = {}
+        loading: dict[tuple[str, str], int] = {}
         for name, targets in self._wanted.items():
             current = self._aliases.get(name, {})
             if name in self._model_errors:  # its files are unreadable: as it was
@@ -162,24 +201,47 @@ class Engine:
                 continue
             served[name] = {}
             for alias, version in targets.items():
-                problem = await self._serve_target(name, version, scan.models[name].versions)
-                if problem is None:
+                if (outcome := outcomes.get((name, version))) is None:
                     served[name][alias] = version
                     continue
-                alias_errors[(name, alias)] = problem
+                if outcome is _STILL_LOADING:
+                    loading[(name, alias)] = version
+                else:
+                    alias_errors[(name, alias)] = outcome
                 if alias in current:
                     served[name][alias] = current[alias]  # keep serving the version that works
-        return served, alias_errors
+        return served, alias_errors, loading
 
-    async def _serve_target(self, name: str, version: int, on_disk: frozenset[int]) -> str | None:
-        """Why an alias target cannot be served, or None once it is loaded."""
-        if version not in on_disk and (name, version) not in self._versions:
-            return f"version {version} is not in the registry"
-        outcome = await self._versions.ensure(name, version)
-        if isinstance(outcome, LoadFailure):
-            return outcome.error
-        self._pending.add((name, version))
-        return None
+    async def _load_targets(self, scan: RegistryScan) -> dict[VersionKey, str]:
+        """Load every wanted version side by side; for each that is not served, why, or that it
+        is still loading. Waits up to `reload_seconds` (at start-up, for all): a slow load goes
+        on in the background, and its end wakes the watcher."""
+        problems: dict[VersionKey, str] = {}
+        loads: dict[VersionKey, asyncio.Task[ServedModel | LoadFailure]] = {}
+        for name, targets in self._wanted.items():
+            if name in self._model_errors:
+                continue
+            for version in set(targets.values()):
+                key = (name, version)
+                if version not in scan.models[name].versions and key not in self._versions:
+                    problems[key] = f"version {version} is not in the registry"
+                elif isinstance(loaded := self._versions.loading(name, version), ServedModel):
+                    self._pending.add(key)
+                else:
+                    loads[key] = loaded
+        if loads:
+            # Never cancels: what is not done by then goes on loading.
+            await asyncio.wait(loads.values(), timeout=self.settings.reload_seconds if self._started else None)
+        for key, task in loads.items():
+            outcome = task.result() if task.done() else None
+            if outcome is None:
+                problems[key] = _STILL_LOADING
+                self._left_loading.add(key)
+            elif isinstance(outcome, LoadFailure):
+                problems[key] = outcome.error
+            else:
+                self._pending.add(key)
+        return problems
 
     def _publish_health(self) -> None:
         publish_problems(self.health().problems)
@@ -246,6 +308,11 @@ class Engine:
                 raise ModelNotFound(f"model {name!r} is not served; known models: {sorted(self._aliases)}")
             wanted = check_name(alias, "alias") if alias is not None else PRODUCTION
             if wanted not in targets:
+                if (loading := self._alias_loading.get((name, wanted))) is not None:
+                    raise VersionLoading(
+                        f"model {name!r} alias {wanted!r} points at version {loading}, which is still loading; "
+                        "retry shortly"
+                    )
                 problem = self._alias_errors.get((name, wanted)) or self._model_errors.get(name)
                 if problem is not None:
                     raise RegistryCorrupt(f"model {name!r} alias {wanted!r} cannot be served: {problem}")

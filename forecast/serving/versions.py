@@ -2,8 +2,10 @@
 verified, the manifest checked against its folder and weights), warmed up with one request
 through the serving path, and served by its own dynamic batcher on the one inference thread.
 
-A version that fails to load (any exception) is remembered with its files and retried with
-backoff, at once when they change (forecast/serving/failures.py). Versions nothing holds are
+Each version loads on its own task: a slow or failing load never holds up another version's
+(a load of the same version is shared). A version that fails to load (any exception) is
+remembered with its files and retried with backoff, at once when they change
+(forecast/serving/failures.py). Versions nothing holds are
 unloaded by the one rule (forecast/serving/eviction.py), after their queued requests are served.
 The engine (forecast/serving/engine.py) decides which versions are held: what the aliases point
 at, and what requests lease.
@@ -15,7 +17,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -60,8 +62,9 @@ class LoadedVersions:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"inference-{device.type}")
         self._loaded: dict[VersionKey, ServedModel] = {}
         self.failures = LoadFailures(settings.reload_seconds, settings.load_retry_max_s)
-        self._load_lock = asyncio.Lock()
+        self._loading: dict[VersionKey, asyncio.Task[ServedModel | LoadFailure]] = {}
         self._stopping: set[asyncio.Task[None]] = set()
+        self.on_loaded: Callable[[VersionKey], None] = lambda key: None  # the engine's cue to alias it
 
     def get(self, key: VersionKey) -> ServedModel | None:
         return self._loaded.get(key)
@@ -78,7 +81,10 @@ class LoadedVersions:
         return self.failures.failed_versions(name) - {v for (model, v) in self._loaded if model == name}
 
     async def stop(self) -> None:
-        """Serve what is queued, then release the inference thread."""
+        """Give up the loads under way, serve what is queued, then release the inference thread."""
+        for task in self._loading.values():
+            task.cancel()
+        await asyncio.gather(*self._loading.values(), return_exceptions=True)
         await asyncio.gather(*(served.pipeline.batcher.stop() for served in self._loaded.values()), *self._stopping)
         self._executor.shutdown(wait=True)
 
@@ -86,31 +92,40 @@ class LoadedVersions:
 
     async def ensure(self, name: str, version: int) -> ServedModel | LoadFailure:
         """The version loaded and serving, or why it is not (its failure, until a retry is due)."""
+        loaded = self.loading(name, version)
+        return loaded if isinstance(loaded, ServedModel) else await asyncio.shield(loaded)
+
+    def loading(self, name: str, version: int) -> ServedModel | asyncio.Task[ServedModel | LoadFailure]:
+        """The version if it is loaded, else its load: the one under way, or a new one. A caller
+        that stops waiting (a refresh that moves on) leaves the load running for the next."""
         key = (name, version)
-        if key in self._loaded:
-            return self._loaded[key]
-        # A version that failed with these same files waits for its retry without waiting for
-        # the lock or re-reading its weights: a stat of two files is all it costs.
+        if (served := self._loaded.get(key)) is not None:
+            return served
+        if (task := self._loading.get(key)) is None:
+            task = asyncio.get_running_loop().create_task(self._load_once(key), name=f"load-{name}-{version}")
+            self._loading[key] = task
+            task.add_done_callback(lambda _: self._loading.pop(key, None))
+        return task
+
+    async def _load_once(self, key: VersionKey) -> ServedModel | LoadFailure:
+        name, version = key
+        # A version that failed with these same files waits for its retry without re-reading its
+        # weights: a stat of two files is all it costs.
         files = await asyncio.to_thread(self.registry.version_files, name, version)
         if (failure := self.failures.blocking(key, files, time.monotonic())) is not None:
             return failure
-        async with self._load_lock:
-            if key in self._loaded:
-                return self._loaded[key]
-            files = await asyncio.to_thread(self.registry.version_files, name, version)
-            if (failure := self.failures.blocking(key, files, time.monotonic())) is not None:
-                return failure
-            try:
-                served = await asyncio.to_thread(self._load, name, version)
-                await asyncio.get_running_loop().run_in_executor(self._executor, warm_up, served.pipeline)
-            except Exception as exc:  # any failure stays with this version: torch, OOM, I/O, a bug
-                return self._record_failure(key, files, exc)
-            self.failures.clear(key)
-            served.pipeline.batcher.start()
-            self._loaded[key] = served
-            MODELS_LOADED.set(len(self._loaded))
-            logger.info("loaded %s version %d on %s", name, version, self.device)
-            return served
+        try:
+            served = await asyncio.to_thread(self._load, name, version)
+            await asyncio.get_running_loop().run_in_executor(self._executor, warm_up, served.pipeline)
+        except Exception as exc:  # any failure stays with this version: torch, OOM, I/O, a bug
+            return self._record_failure(key, files, exc)
+        self.failures.clear(key)
+        served.pipeline.batcher.start()
+        self._loaded[key] = served
+        MODELS_LOADED.set(len(self._loaded))
+        logger.info("loaded %s version %d on %s", name, version, self.device)
+        self.on_loaded(key)
+        return served
 
     def _record_failure(self, key: VersionKey, files: VersionFiles, exc: Exception) -> LoadFailure:
         """Logged (with the traceback when unexpected) and counted once per distinct failure; a

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import shutil
+import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 import torch
 
 import forecast.serving.versions as versions_module
-from forecast.errors import ModelNotFound, RegistryCorrupt, VersionNotFound
+from forecast.errors import ModelNotFound, RegistryCorrupt, VersionLoading, VersionNotFound
 from forecast.model.intervals import calibrate
 from forecast.model.network import Forecaster
 from forecast.model.predictor import Predictor
@@ -141,6 +142,37 @@ def test_a_new_version_and_a_moved_alias_are_served_after_a_refresh(registry: Re
         assert engine.health().problems == {} and not engine.health().degraded
 
     with_engine(registry, scenario)
+
+
+def test_a_slow_load_delays_no_other_models_reload_and_is_served_once_it_ends(registry: Registry) -> None:
+    """A version whose load hangs (a huge file on slow storage, a network built for tens of
+    seconds) holds up neither the refresh nor another model's new version; its alias switches as
+    soon as it is loaded, without waiting for the next poll."""
+    release = threading.Event()
+
+    def factory(manifest: Manifest, predictor: Predictor) -> Forward:
+        if manifest.name == "slow":  # runs inside the version's load, on a worker thread
+            assert release.wait(30), "the test never released the slow load"
+        return network_forward(manifest, predictor)
+
+    async def scenario(engine: Engine) -> None:
+        try:
+            move_alias(registry, publish_network(registry, "slow"), name="slow")
+            move_alias(registry, publish_network(registry, NAME))
+            await engine.refresh()  # waits for the loads up to reload_seconds, then moves on
+            assert await served_version(engine) == 2, "the slow load held up another model's new version"
+            assert engine.health().problems == {}, "a load under way is not a fault"
+            with pytest.raises(VersionLoading, match="'slow' alias 'production' points at version 1, which is still"):
+                await served_version(engine, "slow")
+        finally:
+            release.set()
+        for _ in range(500):  # switched when the load ends (the watcher wakes), at the latest at its next poll
+            if engine.served_aliases("slow"):
+                break
+            await asyncio.sleep(0.01)
+        assert await served_version(engine, "slow") == 1
+
+    with_engine(registry, scenario, forward_factory=factory, reload_seconds=0.3)
 
 
 def test_a_version_that_lost_its_alias_is_retired_only_after_its_last_lease(registry: Registry) -> None:

@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api.access import install_access
 from api.errors import install_error_handlers
+from api.listing import ModelListing
 from api.middleware import BodyLimitMiddleware, HeadAsGetMiddleware, RequestIdMiddleware
 from api.openapi import install_openapi
 from api.ratelimit import RATE_LIMIT_HEADERS
@@ -44,6 +45,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = Engine(open_registry(settings.registry, settings), settings, forward_factory)
         app.state.engine = engine
+        app.state.model_listing = ModelListing(engine)
         app.state.draining = False
         await engine.start()
         logger.info("serving registry %s on %s", settings.registry, engine.device)

@@ -208,7 +208,10 @@ class ModelSummary(BaseModel):
 
 
 class ModelList(BaseModel):
-    models: list[ModelSummary]
+    models: list[ModelSummary] = Field(description="by name; at most `limit` (1,000 unless asked for fewer)")
+    next_after: str | None = Field(
+        default=None, description="more models follow: ask again with `after` set to this name; null on the last page"
+    )
 
 
 class ErrorBody(BaseModel):

@@ -1,9 +1,10 @@
 """GET /v1/models...: what the registry holds and what the server serves. Read-only.
 
-One model's broken files never break the listing for everyone: a torn aliases.json lists the
-aliases last read (the ones being served), a version whose manifest is invalid is left out (the
-server log, /readyz and the metrics name it), and while the registry cannot be read at all the
-models and versions the server still serves are listed from memory.
+The listing is served from memory, built once per registry state (api/listing.py). One model's
+page reads its files now: a torn aliases.json shows the aliases last read (the ones being
+served), a version whose manifest is invalid is left out (the server log, /readyz and the
+metrics name it), and while the registry cannot be read the versions served are shown from
+memory.
 """
 
 from __future__ import annotations
@@ -13,15 +14,14 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Query, Request, Response
 
 from api.deps import EngineDep, RegistryDep
-from api.schemas import ModelList, ModelSummary, VersionSummary
-from forecast.errors import ForecastError, ModelNotFound, NotFound, RegistryCorrupt
+from api.listing import MAX_PAGE_MODELS, ModelListing, model_summary
+from api.schemas import ModelList, ModelSummary
+from forecast.errors import ModelNotFound, NotFound, RegistryCorrupt
 from forecast.registry.accuracy import latest_records
 from forecast.registry.manifest import REPORT_FILE, Manifest
 from forecast.registry.store import Registry, check_name
@@ -34,8 +34,8 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 @dataclass(slots=True)
 class _Served:
-    """What the engine serves, copied on the event loop: the listing reads files on a worker
-    thread, and the engine's state changes on the loop meanwhile."""
+    """What the engine serves, copied on the event loop: the model's page reads files on a
+    worker thread, and the engine's state changes on the loop meanwhile."""
 
     aliases: dict[str, dict[str, int]]  # model -> alias -> version served
     wanted: dict[str, dict[str, int] | None]  # model -> the aliases last read from its files
@@ -86,7 +86,7 @@ def _manifests(registry: Registry, served: _Served, name: str) -> dict[int, Mani
 ACCURACY_RECORDS_SHOWN = 30
 
 
-def _summary(registry: Registry, served: _Served, name: str, *, with_accuracy: bool = False) -> ModelSummary:
+def _summary(registry: Registry, served: _Served, name: str) -> ModelSummary:
     manifests = _manifests(registry, served, name)
     if not manifests:
         try:
@@ -94,56 +94,19 @@ def _summary(registry: Registry, served: _Served, name: str, *, with_accuracy: b
         except OSError:
             known = sorted(served.aliases)
         raise ModelNotFound(f"model {name!r} is not in the registry; known models: {known}")
-    aliases = _aliases(registry, served, name)
-    summaries = [
-        VersionSummary(
-            version=version,
-            arch=manifest.arch,
-            input_size=manifest.input_size,
-            horizon=manifest.horizon,
-            freq=manifest.freq,
-            created_at=manifest.created_at,
-            aliases=sorted(a for a, v in aliases.items() if v == version),
-            test_metrics=manifest.metrics.get("test", {}),
-            covariates={kind: names for kind, names in manifest.covariates.kinds().items() if names},
-        )
-        for version, manifest in sorted(manifests.items())
-    ]
     accuracy = []
-    if with_accuracy:
-        try:
-            accuracy = latest_records(registry.storage, name, ACCURACY_RECORDS_SHOWN)
-        except OSError as exc:  # the model's page still answers; the records come back with the registry
-            logger.warning("accuracy records of %s unreadable: %s", name, exc)
-    return ModelSummary(
-        name=name, versions=summaries, aliases=aliases, served=served.aliases.get(name, {}), accuracy=accuracy
-    )
-
-
-def _model_list(registry: Registry, served: _Served) -> ModelList:
     try:
-        names = set(registry.list_models())
-    except OSError as exc:
-        logger.debug("listing the served models from memory: %s", exc)
-        names = set()
-    names |= {name for name, manifests in served.loaded.items() if manifests}
-    models = []
-    for name in sorted(names):
-        try:
-            models.append(_summary(registry, served, name))
-        except ModelNotFound:
-            continue  # gone between the listing and the read
-        except (ForecastError, OSError) as exc:
-            logger.warning("model %s left out of the listing: %s", name, exc)
-    return ModelList(models=models)
+        accuracy = latest_records(registry.storage, name, ACCURACY_RECORDS_SHOWN)
+    except OSError as exc:  # the model's page still answers; the records come back with the registry
+        logger.warning("accuracy records of %s unreadable: %s", name, exc)
+    return model_summary(name, manifests, _aliases(registry, served, name), served.aliases.get(name, {}), accuracy)
 
 
-def _revalidated(request: Request, payload: BaseModel) -> Response:
+def _revalidated(request: Request, body: bytes, tag: str | None = None) -> Response:
     """The JSON with a strong ETag of its bytes; 304 and no body when the client already has
     them. Dashboards poll these listings every few seconds and they rarely change; with
     `Cache-Control: no-cache` a browser revalidates each time and reuses its copy on 304."""
-    body = payload.model_dump_json().encode()
-    tag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+    tag = tag or f'"{hashlib.sha256(body).hexdigest()[:32]}"'
     headers = {"ETag": tag, "Cache-Control": "no-cache"}
     offered = {t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")}
     if tag in offered or "*" in offered:
@@ -152,16 +115,22 @@ def _revalidated(request: Request, payload: BaseModel) -> Response:
 
 
 @router.get("", response_model=ModelList)
-async def list_models(request: Request, registry: RegistryDep, engine: EngineDep) -> Response:
-    return _revalidated(request, await asyncio.to_thread(_model_list, registry, _Served.of(engine)))
+async def list_models(
+    request: Request,
+    after: Annotated[str | None, Query(max_length=200, description="the `next_after` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_MODELS, description="models on this page")] = MAX_PAGE_MODELS,
+) -> Response:
+    listing: ModelListing = request.app.state.model_listing
+    page = await listing.page(after, limit)
+    return _revalidated(request, page.body, page.etag)
 
 
 @router.get("/{name}", response_model=ModelSummary)
 async def get_model(name: str, request: Request, registry: RegistryDep, engine: EngineDep) -> Response:
     check_name(name)
     served = _Served.of(engine, [name])
-    summary = await asyncio.to_thread(partial(_summary, registry, served, name, with_accuracy=True))
-    return _revalidated(request, summary)
+    summary = await asyncio.to_thread(_summary, registry, served, name)
+    return _revalidated(request, summary.model_dump_json().encode())
 
 
 @router.get("/{name}/versions/{version}")

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pandas as pd
@@ -157,9 +158,14 @@ class Client:
             return self._limits
 
     def models(self) -> list[dict[str, Any]]:
-        """The registry's models, their versions and aliases (a key of scope `read`)."""
-        listing: list[dict[str, Any]] = self._request("GET", "/v1/models")["models"]
-        return listing
+        """The registry's models, their versions and aliases (a key of scope `read`), every page."""
+        listing: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            page = self._request("GET", _models_page(after))
+            listing += page["models"]
+            if (after := page.get("next_after")) is None:
+                return listing
 
     def forecast(
         self,
@@ -286,8 +292,14 @@ class AsyncClient:
         return self._limits
 
     async def models(self) -> list[dict[str, Any]]:
-        listing: list[dict[str, Any]] = (await self._request("GET", "/v1/models"))["models"]
-        return listing
+        """The registry's models, their versions and aliases (a key of scope `read`), every page."""
+        listing: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            page = await self._request("GET", _models_page(after))
+            listing += page["models"]
+            if (after := page.get("next_after")) is None:
+                return listing
 
     async def forecast(
         self,
@@ -332,3 +344,8 @@ class AsyncClient:
         except* ForecastClientError as errors:
             raise errors.exceptions[0] from None
         return answer_frame([task.result() for task in tasks], columns, model, call.levels)
+
+
+def _models_page(after: str | None) -> str:
+    """GET /v1/models pages by name: the page after `after` (the first when None)."""
+    return "/v1/models" if after is None else f"/v1/models?after={quote(after)}"

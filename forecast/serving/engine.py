@@ -59,6 +59,8 @@ class Engine:
         self._alias_errors: dict[tuple[str, str], str] = {}  # (model, alias) whose wanted version is not served
         self._alias_loading: dict[tuple[str, str], int] = {}  # (model, alias) -> its wanted version, still loading
         self._pending: set[VersionKey] = set()  # loaded by the refresh under way, not yet aliased
+        self._last_scan: RegistryScan | None = None  # the last usable one
+        self._refreshes_that_changed = 0
         self._scans = ScanTracker()
         self._accuracy = AccuracyGauges(registry)
         self._accuracy_read_at = -math.inf
@@ -155,6 +157,8 @@ class Engine:
             for name, problem in state.model_errors.items():
                 if self._model_errors.get(name) != problem:
                     logger.error("model %s: %s; serving its last good aliases", name, problem)
+            before = (self._last_scan, self._wanted, self._aliases, self._alias_errors)
+            self._last_scan = scan
             self._wanted, self._model_errors = state.aliases, state.model_errors
             self._versions.failures.forget_models_except(set(scan.models))
             served, self._alias_errors, self._alias_loading = await self._serve_wanted(scan)
@@ -162,6 +166,8 @@ class Engine:
                 if self._aliases.get(name) != targets:
                     logger.info("serving %s with aliases %s", name, targets)
             self._aliases = served
+            if before != (self._last_scan, self._wanted, self._aliases, self._alias_errors):
+                self._refreshes_that_changed += 1
             self._pending.clear()
             self._retire_unused()  # not while the registry is unreadable: nothing could reload
             if time.monotonic() - self._accuracy_read_at >= self.settings.accuracy_refresh_s:
@@ -264,6 +270,17 @@ class Engine:
         self._versions.retire(held, self._aliases.keys())
 
     # ---- requests --------------------------------------------------------------------------
+
+    @property
+    def generation(self) -> tuple[int, int]:
+        """Changes whenever what the model listing shows may have: a scan that found the
+        registry changed, an alias switched, a version loaded, unloaded or refused."""
+        return self._refreshes_that_changed, self._versions.changes
+
+    @property
+    def last_scan(self) -> RegistryScan | None:
+        """The registry as last read usably (None before the first usable scan)."""
+        return self._last_scan
 
     def served_models(self) -> list[str]:
         return sorted(self._aliases)

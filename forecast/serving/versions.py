@@ -65,6 +65,7 @@ class LoadedVersions:
         self._loading: dict[VersionKey, asyncio.Task[ServedModel | LoadFailure]] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self.on_loaded: Callable[[VersionKey], None] = lambda key: None  # the engine's cue to alias it
+        self.changes = 0  # counts loads, unloads and failures: what the model listing depends on
 
     def get(self, key: VersionKey) -> ServedModel | None:
         return self._loaded.get(key)
@@ -122,6 +123,7 @@ class LoadedVersions:
         self.failures.clear(key)
         served.pipeline.batcher.start()
         self._loaded[key] = served
+        self.changes += 1
         MODELS_LOADED.set(len(self._loaded))
         logger.info("loaded %s version %d on %s", name, version, self.device)
         self.on_loaded(key)
@@ -132,6 +134,7 @@ class LoadedVersions:
         retry of the same files that fails alike is only a debug line."""
         name, version = key
         failure, news = self.failures.record(key, files, short_error(exc), time.monotonic())
+        self.changes += 1
         if not news:
             logger.debug("version %d of %s failed again (attempt %d)", version, name, failure.attempts)
             return failure
@@ -174,6 +177,7 @@ class LoadedVersions:
         victims = versions_to_unload(last_used, held, now=time.monotonic(), idle_s=idle_s, cap=cap)
         for key in victims:
             served = self._loaded.pop(key)
+            self.changes += 1
             task = asyncio.get_running_loop().create_task(self._unload(served))
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)

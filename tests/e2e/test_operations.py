@@ -3,6 +3,9 @@ a corrupted new version refused, and graceful shutdown. Real server and trainer 
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -12,8 +15,11 @@ from pathlib import Path
 
 import httpx
 
+from api.schemas import ModelList
+from forecast.client import Client
 from tests.e2e.conftest import FORECAST, TRAIN_ARGS, Server, run_cli, wait_until
 from tests.e2e.test_api import series_payload
+from tests.e2e.test_hostile_input import HEALTHZ_BOUND_S, healthz_latencies
 
 RELOAD_S = 0.5
 LOAD_TIMEOUT_S = 30.0
@@ -215,3 +221,59 @@ def test_model_listings_carry_an_etag_and_answer_304_until_the_registry_changes(
         changed = client.get("/v1/models/demo-lstm", headers={"If-None-Match": tag})
         assert changed.status_code == 200 and changed.headers["etag"] != tag
         assert changed.json()["aliases"]["canary"] == 1
+
+
+def many_models(registry: Path, count: int) -> list[str]:
+    """`count` more models of one version each, without aliases (listed, not loaded): demo-lstm
+    version 1's files, hard-linked, with the manifest renamed."""
+    source = registry / "demo-lstm" / "versions" / "1"
+    manifest = json.loads((source / "manifest.json").read_text())
+    names = [f"model-{index:04d}" for index in range(count)]
+    for name in names:
+        folder = registry / name / "versions" / "1"
+        folder.mkdir(parents=True)
+        for file in ("model.safetensors", "report.json"):
+            os.link(source / file, folder / file)
+        (folder / "manifest.json").write_text(json.dumps({**manifest, "name": name}))
+    return names
+
+
+def test_listing_two_thousand_models_is_paged_from_memory_while_healthz_answers(
+    registry: Path,
+    server_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    names = sorted([*many_models(registry, 2000), "demo-gru", "demo-lstm"])
+    server = server_factory(registry, reload_seconds=str(RELOAD_S))
+
+    def listing(client: httpx.Client, **params: object) -> ModelList:
+        response = client.get("/v1/models", params=params)
+        assert response.status_code == 200, response.text[:300]
+        return ModelList.model_validate_json(response.content)
+
+    with healthz_latencies(server.url) as latencies, httpx.Client(base_url=server.url, timeout=60) as client:
+        with ThreadPoolExecutor(4) as pool:  # four dashboards polling at once share one build
+            pages = list(pool.map(lambda _: listing(httpx.Client(base_url=server.url, timeout=60)), range(4)))
+        assert all(page == pages[0] for page in pages)
+        first = pages[0]
+        assert [m.name for m in first.models] == names[:1000] and first.next_after == names[999]
+        second = listing(client, after=first.next_after)
+        third = listing(client, after=second.next_after)
+        assert [m.name for m in [*first.models, *second.models, *third.models]] == names
+        assert third.next_after is None
+        assert [m.name for m in listing(client, limit=5, after="model-0100").models] == [
+            f"model-{index:04d}" for index in range(101, 106)
+        ]
+        lstm = next(m for m in first.models if m.name == "demo-lstm")
+        assert [v.version for v in lstm.versions] == [1, 2] and lstm.served == {"production": 1, "staging": 2}
+        tag = client.get("/v1/models").headers["etag"]
+        assert client.get("/v1/models", headers={"If-None-Match": tag}).status_code == 304
+        with Client(server.url) as python_client:  # follows the pages
+            assert [model["name"] for model in python_client.models()] == names
+    assert max(latencies) < HEALTHZ_BOUND_S, f"/healthz took {max(latencies):.2f}s"
+
+    with httpx.Client(base_url=server.url, timeout=60) as client:  # a publish shows at the next poll
+        shutil.rmtree(registry / "model-0000")
+        wait_until(
+            lambda: listing(client, limit=1).models[0].name == "demo-gru", 30, "the removed model to leave the listing"
+        )
+        assert client.get("/v1/models", params={"limit": 0}).status_code == 422

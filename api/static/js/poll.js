@@ -50,15 +50,27 @@ function setLiveStatus(kind, text) {
   $("live-status-text").textContent = text;
 }
 
+// Every page of GET /v1/models (1,000 models each).
+async function allModels() {
+  const models = [];
+  let after = null;
+  do {
+    const answer = await api(after === null ? "/v1/models" : `/v1/models?after=${encodeURIComponent(after)}`);
+    models.push(...answer.models);
+    after = answer.next_after ?? null;
+  } while (after !== null);
+  return models;
+}
+
 export async function poll() {
   clearTimeout(timer);
   const round = ++generation;
   let again = true;
   try {
-    const answer = await api("/v1/models");
+    const listed = await allModels();
     const first = !state.connected;
     state.connected = true;
-    const models = [...answer.models].sort((a, b) => a.name.localeCompare(b.name));
+    const models = [...listed].sort((a, b) => a.name.localeCompare(b.name));
     const json = JSON.stringify(models);
     const changed = json !== state.modelsJson;
     if (changed) {

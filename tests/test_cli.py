@@ -81,6 +81,10 @@ def _write_inputs(folder: Path) -> dict[str, Path]:
     (folder / "one_line.csv").write_text("c," * 2_500_000 + "\n1\n")
     (folder / "too_wide.csv").write_text(",".join(["x"] * 150_000) + "\n")
     paths |= {"one_line": folder / "one_line.csv", "too_wide": folder / "too_wide.csv"}
+    # 200,000 series of one point each: parsed one by one they took minutes before the first
+    # "too short"; counted in one vectorised step they are refused at once.
+    many = pd.DataFrame({"series_id": [f"s{i}" for i in range(200_000)], "timestamp": "2024-01-01", "value": 1.0})
+    paths["one_point_each"] = write_csv(many, folder / "one_point_each.csv")
     (folder / "broken.json").write_text('{"hidden_size": 16,')
     (folder / "unknown_key.json").write_text(json.dumps({"hiden_size": 16}))
     (folder / "negative.toml").write_text("hidden_size = -4\n")
@@ -134,6 +138,11 @@ BAD_CASES = [
         "series-too-short",
         ["--data", "{too_short}", "--name", "m", *MODEL_ARGS],
         ("no series gives a window to the train", "the longest has 60 points", "lower --val-size"),
+    ),
+    BadCase(
+        "one-point-each",
+        ["--data", "{one_point_each}", "--name", "m", "--freq", "h", *MODEL_ARGS],
+        ("no series is long enough", "200,000 series has 1 rows", "lower --val-size"),
     ),
     BadCase("bad-freq", ["--data", "{good}", "--name", "m", "--freq", "fortnightly", *MODEL_ARGS], ("'fortnightly'",)),
     BadCase(

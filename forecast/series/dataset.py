@@ -25,8 +25,8 @@ from forecast.errors import (
 from forecast.series.covariates import CovariateColumns, read_static_table, series_covariates
 from forecast.series.frequency import normalize_freq
 from forecast.series.parsing import parse_timestamps, parse_values
-from forecast.series.spacing import check_signal, grid_positions, infer_freq
-from forecast.series.tables import Columns, as_instants, read_table, to_long
+from forecast.series.spacing import MAX_MISSING_FRACTION, check_signal, grid_positions, infer_freq
+from forecast.series.tables import Columns, as_instants, needed_columns, read_header, read_table, to_long
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +224,19 @@ def validate_frame(
     return Dataset(series=series, freq=file_freq, source=source, covariates=covariates, left_out=left_out)
 
 
+def _check_longest(long: pd.DataFrame, needed_points: int, source: str) -> None:
+    """SeriesTooShort unless some series may span more than `needed_points` steps: a series of
+    n rows spans at most n / (1 - MAX_MISSING_FRACTION) steps (more missing is too little signal)."""
+    rows = long.groupby("series_id", sort=False).size()
+    most = int(rows.max()) if len(rows) else 0
+    if most / (1 - MAX_MISSING_FRACTION) <= needed_points:
+        raise SeriesTooShort(
+            f"{source}: no series is long enough: the longest of its {len(rows):,} series has {most:,} rows, and a "
+            f"series needs more than {needed_points:,} points to give a window to every block (the validation and "
+            "test blocks together); lower --val-size and --test-size (each at least the horizon), or add history"
+        )
+
+
 def load_dataset(
     path: str | Path,
     *,
@@ -232,11 +245,20 @@ def load_dataset(
     freq: str | None = None,
     covariates: CovariateColumns | None = None,
     leave_out_bad: bool = False,
+    needed_points: int | None = None,
 ) -> Dataset:
+    """The file's series, validated. Only the columns the format needs are read. With
+    `needed_points`, a file none of whose series can be longer than that is refused as soon as
+    its rows are counted, in one vectorised step, before any series is parsed (a million
+    one-point series would take half an hour to refuse one by one)."""
     columns = columns or Columns()
     covariates = covariates or CovariateColumns()
-    frame = read_table(path)
-    long = to_long(frame, columns, target, covariates)
+    header = read_header(path)
+    frame = read_table(path, needed_columns(header, columns, target, covariates))
+    long = to_long(frame, columns, target, covariates, header)
+    del frame
+    if needed_points is not None:
+        _check_longest(long.frame, needed_points, str(path))
     long.frame = as_instants(long.frame, columns)
     static_table = None
     if covariates.static_data:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pandas.errors import OutOfBoundsDatetime
 
 from forecast.errors import BadTimestamps, InvalidInput, MissingColumns, MissingCovariates, excerpt
@@ -41,7 +43,9 @@ MAX_HEADER_BYTES = 1024 * 1024
 MAX_COLUMNS = 100_000
 
 
-def _check_csv_header(source: Path, shown: str) -> None:
+def _csv_header(source: Path, shown: str) -> list[str]:
+    """The CSV's column names, from its first line alone, refused when no table of series
+    could have that header."""
     opener = gzip.open if source.suffix.lower() == ".gz" else open
     with opener(source, "rb") as handle:
         head = handle.readline(MAX_HEADER_BYTES + 1)
@@ -50,34 +54,84 @@ def _check_csv_header(source: Path, shown: str) -> None:
             f"cannot read {shown!r}: its first line is longer than {MAX_HEADER_BYTES // 1024} KiB, which no header of "
             "a table of series needs (is it one line of data, or not a CSV?)"
         )
-    columns = next(csv.reader([head.decode("utf-8", "replace")]), [])
+    columns = next(csv.reader([head.decode("utf-8", "replace").lstrip("\ufeff")]), [])
     if len(columns) > MAX_COLUMNS:
         raise InvalidInput(
             f"cannot read {shown!r}: its header names {len(columns):,} columns, more than the {MAX_COLUMNS:,} "
             "a table of series may have (a wide table holds one column per series)"
         )
+    return columns
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file; `etth1` names the bundled ETTh1 data."""
+def _source(path: str | Path) -> Path:
     source = BUNDLED_SETS.get(str(path).lower(), Path(path))
     if not source.exists():
         raise InvalidInput(f"data file {str(path)!r} does not exist (or use a bundled set: {', '.join(BUNDLED_SETS)})")
+    return source
+
+
+def _kind(source: Path, path: str | Path) -> str:
     suffix = source.suffix.lower()
-    try:
-        if suffix in {".parquet", ".pq"}:
-            return pd.read_parquet(source)
-        if suffix in {".csv", ".txt"} or suffix.endswith(".gz"):
-            _check_csv_header(source, str(path))
-            return pd.read_csv(source)
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidInput(f"cannot read {str(path)!r}: {first_line}") from exc
+    if suffix in {".parquet", ".pq"}:
+        return "parquet"
+    if suffix in {".csv", ".txt"} or suffix.endswith(".gz"):
+        return "csv"
     raise InvalidInput(f"{str(path)!r}: unknown file type {suffix!r}; use .csv or .parquet")
 
 
+def _unreadable(path: str | Path, exc: Exception) -> InvalidInput:
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return InvalidInput(f"cannot read {str(path)!r}: {first_line}")
+
+
+def read_header(path: str | Path) -> list[str]:
+    """The file's column names, read without its rows (a CSV's first line, Parquet's schema)."""
+    source = _source(path)
+    try:
+        if _kind(source, path) == "parquet":
+            return [str(name) for name in pq.read_schema(source).names]
+        return _csv_header(source, str(path))
+    except (ValueError, OSError, pa.ArrowException) as exc:
+        raise _unreadable(path, exc) from exc
+
+
+def read_table(path: str | Path, only: list[str] | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet file (`only`: just these of its columns); `etth1` names the bundled
+    ETTh1 data."""
+    source = _source(path)
+    try:
+        if _kind(source, path) == "parquet":
+            return pd.read_parquet(source, columns=only)
+        _csv_header(source, str(path))
+        return pd.read_csv(source, usecols=only)
+    except (ValueError, OSError, pd.errors.ParserError, pa.ArrowException) as exc:
+        raise _unreadable(path, exc) from exc
+
+
+def needed_columns(
+    header: list[str], columns: Columns, target: str | None, covariates: CovariateColumns
+) -> list[str] | None:
+    """The columns `to_long` reads from a file with this header; None: all of them (a wide
+    table of many series). Reading only these keeps a file's other columns out of memory."""
+    wanted = covariates.in_data_file
+    if len(set(header)) < len(header):
+        return None  # repeated names: pandas tells them apart as it reads them all
+    if columns.series_id in header:
+        needed = [columns.series_id, columns.timestamp, target or columns.value, *wanted]
+    elif target is not None:
+        time_column = next((c for c in (columns.timestamp, "date", "timestamp", "ds") if c in header), None)
+        needed = [c for c in (time_column, target) if c is not None] + list(wanted)
+    else:
+        return None
+    return [c for c in header if c in set(needed)]  # absent ones are named by to_long's checks
+
+
 def to_long(
-    frame: pd.DataFrame, columns: Columns, target: str | None = None, covariates: CovariateColumns | None = None
+    frame: pd.DataFrame,
+    columns: Columns,
+    target: str | None = None,
+    covariates: CovariateColumns | None = None,
+    header: list[str] | None = None,
 ) -> LongTable:
     """Bring a long or wide table to long format with columns series_id, timestamp, value, then
     the covariate columns (and each row's place in the file when there are covariates).
@@ -86,10 +140,11 @@ def to_long(
     otherwise it is wide: a timestamp column and one column per series (`target` picks one).
     Wide tables may hold series of different lengths: leading and trailing empty cells are
     dropped, empty cells inside a series are refused like any other missing value. In a wide
-    table of one series (`target`), the covariates are the columns beside it.
+    table of one series (`target`), the covariates are the columns beside it. `header` names
+    the file's columns when only some were read (`needed_columns`).
     """
     covariates = covariates or CovariateColumns()
-    present = [str(c) for c in frame.columns]
+    present = header if header is not None else [str(c) for c in frame.columns]
     wanted = covariates.in_data_file
     if covariates.in_data_file:
         frame = frame.assign(**{ROW_COLUMN: np.arange(1, len(frame) + 1)})  # data rows, from 1

@@ -136,7 +136,12 @@ def _load(data: str | Path, config: TrainingConfig) -> Dataset:
         timestamp_unit=config.timestamp_unit,
     )
     dataset = load_dataset(
-        data, columns=columns, target=config.target, freq=config.freq, covariates=config.covariate_columns
+        data,
+        columns=columns,
+        target=config.target,
+        freq=config.freq,
+        covariates=config.covariate_columns,
+        needed_points=config.val_block_size + config.test_block_size,  # what _series_per_block asks, at least
     )
     if dataset.unused_columns:
         logger.warning(

@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Material for MkDocs prints a banner about MkDocs 2.0 on every build otherwise.
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: venv browser bench-tools test fuzz lint docs run demo bench clean
+.PHONY: venv browser bench-tools test test-fast fuzz lint docs run demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ browser:
 test: venv browser
 	$(BIN)/lint-imports  # the layering contract (pyproject.toml)
 	$(BIN)/python -m pytest
+
+# The inner loop: every test that starts no process (tests/conftest.py decides which do), about
+# a minute on two cores. `make test` runs these and the e2e tests.
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not e2e and not gpu"
 
 # A long schemathesis round against the real server's OpenAPI (`make test` runs a short one).
 FUZZ_EXAMPLES ?= 400

@@ -6,17 +6,23 @@ their message as one line and exits non-zero.
 
 from __future__ import annotations
 
+import reprlib
+
 # Error messages quote the offending input; a hostile input must not make the message huge.
 EXCERPT_CHARS = 40
 
 
 def excerpt(text: object, limit: int = EXCERPT_CHARS) -> str:
-    """`text` as repr() writes it, cut to about `limit` characters with an ellipsis and the
-    full length when longer. Lone surrogates and other unencodable characters come out escaped,
-    so the result always encodes as UTF-8."""
-    shown = repr(text) if isinstance(text, str) else repr(str(text))
-    if len(shown) > limit + 2:
-        shown = f"{shown[: limit + 1]}...' ({len(str(text))} characters)"
+    """`text` as repr() writes it, its middle cut by reprlib to about `limit` characters, with
+    the full length when cut. Only the ends are ever repr()'d, however long the text; lone
+    surrogates and other unencodable characters come out escaped, so the result always
+    encodes as UTF-8."""
+    value = text if isinstance(text, str) else str(text)
+    cut = reprlib.Repr()
+    cut.maxstring = limit
+    shown = cut.repr(value)
+    if len(value) > limit:
+        shown = f"{shown} ({len(value)} characters)"
     return shown.encode("utf-8", "backslashreplace").decode("utf-8")
 
 

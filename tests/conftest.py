@@ -10,6 +10,7 @@ process per invocation, which then runs exactly what the `forecast` console scri
 from __future__ import annotations
 
 import json
+import multiprocessing.process
 import os
 import shutil
 import subprocess
@@ -243,3 +244,60 @@ def messy_frame(seed: int = 0) -> pd.DataFrame:
     frame.loc[rng.choice(rows["a"][1:-1], 25, replace=False), "value"] = np.nan
     frame = frame.drop(rng.choice(rows["b"][1:-1], 20, replace=False))
     return frame.drop([*rows["c"][:-40], *rows["d"][:-5]]).reset_index(drop=True)
+
+
+# ---- which tests are e2e: decided here, and only here ------------------------------------------
+#
+# A test that starts a process (a server, the trainer, an S3 server, a worker, a build tool) is
+# `e2e`; `make test-fast` runs the rest (`-m "not e2e"`) for the inner loop. The rule: every test
+# under tests/e2e/, every test of a module below, and every test that uses a fixture below. A
+# test outside the rule that starts a process fails, naming this place (the guard below).
+PROCESS_MODULES = frozenset(
+    {
+        "tests/test_cli.py",
+        "tests/test_client_package.py",
+        "tests/test_containers.py",
+        "tests/test_docs.py",
+        "tests/test_layers.py",
+        "tests/api/test_auth.py",
+        "tests/api/test_gc_tuning.py",
+        "tests/api/test_workers.py",
+        "tests/registry/test_accuracy.py",
+        "tests/registry/test_s3.py",
+        "tests/registry/test_store.py",
+        "tests/registry/test_weights.py",
+        "tests/serving/test_device_process.py",
+        "tests/training/test_distributed.py",
+        "tests/training/test_job.py",
+        "tests/training/test_job_covariates.py",
+        "tests/training/test_job_gaps.py",
+    }
+)
+PROCESS_FIXTURES = frozenset({"trained_registry", "s3_server", "s3_url", "registry_template", "server_factory"})
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def starts_processes(item: pytest.Item) -> bool:
+    where = item.path.resolve().relative_to(_ROOT).as_posix()
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return where.startswith("tests/e2e/") or where in PROCESS_MODULES or bool(fixtures & PROCESS_FIXTURES)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if starts_processes(item):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outside_e2e(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keeps the rule above true: a test it does not mark may not start a process."""
+    if request.node.get_closest_marker("e2e") is not None:
+        return
+    where = request.node.nodeid
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{where} starts a process: list its module in tests/conftest.py's PROCESS_MODULES")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse)

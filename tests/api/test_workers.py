@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from api import cores
-from api.cores import cgroup_cpu_quota, threads_per_worker, usable_cores, worker_count
+from api.cores import threads_per_worker, usable_cores, worker_count
 from tests.e2e.conftest import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,12 +129,3 @@ def test_the_worker_count_and_threads_follow_the_usable_cores(monkeypatch: pytes
     assert cores.threads_per_worker(6, 4) == 6  # FORECAST_TORCH_THREADS wins
     monkeypatch.undo()
     assert worker_count(0) == usable_cores() >= 1 and threads_per_worker(0, 1) == usable_cores()
-
-
-@pytest.mark.parametrize(
-    ("cpu_max", "cores"), [("200000 100000\n", 2.0), ("150000 100000\n", 1.5), ("max 100000\n", None)]
-)
-def test_a_container_cpu_quota_bounds_the_cores(tmp_path: Path, cpu_max: str, cores: float | None) -> None:
-    path = tmp_path / "cpu.max"
-    path.write_text(cpu_max)
-    assert cgroup_cpu_quota(path) == cores

@@ -19,8 +19,6 @@ import pytest
 
 from tests.e2e.conftest import FORECAST, Server, start_server, wait_until
 
-pytestmark = pytest.mark.e2e
-
 READ_KEY = "read-key-" + "r" * 32
 FORECAST_KEY = "forecast-key-" + "f" * 32
 ENVELOPE = {"error", "message", "series_id"}

@@ -18,8 +18,6 @@ import pytest
 from tests.conftest import read_json
 from tests.e2e.conftest import Server, start_server
 
-pytestmark = pytest.mark.e2e
-
 HORIZON = 12
 
 

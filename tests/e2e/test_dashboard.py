@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import functools
 import http.server
+import io
 import re
 import shutil
 import threading
@@ -20,8 +21,6 @@ import pytest
 from playwright.sync_api import Browser, Download, Locator, Page, Playwright, expect, sync_playwright
 
 from tests.e2e.conftest import Server, free_port, run_cli, start_server, train
-
-pytestmark = pytest.mark.e2e
 
 STATIC = Path(__file__).resolve().parents[2] / "api" / "static"
 CHROMIUM_ARGS = [
@@ -337,6 +336,33 @@ def test_a_pasted_csv_gives_charts_with_intervals_and_a_csv_equal_to_the_api(
                 k: v for k, v in want.items() if k not in ("series_id", "timestamp")
             }
     snapshot(panel, tmp_path / "forecast.png", copy_to="/tmp/dashboard-forecast.png")
+
+
+def test_quoted_fields_are_read_as_the_dashboards_own_download_writes_them(
+    page: Page, dashboard_server: Server, history_csv: Path
+) -> None:
+    """Ids holding the delimiter, doubled quotes and a semicolon-separated paste: RFC 4180 as the
+    download writes it, read back field for field."""
+    open_dashboard(page, dashboard_server.url)
+    panel = page.locator("#forecast")
+    frame = pd.read_csv(history_csv, dtype={"value": str})
+    ids = {"a": 'store "north", aisle 1', "b": "store; south"}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=";", lineterminator="\n")
+    writer.writerow(["series_id", "timestamp", "value"])
+    for source, series_id in ids.items():
+        rows = frame[frame.series_id == source].iloc[-60:]
+        writer.writerows([series_id, t, v] for t, v in zip(rows.timestamp, rows.value, strict=True))
+    panel.get_by_label("Model", exact=True).select_option("demo-lstm")
+    panel.get_by_label("CSV", exact=True).fill(buffer.getvalue())
+    with page.expect_response("**/v1/forecast") as answer:
+        panel.get_by_role("button", name="Forecast", exact=True).click()
+    sent = answer.value.request.post_data_json
+    assert [series["id"] for series in sent["series"]] == list(ids.values())
+    assert all(len(series["values"]) == 60 for series in sent["series"])
+    with page.expect_download() as downloading:
+        panel.get_by_role("link", name="Download forecast CSV").click()
+    assert sorted({row["series_id"] for row in read_download(downloading.value)}) == sorted(ids.values())
 
 
 def test_a_csv_with_empty_cells_and_a_short_series_is_forecast_with_both_marked(

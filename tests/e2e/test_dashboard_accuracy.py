@@ -26,8 +26,6 @@ from tests.e2e.test_dashboard import (
     watch,
 )
 
-pytestmark = pytest.mark.e2e
-
 WIDE: ViewportSize = {"width": 1280, "height": 900}  # as tests/e2e/test_dashboard.py's
 PHONE: ViewportSize = {"width": 390, "height": 844}
 

@@ -18,38 +18,23 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 import forecast.serving.versions as versions_module
 from forecast.errors import ModelNotFound, RegistryCorrupt, VersionLoading, VersionNotFound
-from forecast.model.intervals import calibrate
-from forecast.model.network import Forecaster
 from forecast.model.predictor import Predictor
-from forecast.registry.manifest import MANIFEST_FILE, REPORT_FILE, WEIGHTS_FILE, Manifest
+from forecast.registry.manifest import MANIFEST_FILE, WEIGHTS_FILE, Manifest
 from forecast.registry.store import PRODUCTION, Registry
-from forecast.registry.weights import LoadedVersion, weights_bytes
+from forecast.registry.weights import LoadedVersion
 from forecast.serving.engine import Engine
 from forecast.serving.pipeline import Forward, network_forward
 from forecast.serving.telemetry import LOAD_FAILURES, REGISTRY_LAST_SCAN_OK, REGISTRY_SCAN_ERRORS
 from forecast.settings import Settings
 from tests.factories import Posted
-from tests.registry_writer import SMALL_CHANNELS, SMALL_NETWORK, make_manifest
+from tests.support.registries import publish_network
 
 NAME = "demo"
-
-
-def publish_network(registry: Registry, name: str) -> int:
-    """A small GRU with random weights and a real calibration (the engine serves intervals)."""
-    torch.manual_seed(registry.versions(name)[-1] if registry.versions(name) else 0)
-    network = Forecaster(SMALL_NETWORK, SMALL_CHANNELS)
-    for parameter in network.parameters():
-        torch.nn.init.normal_(parameter, std=0.1)
-    scores = np.abs(np.random.default_rng(0).normal(size=(50, SMALL_NETWORK.horizon)))  # (W, H)
-    draft = make_manifest(name, 0, {}).model_copy(update={"intervals": calibrate(scores)})
-    files = {WEIGHTS_FILE: weights_bytes(network), REPORT_FILE: b"{}"}
-    return registry.publish(name, files, draft).version
 
 
 @pytest.fixture

@@ -7,8 +7,18 @@ const ID_NAMES = ["series_id", "id", "series", "unique_id", "item_id"];
 const TIME_NAMES = ["timestamp", "time", "date", "datetime", "ds"];
 const VALUE_NAMES = ["value", "y", "target", "ot"];
 
-function splitLine(text, delimiter) {
-  return text.split(delimiter).map((field) => field.trim().replace(/^"(.*)"$/, "$1"));
+// Rows of trimmed fields as RFC 4180 reads them (quoted fields may hold the delimiter, doubled
+// quotes and line breaks; the delimiter is detected: comma, tab, semicolon, ...), each with
+// its line number; blank rows and # comments left out. Papa Parse (vendor/papaparse) reads it.
+function csvRows(text) {
+  const rows = [];
+  let line = 1;
+  for (const raw of globalThis.Papa.parse(text).data) {
+    const fields = raw.map((field) => field.trim());
+    if (!fields.every((field) => field === "") && !fields[0].startsWith("#")) rows.push({ fields, number: line, text: raw.join(",") });
+    line += 1 + raw.reduce((breaks, field) => breaks + (field.match(/\n/g) || []).length, 0);
+  }
+  return rows;
 }
 
 // Values are passed to the API as written (numbers as numbers, anything else as the text), so
@@ -29,11 +39,9 @@ function seriesValueOf(text) {
 // columns, the empty rows after a series' last value carry future-known covariates over the
 // horizon instead.
 export function parseCsv(text, singleId) {
-  const lines = text.split(/\r?\n/).map((l, i) => ({ text: l.trim(), number: i + 1 })).filter((l) => l.text && !l.text.startsWith("#"));
+  const lines = csvRows(text);
   if (!lines.length) throw new Error("The CSV is empty: paste rows of timestamp,value, upload a file or load a sample.");
-  const first = lines[0].text;
-  const delimiter = first.includes(",") ? "," : first.includes("\t") ? "\t" : first.includes(";") ? ";" : ",";
-  const names = splitLine(first, delimiter);
+  const names = lines[0].fields;
   const head = names.map((name) => name.toLowerCase());
   const known = [...ID_NAMES, ...TIME_NAMES, ...VALUE_NAMES];
   const hasHeader = head.some((name) => known.includes(name)) || (head.length > 1 && Number.isNaN(tsSeconds(head[head.length - 2])) && !Number.isFinite(Number(head.at(-1))));
@@ -50,7 +58,7 @@ export function parseCsv(text, singleId) {
   const extra = hasHeader ? names.map((name, index) => [name, index]).filter(([, index]) => ![columns.id, columns.time, columns.value].includes(index)) : [];
   const series = new Map();
   for (const line of hasHeader ? lines.slice(1) : lines) {
-    const fields = splitLine(line.text, delimiter);
+    const fields = line.fields;
     if (fields.length !== width) throw new Error(`line ${line.number}: expected ${width} fields like the first line, found ${fields.length}: "${line.text.slice(0, 80)}"`);
     const id = columns.id >= 0 ? fields[columns.id] : singleId;
     if (!series.has(id)) series.set(id, { id, timestamps: [], values: [], covariates: Object.fromEntries(extra.map(([name]) => [name, []])), futureTimestamps: [] });

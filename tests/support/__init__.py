@@ -1,0 +1,2 @@
+"""Helpers the tests share (registries, servers, data), imported by name rather than through
+conftest modules."""

@@ -1,4 +1,6 @@
-"""The one place where library exceptions become HTTP responses."""
+"""The one place where library exceptions become HTTP responses, and the one shape of every
+error body (`ErrorBody`). The lowest module of `api/`: access, HTTP and the runtime's transport
+all answer errors through it."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.schemas import error_body
 from forecast.errors import (
     EXCERPT_CHARS,
     AccessDenied,
@@ -30,6 +32,37 @@ from forecast.errors import (
     Unauthorized,
     excerpt,
 )
+
+# An id in an error body is cut like the schemas bound a posted id (api/http/schemas.py).
+MAX_ID_CHARS = 200
+MAX_MESSAGE_CHARS = 1000
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="machine-readable kind, e.g. invalid_input, not_found")
+    message: str
+    series_id: str | None = None
+    detail: list[dict[str, Any]] | None = None
+
+
+def error_body(
+    kind: str, message: str, series_id: str | None = None, detail: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Every error response's body, shaped as `ErrorBody`: small whatever the input (the
+    message is cut, an id is quoted as an excerpt) and always encodable as UTF-8."""
+    shown_id = None if series_id is None else _bounded(series_id, MAX_ID_CHARS)
+    body: dict[str, Any] = {"error": kind, "message": _bounded(message, MAX_MESSAGE_CHARS), "series_id": shown_id}
+    if detail is not None:
+        body["detail"] = detail
+    return body
+
+
+def _bounded(text: str, limit: int) -> str:
+    """At most about `limit` characters, with lone surrogates escaped so that it encodes."""
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
 
 logger = logging.getLogger(__name__)
 

@@ -401,7 +401,7 @@ def measure_hostile(client: httpx.Client, url: str, settings: Settings) -> Hosti
     """Every M4 Hourly series (also in --quick, so that the windows exceed the limit) at every
     origin it has: several times FORECAST_MAX_BACKTEST_WINDOWS."""
     panel = load_panel(None, 1)
-    origins = 1_000_000  # api.schemas.MAX_ORIGINS: each series gives every origin it has
+    origins = 1_000_000  # api.http.schemas.MAX_ORIGINS: each series gives every origin it has
     body = backtest_body(panel, list(panel.values), origins=origins)
     asked = sum(len(v) - HORIZON for v in panel.values.values())  # origins 1 .. len - H of each series
     statuses, seconds, message = [], [], ""

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from api.cores import usable_cores
+from api.runtime.cores import usable_cores
 from bench.common import emit, machine
 from bench.serve import HORIZON, MODELS, ModelCeiling
 from forecast.model.config import NetworkConfig, ScalingParams

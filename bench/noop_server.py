@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from api.server import serve
+from api.runtime.server import serve
 from forecast.model.predictor import Predictor
 from forecast.registry.manifest import Manifest
 from forecast.serving.pipeline import Forward, WindowForecast

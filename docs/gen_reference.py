@@ -7,7 +7,7 @@
   `forecast.cli.build_parser` (the subcommands that installed packages contribute included);
 - reference/settings.md: every field of `forecast.settings.Settings`, its environment variable,
   default and meaning (the field's `description=`: the one place a setting is explained);
-- reference/api.md and reference/openapi.json: the OpenAPI document of `api.app.create_app` on an
+- reference/api.md and reference/openapi.json: the OpenAPI document of `api.http.app.create_app` on an
   empty registry (the served models add variants of the request schemas at run time);
 - reference/metrics.md: every `forecast_*` Prometheus metric the service registers.
 
@@ -153,7 +153,7 @@ def settings_page() -> str:
 
 
 def openapi_document() -> dict[str, Any]:
-    from api.app import create_app
+    from api.http.app import create_app
     from forecast.settings import Settings
 
     with _plain_environment():
@@ -225,7 +225,7 @@ def api_page(document: dict[str, Any]) -> str:
     lines = [
         "# HTTP API",
         "",
-        GENERATED.format(source="the OpenAPI document of api.app.create_app"),
+        GENERATED.format(source="the OpenAPI document of api.http.app.create_app"),
         "",
         f"{info['title']} {info['version']} (OpenAPI {document['openapi']}): {info.get('description', '')}",
         "The whole document is [openapi.json](openapi.json); a running server serves its own at",

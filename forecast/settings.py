@@ -54,7 +54,7 @@ class Settings(BaseSettings):
         le=256,
         description="torch's intra-op threads in the server; `0` keeps torch's default (one per core)",
     )
-    # Serving processes sharing the port, each a whole server (api/workers.py); 0: one per usable
+    # Serving processes sharing the port, each a whole server (api/runtime/workers.py); 0: one per usable
     # core (CPU affinity and the cgroup's CPU quota), measured by bench/serve.py --workers.
     workers: int = Field(
         default=0,
@@ -72,7 +72,7 @@ class Settings(BaseSettings):
         description="where several workers' forward passes run: `per_worker` (each its own copy), `per_device` (one inference process per device, fed by every worker, merging their batches), `auto`: per_device on CUDA, per_worker on the CPU",
     )
     # The server's young-generation GC threshold (CPython's default is 700); 0 keeps the defaults
-    # and skips gc.freeze(). See api/gc_tuning.py for why.
+    # and skips gc.freeze(). See api/runtime/gc_tuning.py for why.
     gc_threshold: int = Field(
         default=50_000,
         ge=0,
@@ -146,7 +146,7 @@ class Settings(BaseSettings):
         le=300.0,
         description="after SIGTERM, seconds of failing readiness before the socket closes",
     )
-    # Transport limits (api/transport.py); a fronting proxy should add its own, see docs/guides/security.md.
+    # Transport limits (api/runtime/transport.py); a fronting proxy should add its own, see docs/guides/security.md.
     # From a connection's opening (or a keep-alive request's first byte) to the end of its
     # headers: a deadline, not an idle timer, so a byte-a-second client is closed too (408).
     header_timeout_s: float = Field(
@@ -206,7 +206,7 @@ class Settings(BaseSettings):
         le=65535,
         description="connections the kernel queues before they are accepted (capped by `net.core.somaxconn`)",
     )
-    # API keys and rate limits (api/auth.py, api/ratelimit.py, api/access.py; docs/guides/security.md "API keys and
+    # API keys and rate limits (api/access/keys.py, api/access/ratelimit.py, api/access/middleware.py; docs/guides/security.md "API keys and
     # rate limits"). Keys: `KEY`, `NAME:KEY` or `NAME:SCOPE:KEY`, comma-separated, or a path (it
     # holds a `/`) to a file of salted hashes. Unset or empty: the API is open, as it was before.
     # A SecretStr, so that a printed or logged Settings does not show the keys.

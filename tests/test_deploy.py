@@ -38,7 +38,7 @@ UID = 10001
 AWS_NAMES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION"}
 # Settings DESIGN.md names that issue 12 adds beside the current Settings class.
 DESIGNED_SETTINGS = {"s3_endpoint_url", "workers"}
-# uvicorn's cap on finishing in-flight requests after the listener closes (api/server.py).
+# uvicorn's cap on finishing in-flight requests after the listener closes (api/runtime/server.py).
 IN_FLIGHT_DRAIN_S = 30
 
 
@@ -207,7 +207,7 @@ def test_the_termination_grace_outlasts_the_servers_drain(resources: list[dict[s
     endpoint removal spreads, then finishes in-flight requests: Kubernetes must not SIGKILL first."""
     grace = float(container_env(api)["FORECAST_SHUTDOWN_GRACE_S"]["value"])
     assert grace >= 5, "long enough for kube-proxy and ingresses to drop the endpoint"
-    server = (ROOT / "api" / "server.py").read_text()
+    server = (ROOT / "api" / "runtime" / "server.py").read_text()
     drain = re.search(r"(?:timeout_graceful_shutdown=|_GRACEFUL_SHUTDOWN_S\s*=\s*)(\d+)", server)
     in_flight = int(drain.group(1)) if drain else IN_FLIGHT_DRAIN_S
     spec = pod_spec(the(resources, "Deployment"))
@@ -372,7 +372,7 @@ def test_the_settings_are_valid_and_put_the_registry_on_s3(resources: list[dict[
 def test_the_secrets_hold_marked_placeholders_that_cannot_go_live(
     resources: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    from api.auth import parse_key_file
+    from api.access.keys import parse_key_file
     from forecast.errors import InvalidSetting
 
     secrets = of_kind(resources, "Secret")

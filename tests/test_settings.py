@@ -152,7 +152,7 @@ def test_the_registry_fault_settings_are_read_and_bounded(monkeypatch: pytest.Mo
 
 
 def test_the_worker_count_is_read_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().workers == 0  # one per usable core (api/workers.py)
+    assert Settings().workers == 0  # one per usable core (api/runtime/workers.py)
     monkeypatch.setenv("FORECAST_WORKERS", "4")
     assert Settings().workers == 4
     for refused_value in ("-1", "257", "two"):

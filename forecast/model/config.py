@@ -56,7 +56,7 @@ class NetworkConfig(BaseModel):
     arch: Architecture
     # Bounds far past any network worth serving, so that a manifest cannot make a reader build one
     # that takes minutes or gigabytes (a hostile file naming ten thousand layers); a request's
-    # horizon is bounded alike (api/schemas.py MAX_HORIZON).
+    # horizon is bounded alike (api/http/schemas.py MAX_HORIZON).
     input_size: int = Field(ge=1, le=MAX_INPUT_SIZE)
     horizon: int = Field(ge=1, le=MAX_HORIZON)
     hidden_size: int = Field(default=64, ge=1, le=MAX_HIDDEN_SIZE)

@@ -24,7 +24,7 @@ _CATEGORICAL_SUFFIX = ":categorical"
 # The network computes in float32 (forecast.model.config.NETWORK_MAX_VALUE): a larger covariate
 # could not be scaled on the way in, so training refuses it as serving does.
 _LARGEST_VALUE = float(np.finfo(np.float32).max)
-# A category is posted as a JSON string of at most this many characters (api/schemas.py).
+# A category is posted as a JSON string of at most this many characters (api/http/schemas.py).
 MAX_CATEGORY_CHARS = 100
 
 

@@ -375,7 +375,7 @@ async def backtest(
 
 
 def result_body(manifest: Manifest, result: BacktestResult) -> dict[str, Any]:
-    """A backtest as JSON: the 200 body of POST /v1/backtest (`api.schemas.BacktestResponse`) and
+    """A backtest as JSON: the 200 body of POST /v1/backtest (`api.http.schemas.BacktestResponse`) and
     what `forecast backtest --output json` prints."""
     return {
         "model": {"name": manifest.name, "version": manifest.version, "arch": manifest.arch},

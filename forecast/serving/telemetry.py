@@ -1,6 +1,6 @@
 """Prometheus metrics of the serving path, defined once and shared by the engine and the API.
 
-With several workers (api/workers.py) every process writes its samples to the folder named by
+With several workers (api/runtime/workers.py) every process writes its samples to the folder named by
 prometheus-client's PROMETHEUS_MULTIPROC_DIR and a scrape of any worker merges them: counters
 and histograms are summed; each gauge says below how its workers' values combine. Exited
 workers' gauges are dropped (the `live` modes, with `mark_process_dead`).

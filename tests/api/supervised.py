@@ -1,4 +1,4 @@
-"""A supervisor (api/workers.py) of two tiny workers, run as a process by tests/api/test_workers.py:
+"""A supervisor (api/runtime/workers.py) of two tiny workers, run as a process by tests/api/test_workers.py:
 each worker counts itself in a `livesum` gauge and answers every connection with its pid.
 
     python -m tests.api.supervised {answer,fail,device} PORT
@@ -16,7 +16,7 @@ import sys
 import threading
 from functools import partial
 
-from api.workers import bind_socket, run_workers
+from api.runtime.workers import bind_socket, run_workers
 
 
 def answer_pid(sock: socket.socket, slot: int) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-import api.auth
-from api.access import PathPolicy, bearer_token
-from api.auth import ApiKey, KeyRing, KeyScope, load_keys, new_hashed_key, parse_key_file
+import api.access.keys
+from api.access.keys import ApiKey, KeyRing, KeyScope, load_keys, new_hashed_key, parse_key_file
+from api.access.middleware import PathPolicy, bearer_token
 from forecast.errors import InvalidSetting
 
 KEY_A = "a" * 20 + "-first-key"
@@ -44,13 +44,13 @@ def key_file(tmp_path: Path, *lines: str) -> Path:
 class ScryptCalls:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
-        real = api.auth.scrypt
+        real = api.access.keys.scrypt
 
         def counted(*args: object, **kwargs: object) -> bytes:
             self.count += 1
             return real(*args, **kwargs)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(api.auth, "scrypt", counted)
+        monkeypatch.setattr(api.access.keys, "scrypt", counted)
 
 
 # --- inline keys ---------------------------------------------------------------------------
@@ -208,7 +208,7 @@ def test_a_key_is_compared_with_every_entry_as_equal_length_digests(
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(api.auth.hmac, "compare_digest", spy)
+    monkeypatch.setattr(api.access.keys.hmac, "compare_digest", spy)
     verify(ring, presented)
     assert len(compared) == 3
     assert {len(a) for a, _ in compared} == {len(b) for _, b in compared} == {32}
@@ -219,7 +219,7 @@ def test_a_key_is_compared_with_every_entry_as_equal_length_digests(
 
 def test_the_helper_prints_a_line_for_the_file_and_the_key_apart(tmp_path: Path) -> None:
     made = subprocess.run(
-        [sys.executable, "-m", "api.auth", "hash", "nightly-job", "forecast"],
+        [sys.executable, "-m", "api.access.keys", "hash", "nightly-job", "forecast"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -230,9 +230,11 @@ def test_the_helper_prints_a_line_for_the_file_and_the_key_apart(tmp_path: Path)
     assert line.startswith("nightly-job forecast ") and key not in made.stdout
     ring = load_keys(str(key_file(tmp_path, line)))
     assert ring is not None and verify(ring, key) == ApiKey("nightly-job", KeyScope.FORECAST)
-    again = subprocess.run([sys.executable, "-m", "api.auth", "hash", "nightly-job", "forecast"], capture_output=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "api.access.keys", "hash", "nightly-job", "forecast"], capture_output=True
+    )
     assert again.stdout.strip() != made.stdout.strip()  # a fresh key and salt each time
-    refused = subprocess.run([sys.executable, "-m", "api.auth", "hash", "bad name", "read"], capture_output=True)
+    refused = subprocess.run([sys.executable, "-m", "api.access.keys", "hash", "bad name", "read"], capture_output=True)
     assert refused.returncode == 2 and b"a key's name is" in refused.stderr and not refused.stdout
 
 

@@ -10,7 +10,7 @@ import sys
 
 PROBE = """
 import gc, json, sys
-from api.gc_tuning import tune_gc
+from api.runtime.gc_tuning import tune_gc
 before = gc.get_threshold()
 tune_gc(int(sys.argv[1]))
 garbage = []

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from api.access import AccessMiddleware, PathPolicy
-from api.auth import load_keys
-from api.ratelimit import Quota, RateLimiter, parse_limit, tighter
+from api.access.keys import load_keys
+from api.access.middleware import AccessMiddleware, PathPolicy
+from api.access.ratelimit import Quota, RateLimiter, parse_limit, tighter
 from forecast.errors import InvalidSetting, RateLimited, RequestTooLarge
 from forecast.settings import Settings
 

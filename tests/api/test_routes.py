@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.app import create_app
+from api.http.app import create_app
 from forecast.registry.store import Registry
 from forecast.settings import Settings
 from tests.support.registries import move_alias, publish_network

@@ -10,8 +10,9 @@ import jsonschema
 import numpy as np
 import pytest
 
-from api.app import create_app
-from api.schemas import error_body, forecast_body
+from api.errors import error_body
+from api.http.app import create_app
+from api.http.schemas import forecast_body
 from forecast.serving.backtest import BacktestResult, SeriesBacktest, result_body
 from forecast.serving.pipeline import ForecastPipeline, WindowForecast
 from forecast.serving.requests import prepare_series

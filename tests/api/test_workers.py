@@ -1,4 +1,4 @@
-"""The worker supervisor (api/workers.py) with tiny workers in real processes: they share one
+"""The worker supervisor (api/runtime/workers.py) with tiny workers in real processes: they share one
 port, a killed worker is replaced and its live gauge leaves the merged metrics, SIGTERM stops
 every worker and the supervisor exits 0 leaving nothing behind, and a worker that cannot start
 stops the supervisor at once. Also how the worker count and threads follow the machine."""
@@ -17,8 +17,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from api import cores
-from api.cores import threads_per_worker, usable_cores, worker_count
+from api.runtime import cores
+from api.runtime.cores import threads_per_worker, usable_cores, worker_count
 from tests.e2e.conftest import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from api.server import serve
+from api.runtime.server import serve
 from bench.noop_server import last_value_forward
 from forecast.model.predictor import Predictor
 from forecast.registry.manifest import Manifest

@@ -50,7 +50,11 @@ def assert_envelope(response: httpx.Response, status: int, error: str) -> None:
 def make_key(name: str, scope: str) -> tuple[str, str]:
     """The operator's helper, as docs/guides/security.md tells them to run it: (key-file line, key)."""
     made = subprocess.run(
-        [*FORECAST[:1], "-m", "api.auth", "hash", name, scope], capture_output=True, text=True, check=True, timeout=60
+        [*FORECAST[:1], "-m", "api.access.keys", "hash", name, scope],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     return made.stdout.strip(), made.stderr.strip().rsplit(": ", 1)[-1]
 
@@ -217,7 +221,7 @@ def test_a_hashed_key_file_with_open_metrics_and_closed_docs(
 ) -> None:
     (dash_line, dash_key), (batch_line, batch_key) = make_key("dash", "read"), make_key("nightly", "forecast")
     keys = tmp_path / "keys.txt"
-    keys.write_text(f"# made with python -m api.auth hash\n{dash_line}\n\n{batch_line}\n")
+    keys.write_text(f"# made with python -m api.access.keys hash\n{dash_line}\n\n{batch_line}\n")
     server = start_server(registry_template, tmp_path, api_keys=str(keys), public_metrics="true", public_docs="false")
     try:
         key_id, secret = dash_key.split(".")

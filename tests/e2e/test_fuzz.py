@@ -1,6 +1,6 @@
 """schemathesis against the real server's own OpenAPI document: no 5xx, every status, content
 type, header and body as documented. The document names the served models and what each
-accepts (api/openapi.py), so generated forecast requests reach the networks rather than dying
+accepts (api/http/openapi.py), so generated forecast requests reach the networks rather than dying
 in validation; the test counts how many did.
 
 `make test` runs a short round; `make fuzz` a long one (FORECAST_FUZZ_EXAMPLES)."""

@@ -42,7 +42,7 @@ def test_metrics_after_real_traffic_pass_promtool(
         # Too little signal: 95 of the 100 points missing (the bound is 90%).
         sparse = {**series, "values": [v if i % 20 == 0 else None for i, v in enumerate(series["values"])]}
         assert client.post("/v1/forecast", json={"model": "demo-lstm", "series": [sparse]}).status_code == 422
-        # A transport refusal (api/transport.py), so its counter has a sample too.
+        # A transport refusal (api/runtime/transport.py), so its counter has a sample too.
         assert client.get("/healthz", headers={"X-Big": "a" * 20_000}).status_code == 431
         scraped = client.get("/metrics")
     assert scraped.status_code == 200

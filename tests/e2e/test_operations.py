@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from api.schemas import ModelList
+from api.http.schemas import ModelList
 from forecast.client import Client
 from tests.e2e.conftest import FORECAST, TRAIN_ARGS, Server, run_cli, wait_until
 from tests.e2e.test_api import series_payload

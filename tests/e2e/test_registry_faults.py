@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from api.schemas import ModelList
+from api.http.schemas import ModelList
 from tests.e2e.conftest import Server, run_cli, wait_until
 from tests.e2e.test_api import series_payload
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from api.schemas import forecast_body
+from api.http.schemas import forecast_body
 from forecast.errors import ValueOutOfRange
 from forecast.model.config import input_channels
 from forecast.model.intervals import interval_bounds

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
-from api.schemas import ForecastRequest
+from api.http.schemas import ForecastRequest
 from forecast.errors import ClientDisconnected, InvalidRequest, RequestTooLarge
 from forecast.settings import Settings
 
@@ -32,7 +32,7 @@ _PARSE_INLINE_BYTES = 64 * 1024
 async def parsed(request: Request, kind: type[Body]) -> Body:
     try:
         raw = await request.body()
-    except ClientDisconnect:  # hung up mid-body, or cut off by the body deadline (api/transport.py)
+    except ClientDisconnect:  # hung up mid-body, or cut off by the body deadline (api/runtime/transport.py)
         raise ClientDisconnected("the client disconnected before its request body was complete") from None
     if len(raw) <= _PARSE_INLINE_BYTES:
         return _parse(raw, kind)
@@ -120,7 +120,7 @@ async def unless_disconnected(request: Request, work: Coroutine[Any, Any, Answer
 
 def request_body(schema: str) -> dict[str, Any]:
     """The OpenAPI request body of a route that parses its own body (see `parsed`); the
-    service's OpenAPI fills in what the served models accept (api/openapi.py)."""
+    service's OpenAPI fills in what the served models accept (api/http/openapi.py)."""
     return {
         "requestBody": {
             "required": True,

@@ -25,7 +25,7 @@ def register_serve(commands: argparse._SubParsersAction) -> Callable[[argparse.N
 
 
 def command_serve(args: argparse.Namespace) -> int:
-    from api.server import serve
+    from api.runtime.server import serve
 
     return serve(host=args.host, port=args.port, registry=args.registry, workers=args.workers)
 

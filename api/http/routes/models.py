@@ -1,6 +1,6 @@
 """GET /v1/models...: what the registry holds and what the server serves. Read-only.
 
-The listing is served from memory, built once per registry state (api/listing.py). One model's
+The listing is served from memory, built once per registry state (api/http/listing.py). One model's
 page reads its files now: a torn aliases.json shows the aliases last read (the ones being
 served), a version whose manifest is invalid is left out (the server log, /readyz and the
 metrics name it), and while the registry cannot be read the versions served are shown from
@@ -18,9 +18,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api.deps import EngineDep, RegistryDep
-from api.listing import MAX_PAGE_MODELS, ModelListing, model_summary
-from api.schemas import ModelList, ModelSummary
+from api.http.deps import EngineDep, RegistryDep
+from api.http.listing import MAX_PAGE_MODELS, ModelListing, model_summary
+from api.http.schemas import ModelList, ModelSummary
 from forecast.errors import ModelNotFound, NotFound, RegistryCorrupt
 from forecast.registry.accuracy import latest_records
 from forecast.registry.manifest import REPORT_FILE, Manifest

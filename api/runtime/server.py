@@ -1,7 +1,7 @@
 """`forecast serve`: uvicorn with transport limits and a graceful shutdown, in one process or
-in FORECAST_WORKERS processes sharing the port (api/workers.py).
+in FORECAST_WORKERS processes sharing the port (api/runtime/workers.py).
 
-The limits (api/transport.py) are deadlines for headers and bodies, an idle keep-alive
+The limits (api/runtime/transport.py) are deadlines for headers and bodies, an idle keep-alive
 timeout, a send timeout, a header size bound, a connection cap and an in-flight request cap,
 each a FORECAST_ setting. On SIGTERM (or Ctrl-C) the server first fails readiness, keeps
 serving for `FORECAST_SHUTDOWN_GRACE_S` so load balancers stop sending, then stops accepting
@@ -23,12 +23,12 @@ from types import FrameType
 
 import uvicorn
 
-from api.app import create_app
-from api.cores import threads_per_worker, worker_count
-from api.gc_tuning import tune_gc
-from api.inference import DeviceLink, inference_devices, plan_inference
-from api.transport import InFlightLimit, LimitedHttpProtocol, TransportLimits
-from api.workers import bind_socket, run_workers
+from api.http.app import create_app
+from api.runtime.cores import threads_per_worker, worker_count
+from api.runtime.gc_tuning import tune_gc
+from api.runtime.inference import DeviceLink, inference_devices, plan_inference
+from api.runtime.transport import InFlightLimit, LimitedHttpProtocol, TransportLimits
+from api.runtime.workers import bind_socket, run_workers
 from forecast.serving.pipeline import ForwardFactory, network_forward
 from forecast.serving.remote import DeviceClient, device_forward
 from forecast.settings import Settings, get_settings
@@ -111,7 +111,7 @@ def build_server(spec: ServerSpec, slot: int = 0) -> DrainingServer:
         access_log=False,
         timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
         # uvicorn's limit_concurrency is left off: it counts idle connections too (see
-        # api/transport.py); the protocol sets the keep-alive timeout from the settings.
+        # api/runtime/transport.py); the protocol sets the keep-alive timeout from the settings.
         http=LimitedHttpProtocol.bound(TransportLimits.from_settings(settings)),
         ws="none",  # no WebSocket routes: an upgrade request is served as plain HTTP
         backlog=settings.listen_backlog,
@@ -125,7 +125,7 @@ def configure_logging() -> None:
 
 
 def run_worker(spec: ServerSpec, sock: socket.socket, slot: int) -> None:
-    """A worker process of the supervisor (api/workers.py), accepting from the shared socket."""
+    """A worker process of the supervisor (api/runtime/workers.py), accepting from the shared socket."""
     configure_logging()
     server = build_server(spec, slot)
     tune_gc(spec.settings.gc_threshold)  # after the imports and the app, before the models load

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from api.workers import DeviceTarget
+from api.runtime.workers import DeviceTarget
 from forecast.model.devices import resolve_device
 from forecast.serving.device_process import run_device_process
 from forecast.settings import Settings, max_batch_size

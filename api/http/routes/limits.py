@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.deps import SettingsDep
+from api.http.deps import SettingsDep
 
 router = APIRouter(prefix="/v1", tags=["limits"])
 

@@ -62,7 +62,7 @@ class RequestIdMiddleware:
                             "path": scope.get("path"),
                             "status": status,
                             "duration_ms": round(1000 * (time.perf_counter() - started), 2),
-                            "key": scope["state"].get("api_key"),  # the key's name (api/access.py)
+                            "key": scope["state"].get("api_key"),  # the key's name (api/access/middleware.py)
                         }
                     )
                 )

@@ -1,6 +1,6 @@
 """Fast JSON for the forecast route's answers: orjson writes them (several times faster than the
 standard library on arrays of floats). Requests are parsed by pydantic's own JSON parser
-(api/routes/forecast.py)."""
+(api/http/routes/forecast.py)."""
 
 from __future__ import annotations
 

@@ -23,8 +23,7 @@ from prometheus_client import Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from api.errors import error_response
-from api.schemas import error_body
+from api.errors import error_body, error_response
 from forecast.errors import Overloaded
 from forecast.settings import Settings
 
@@ -42,7 +41,7 @@ _IDLE_SINCE = itertools.count()
 
 REFUSED = Counter(
     "forecast_http_refused_total",
-    "Connections and requests refused by a transport limit (api/transport.py)",
+    "Connections and requests refused by a transport limit (api/runtime/transport.py)",
     ["reason"],
 )
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.deps import EngineDep
+from api.http.deps import EngineDep
 from forecast.serving.telemetry import scrape
 
 router = APIRouter(tags=["health"])

@@ -18,8 +18,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api.access import CALLER_HAS_KEY
-from api.schemas import MAX_ID_CHARS, MAX_TIMESTAMP_CHARS, BacktestRequest, ErrorBody, ForecastRequest
+from api.access.middleware import CALLER_HAS_KEY
+from api.errors import MAX_ID_CHARS, ErrorBody
+from api.http.schemas import MAX_TIMESTAMP_CHARS, BacktestRequest, ForecastRequest
 from forecast.errors import ForecastError
 from forecast.model.config import NETWORK_MAX_VALUE
 from forecast.registry.manifest import Manifest

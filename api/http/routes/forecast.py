@@ -11,12 +11,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 
-from api.access import caller_of, limit_series
-from api.deps import EngineDep, SettingsDep
-from api.errors import error_kind
-from api.jsonio import FastJSONResponse
-from api.routes.posting import check_answer_size, check_limits, parsed, request_body, unless_disconnected
-from api.schemas import ErrorBody, ForecastRequest, ForecastResponse, forecast_body
+from api.access.middleware import caller_of, limit_series
+from api.errors import ErrorBody, error_kind
+from api.http.deps import EngineDep, SettingsDep
+from api.http.jsonio import FastJSONResponse
+from api.http.routes.posting import check_answer_size, check_limits, parsed, request_body, unless_disconnected
+from api.http.schemas import ForecastRequest, ForecastResponse, forecast_body
 from forecast.errors import ForecastError
 from forecast.serving.telemetry import REQUEST_LATENCY, REQUESTS
 
@@ -40,7 +40,7 @@ async def forecast(request: Request, engine: EngineDep, settings: SettingsDep) -
     try:
         body = await parsed(request, ForecastRequest)
         check_limits(body, settings)
-        await limit_series(request, len(body.series))  # series/s per key (api/access.py)
+        await limit_series(request, len(body.series))  # series/s per key (api/access/middleware.py)
         async with engine.lease(body.model, body.version, body.alias) as served:
             manifest = served.manifest
             model_label, version_label = manifest.name, str(manifest.version)

@@ -10,12 +10,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 
-from api.access import caller_of, limit_series
-from api.deps import EngineDep, SettingsDep
-from api.errors import error_kind
-from api.jsonio import FastJSONResponse
-from api.routes.posting import check_limits, parsed, request_body, unless_disconnected
-from api.schemas import BacktestRequest, BacktestResponse, ErrorBody
+from api.access.middleware import caller_of, limit_series
+from api.errors import ErrorBody, error_kind
+from api.http.deps import EngineDep, SettingsDep
+from api.http.jsonio import FastJSONResponse
+from api.http.routes.posting import check_limits, parsed, request_body, unless_disconnected
+from api.http.schemas import BacktestRequest, BacktestResponse
 from forecast.errors import ForecastError, RequestTooLarge
 from forecast.serving.backtest import BacktestLimits, BacktestSpec, backtest, result_body
 from forecast.serving.telemetry import BACKTEST_WINDOWS, BACKTESTS

@@ -9,7 +9,7 @@ per key (blank lines and lines starting with `#` are skipped):
 
 A hashed key reads `KEY_ID.SECRET`. Its id finds its line, so a key the file does not know costs
 no hashing, and a verified key is remembered by its SHA-256, so scrypt runs once per key and
-process, not once per request. `python -m api.auth hash NAME SCOPE` makes a new key: the line
+process, not once per request. `python -m api.access.keys hash NAME SCOPE` makes a new key: the line
 for the file on stdout, the key (shown once, stored nowhere) on stderr.
 """
 
@@ -218,12 +218,14 @@ def parse_key_file(path: Path) -> list[_HashedKey]:
             entries.append(_parse_line(line, f"{SETTING} file {path} line {number}"))
     if not entries:
         raise InvalidSetting(
-            f"{SETTING}: the key file {path} holds no keys; add one with `python -m api.auth hash NAME SCOPE`"
+            f"{SETTING}: the key file {path} holds no keys; add one with `python -m api.access.keys hash NAME SCOPE`"
         )
     _check_unique([entry.key for entry in entries], f"{SETTING} file {path}")
     ids = [entry.key_id for entry in entries]
     if len(set(ids)) < len(ids):
-        raise InvalidSetting(f"{SETTING} file {path}: a key id appears twice; make each key with python -m api.auth")
+        raise InvalidSetting(
+            f"{SETTING} file {path}: a key id appears twice; make each key with python -m api.access.keys"
+        )
     return entries
 
 
@@ -237,7 +239,9 @@ def _parse_line(line: str, where: str) -> _HashedKey:
         raise InvalidSetting(f"{where}: the key id is 12 hex digits (the part of the key before its '.')")
     parts = hashed.split("$")
     if len(parts) != 6 or parts[0] != "scrypt":
-        raise InvalidSetting(f"{where}: the hash reads scrypt$N$R$P$SALT$HASH (python -m api.auth hash makes it)")
+        raise InvalidSetting(
+            f"{where}: the hash reads scrypt$N$R$P$SALT$HASH (python -m api.access.keys hash makes it)"
+        )
     try:
         n, r, p = (int(part) for part in parts[1:4])
         salt, digest = bytes.fromhex(parts[4]), bytes.fromhex(parts[5])
@@ -261,12 +265,12 @@ def new_hashed_key(name: str, scope: KeyScope) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m api.auth", description="API keys of the forecast service.")
+    parser = argparse.ArgumentParser(prog="python -m api.access.keys", description="API keys of the forecast service.")
     commands = parser.add_subparsers(dest="command", required=True)
     make = commands.add_parser(
         "hash",
         help="make a new key: its key-file line goes to stdout, the key itself to stderr",
-        description="Append the line to the key file (python -m api.auth hash NAME SCOPE >> keys.txt) and "
+        description="Append the line to the key file (python -m api.access.keys hash NAME SCOPE >> keys.txt) and "
         "give the key to the client: it is shown once and stored nowhere.",
     )
     make.add_argument("name", help="the key's name, as access logs and rate limits show it")

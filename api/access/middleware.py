@@ -14,9 +14,9 @@ from fastapi import FastAPI, Request
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import KeyRing, KeyScope, load_keys
+from api.access.keys import KeyRing, KeyScope, load_keys
+from api.access.ratelimit import Quota, RateLimiter, tighter
 from api.errors import error_response
-from api.ratelimit import Quota, RateLimiter, tighter
 from forecast.errors import AccessDenied, AmbiguousCredentials, Forbidden, RateLimited, Unauthorized
 from forecast.settings import Settings
 
@@ -70,7 +70,7 @@ class PathPolicy:
 
 
 # Whether this request presented a valid key: the OpenAPI document names the served models,
-# their versions and horizons only to callers with one (api/openapi.py).
+# their versions and horizons only to callers with one (api/http/openapi.py).
 CALLER_HAS_KEY: ContextVar[bool] = ContextVar("caller_has_key", default=False)
 
 

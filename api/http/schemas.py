@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, model_validator
 
+from api.errors import MAX_ID_CHARS
 from forecast.model.covariates import MAX_COVARIATE_NAME_CHARS
 from forecast.registry.accuracy import AccuracyRecord
 from forecast.registry.manifest import Manifest
@@ -17,7 +18,6 @@ from forecast.serving.pipeline import RequestForecast
 # little. ISO 8601 with nanoseconds and a zone offset is 35 characters.
 MAX_TIMESTAMP_CHARS = 40
 MAX_FREQ_CHARS = 32
-MAX_ID_CHARS = 200
 MAX_NAME_CHARS = 64
 MAX_HORIZON = 100_000
 MAX_COVARIATES = 100  # of each kind, per series
@@ -214,13 +214,6 @@ class ModelList(BaseModel):
     )
 
 
-class ErrorBody(BaseModel):
-    error: str = Field(description="machine-readable kind, e.g. invalid_input, not_found")
-    message: str
-    series_id: str | None = None
-    detail: list[dict[str, Any]] | None = None
-
-
 def forecast_body(manifest: Manifest, result: RequestForecast) -> dict[str, Any]:
     """The 200 body of POST /v1/forecast, shaped as `ForecastResponse` (tests validate it against
     the route's OpenAPI schema). Plain lists, not models: this runs for every request, and orjson
@@ -244,25 +237,3 @@ def forecast_body(manifest: Manifest, result: RequestForecast) -> dict[str, Any]
         "model": {"name": manifest.name, "version": manifest.version, "arch": manifest.arch},
         "forecasts": forecasts,
     }
-
-
-def error_body(
-    kind: str, message: str, series_id: str | None = None, detail: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    """Every error response's body, shaped as `ErrorBody`: small whatever the input (the
-    message is cut, an id is quoted as an excerpt) and always encodable as UTF-8."""
-    shown_id = None if series_id is None else _bounded(series_id, MAX_ID_CHARS)
-    body: dict[str, Any] = {"error": kind, "message": _bounded(message, MAX_MESSAGE_CHARS), "series_id": shown_id}
-    if detail is not None:
-        body["detail"] = detail
-    return body
-
-
-MAX_MESSAGE_CHARS = 1000
-
-
-def _bounded(text: str, limit: int) -> str:
-    """At most about `limit` characters, with lone surrogates escaped so that it encodes."""
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")

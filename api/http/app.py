@@ -12,13 +12,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from api.access import install_access
+from api.access.middleware import install_access
+from api.access.ratelimit import RATE_LIMIT_HEADERS
 from api.errors import install_error_handlers
-from api.listing import ModelListing
-from api.middleware import BodyLimitMiddleware, HeadAsGetMiddleware, RequestIdMiddleware
-from api.openapi import install_openapi
-from api.ratelimit import RATE_LIMIT_HEADERS
-from api.routes import backtest, forecast, health, limits, models
+from api.http.listing import ModelListing
+from api.http.middleware import BodyLimitMiddleware, HeadAsGetMiddleware, RequestIdMiddleware
+from api.http.openapi import install_openapi
+from api.http.routes import backtest, forecast, health, limits, models
 from forecast import __version__
 from forecast.registry.store import open_registry
 from forecast.serving.engine import Engine
@@ -27,7 +27,7 @@ from forecast.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parent.parent / "static"  # api/static: the dashboard
 
 
 def create_app(

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from api.schemas import ModelSummary, VersionSummary
+from api.http.schemas import ModelSummary, VersionSummary
 from forecast.errors import NotFound, RegistryCorrupt
 from forecast.registry.accuracy import AccuracyRecord
 from forecast.registry.manifest import Manifest

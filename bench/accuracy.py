@@ -84,14 +84,21 @@ def ett_row(outcome_manifest: Manifest, variant: str, std: float, seconds: float
     test = defined(outcome_manifest.metrics["test"])
     network = outcome_manifest.network
     return {
-        "dataset": "ETTh1/OT", "variant": variant, "arch": network.arch, "horizon": network.horizon,
-        "input_size": network.input_size, "anchor_period": network.anchor_period,
-        "segment_length": network.segment_length, "ensemble": network.ensemble,
+        "dataset": "ETTh1/OT",
+        "variant": variant,
+        "arch": network.arch,
+        "horizon": network.horizon,
+        "input_size": network.input_size,
+        "anchor_period": network.anchor_period,
+        "segment_length": network.segment_length,
+        "ensemble": network.ensemble,
         "mse": {m: test[m]["mse"] / std**2 for m in ("model", "naive", "seasonal_naive")},
         "mae": {m: test[m]["mae"] / std for m in ("model", "naive", "seasonal_naive")},
-        "anchors_mse": ETT_ANCHORS[network.horizon], "coverage": outcome_manifest.intervals.coverage,
-        "epochs": outcome_manifest.epochs_run, "seconds": round(seconds, 1),
-    }  # fmt: skip
+        "anchors_mse": ETT_ANCHORS[network.horizon],
+        "coverage": outcome_manifest.intervals.coverage,
+        "epochs": outcome_manifest.epochs_run,
+        "seconds": round(seconds, 1),
+    }
 
 
 def ett_runs(workdir: Path, plan_of: Plan) -> list[dict[str, object]]:
@@ -111,8 +118,9 @@ def ett_runs(workdir: Path, plan_of: Plan) -> list[dict[str, object]]:
     runs: list[dict[str, object]] = []
     for horizon, arch, variant, overrides in plan:
         started = time.perf_counter()
-        outcome = run_training(data, f"ett-{arch}-{horizon}-{variant}", ett_config(horizon, arch, overrides), registry,
-                               progress=False)  # fmt: skip
+        outcome = run_training(
+            data, f"ett-{arch}-{horizon}-{variant}", ett_config(horizon, arch, overrides), registry, progress=False
+        )
         runs.append(ett_row(outcome.manifest, variant, std, time.perf_counter() - started))
         print(runs[-1], file=sys.stderr)
     return runs
@@ -223,9 +231,19 @@ def m4_runs(workdir: Path, max_epochs: int, archs: list[str]) -> list[dict[str, 
     runs = []
     for arch in archs:
         config = TrainingConfig.model_validate(
-            {"arch": arch, "input_size": 52, "horizon": 13, "hidden_size": 64, "val_size": 13, "test_size": 13,
-             "max_epochs": max_epochs, "patience": 5, "seed": 0, "device": "cpu"}
-        )  # fmt: skip
+            {
+                "arch": arch,
+                "input_size": 52,
+                "horizon": 13,
+                "hidden_size": 64,
+                "val_size": 13,
+                "test_size": 13,
+                "max_epochs": max_epochs,
+                "patience": 5,
+                "seed": 0,
+                "device": "cpu",
+            }
+        )
         started = time.perf_counter()
         outcome = run_training(data, f"m4-weekly-{arch}", config, registry, progress=False)
         runs.append(m4_row(outcome.manifest, time.perf_counter() - started))

@@ -120,16 +120,31 @@ def train(panel: Panel, workdir: Path, registry: Path) -> Trained:
     """The real `forecast train` on each series less the points the backtest scores."""
     frames = [
         pd.DataFrame(
-            {"series_id": sid, "timestamp": pd.date_range(START, periods=len(v) - panel.held_out, freq="h"),
-             "value": v[: -panel.held_out]}
+            {
+                "series_id": sid,
+                "timestamp": pd.date_range(START, periods=len(v) - panel.held_out, freq="h"),
+                "value": v[: -panel.held_out],
+            }
         )
         for sid, v in panel.values.items()
-    ]  # fmt: skip
+    ]
     data = workdir / "m4_hourly_before_backtest.csv"
     pd.concat(frames).to_csv(data, index=False)
     flags = ["--arch", "lstm", "--horizon", str(HORIZON), "--input-size", str(INPUT_SIZE), "--freq", "h", *TRAIN_FLAGS]
-    command = [sys.executable, "-m", "forecast.cli", "train", "--data", str(data), "--name", MODEL,
-               "--registry", str(registry), "--quiet", *flags]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "forecast.cli",
+        "train",
+        "--data",
+        str(data),
+        "--name",
+        MODEL,
+        "--registry",
+        str(registry),
+        "--quiet",
+        *flags,
+    ]
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - started
@@ -168,9 +183,15 @@ def backtest_groups(panel: Panel, settings: Settings) -> list[list[str]]:
 
 def backtest_body(panel: Panel, ids: list[str], *, origins: int | None = None, forecasts: bool = False) -> bytes:
     body = {
-        "model": MODEL, "version": 1, "horizon": HORIZON, "levels": LEVELS, "origins": origins or panel.origins,
-        "stride": panel.stride, "return_forecasts": forecasts, "series": [posted(s, panel.values[s]) for s in ids],
-    }  # fmt: skip
+        "model": MODEL,
+        "version": 1,
+        "horizon": HORIZON,
+        "levels": LEVELS,
+        "origins": origins or panel.origins,
+        "stride": panel.stride,
+        "return_forecasts": forecasts,
+        "series": [posted(s, panel.values[s]) for s in ids],
+    }
     return json.dumps(body).encode()
 
 
@@ -434,10 +455,15 @@ def measure_hostile(client: httpx.Client, url: str, settings: Settings) -> Hosti
 
 def peer_frame(panel: Panel, held_out: int = 0) -> pd.DataFrame:
     return pd.concat(
-        pd.DataFrame({"unique_id": sid, "ds": pd.date_range(START, periods=len(v) - held_out, freq="h"),
-                      "y": v[: len(v) - held_out]})
+        pd.DataFrame(
+            {
+                "unique_id": sid,
+                "ds": pd.date_range(START, periods=len(v) - held_out, freq="h"),
+                "y": v[: len(v) - held_out],
+            }
+        )
         for sid, v in panel.values.items()
-    )  # fmt: skip
+    )
 
 
 def measure_peer(panel: Panel, network: dict[str, Any]) -> dict[str, Any]:
@@ -454,12 +480,22 @@ def measure_peer(panel: Panel, network: dict[str, Any]) -> dict[str, Any]:
     for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric", "neuralforecast"):
         logging.getLogger(name).setLevel(logging.ERROR)
     config = {
-        "h": HORIZON, "input_size": INPUT_SIZE, "encoder_hidden_size": network["hidden_size"],
-        "encoder_n_layers": network["num_layers"], "max_steps": PEER_MAX_STEPS,
-        "val_check_steps": PEER_MAX_STEPS, "random_seed": 1,
-    }  # fmt: skip
-    trainer = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False, "enable_model_summary": False,
-               "logger": False, "enable_checkpointing": False}  # fmt: skip
+        "h": HORIZON,
+        "input_size": INPUT_SIZE,
+        "encoder_hidden_size": network["hidden_size"],
+        "encoder_n_layers": network["num_layers"],
+        "max_steps": PEER_MAX_STEPS,
+        "val_check_steps": PEER_MAX_STEPS,
+        "random_seed": 1,
+    }
+    trainer = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "logger": False,
+        "enable_checkpointing": False,
+    }
     forecaster = NeuralForecast(models=[LSTM(**config, **trainer)], freq="h")
     # Lightning prints to stdout; the JSON alone goes there.
     with contextlib.redirect_stdout(sys.stderr):

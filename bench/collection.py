@@ -114,49 +114,126 @@ def _long(package: str, item: str, freq: str, keys: list[str], value: str, time:
     return load
 
 
-_YEARLY = tuple(_ts("fpp2", item, "YS") for item in (
-    "ausair", "austa", "guinearice", "livestock", "oil", "wmurders", "marathon", "maxtemp", "sunspotarea", "mens400"
-)) + tuple(_ts("datasets", item, "YS") for item in (
-    "airmiles", "nhtemp", "Nile", "LakeHuron", "lynx", "discoveries", "sunspot.year"
-)) + (_columns("fpp3", "prices", "YS", "1800-01-01"),)  # fmt: skip
-_QUARTERLY = tuple(_ts("datasets", item, "QS") for item in ("austres", "JohnsonJohnson", "UKgas", "presidents")) + tuple(
-    _ts(package, item, "QS") for package, item in (
-        ("forecast", "woolyrnq"), ("fpp2", "ausbeer"), ("fpp2", "euretail"), ("fpp2", "qauselec"),
-        ("fpp2", "qcement"), ("fpp2", "qgas"), ("fpp2", "austourists"),
+_YEARLY = (
+    tuple(
+        _ts("fpp2", item, "YS")
+        for item in (
+            "ausair",
+            "austa",
+            "guinearice",
+            "livestock",
+            "oil",
+            "wmurders",
+            "marathon",
+            "maxtemp",
+            "sunspotarea",
+            "mens400",
+        )
     )
-) + (_columns("fpp2", "arrivals", "QS", "1981-01-01"),)  # fmt: skip
-_MONTHLY = tuple(_ts("datasets", item, "MS") for item in (
-    "AirPassengers", "nottem", "ldeaths", "mdeaths", "fdeaths", "USAccDeaths", "UKDriverDeaths"
-)) + tuple(_ts(package, item, "MS") for package, item in (
-    ("forecast", "gas"), ("forecast", "wineind"), ("fpp2", "a10"), ("fpp2", "h02"), ("fpp2", "auscafe"),
-    ("fpp2", "debitcards"), ("fpp2", "elecequip"), ("fpp2", "usmelec"),
-))  # fmt: skip
+    + tuple(
+        _ts("datasets", item, "YS")
+        for item in ("airmiles", "nhtemp", "Nile", "LakeHuron", "lynx", "discoveries", "sunspot.year")
+    )
+    + (_columns("fpp3", "prices", "YS", "1800-01-01"),)
+)
+_QUARTERLY = (
+    tuple(_ts("datasets", item, "QS") for item in ("austres", "JohnsonJohnson", "UKgas", "presidents"))
+    + tuple(
+        _ts(package, item, "QS")
+        for package, item in (
+            ("forecast", "woolyrnq"),
+            ("fpp2", "ausbeer"),
+            ("fpp2", "euretail"),
+            ("fpp2", "qauselec"),
+            ("fpp2", "qcement"),
+            ("fpp2", "qgas"),
+            ("fpp2", "austourists"),
+        )
+    )
+    + (_columns("fpp2", "arrivals", "QS", "1981-01-01"),)
+)
+_MONTHLY = tuple(
+    _ts("datasets", item, "MS")
+    for item in ("AirPassengers", "nottem", "ldeaths", "mdeaths", "fdeaths", "USAccDeaths", "UKDriverDeaths")
+) + tuple(
+    _ts(package, item, "MS")
+    for package, item in (
+        ("forecast", "gas"),
+        ("forecast", "wineind"),
+        ("fpp2", "a10"),
+        ("fpp2", "h02"),
+        ("fpp2", "auscafe"),
+        ("fpp2", "debitcards"),
+        ("fpp2", "elecequip"),
+        ("fpp2", "usmelec"),
+    )
+)
 
 SETS: dict[str, SeriesSet] = {
     "yearly": SeriesSet("YS", 6, 12, 1, 1, _YEARLY),
     "quarterly": SeriesSet("QS", 8, 16, 4, 4, _QUARTERLY),
     "quarterly_tourism": SeriesSet("QS", 8, 16, 4, 4, (_columns("fpp2", "visnights", "QS", "1998-01-01"),)),
-    "quarterly_prison": SeriesSet("QS", 8, 16, 4, 4, (_long("fpp2", "prisonLF", "QS", ["state", "gender", "legal"], "count", "t"),)),
+    "quarterly_prison": SeriesSet(
+        "QS", 8, 16, 4, 4, (_long("fpp2", "prisonLF", "QS", ["state", "gender", "legal"], "count", "t"),)
+    ),
     "monthly": SeriesSet("MS", 18, 36, 12, 12, _MONTHLY),
     "monthly_employment": SeriesSet(
         "MS", 18, 36, 12, 12, (_long("fpp3", "us_employment", "MS", ["Series_ID"], "Employed", "Month", limit=40),)
     ),
-    "weekly": SeriesSet("W-SUN", 13, 52, 52, 1, (
-        _columns("fpp2", "melsyd", "W-SUN", "1987-06-28"), _columns("fpp2", "gasoline", "W-SUN", "1991-02-03"),
-    )),
-    "daily": SeriesSet("D", 14, 56, 7, 1, (
-        _columns("fpp2", "elecdaily", "D", "2014-01-01", ["Demand"]), _columns("fpp2", "hyndsight", "D", "2014-04-30", ["value"]),
-        _columns("fpp2", "goog200", "D", "2013-02-25", ["value"]), _columns("forecast", "gold", "D", "1985-01-01", ["value"]),
-    )),
+    "weekly": SeriesSet(
+        "W-SUN",
+        13,
+        52,
+        52,
+        1,
+        (
+            _columns("fpp2", "melsyd", "W-SUN", "1987-06-28"),
+            _columns("fpp2", "gasoline", "W-SUN", "1991-02-03"),
+        ),
+    ),
+    "daily": SeriesSet(
+        "D",
+        14,
+        56,
+        7,
+        1,
+        (
+            _columns("fpp2", "elecdaily", "D", "2014-01-01", ["Demand"]),
+            _columns("fpp2", "hyndsight", "D", "2014-04-30", ["value"]),
+            _columns("fpp2", "goog200", "D", "2013-02-25", ["value"]),
+            _columns("forecast", "gold", "D", "1985-01-01", ["value"]),
+        ),
+    ),
     "business_daily": SeriesSet("B", 10, 40, 5, 1, (_columns("datasets", "EuStockMarkets", "B", "1991-07-01"),)),
-    "half_hourly": SeriesSet("30min", 48, 336, 48, 48, (
-        _columns("forecast", "taylor", "30min", "2000-06-05", ["x"]), _columns("fpp2", "elecdemand", "30min", "2014-01-01", ["Demand"]),
-    )),
-    "single": SeriesSet("MS", 18, 36, 12, 12, tuple(
-        _ts(package, item, "MS") for package, item in (("datasets", "AirPassengers"), ("forecast", "wineind"),
-                                                       ("fpp2", "usmelec"), ("datasets", "UKDriverDeaths"))
-    ), single=True),
-}  # fmt: skip
+    "half_hourly": SeriesSet(
+        "30min",
+        48,
+        336,
+        48,
+        48,
+        (
+            _columns("forecast", "taylor", "30min", "2000-06-05", ["x"]),
+            _columns("fpp2", "elecdemand", "30min", "2014-01-01", ["Demand"]),
+        ),
+    ),
+    "single": SeriesSet(
+        "MS",
+        18,
+        36,
+        12,
+        12,
+        tuple(
+            _ts(package, item, "MS")
+            for package, item in (
+                ("datasets", "AirPassengers"),
+                ("forecast", "wineind"),
+                ("fpp2", "usmelec"),
+                ("datasets", "UKDriverDeaths"),
+            )
+        ),
+        single=True,
+    ),
+}
 
 
 @dataclass(slots=True)
@@ -259,8 +336,11 @@ def statistical_peers(parts: Split, spec: SeriesSet) -> tuple[dict[str, dict[str
         for sid, known in parts.known.items()
     )
     season = spec.season if spec.season <= 24 else 1  # ETS and ARIMA seasons above 24 would take hours here
-    peers = {"auto_ets": AutoETS(season_length=season), "auto_arima": AutoARIMA(season_length=season),
-             "auto_theta": AutoTheta(season_length=season)}  # fmt: skip
+    peers = {
+        "auto_ets": AutoETS(season_length=season),
+        "auto_arima": AutoARIMA(season_length=season),
+        "auto_theta": AutoTheta(season_length=season),
+    }
     forecasts: dict[str, dict[str, np.ndarray]] = {}
     seconds: dict[str, float] = {}
     for name, model in peers.items():
@@ -283,9 +363,25 @@ def write_long(known: dict[str, pd.Series], path: Path) -> None:
 
 
 def train(data: Path, registry: Path, name: str, spec: SeriesSet, run: Run) -> float:
-    command = [sys.executable, "-m", "forecast.cli", "train", "--data", str(data), "--name", name,
-               "--arch", run.arch, "--horizon", str(spec.horizon), "--freq", spec.freq,
-               "--registry", str(registry), "--quiet"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "forecast.cli",
+        "train",
+        "--data",
+        str(data),
+        "--name",
+        name,
+        "--arch",
+        run.arch,
+        "--horizon",
+        str(spec.horizon),
+        "--freq",
+        spec.freq,
+        "--registry",
+        str(registry),
+        "--quiet",
+    ]
     if run.input_size:
         command += ["--input-size", str(spec.input_size)]
     if run.config:
@@ -303,10 +399,13 @@ def forecast_api(server: Server, name: str, known: dict[str, pd.Series]) -> dict
     with httpx.Client(base_url=server.url, timeout=300) as client:
         for first in range(0, len(ids), 100):
             series = [
-                {"id": sid, "timestamps": [t.isoformat() for t in known[sid].index],
-                 "values": [None if np.isnan(v) else float(v) for v in known[sid].to_numpy()]}
+                {
+                    "id": sid,
+                    "timestamps": [t.isoformat() for t in known[sid].index],
+                    "values": [None if np.isnan(v) else float(v) for v in known[sid].to_numpy()],
+                }
                 for sid in ids[first : first + 100]
-            ]  # fmt: skip
+            ]
             response = client.post("/v1/forecast", json={"model": name, "version": 1, "series": series})
             if response.status_code != 200:
                 raise RuntimeError(f"forecast {name}: {response.status_code} {response.text[:500]}")
@@ -343,10 +442,14 @@ def product(
         server.stop()
     network = manifests[0]["training"]["network"]
     facts = {
-        "train_s": round(seconds, 1), "input_size": network["input_size"], "anchor": network.get("anchor"),
-        "anchor_period": network.get("anchor_period"), "recurrent": network.get("recurrent"), "passed_gate": [m["gate"]["passed"] for m in manifests],
+        "train_s": round(seconds, 1),
+        "input_size": network["input_size"],
+        "anchor": network.get("anchor"),
+        "anchor_period": network.get("anchor_period"),
+        "recurrent": network.get("recurrent"),
+        "passed_gate": [m["gate"]["passed"] for m in manifests],
         "best_epochs": [m.get("best_epoch") for m in manifests],
-    }  # fmt: skip
+    }
     return forecasts, facts
 
 
@@ -386,12 +489,18 @@ def run_set(set_name: str, workdir: Path, run: Run, peers: bool, cache: Path | N
     )
     lengths = [int(k.notna().sum()) for k in parts.known.values()]
     return {
-        "set": set_name, "series": len(parts.known), "left_out": parts.dropped, "freq": spec.freq, "horizon": spec.horizon,
+        "set": set_name,
+        "series": len(parts.known),
+        "left_out": parts.dropped,
+        "freq": spec.freq,
+        "horizon": spec.horizon,
         "history_points": {"min": min(lengths), "median": int(np.median(lengths)), "max": max(lengths)},
-        "methods": methods, "product": facts, "peer_seconds": peer_seconds,
+        "methods": methods,
+        "product": facts,
+        "peer_seconds": peer_seconds,
         "product_beats_best_peer": None if best_peer is None else methods["product"]["owa"] < methods[best_peer]["owa"],
         "product_beats_seasonal_naive": methods["product"]["owa"] < methods["seasonal_naive"]["owa"],
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -422,8 +531,16 @@ def main() -> None:
                 flush=True,
             )
     config = json.loads(args.config.read_text()) if args.config else {}
-    emit(args.name, {"machine": machine(), "arch": args.arch, "input_size_given": run.input_size, "config": config,
-                     "sets": results})  # fmt: skip
+    emit(
+        args.name,
+        {
+            "machine": machine(),
+            "arch": args.arch,
+            "input_size_given": run.input_size,
+            "config": config,
+            "sets": results,
+        },
+    )
 
 
 if __name__ == "__main__":

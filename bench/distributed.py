@@ -32,8 +32,21 @@ from bench.common import emit, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 # The tests' small model (tests/conftest.py SMALL_MODEL_ARGS) without its seed, device and epochs.
-MODEL_ARGS = ("--arch", "lstm", "--input-size", "48", "--horizon", "12", "--hidden-size", "16",
-              "--val-size", "48", "--test-size", "48", "--quiet")  # fmt: skip
+MODEL_ARGS = (
+    "--arch",
+    "lstm",
+    "--input-size",
+    "48",
+    "--horizon",
+    "12",
+    "--hidden-size",
+    "16",
+    "--val-size",
+    "48",
+    "--test-size",
+    "48",
+    "--quiet",
+)
 TIMEOUT_S = 1800
 
 
@@ -57,12 +70,35 @@ def train_once(data: Path, registry: Path, nproc: int | None, seed: int, args: a
     """One training: the plain command (nproc None), or torchrun's line with nproc processes (with
     one, torchrun starts a single process and no process group)."""
     bin_dir = Path(sys.executable).parent
-    command = [str(bin_dir / "forecast")] if nproc is None else [
-        str(bin_dir / "torchrun"), "--nproc-per-node", str(nproc), "--standalone", "-m", "forecast.cli",
-    ]  # fmt: skip
+    command = (
+        [str(bin_dir / "forecast")]
+        if nproc is None
+        else [
+            str(bin_dir / "torchrun"),
+            "--nproc-per-node",
+            str(nproc),
+            "--standalone",
+            "-m",
+            "forecast.cli",
+        ]
+    )
     launcher, nproc = ("forecast", 1) if nproc is None else ("torchrun", nproc)
-    train = ["train", "--data", str(data), "--name", "bench", "--registry", str(registry), *MODEL_ARGS,
-             "--seed", str(seed), "--max-epochs", str(args.max_epochs), "--device", args.device]  # fmt: skip
+    train = [
+        "train",
+        "--data",
+        str(data),
+        "--name",
+        "bench",
+        "--registry",
+        str(registry),
+        *MODEL_ARGS,
+        "--seed",
+        str(seed),
+        "--max-epochs",
+        str(args.max_epochs),
+        "--device",
+        args.device,
+    ]
     cores = args.single_threads or os.cpu_count() or 1
     threads = 1 if args.device == "cuda" else max(1, cores // nproc)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -128,13 +164,16 @@ def main() -> None:
             for nproc in (None, args.nproc):
                 runs.append(train_once(data, folder / f"registry-{nproc}-{seed}", nproc, seed, args))
                 print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
-    emit(args.name, {
-        "machine": machine(),
-        "data": {"series": n_series, "points_per_series": n_points, "freq": "h"},
-        "model_args": [*MODEL_ARGS, "--max-epochs", str(args.max_epochs), "--device", args.device],
-        "runs": runs,
-        "summary": summary(runs, args.nproc),
-    })  # fmt: skip
+    emit(
+        args.name,
+        {
+            "machine": machine(),
+            "data": {"series": n_series, "points_per_series": n_points, "freq": "h"},
+            "model_args": [*MODEL_ARGS, "--max-epochs", str(args.max_epochs), "--device", args.device],
+            "runs": runs,
+            "summary": summary(runs, args.nproc),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,11 @@ def gpu_tests(log: Path | None) -> dict[str, Any]:
     started = time.perf_counter()
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-rA", "tests/test_gpu.py"],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     if log is not None:
         log.write_text(run.stdout + run.stderr)
     lines = run.stdout.strip().splitlines()
@@ -58,11 +61,24 @@ def gpu_tests(log: Path | None) -> dict[str, Any]:
 def serve_on_cuda(duration: float, workers: int, log: Path | None) -> dict[str, Any]:
     serve = subprocess.run(
         # two interleaved rounds, not three: the section has to fit the lent device's minutes
-        [sys.executable, "bench/serve.py", "--quick", "--duration", str(duration), "--rounds", "2",
-         "--workers", str(workers)],
+        [
+            sys.executable,
+            "bench/serve.py",
+            "--quick",
+            "--duration",
+            str(duration),
+            "--rounds",
+            "2",
+            "--workers",
+            str(workers),
+        ],
         # two more servers per model than before (the N-worker runs): a longer limit
-        cwd=ROOT, env={**os.environ, "FORECAST_DEVICE": "cuda"}, capture_output=True, text=True, timeout=450,
-    )  # fmt: skip
+        cwd=ROOT,
+        env={**os.environ, "FORECAST_DEVICE": "cuda"},
+        capture_output=True,
+        text=True,
+        timeout=450,
+    )
     if log is not None:
         log.write_text(serve.stderr)
     if serve.returncode != 0:
@@ -77,10 +93,24 @@ def torchrun_on_cuda(log: Path | None) -> dict[str, Any]:
     one plain process (bench/distributed.py --quick)."""
     nproc = torch.cuda.device_count()
     run = subprocess.run(
-        [sys.executable, "bench/distributed.py", "--device", "cuda", "--nproc", str(nproc), "--seeds", "1", "--quick",
-         "--name", "distributed_cuda"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "bench/distributed.py",
+            "--device",
+            "cuda",
+            "--nproc",
+            str(nproc),
+            "--seeds",
+            "1",
+            "--quick",
+            "--name",
+            "distributed_cuda",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if log is not None:
         log.write_text(run.stderr)
     if run.returncode != 0:

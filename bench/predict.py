@@ -46,8 +46,23 @@ def data_file(values: dict[str, np.ndarray], path: Path) -> pd.DataFrame:
 def run_predict(data: Path, registry: Path, out: Path) -> dict[str, Any]:
     """The command in a fresh process: its own reported seconds (loading the version and
     forecasting) and the wall time of the whole command (interpreter, imports, reading the file)."""
-    command = [sys.executable, "-m", "forecast.cli", "predict", "--data", str(data), "--name", MODEL,
-               "--out", str(out), "--quiet", "--registry", str(registry), "--levels", *map(str, LEVELS)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "forecast.cli",
+        "predict",
+        "--data",
+        str(data),
+        "--name",
+        MODEL,
+        "--out",
+        str(out),
+        "--quiet",
+        "--registry",
+        str(registry),
+        "--levels",
+        *map(str, LEVELS),
+    ]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     wall = time.perf_counter() - started

@@ -92,9 +92,17 @@ def train_models(registry: Registry, data: Path) -> None:
     """Serving speed does not depend on accuracy: one short epoch each."""
     for name, shape in MODELS.items():
         config = TrainingConfig.model_validate(
-            {"arch": "lstm", "horizon": HORIZON, "max_epochs": 1, "windows_per_epoch": 1024, "val_size": HORIZON * 4,
-             "test_size": HORIZON * 4, "device": "cpu", **shape}
-        )  # fmt: skip
+            {
+                "arch": "lstm",
+                "horizon": HORIZON,
+                "max_epochs": 1,
+                "windows_per_epoch": 1024,
+                "val_size": HORIZON * 4,
+                "test_size": HORIZON * 4,
+                "device": "cpu",
+                **shape,
+            }
+        )
         run_training(data, name, config, registry, progress=False, force=True)  # one short epoch: past the gate
 
 
@@ -130,8 +138,11 @@ class Server:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
             [sys.executable, "-m", module, *(["serve"] if module == "forecast.cli" else []), "--port", str(self.port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=self.log, cwd=Path(__file__).resolve().parents[1],
-        )  # fmt: skip
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+            cwd=Path(__file__).resolve().parents[1],
+        )
         deadline = time.monotonic() + 120
         workers = int(settings.get("workers", "1"))
         while time.monotonic() < deadline and self.process.poll() is None:
@@ -156,8 +167,13 @@ class Server:
         """One model's queue depth and batch-size histogram (sum, count), from /metrics."""
         text = httpx.get(f"{self.url}/metrics", timeout=120).text
         found = {}
-        metrics = ("forecast_queue_depth", "forecast_batch_size_sum", "forecast_batch_size_count",
-                   "forecast_device_batch_size_sum", "forecast_device_batch_size_count")  # fmt: skip
+        metrics = (
+            "forecast_queue_depth",
+            "forecast_batch_size_sum",
+            "forecast_batch_size_count",
+            "forecast_device_batch_size_sum",
+            "forecast_device_batch_size_count",
+        )
         for metric in metrics:
             match = re.search(rf'{metric}{{model="{model}",version="1"}} ([0-9.e+]+)', text)
             found[metric] = float(match.group(1)) if match else 0.0
@@ -181,10 +197,23 @@ def _ms(text: str) -> float:
 
 def wrk(url: str, body: Path, connections: int, duration_s: float) -> dict[str, Any]:
     output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--latency", "--timeout", "30s", "-s", str(LUA),
-         f"{url}/v1/forecast"],
-        env={**os.environ, "WRK_BODY": str(body)}, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(duration_s))}s",
+            "--latency",
+            "--timeout",
+            "30s",
+            "-s",
+            str(LUA),
+            f"{url}/v1/forecast",
+        ],
+        env={**os.environ, "WRK_BODY": str(body)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     latency = dict(re.findall(rf"^\s+(50|99)%\s+({_DURATION})", output, flags=re.M))
     failed = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors = re.search(r"Socket errors: (.*)", output)
@@ -238,9 +267,14 @@ def measure(
 
 
 def load_curves(
-    servers: dict[str, Server], model: str, bodies: dict[int, Path], duration_s: float, concurrency: tuple[int, ...],
-    rounds: int, ceiling: ModelCeiling,
-) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+    servers: dict[str, Server],
+    model: str,
+    bodies: dict[int, Path],
+    duration_s: float,
+    concurrency: tuple[int, ...],
+    rounds: int,
+    ceiling: ModelCeiling,
+) -> dict[str, list[dict[str, Any]]]:
     """Every load point on every server (the modes), the modes interleaved so that the ratios
     the bars read compare measurements taken seconds apart: the host's speed drifts by more
     than the bars' margins over the minutes a run takes. The raw forward at the batch size a
@@ -324,8 +358,12 @@ def main() -> None:
     train_models(registry, data)
     values = frame["OT"].to_numpy()
     result: dict[str, Any] = {
-        "machine": machine(), "duration_s": args.duration, "rounds": args.rounds, "workers": args.workers, "models": {}
-    }  # fmt: skip
+        "machine": machine(),
+        "duration_s": args.duration,
+        "rounds": args.rounds,
+        "workers": args.workers,
+        "models": {},
+    }
     modes = {**MODES, **worker_modes(args.workers)}
     for name, shape in MODELS.items():
         bodies = {}
@@ -371,8 +409,11 @@ def _paired(numerator: np.ndarray, denominator: np.ndarray) -> dict[str, Any]:
     """The bar's value is the median over rounds of the ratio within a round (measured seconds
     apart, so the host's drift cancels); the ratio of the medians is kept beside it."""
     per_round = numerator / denominator
-    return {"value": float(np.median(per_round)), "per_round": per_round.tolist(),
-            "ratio_of_medians": float(np.median(numerator) / np.median(denominator))}  # fmt: skip
+    return {
+        "value": float(np.median(per_round)),
+        "per_round": per_round.tolist(),
+        "ratio_of_medians": float(np.median(numerator) / np.median(denominator)),
+    }
 
 
 def bars(models: dict[str, Any]) -> dict[str, Any]:
@@ -385,9 +426,13 @@ def bars(models: dict[str, Any]) -> dict[str, Any]:
         model_ceiling = np.asarray(_row(curves["batching"], 32, BAR_CONNECTIONS)["rounds_model_ceiling_series_per_s"])
         http = _rounds(curves["http_ceiling"], 32)
         share = _paired(_rounds(curves["batching"], 32), np.minimum(http, model_ceiling))
-        many[name] = {"served_series_per_s": float(np.median(_rounds(curves["batching"], 32))),
-                      "http_ceiling": float(np.median(http)), "model_ceiling": float(np.median(model_ceiling)),
-                      "share_of_lower_ceiling": share["value"], **share}  # fmt: skip
+        many[name] = {
+            "served_series_per_s": float(np.median(_rounds(curves["batching"], 32))),
+            "http_ceiling": float(np.median(http)),
+            "model_ceiling": float(np.median(model_ceiling)),
+            "share_of_lower_ceiling": share["value"],
+            **share,
+        }
     return {
         "1_large_64_clients_batching_speedup": {**speedup, "bar": 2.5, "pass": speedup["value"] >= 2.5},
         "2_small_64_clients_share_of_http_ceiling": {**small_share, "bar": 0.7, "pass": small_share["value"] >= 0.7},

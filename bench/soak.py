@@ -49,8 +49,16 @@ from forecast.series.tables import BUNDLED_SETS
 MODEL = "small"
 CLI = [sys.executable, "-m", "forecast.cli"]
 # One short epoch, as the serving benchmark trains: serving speed does not depend on accuracy.
-TRAINING = {"arch": "lstm", "horizon": HORIZON, "max_epochs": 1, "windows_per_epoch": 1024,
-            "val_size": HORIZON * 4, "test_size": HORIZON * 4, "device": "cpu", **MODELS[MODEL]}  # fmt: skip
+TRAINING = {
+    "arch": "lstm",
+    "horizon": HORIZON,
+    "max_epochs": 1,
+    "windows_per_epoch": 1024,
+    "val_size": HORIZON * 4,
+    "test_size": HORIZON * 4,
+    "device": "cpu",
+    **MODELS[MODEL],
+}
 _SAMPLE = re.compile(r"^forecast_requests_total\{(?P<labels>[^}]*)\} (?P<count>\S+)$", re.M)
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
@@ -85,9 +93,19 @@ def forecast_cli(*args: str, registry: Path, nice: bool = False) -> str:
 
 def train(data: Path, config: Path, registry: Path, *extra: str, nice: bool = False) -> str:
     return forecast_cli(
-        "train", "--data", str(data), "--name", MODEL, "--config", str(config), "--force", "--quiet", *extra,
-        registry=registry, nice=nice,
-    )  # fmt: skip
+        "train",
+        "--data",
+        str(data),
+        "--name",
+        MODEL,
+        "--config",
+        str(config),
+        "--force",
+        "--quiet",
+        *extra,
+        registry=registry,
+        nice=nice,
+    )
 
 
 def publish_trained(staged: Path, registry: Path, clock: float, record: Publication) -> None:
@@ -233,7 +251,11 @@ def soak(
     registry = workdir / "registry"
     train(data, config, registry, "--promote")  # version 1, production
     body = workdir / "body.json"
-    body.write_text(request_body(MODELS[MODEL]["input_size"], 1, frame["OT"].to_numpy()).replace('"model":"m"', f'"model":"{MODEL}"'))  # fmt: skip
+    body.write_text(
+        request_body(MODELS[MODEL]["input_size"], 1, frame["OT"].to_numpy()).replace(
+            '"model":"m"', f'"model":"{MODEL}"'
+        )
+    )
     staged = workdir / "side" / MODEL / "versions" / "2"
     if not train_during_load:  # version 2 of the same registry, trained in a copy of it
         shutil.copytree(registry, workdir / "side")
@@ -287,9 +309,14 @@ def main() -> None:
         result = soak(workdir, args.duration_s, args.connections, publish_at_s, args.train_during_load)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    settings = {"duration_s": args.duration_s, "connections": args.connections, "publish_at_s": publish_at_s,
-                "train_during_load": args.train_during_load, "series_per_request": 1,
-                "model": {"name": MODEL, **MODELS[MODEL]}}  # fmt: skip
+    settings = {
+        "duration_s": args.duration_s,
+        "connections": args.connections,
+        "publish_at_s": publish_at_s,
+        "train_during_load": args.train_during_load,
+        "series_per_request": 1,
+        "model": {"name": MODEL, **MODELS[MODEL]},
+    }
     name = f"soak_{round(args.duration_s)}s" + ("_train_during_load" if args.train_during_load else "")
     emit(name, {"machine": machine(), "settings": settings, **result})
 

@@ -95,17 +95,32 @@ def run_ours(
 ) -> dict[str, Any]:
     features, store, train, validation = _windows(dataset)
     config = TrainingConfig.model_validate(
-        {"arch": arch, "input_size": INPUT_SIZE, "horizon": HORIZON, "max_epochs": epochs, "patience": epochs,
-         "batch_size": batch_size, "windows_per_epoch": windows, "device": "cpu", "segment_length": segment_length,
-         "anchor_period": 24, **NETWORK}
-    )  # fmt: skip
+        {
+            "arch": arch,
+            "input_size": INPUT_SIZE,
+            "horizon": HORIZON,
+            "max_epochs": epochs,
+            "patience": epochs,
+            "batch_size": batch_size,
+            "windows_per_epoch": windows,
+            "device": "cpu",
+            "segment_length": segment_length,
+            "anchor_period": 24,
+            **NETWORK,
+        }
+    )
     objective = Objective(config.loss, ScalingParams(mode="window"))
     started = time.perf_counter()
     result = fit(store, train, validation, channels(features), objective, config, torch.device("cpu"), progress=False)
     seconds = time.perf_counter() - started
     trained = min(windows, len(train)) * len(result.epochs)
-    return {"windows_per_s": trained / seconds, "windows": trained, "seconds": seconds, "peak_rss_mb": _peak_rss_mb(),
-            "train_windows_available": len(train)}  # fmt: skip
+    return {
+        "windows_per_s": trained / seconds,
+        "windows": trained,
+        "seconds": seconds,
+        "peak_rss_mb": _peak_rss_mb(),
+        "train_windows_available": len(train),
+    }
 
 
 def run_plain(dataset: Dataset, arch: str, windows: int, batch_size: int, epochs: int) -> dict[str, Any]:
@@ -142,8 +157,13 @@ def run_plain(dataset: Dataset, arch: str, windows: int, batch_size: int, epochs
             for start in range(0, len(val_inputs), batch_size):
                 network.loss(val_inputs[start : start + batch_size], val_targets[start : start + batch_size])
     seconds = time.perf_counter() - started
-    return {"windows_per_s": len(chosen) * epochs / seconds, "windows": len(chosen) * epochs, "seconds": seconds,
-            "peak_rss_mb": _peak_rss_mb(), "materialised_mb": (inputs.nbytes + targets.nbytes) / 2**20}  # fmt: skip
+    return {
+        "windows_per_s": len(chosen) * epochs / seconds,
+        "windows": len(chosen) * epochs,
+        "seconds": seconds,
+        "peak_rss_mb": _peak_rss_mb(),
+        "materialised_mb": (inputs.nbytes + targets.nbytes) / 2**20,
+    }
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -191,9 +211,16 @@ def main() -> None:
         for segment_length, label in ((1, "pointwise"), (24, "segment24")):
             for batch_size in (128, 256):
                 row[f"ours_{label}_batch{batch_size}"] = child(
-                    {"data": "etth1", "loop": "ours", "arch": arch, "windows": windows * segment_length,
-                     "batch_size": batch_size, "epochs": 1, "segment_length": segment_length}
-                )  # fmt: skip
+                    {
+                        "data": "etth1",
+                        "loop": "ours",
+                        "arch": arch,
+                        "windows": windows * segment_length,
+                        "batch_size": batch_size,
+                        "epochs": 1,
+                        "segment_length": segment_length,
+                    }
+                )
         plain = row["plain_torch_batch128"]["windows_per_s"]
         ours = [key for key in row if key.startswith("ours_")]
         row["speedup_vs_plain"] = {key: row[key]["windows_per_s"] / plain for key in ours}

@@ -24,10 +24,26 @@ import pytest
 
 # A good small configuration: trains in a few seconds on two cores and beats seasonal naive.
 SMALL_MODEL_ARGS: tuple[str, ...] = (
-    "--arch", "lstm", "--input-size", "48", "--horizon", "12", "--hidden-size", "16",
-    "--val-size", "48", "--test-size", "48", "--max-epochs", "6", "--seed", "0",
-    "--device", "cpu", "--quiet",
-)  # fmt: skip
+    "--arch",
+    "lstm",
+    "--input-size",
+    "48",
+    "--horizon",
+    "12",
+    "--hidden-size",
+    "16",
+    "--val-size",
+    "48",
+    "--test-size",
+    "48",
+    "--max-epochs",
+    "6",
+    "--seed",
+    "0",
+    "--device",
+    "cpu",
+    "--quiet",
+)
 SERIES_IDS: tuple[str, ...] = ("a", "b", "c")
 POINTS_PER_SERIES = 400
 CLI_TIMEOUT_S = 240

@@ -64,9 +64,12 @@ def test_training_runs_on_cuda(cuda: torch.device, tmp_path) -> None:  # type: i
 
     steps = np.arange(600)
     frame = pd.DataFrame(
-        {"series_id": "a", "timestamp": pd.date_range("2024-01-01", periods=600, freq="h"),
-         "value": 10 + 3 * np.sin(2 * np.pi * steps / 24)}
-    )  # fmt: skip
+        {
+            "series_id": "a",
+            "timestamp": pd.date_range("2024-01-01", periods=600, freq="h"),
+            "value": 10 + 3 * np.sin(2 * np.pi * steps / 24),
+        }
+    )
     frame.to_csv(tmp_path / "data.csv", index=False)
     config = TrainingConfig(arch="gru", input_size=48, horizon=12, hidden_size=16, max_epochs=2, device="cuda")
     outcome = run_training(tmp_path / "data.csv", "gpu", config, Registry(tmp_path / "registry"), progress=False)

@@ -37,9 +37,11 @@ def _validate(body: dict[str, Any], status: str, path: str = "/v1/forecast") -> 
 def test_the_forecast_body_matches_the_declared_200_schema(levels: list[float]) -> None:
     manifest = make_manifest(freq="h", features=[], input_size=4, horizon=3)
     prepared = [
-        prepare_series(manifest, f"s{i}", [1.0, 2.0, 3.0, 4.0], timestamps=None, start="2024-01-01", freq="h", horizon=2)
+        prepare_series(
+            manifest, f"s{i}", [1.0, 2.0, 3.0, 4.0], timestamps=None, start="2024-01-01", freq="h", horizon=2
+        )
         for i in range(2)
-    ]  # fmt: skip
+    ]
     outputs = [WindowForecast(mean=np.array([5.0, 6.0, 7.0]), spread=1.5)] * 2
     result = ForecastPipeline(manifest, batcher=None).finish(prepared, outputs, 2, levels)  # type: ignore[arg-type]
     body = forecast_body(manifest, result)

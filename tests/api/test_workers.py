@@ -26,8 +26,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def start_supervisor(mode: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, "-m", "tests.api.supervised", mode, str(port)], cwd=ROOT,
-                                stdout=handle, stderr=subprocess.STDOUT)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.api.supervised", mode, str(port)],
+            cwd=ROOT,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def pid_at(port: int) -> int | None:

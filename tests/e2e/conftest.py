@@ -23,9 +23,24 @@ FORECAST = [sys.executable, "-m", "forecast.cli"]
 START_TIMEOUT_S = 90.0
 # Two small models on hourly data: input 48, horizon 12.
 TRAIN_ARGS = [
-    "--input-size", "48", "--horizon", "12", "--hidden-size", "16", "--val-size", "48", "--test-size", "48",
-    "--max-epochs", "3", "--seed", "0", "--device", "cpu", "--quiet",
-]  # fmt: skip
+    "--input-size",
+    "48",
+    "--horizon",
+    "12",
+    "--hidden-size",
+    "16",
+    "--val-size",
+    "48",
+    "--test-size",
+    "48",
+    "--max-epochs",
+    "3",
+    "--seed",
+    "0",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def run_cli(*args: str, registry: Path, check: bool = True) -> CliResult:

@@ -24,9 +24,15 @@ from tests.e2e.conftest import Server, free_port, run_cli, start_server, train
 
 STATIC = Path(__file__).resolve().parents[2] / "api" / "static"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 WIDE = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 ALLOWED_ORIGIN = "http://example.test"

@@ -56,13 +56,30 @@ def test_fuzzing_the_openapi_finds_no_server_error_and_reaches_the_models(
         before = forecast_statuses(server.url)
         run = subprocess.run(
             [
-                str(Path(sys.executable).parent / "schemathesis"), "run", f"{server.url}/openapi.json",
-                "--checks", CHECKS, "--max-examples", str(EXAMPLES), "--seed", "0", "--workers", "1",
-                "--phases", "examples,coverage,fuzzing", "--request-timeout", "60",
-                "--generation-database", "none", "--no-color",
+                str(Path(sys.executable).parent / "schemathesis"),
+                "run",
+                f"{server.url}/openapi.json",
+                "--checks",
+                CHECKS,
+                "--max-examples",
+                str(EXAMPLES),
+                "--seed",
+                "0",
+                "--workers",
+                "1",
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--request-timeout",
+                "60",
+                "--generation-database",
+                "none",
+                "--no-color",
             ],
-            capture_output=True, text=True, timeout=1200, cwd=tmp_path,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            cwd=tmp_path,
+        )
         after = forecast_statuses(server.url)
         driven = forecast_statuses(server.url, "demo-driven")
         healthy = httpx.get(f"{server.url}/healthz").status_code

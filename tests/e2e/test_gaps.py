@@ -17,9 +17,24 @@ from tests.e2e.conftest import Server, run_cli, start_server
 
 INPUT_SIZE, HORIZON = 15, 5  # three business weeks in, one out
 TRAIN_ARGS = [
-    "--input-size", str(INPUT_SIZE), "--horizon", str(HORIZON), "--hidden-size", "16", "--val-size", "20",
-    "--test-size", "20", "--max-epochs", "3", "--seed", "0", "--device", "cpu", "--quiet",
-]  # fmt: skip
+    "--input-size",
+    str(INPUT_SIZE),
+    "--horizon",
+    str(HORIZON),
+    "--hidden-size",
+    "16",
+    "--val-size",
+    "20",
+    "--test-size",
+    "20",
+    "--max-epochs",
+    "3",
+    "--seed",
+    "0",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def business_day_frame() -> pd.DataFrame:

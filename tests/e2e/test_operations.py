@@ -120,10 +120,25 @@ def test_hot_reload_under_load_serves_the_promoted_version_without_failures(
         wait_until(lambda: len(seen) >= 20, 60, "traffic on version 1")
         # The trainer job, as the container would run it: a new version, then promoted.
         trainer = subprocess.run(
-            [*FORECAST, "train", "--data", str(history_csv), "--name", "demo-gru", "--arch", "gru", *TRAIN_ARGS,
-             "--seed", "5", "--registry", str(registry)],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            [
+                *FORECAST,
+                "train",
+                "--data",
+                str(history_csv),
+                "--name",
+                "demo-gru",
+                "--arch",
+                "gru",
+                *TRAIN_ARGS,
+                "--seed",
+                "5",
+                "--registry",
+                str(registry),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert trainer.returncode == 0, trainer.stderr
         run_cli("models", "promote", "demo-gru", "2", registry=registry)
         wait_until(lambda: any(v == 2 for _, v in seen[-8:]), RELOAD_S + LOAD_TIMEOUT_S, "version 2 to be served")

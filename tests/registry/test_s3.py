@@ -182,10 +182,16 @@ def test_aliases_move_by_compare_and_swap_and_refuse_a_stale_expectation(s3_serv
 
 @pytest.mark.parametrize(
     "content",
-    ["{broken", '{"production": true}', '{"production": 0}', '{"../up": 1}', "[" * 100_000,
-     '{"production": 1, "pad": "' + "x" * (2 << 20) + '"}'],
+    [
+        "{broken",
+        '{"production": true}',
+        '{"production": 0}',
+        '{"../up": 1}',
+        "[" * 100_000,
+        '{"production": 1, "pad": "' + "x" * (2 << 20) + '"}',
+    ],
     ids=["torn", "bool", "zero", "path-alias", "deeply-nested", "over-1-MiB"],
-)  # fmt: skip
+)
 def test_a_hostile_aliases_object_is_refused_as_corrupt_with_a_short_message(
     s3_server: S3Server, s3_url: str, content: str
 ) -> None:

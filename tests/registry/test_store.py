@@ -257,10 +257,24 @@ class Writers:
         self.workdir = workdir
         workdir.mkdir()
         self.process = subprocess.Popen(
-            [sys.executable, str(WRITER), str(root), name, str(workdir), "--writers", str(count),
-             "--versions", str(versions), "--size", str(size)],
-            env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                str(WRITER),
+                str(root),
+                name,
+                str(workdir),
+                "--writers",
+                str(count),
+                "--versions",
+                str(versions),
+                "--size",
+                str(size),
+            ],
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         pids_file = workdir / "pids.json"
         self.pids: list[int] = wait_for(lambda: pids_file.exists() and json.loads(pids_file.read_text()), "writers")
 
@@ -392,10 +406,17 @@ def test_version_folders_not_named_as_publish_names_them_are_not_versions(tmp_pa
 
 @pytest.mark.parametrize(
     "content",
-    ['{"production": true}', '{"production": 0}', '{"production": -1}', '{"../up": 1}', '{"": 1}',
-     "[" * 100_000, '{"production": 1, "pad": "' + "x" * (2 << 20) + '"}'],
+    [
+        '{"production": true}',
+        '{"production": 0}',
+        '{"production": -1}',
+        '{"../up": 1}',
+        '{"": 1}',
+        "[" * 100_000,
+        '{"production": 1, "pad": "' + "x" * (2 << 20) + '"}',
+    ],
     ids=["bool", "zero", "negative", "path-alias", "empty-alias", "deeply-nested", "over-1-MiB"],
-)  # fmt: skip
+)
 def test_a_hostile_aliases_file_is_refused_as_corrupt_with_a_short_message(tmp_path: Path, content: str) -> None:
     registry = Registry(tmp_path)
     publish_tagged(registry, "demo", "v1")

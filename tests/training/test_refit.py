@@ -61,8 +61,15 @@ def test_the_version_publishes_the_refit_and_keeps_the_evaluated_metrics(tmp_pat
     data = tmp_path / "data.csv"
     frame.to_csv(data, index=False)
     registry = Registry(tmp_path / "registry")
-    settings = {"arch": "gru", "input_size": INPUT, "horizon": HORIZON, "hidden_size": 8, "ensemble": 1,
-                "max_epochs": 3, "device": "cpu"}  # fmt: skip
+    settings = {
+        "arch": "gru",
+        "input_size": INPUT,
+        "horizon": HORIZON,
+        "hidden_size": 8,
+        "ensemble": 1,
+        "max_epochs": 3,
+        "device": "cpu",
+    }
     published = run_training(data, "refit", TrainingConfig.model_validate(settings), registry, progress=False)
     evaluated = run_training(
         data, "evaluated", TrainingConfig.model_validate({**settings, "refit": False}), registry, progress=False

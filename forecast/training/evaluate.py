@@ -9,6 +9,7 @@ import numpy as np
 
 from forecast.model.intervals import Calibration, interval_bounds
 from forecast.model.predictor import Predictor
+from forecast.registry.report import ReportSample
 from forecast.scoring.baselines import History, filled_history, naive, seasonal_naive
 from forecast.scoring.metrics import denominators_before, forecast_metrics
 from forecast.series.dataset import Dataset
@@ -126,11 +127,11 @@ def report_samples(
     input_size: int,
     max_series: int = 6,
     per_series: int = 3,
-) -> list[dict[str, object]]:
+) -> list[ReportSample]:
     """Actual vs forecast at a few test origins (first, middle, last) of each of the first
     `max_series` series, for the dashboard."""
     series_index = series_of_origins(store, result.origins)
-    samples: list[dict[str, object]] = []
+    samples: list[ReportSample] = []
     lower, upper = interval_bounds(result.forecast, result.spread, calibration, 80.0)
     for index in range(min(max_series, len(dataset.series))):
         rows = np.flatnonzero(series_index == index)
@@ -143,17 +144,17 @@ def report_samples(
             context = slice(max(0, position - input_size), position)
             horizon = result.forecast.shape[1]
             samples.append(
-                {
-                    "series_id": series.series_id,
-                    "origin": series.timestamps[position].isoformat(),
-                    "history_timestamps": [t.isoformat() for t in series.timestamps[context]],
-                    "history": _numbers(series.values[context]),
-                    "timestamps": [t.isoformat() for t in series.timestamps[position : position + horizon]],
-                    "actual": _numbers(result.actual[row]),
-                    "forecast": [round(float(v), 6) for v in result.forecast[row]],
-                    "lower_80": [round(float(v), 6) for v in lower[row]],
-                    "upper_80": [round(float(v), 6) for v in upper[row]],
-                }
+                ReportSample(
+                    series_id=series.series_id,
+                    origin=series.timestamps[position].isoformat(),
+                    history_timestamps=[t.isoformat() for t in series.timestamps[context]],
+                    history=_numbers(series.values[context]),
+                    timestamps=[t.isoformat() for t in series.timestamps[position : position + horizon]],
+                    actual=_numbers(result.actual[row]),
+                    forecast=[round(float(v), 6) for v in result.forecast[row]],
+                    lower_80=[round(float(v), 6) for v in lower[row]],
+                    upper_80=[round(float(v), 6) for v in upper[row]],
+                )
             )
     return samples
 

@@ -9,7 +9,6 @@ goes on to evaluate, calibrate, publish and promote, so one version appears.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -30,6 +29,7 @@ from forecast.registry.manifest import (
     WEIGHTS_FILE,
     TrainingConfig,
 )
+from forecast.registry.report import Report
 from forecast.registry.store import PRODUCTION, Registry, check_name
 from forecast.registry.weights import load_predictor, weights_bytes
 from forecast.series.dataset import Dataset, load_dataset
@@ -359,12 +359,12 @@ def run_training_rank(
         fitted.refitted = refit_network(job, fitted)
         clock.lap("refit_s")
     calibration = calibrate_intervals(evaluation)
-    report = {
-        "epochs": [record.model_dump() for record in fitted.epochs],
-        "samples": report_samples(
+    report = Report(
+        epochs=fitted.epochs,
+        samples=report_samples(
             job.dataset, job.store, evaluation.test, calibration, input_size=job.config.network.input_size
         ),
-    }
+    )
     comparison = score_production(job, registry) if promote else None
     clock.lap("evaluate_s")
     timings = {**clock.marks, "train_windows_per_s": round(fitted.windows_seen / max(clock.marks["train_s"], 1e-9), 1)}
@@ -373,7 +373,7 @@ def run_training_rank(
     published = (
         fitted.refitted if fitted.refitted is not None and gate.network_lost is None else fitted.predictor.network
     )
-    files = {WEIGHTS_FILE: weights_bytes(published), REPORT_FILE: json.dumps(report).encode()}
+    files = {WEIGHTS_FILE: weights_bytes(published), REPORT_FILE: report.model_dump_json().encode()}
     draft = draft_manifest(job, fitted, evaluation, calibration, timings, gate)
     manifest, promotion = publish_and_promote(registry, job, draft, files, promote=promote, comparison=comparison)
     path = registry.version_location(name, manifest.version)

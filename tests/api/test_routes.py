@@ -154,6 +154,20 @@ def test_readiness_names_what_it_serves_and_the_limits_are_published(registry_ro
     run(registry_root, scenario, max_series_per_request=7)
 
 
+def test_a_report_is_served_in_its_shape_and_one_of_another_shape_is_refused(registry_root: Path) -> None:
+    registry = Registry(registry_root)
+    hostile = publish_network(registry, "alpha", report=b'{"epochs": "all of them", "samples": []}')
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        empty = await client.get("/v1/models/alpha/versions/1/report")
+        assert empty.status_code == 200 and empty.json() == {"epochs": [], "samples": []}
+        refused = await client.get(f"/v1/models/alpha/versions/{hostile}/report")
+        assert refused.status_code == 500 and refused.json()["error"] == "registry_corrupt"
+        assert "report.json is not a training report" in refused.json()["message"]
+
+    run(registry_root, scenario)
+
+
 def test_a_backtest_reports_the_model_beside_both_baselines(registry_root: Path) -> None:
     long = {"id": "a", "start": "2024-01-01", "freq": "h", "values": [float(hour % 6) for hour in range(60)]}
 

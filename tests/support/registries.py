@@ -14,16 +14,16 @@ from forecast.registry.weights import weights_bytes
 from tests.registry_writer import SMALL_CHANNELS, SMALL_NETWORK, make_manifest
 
 
-def publish_network(registry: Registry, name: str) -> int:
+def publish_network(registry: Registry, name: str, report: bytes = b"{}") -> int:
     """A small GRU (hourly, input 8, horizon 4) with random weights and a real calibration (the
-    engine serves intervals); returns its version."""
+    engine serves intervals), and `report` as its report.json; returns its version."""
     torch.manual_seed(registry.versions(name)[-1] if registry.versions(name) else 0)
     network = Forecaster(SMALL_NETWORK, SMALL_CHANNELS)
     for parameter in network.parameters():
         torch.nn.init.normal_(parameter, std=0.1)
     scores = np.abs(np.random.default_rng(0).normal(size=(50, SMALL_NETWORK.horizon)))  # (W, H)
     draft = make_manifest(name, 0, {}).model_copy(update={"intervals": calibrate(scores)})
-    files = {WEIGHTS_FILE: weights_bytes(network), REPORT_FILE: b"{}"}
+    files = {WEIGHTS_FILE: weights_bytes(network), REPORT_FILE: report}
     return registry.publish(name, files, draft).version
 
 

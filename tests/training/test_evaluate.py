@@ -106,7 +106,8 @@ def test_each_blocks_mase_scale_reads_only_the_points_before_the_block(store: Se
 def _samples(dataset: Dataset, store: SeriesStore, blocks: Blocks, **limits: int) -> list[dict]:
     result = _evaluate(Forecaster(_config(), CHANNELS), store, blocks, "test")
     calibration = calibrate(np.abs(np.random.default_rng(0).normal(size=(200, HORIZON))))
-    return report_samples(dataset, store, result, calibration, input_size=INPUT_SIZE, **limits)
+    samples = report_samples(dataset, store, result, calibration, input_size=INPUT_SIZE, **limits)
+    return [sample.model_dump() for sample in samples]  # as report.json holds them
 
 
 def test_report_samples_are_the_first_middle_and_last_test_origins_of_each_series(

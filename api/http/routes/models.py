@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -24,6 +23,7 @@ from api.http.schemas import ModelList, ModelSummary
 from forecast.errors import ModelNotFound, NotFound, RegistryCorrupt
 from forecast.registry.accuracy import latest_records
 from forecast.registry.manifest import REPORT_FILE, Manifest
+from forecast.registry.report import Report, read_report
 from forecast.registry.store import Registry, check_name
 from forecast.serving.engine import Engine
 
@@ -152,15 +152,15 @@ async def get_version(name: str, version: int, registry: RegistryDep, engine: En
     return await asyncio.to_thread(read)
 
 
-@router.get("/{name}/versions/{version}/report")
-async def get_report(name: str, version: int, registry: RegistryDep) -> dict[str, Any]:
+@router.get("/{name}/versions/{version}/report", response_model=Report)
+async def get_report(name: str, version: int, registry: RegistryDep) -> Report:
     """Loss per epoch and actual-vs-forecast samples of the test block, for the dashboard."""
     check_name(name)
 
-    def read() -> dict[str, Any]:
+    def read() -> Report:
         registry.resolve(name, version)  # 404 naming the known models or versions
         manifest = registry.manifest(name, version)
-        report: dict[str, Any] = json.loads(registry.read_file(name, version, REPORT_FILE, manifest))
-        return report
+        payload = registry.read_file(name, version, REPORT_FILE, manifest)
+        return read_report(payload, registry.version_location(name, version))
 
     return await asyncio.to_thread(read)

@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import covariates, m4_hourly
 from bench.common import SHARED_DATA, emit, machine
+from forecast.config.training import TrainingConfig
 from forecast.model.config import Architecture
-from forecast.registry.manifest import Manifest, TrainingConfig
+from forecast.registry.manifest import Manifest
 from forecast.registry.store import Registry
 from forecast.series.tables import BUNDLED_SETS
 from forecast.training.job import run_training

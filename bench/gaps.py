@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import m4_hourly
 from bench.common import emit, machine
 from bench.serve import Server
-from forecast.registry.manifest import TrainingConfig
+from forecast.config.training import TrainingConfig
 from forecast.registry.store import Registry
 from forecast.series.tables import BUNDLED_SETS
 from forecast.training.job import run_training

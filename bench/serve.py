@@ -43,10 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from api.runtime.cores import usable_cores
 from bench.common import emit, machine
+from forecast.config.training import TrainingConfig
 from forecast.model.devices import resolve_device
 from forecast.model.encoding import RawWindows
 from forecast.model.predictor import Predictor
-from forecast.registry.manifest import TrainingConfig
 from forecast.registry.store import Registry
 from forecast.registry.weights import load_predictor
 from forecast.series.tables import BUNDLED_SETS

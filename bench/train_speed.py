@@ -32,11 +32,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, machine
+from forecast.config.training import TrainingConfig
 from forecast.model.config import InputLayout, NetworkConfig, ScalingParams
 from forecast.model.encoding import RawWindows, encode
 from forecast.model.network import Forecaster
 from forecast.model.scaling import to_scaled
-from forecast.registry.manifest import TrainingConfig
 from forecast.series.dataset import Dataset, Series
 from forecast.series.features import default_features, feature_width
 from forecast.series.tables import BUNDLED_SETS

@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from forecast.config.training import TrainingConfig
 from forecast.model.config import Architecture, NetworkConfig, ScalingParams
 from forecast.model.covariates import Covariates
 from forecast.model.intervals import calibrate
 from forecast.model.network import Forecaster
-from forecast.registry.manifest import DataFingerprint, Manifest, Provenance, TrainingConfig
+from forecast.registry.manifest import DataFingerprint, Manifest, Provenance
 from forecast.series.dataset import Dataset, Series
 
 # The metrics every block and method records (DESIGN.md: metrics.<block>.<method>.<metric>).

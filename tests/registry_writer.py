@@ -24,9 +24,10 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
+from forecast.config.training import TrainingConfig
 from forecast.model.config import NetworkConfig, ScalingParams
 from forecast.model.intervals import Calibration
-from forecast.registry.manifest import REPORT_FILE, WEIGHTS_FILE, DataFingerprint, Manifest, Provenance, TrainingConfig
+from forecast.registry.manifest import REPORT_FILE, WEIGHTS_FILE, DataFingerprint, Manifest, Provenance
 from forecast.registry.store import Registry, open_registry
 
 GO_TIMEOUT_S = 60.0

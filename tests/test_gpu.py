@@ -58,7 +58,7 @@ def test_network_forward_uses_pinned_copies_and_returns_one_output_per_series(cu
 def test_training_runs_on_cuda(cuda: torch.device, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import pandas as pd
 
-    from forecast.registry.manifest import TrainingConfig
+    from forecast.config.training import TrainingConfig
     from forecast.registry.store import Registry
     from forecast.training.job import run_training
 

@@ -15,9 +15,9 @@ from pydantic import ValidationError
 
 from forecast.cli.accuracy import add_degradation_ratio, evaluation_request
 from forecast.cli.common import registry_for
+from forecast.config.training import TrainingConfig
 from forecast.errors import InvalidInput, MissingCovariates
 from forecast.registry.accuracy import write_record
-from forecast.registry.manifest import TrainingConfig
 from forecast.registry.store import PRODUCTION, Registry
 from forecast.settings import get_settings
 

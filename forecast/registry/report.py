@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from forecast.config.training import EpochRecord
 from forecast.errors import RegistryCorrupt
-from forecast.registry.manifest import EpochRecord
 
 
 class ReportSample(BaseModel):

@@ -10,12 +10,12 @@ import functools
 import numpy as np
 import torch
 
+from forecast.config.training import EpochRecord
 from forecast.model.config import NetworkConfig
 from forecast.model.missing import too_thin
 from forecast.model.network import Ensemble, Forecaster, Network
 from forecast.model.predictor import Predictor
 from forecast.model.scaling import fit_scaling
-from forecast.registry.manifest import EpochRecord
 from forecast.series.frequency import cadence
 from forecast.series.windows import block_origins, origins_between, training_parts, window_counts
 from forecast.training.anchor_choice import choose_anchors

@@ -21,13 +21,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from forecast.config.training import EpochRecord, TrainingConfig
 from forecast.model.config import InputLayout, LossName, NetworkConfig, ScalingParams
 from forecast.model.covariates import NO_COVARIATES, Covariates
 from forecast.model.encoding import encode
 from forecast.model.network import SERIES_SCALED_LOSSES, Forecaster, forecast_loss
 from forecast.model.scaling import to_scaled
 from forecast.model.skip import LinearPart
-from forecast.registry.manifest import EpochRecord, TrainingConfig
 from forecast.series.windows import SeriesStore, series_of_origins
 from forecast.training.batches import gather_windows
 from forecast.training.distributed import SOLO, World

@@ -6,11 +6,12 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from forecast.config.training import EpochRecord, TrainingConfig
 from forecast.model.config import InputLayout
 from forecast.model.covariates import NO_COVARIATES, Covariates
 from forecast.model.network import Network
 from forecast.model.predictor import Predictor
-from forecast.registry.manifest import EpochRecord, Manifest, TrainingConfig
+from forecast.registry.manifest import Manifest
 from forecast.series.dataset import Dataset
 from forecast.series.features import feature_width
 from forecast.series.windows import Blocks, SeriesStore

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from forecast.config.training import TrainingConfig
 from forecast.model.config import InputLayout, NetworkConfig
-from forecast.registry.manifest import Manifest, TrainingConfig
+from forecast.registry.manifest import Manifest
 from forecast.registry.store import Registry
 from forecast.serving.engine import Engine
 from forecast.settings import Settings

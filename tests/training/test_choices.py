@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from forecast.config.training import TrainingConfig
 from forecast.model.config import InputLayout, NetworkConfig, ScalingParams
-from forecast.registry.manifest import TrainingConfig
 from forecast.series.dataset import Dataset, Series
 from forecast.series.windows import build_store, split_blocks
 from forecast.training.anchor_choice import AnchorChoices, choose_anchors

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from forecast.config.training import TrainingConfig
 from forecast.model.config import ScalingParams
-from forecast.registry.manifest import TrainingConfig
 from forecast.registry.store import Registry
 from forecast.registry.weights import load_predictor
 from forecast.training.job import run_training

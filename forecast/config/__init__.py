@@ -1,0 +1,1 @@
+"""Settings records the registry stores and the layers above it read (the training job's)."""

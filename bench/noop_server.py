@@ -33,7 +33,7 @@ def main() -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    return serve(host=args.host, port=args.port, forward_factory=last_value_forward)
+    return serve(host=args.host, port=args.port, stand_in=last_value_forward)
 
 
 if __name__ == "__main__":

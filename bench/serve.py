@@ -80,7 +80,7 @@ def worker_modes(workers: int) -> dict[str, tuple[str, dict[str, str]]]:
     return {
         f"http_ceiling_{workers}_workers": ("bench.noop_server", {"workers": str(workers)}),
         f"batching_{workers}_workers": ("forecast.cli", {"workers": str(workers), "inference": "per_worker"}),
-        # the workers' batches merged in one inference process per device (api/runtime/inference.py)
+        # the workers' batches merged in one inference process per device (api/runtime/plan.py)
         f"batching_{workers}_workers_per_device": (
             "forecast.cli",
             {"workers": str(workers), "inference": "per_device"},

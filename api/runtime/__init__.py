@@ -1,4 +1,5 @@
-"""The serving runtime: which processes run what. `server.serve` plans the workers and, with
-per_device inference, one inference process per device (`inference`, `workers`, `cores`), runs
-uvicorn with the transport limits (`transport`) and the GC tuning (`gc_tuning`), and supervises
-them; `commands` contributes `forecast serve`."""
+"""The serving runtime: which processes run what. `plan` decides it once from the settings (the
+workers, each one's settings, one inference process per device with per_device inference, the
+forward factory); `server.serve` plans, then supervises (`workers`), running uvicorn with the
+transport limits (`transport`) and the GC tuning (`gc_tuning`); `commands` contributes
+`forecast serve`."""

@@ -1,5 +1,6 @@
-"""`forecast serve`: uvicorn with transport limits and a graceful shutdown, in one process or
-in FORECAST_WORKERS processes sharing the port (api/runtime/workers.py).
+"""`forecast serve`: plan (api/runtime/plan.py), then supervise: uvicorn with transport limits
+and a graceful shutdown, in one process or in FORECAST_WORKERS processes sharing the port
+(api/runtime/workers.py), with the plan's inference processes beside them.
 
 The limits (api/runtime/transport.py) are deadlines for headers and bodies, an idle keep-alive
 timeout, a send timeout, a header size bound, a connection cap and an in-flight request cap,
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import resource
-import shutil
 import socket
 import threading
 from dataclasses import dataclass
@@ -24,14 +24,13 @@ from types import FrameType
 import uvicorn
 
 from api.http.app import create_app
-from api.runtime.cores import threads_per_worker, worker_count
 from api.runtime.gc_tuning import tune_gc
-from api.runtime.inference import DeviceLink, inference_devices, plan_inference
+from api.runtime.plan import ServingPlan, plan_serving
 from api.runtime.transport import InFlightLimit, LimitedHttpProtocol, TransportLimits
 from api.runtime.workers import bind_socket, run_workers
-from forecast.serving.pipeline import ForwardFactory, network_forward
+from forecast.serving.pipeline import ForwardFactory
 from forecast.serving.remote import DeviceClient, device_forward
-from forecast.settings import Settings, get_settings
+from forecast.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -86,21 +85,18 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s"  # 
 class ServerSpec:
     """What every worker builds its server from (pickled into each worker process)."""
 
-    settings: Settings
+    plan: ServingPlan
     host: str
     port: int
-    forward_factory: ForwardFactory
-    # Set when the forward passes run in the inference processes (FORECAST_INFERENCE).
-    link: DeviceLink | None = None
 
 
 def build_server(spec: ServerSpec, slot: int = 0) -> DrainingServer:
     """The app behind the in-flight cap and the limited protocol, in a draining uvicorn server."""
-    settings = spec.settings
-    forward_factory = spec.forward_factory
+    settings = spec.plan.worker_settings
+    forward_factory = spec.plan.forward_factory
     inference_unreachable = None
-    if spec.link is not None:
-        client = DeviceClient(spec.link.address_for(slot), spec.link.authkey, settings.request_timeout_s)
+    if (link := spec.plan.link) is not None:
+        client = DeviceClient(link.address_for(slot), link.authkey, settings.request_timeout_s)
         forward_factory, inference_unreachable = device_forward(client), client.unreachable
     app = create_app(settings, forward_factory, inference_unreachable)
     config = uvicorn.Config(
@@ -128,7 +124,7 @@ def run_worker(spec: ServerSpec, sock: socket.socket, slot: int) -> None:
     """A worker process of the supervisor (api/runtime/workers.py), accepting from the shared socket."""
     configure_logging()
     server = build_server(spec, slot)
-    tune_gc(spec.settings.gc_threshold)  # after the imports and the app, before the models load
+    tune_gc(spec.plan.worker_settings.gc_threshold)  # after the imports and the app, before the models load
     server.run(sockets=[sock])
 
 
@@ -145,31 +141,29 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     registry: str | None = None,
-    forward_factory: ForwardFactory = network_forward,
+    stand_in: ForwardFactory | None = None,
     workers: int | None = None,
 ) -> int:
-    """`workers` (default FORECAST_WORKERS; 0: one per usable core) serving processes on one port."""
-    settings = get_settings()
-    count = worker_count(settings.workers if workers is None else workers)
-    overrides: dict[str, object] = {} if registry is None else {"registry": registry}
-    if workers is not None or count > 1:
-        overrides["workers"] = count  # each worker knows how many share the port (its share of the rate limits)
-    # With inference processes the workers run no forward pass: those keep every core's threads.
-    devices = inference_devices(settings) if count > 1 and forward_factory is network_forward else []
-    if count > 1 and not devices:
-        overrides["torch_threads"] = threads_per_worker(settings.torch_threads, count)
-    if overrides:
-        settings = Settings(**{**settings.model_dump(), **overrides})
+    """`workers` (default FORECAST_WORKERS; 0: one per usable core) serving processes on one port;
+    `stand_in` replaces the network's forward pass (the serving benchmark's no-op)."""
+    plan = plan_serving(get_settings(), workers=workers, registry=registry, stand_in=stand_in)
     configure_logging()
-    spec = ServerSpec(settings, host, port, forward_factory)
-    if count == 1:
+    try:
+        return _supervise(plan, host, port)
+    finally:
+        plan.release()
+
+
+def _supervise(plan: ServingPlan, host: str, port: int) -> int:
+    settings, spec = plan.worker_settings, ServerSpec(plan, host, port)
+    if plan.workers == 1:
         server = build_server(spec)
         tune_gc(settings.gc_threshold)  # after the imports and the app, before the models load
         _announce(host, port, 1)
         server.run()
         return 0
     # A bad configuration (an unreadable key file) fails here, in one line, not once per worker.
-    create_app(settings, forward_factory)
+    create_app(settings, plan.forward_factory)
     try:
         sock = bind_socket(host, port)
     except OSError as exc:
@@ -178,14 +172,7 @@ def serve(
     # Each worker drains for the grace, then waits for its requests (uvicorn's graceful timeout)
     # and its batchers; beyond that margin the supervisor kills what is left.
     stop_timeout_s = settings.shutdown_grace_s + _GRACEFUL_SHUTDOWN_S + 30.0
-    if not devices:
-        _announce(host, port, count)
-        return run_workers(partial(run_worker, spec), sock, count, stop_timeout_s)
-    plan = plan_inference(settings, devices)
-    logger.info("forward passes run in %d inference process(es): %s", len(devices), ", ".join(devices))
-    _announce(host, port, count)
-    try:
-        spec = ServerSpec(plan.worker_settings, host, port, forward_factory, plan.link)
-        return run_workers(partial(run_worker, spec), sock, count, stop_timeout_s, plan.devices)
-    finally:
-        shutil.rmtree(plan.folder, ignore_errors=True)
+    if plan.devices:
+        logger.info("forward passes run in %d inference process(es)", len(plan.devices))
+    _announce(host, port, plan.workers)
+    return run_workers(partial(run_worker, spec), sock, plan.workers, stop_timeout_s, plan.devices)

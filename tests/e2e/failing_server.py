@@ -33,7 +33,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    return serve(port=args.port, forward_factory=failing_forward)
+    return serve(port=args.port, stand_in=failing_forward)
 
 
 if __name__ == "__main__":

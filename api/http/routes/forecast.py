@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from api.access.middleware import caller_of, limit_series
 from api.errors import ErrorBody, error_kind
 from api.http.deps import EngineDep, SettingsDep
-from api.http.jsonio import FastJSONResponse
+from api.http.jsonio import FastJSONResponse, large_answer
 from api.http.routes.posting import check_answer_size, check_limits, parsed, request_body, unless_disconnected
 from api.http.schemas import ForecastRequest, ForecastResponse, forecast_body
 from forecast.errors import ForecastError
@@ -67,4 +67,4 @@ async def forecast(request: Request, engine: EngineDep, settings: SettingsDep) -
         return FastJSONResponse(forecast_body(manifest, result))
     # A large answer is built and serialised on a worker thread: the event loop keeps answering
     # /healthz and other clients meanwhile.
-    return await asyncio.to_thread(lambda: FastJSONResponse(forecast_body(manifest, result)))
+    return await asyncio.to_thread(lambda: large_answer(forecast_body(manifest, result)))

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import (
+from tests.support.cli import (
     CLI_TIMEOUT_S,
     SMALL_MODEL_ARGS,
     CliResult,
@@ -27,10 +27,9 @@ from tests.conftest import (
     manifest,
     run_forecast,
     run_forecast_many,
-    seasonal_frame,
     train,
-    write_csv,
 )
+from tests.support.data import seasonal_frame, write_csv
 
 # The matrix runs without --quiet, as a user would: no progress bar may start before the checks.
 MODEL_ARGS = [arg for arg in SMALL_MODEL_ARGS if arg != "--quiet"]

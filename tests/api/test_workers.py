@@ -19,7 +19,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from api.runtime import cores
 from api.runtime.cores import threads_per_worker, usable_cores, worker_count
-from tests.e2e.conftest import free_port, wait_until
+from tests.support.servers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import FORECAST, Server, start_server, wait_until
+from tests.support.servers import FORECAST, Server, start_server, wait_until
 
 READ_KEY = "read-key-" + "r" * 32
 FORECAST_KEY = "forecast-key-" + "f" * 32

@@ -10,15 +10,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import Server
-
-HISTORY_POINTS = 100
-
-
-def series_payload(history_csv: Path, series_id: str = "a", points: int = HISTORY_POINTS) -> dict[str, object]:
-    frame = pd.read_csv(history_csv)
-    rows = frame[frame.series_id == series_id].iloc[:points]
-    return {"id": series_id, "timestamps": rows.timestamp.tolist(), "values": rows.value.tolist()}
+from tests.support.servers import Server, series_payload
 
 
 def test_forecast_shapes_and_intervals(shared_server: Server, history_csv: Path) -> None:

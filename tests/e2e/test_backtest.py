@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import Server
+from tests.support.servers import Server
 
 HORIZON, TEST_SIZE = 12, 48  # tests.e2e.conftest.TRAIN_ARGS
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from forecast.client import AsyncClient, Client, InvalidSeries, RetryPolicy
-from tests.e2e.conftest import Server, start_server
+from tests.support.servers import Server, start_server
 
 SERIES, POINTS = 5000, 60
 KEY = "batch-key-" + "k" * 24

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import read_json
-from tests.e2e.conftest import Server, start_server
+from tests.support.cli import read_json
+from tests.support.servers import Server, start_server
 
 HORIZON = 12
 

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import Browser, Download, Locator, Page, Playwright, expect, sync_playwright
 
-from tests.e2e.conftest import Server, free_port, run_cli, start_server, train
+from tests.support.servers import Server, free_port, run_cli, start_server, train
 
 STATIC = Path(__file__).resolve().parents[2] / "api" / "static"
 CHROMIUM_ARGS = [

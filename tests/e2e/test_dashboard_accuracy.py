@@ -14,8 +14,6 @@ import pandas as pd
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
-from tests.conftest import run_forecast_many, seasonal_frame
-from tests.e2e.conftest import TRAIN_ARGS, Server, start_server
 from tests.e2e.test_dashboard import (
     CHROMIUM_ARGS,
     INKED_PIXELS_JS,
@@ -25,6 +23,9 @@ from tests.e2e.test_dashboard import (
     snapshot,
     watch,
 )
+from tests.support.cli import run_forecast_many
+from tests.support.data import seasonal_frame
+from tests.support.servers import TRAIN_ARGS, Server, start_server
 
 WIDE: ViewportSize = {"width": 1280, "height": 900}  # as tests/e2e/test_dashboard.py's
 PHONE: ViewportSize = {"width": 390, "height": 844}

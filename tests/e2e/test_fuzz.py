@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import start_server
+from tests.support.servers import start_server
 
 EXAMPLES = int(os.environ.get("FORECAST_FUZZ_EXAMPLES", "25"))
 CHECKS = ",".join(

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import manifest
-from tests.e2e.conftest import Server, run_cli, start_server
+from tests.support.cli import manifest
+from tests.support.servers import Server, run_cli, start_server
 
 INPUT_SIZE, HORIZON = 15, 5  # three business weeks in, one out
 TRAIN_ARGS = [

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import socket
 import sys
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,14 +16,11 @@ import orjson
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import Server, start_server, wait_until
+from tests.support.servers import HEALTHZ_BOUND_S, Server, healthz_latencies, start_server, wait_until
 
 INPUT_SIZE, HORIZON = 48, 12  # the e2e models' (tests/e2e/conftest.py TRAIN_ARGS)
 # The error body stays small whatever the input; "a few KB" in the issue.
 MAX_ERROR_BYTES = 4096
-# A generous bound for a machine shared with other work; the failures this guards against
-# held /healthz for seconds to minutes.
-HEALTHZ_BOUND_S = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -112,31 +106,6 @@ def _cases() -> list[Case]:
             names_series=False,
         ),
     ]
-
-
-@contextmanager
-def healthz_latencies(url: str) -> Iterator[list[float]]:
-    """/healthz polled from another connection for as long as the block runs."""
-    latencies: list[float] = []
-    stop = threading.Event()
-
-    def poll() -> None:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            while not stop.is_set():
-                started = time.perf_counter()
-                assert client.get("/healthz").status_code == 200
-                latencies.append(time.perf_counter() - started)
-
-    watcher = threading.Thread(target=poll)
-    watcher.start()
-    wait_until(lambda: latencies, 30, "the first /healthz answer")
-    try:
-        yield latencies
-        polled = len(latencies)
-        wait_until(lambda: len(latencies) > polled, 30, "a /healthz answer after the request")
-    finally:
-        stop.set()
-        watcher.join()
 
 
 @pytest.mark.parametrize("case", _cases(), ids=lambda case: case.label)

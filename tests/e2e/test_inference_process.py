@@ -16,9 +16,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import Server, start_server, wait_until
-from tests.e2e.test_api import series_payload
 from tests.e2e.test_workers import started_inference_processes
+from tests.support.servers import Server, series_payload, start_server, wait_until
 
 
 @pytest.fixture(scope="module")

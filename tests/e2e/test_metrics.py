@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import Server
+from tests.support.servers import Server
 
 
 @pytest.fixture(scope="module")

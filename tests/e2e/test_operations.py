@@ -17,9 +17,16 @@ import httpx
 
 from api.http.schemas import ModelList
 from forecast.client import Client
-from tests.e2e.conftest import FORECAST, TRAIN_ARGS, Server, run_cli, wait_until
-from tests.e2e.test_api import series_payload
-from tests.e2e.test_hostile_input import HEALTHZ_BOUND_S, healthz_latencies
+from tests.support.servers import (
+    FORECAST,
+    HEALTHZ_BOUND_S,
+    TRAIN_ARGS,
+    Server,
+    healthz_latencies,
+    run_cli,
+    series_payload,
+    wait_until,
+)
 
 RELOAD_S = 0.5
 LOAD_TIMEOUT_S = 30.0

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import Server, run_cli
+from tests.support.servers import Server, run_cli
 
 
 def _api_forecast(server: Server, frame: pd.DataFrame, model: str, levels: list[float]) -> dict[str, dict]:

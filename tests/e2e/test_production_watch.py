@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import run_forecast_many, seasonal_frame
-from tests.e2e.conftest import Server, run_cli, train, wait_until
+from tests.support.cli import run_forecast_many
+from tests.support.data import seasonal_frame
+from tests.support.servers import Server, run_cli, train, wait_until
 
 TRAINED_POINTS, LATER_POINTS = 400, 100
 

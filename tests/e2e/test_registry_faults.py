@@ -18,8 +18,7 @@ from typing import Any
 import httpx
 
 from api.http.schemas import ModelList
-from tests.e2e.conftest import Server, run_cli, wait_until
-from tests.e2e.test_api import series_payload
+from tests.support.servers import Server, run_cli, series_payload, wait_until
 
 RELOAD_S = "0.2"
 FAULT_TIMEOUT_S = 30.0  # a poll is 0.2 s; loads and a loaded machine take the rest

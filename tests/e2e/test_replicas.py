@@ -17,9 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Server, run_cli, start_server, train, wait_until
-from tests.e2e.test_api import series_payload
 from tests.s3 import S3Server, s3_server
+from tests.support.servers import Server, run_cli, series_payload, start_server, train, wait_until
 
 __all__ = ["s3_server"]  # the fixture, for the S3 case
 

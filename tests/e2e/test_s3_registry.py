@@ -10,10 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import run_forecast
-from tests.e2e.conftest import TRAIN_ARGS, start_server, wait_until
-from tests.e2e.test_api import series_payload
 from tests.s3 import S3Server, s3_server, s3_url
+from tests.support.cli import run_forecast
+from tests.support.servers import TRAIN_ARGS, series_payload, start_server, wait_until
 
 __all__ = ["s3_server", "s3_url"]  # the fixtures
 

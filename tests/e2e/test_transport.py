@@ -21,7 +21,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import Server, start_server, wait_until
+from tests.support.servers import Server, start_server, wait_until
 
 DEADLINE_S = 1.0
 # Slack past a deadline for the server's timer and this machine's load: the deadlines fire on

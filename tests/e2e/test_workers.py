@@ -19,8 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Server, run_cli, start_server, wait_until
-from tests.e2e.test_api import series_payload
+from tests.support.servers import Server, run_cli, series_payload, start_server, wait_until
 
 WORKERS = 2
 RELOAD_S = 0.5

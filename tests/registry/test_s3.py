@@ -29,7 +29,7 @@ from forecast.settings import Settings
 from tests.registry.test_store import Writers, kill_quietly, publish_network, publish_tagged, wait_for
 from tests.registry_writer import check_version
 from tests.s3 import S3Server
-from tests.serving.test_engine import publish_network as publish_servable
+from tests.support.registries import publish_network as publish_servable
 
 
 def s3_registry(url: str) -> Registry:

@@ -24,8 +24,8 @@ from forecast.model.network import Forecaster
 from forecast.registry.manifest import MANIFEST_FILE, REPORT_FILE, WEIGHTS_FILE
 from forecast.registry.store import PRODUCTION, Registry, check_name
 from forecast.registry.weights import load_predictor, weights_bytes
-from tests.conftest import child_env
 from tests.registry_writer import SMALL_CHANNELS, SMALL_NETWORK, check_version, make_manifest, tagged_files
+from tests.support.cli import child_env
 
 WRITER = Path(__file__).resolve().parents[1] / "registry_writer.py"
 WAIT_S = 60.0

@@ -16,8 +16,9 @@ from forecast.registry.store import Registry
 from forecast.serving.backtest import BacktestLimits, BacktestResult, BacktestSpec, backtest, origin_positions
 from forecast.serving.engine import Engine
 from forecast.settings import Settings
-from tests.conftest import manifest, messy_frame, train, write_csv
 from tests.factories import Posted
+from tests.support.cli import manifest, train
+from tests.support.data import messy_frame, write_csv
 
 HORIZON, TEST_SIZE = 12, 48  # tests.conftest.SMALL_MODEL_ARGS
 LIMITS = BacktestLimits(max_windows=10_000, max_returned_values=1_000_000)

@@ -23,7 +23,7 @@ from forecast.serving.pipeline import raw_windows, stack_windows
 from forecast.training.batches import gather_windows
 from forecast.training.covariates import fit_covariates, static_rows
 from tests.factories import covariate_frame, make_manifest
-from tests.serving.conftest import HORIZON, INPUT_SIZE, _prepare, _values
+from tests.support.requests import HORIZON, INPUT_SIZE, hourly_values, prepare
 
 COUNT = 10
 
@@ -50,14 +50,14 @@ def _posted(**changes: object) -> PostedCovariates:
 
 def _refused(manifest: Manifest, covariates: PostedCovariates, *, horizon: int = HORIZON) -> str:
     with pytest.raises((InvalidRequest, NonFiniteValues, ValueOutOfRange)) as error:
-        _prepare(manifest, _values(COUNT), start="2024-01-01T00:00:00", horizon=horizon, covariates=covariates)
+        prepare(manifest, hourly_values(COUNT), start="2024-01-01T00:00:00", horizon=horizon, covariates=covariates)
     assert error.value.series_id == "a"
     assert "\n" not in str(error.value)
     return str(error.value)
 
 
 def test_the_window_holds_the_covariates_it_needs(covariate_manifest: Manifest) -> None:
-    prepared = _prepare(covariate_manifest, _values(COUNT), start="2024-01-01T00:00:00", covariates=_posted())
+    prepared = prepare(covariate_manifest, hourly_values(COUNT), start="2024-01-01T00:00:00", covariates=_posted())
     window = prepared.window
     np.testing.assert_array_equal(window.past[:, 0], np.arange(COUNT - INPUT_SIZE, COUNT))
     np.testing.assert_array_equal(window.future[:, 0], 20.0 + np.arange(COUNT - INPUT_SIZE, COUNT + HORIZON))
@@ -68,7 +68,9 @@ def test_the_window_holds_the_covariates_it_needs(covariate_manifest: Manifest) 
 def test_a_shorter_horizon_needs_future_covariates_over_its_steps_only(covariate_manifest: Manifest) -> None:
     """The steps after it are filled with the covariate's training mean, which no served step reads."""
     short = _posted(future={"temperature": [float(20 + i) for i in range(COUNT + 2)]})
-    prepared = _prepare(covariate_manifest, _values(COUNT), start="2024-01-01T00:00:00", horizon=2, covariates=short)
+    prepared = prepare(
+        covariate_manifest, hourly_values(COUNT), start="2024-01-01T00:00:00", horizon=2, covariates=short
+    )
     assert prepared.window.future[-2:, 0].tolist() == [20.0, 20.0]  # the mean of 10 and 30
 
 
@@ -114,9 +116,9 @@ def test_a_covariate_gap_in_the_window_is_posted_as_null_and_placed_as_missing(c
     past[-2] = None  # type: ignore[call-overload]
     future = [float(20 + i) for i in range(COUNT + HORIZON)]
     future[-HORIZON - 3] = future[-2] = None  # type: ignore[call-overload]  # in the window, in the horizon
-    prepared = _prepare(
+    prepared = prepare(
         covariate_manifest,
-        _values(COUNT),
+        hourly_values(COUNT),
         start="2024-01-01T00:00:00",
         covariates=_posted(past={"load": past}, future={"temperature": future}),
     )
@@ -131,7 +133,7 @@ def test_a_version_without_covariates_refuses_any(manifest: Manifest) -> None:
 
 def test_an_unseen_category_takes_the_bucket(covariate_manifest: Manifest) -> None:
     posted = _posted(static={"region": "east", "size": 2.0})
-    prepared = _prepare(covariate_manifest, _values(COUNT), start="2024-01-01T00:00:00", covariates=posted)
+    prepared = prepare(covariate_manifest, hourly_values(COUNT), start="2024-01-01T00:00:00", covariates=posted)
     assert prepared.window.static[0] == 0.0
 
 
@@ -174,7 +176,7 @@ def test_a_served_window_reaches_the_network_as_the_same_training_window(tmp_pat
         future={"temperature": rows["temperature"].iloc[: cut + HORIZON].tolist()},
         static={"region": series.static["region"]},
     )
-    prepared = _prepare(manifest, rows["value"].iloc[:cut].tolist(), start="2024-01-01T00:00:00", covariates=posted)
+    prepared = prepare(manifest, rows["value"].iloc[:cut].tolist(), start="2024-01-01T00:00:00", covariates=posted)
     served = raw_windows(stack_windows([prepared.window]))
 
     scaling = ScalingParams(mode="window")

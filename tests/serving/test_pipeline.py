@@ -26,7 +26,7 @@ from forecast.serving.batcher import DynamicBatcher
 from forecast.serving.pipeline import ForecastPipeline, WindowForecast, network_forward
 from forecast.serving.requests import PreparedSeries
 from tests.factories import Posted, make_manifest
-from tests.serving.conftest import HORIZON, INPUT_SIZE, _prepare, _values
+from tests.support.requests import HORIZON, INPUT_SIZE, hourly_values, prepare
 
 
 def assemble(
@@ -40,7 +40,7 @@ def assemble(
 def _assembled(
     manifest: Manifest, spread: float, levels: list[float], horizon: int = HORIZON
 ) -> tuple[PreparedSeries, SimpleNamespace]:
-    prepared = _prepare(manifest, _values(8), start="2024-01-01T00:00:00", horizon=horizon)
+    prepared = prepare(manifest, hourly_values(8), start="2024-01-01T00:00:00", horizon=horizon)
     mean = np.array([10.0, 11.0, 12.5, 9.0], dtype=np.float32)
     return prepared, assemble(manifest, prepared, WindowForecast(mean=mean, spread=spread), levels)
 
@@ -77,7 +77,7 @@ def test_a_shorter_horizon_truncates_mean_and_intervals(manifest: Manifest) -> N
 @pytest.mark.parametrize(("freq", "start"), [("h", "2024-01-01T00:00:00"), ("250ms", "2024-01-01T00:00:00.750")])
 def test_timestamps_are_iso_strings_as_isoformat_writes_them(freq: str, start: str) -> None:
     manifest = make_manifest(freq=freq, features=[], input_size=INPUT_SIZE, horizon=HORIZON)
-    prepared = _prepare(manifest, _values(8), start=start)
+    prepared = prepare(manifest, hourly_values(8), start=start)
     forecast = assemble(
         manifest, prepared, WindowForecast(mean=np.zeros(HORIZON, dtype=np.float32), spread=1.0), [80.0]
     )
@@ -98,7 +98,7 @@ def test_a_request_runs_through_the_batcher_and_keeps_its_order_and_per_series_i
             batcher = DynamicBatcher(forward, executor, max_batch_size=8, max_wait_ms=0.0, queue_limit=100)
             batcher.start()
             pipeline = ForecastPipeline(manifest, batcher)
-            posted = [Posted(f"s{i}", [*_values(7), float(100 * i)]) for i in range(3)]
+            posted = [Posted(f"s{i}", [*hourly_values(7), float(100 * i)]) for i in range(3)]
             try:
                 return await pipeline.forecast(posted, horizon=3, levels=[80.0, 95.0], timeout_s=10.0), [
                     100.0 * i for i in range(3)
@@ -147,7 +147,7 @@ def test_a_large_level_keeps_its_small_steps_through_the_pipeline(manifest: Mani
 
 def test_a_forecast_that_overflows_is_an_error_for_its_series(manifest: Manifest) -> None:
     """Values at float32's edge with a huge spread: the intervals overflow. Never a 200 with nulls."""
-    prepared = _prepare(manifest, _values(8), start="2024-01-01T00:00:00")
+    prepared = prepare(manifest, hourly_values(8), start="2024-01-01T00:00:00")
     output = WindowForecast(mean=np.full(HORIZON, 3e38), spread=float("inf"))
     with pytest.raises(ValueOutOfRange, match="not finite") as refused:
         ForecastPipeline(manifest, batcher=None).finish([prepared], [output], HORIZON, [80.0])  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 from forecast.errors import InvalidInput, PeerFailed
 from forecast.training.distributed import SOLO, World, join_world
-from tests.conftest import (
+from tests.support.cli import (
     SMALL_MODEL_ARGS,
     CliResult,
     TrainedRegistry,
@@ -30,9 +30,8 @@ from tests.conftest import (
     forecast_command,
     manifest,
     read_json,
-    seasonal_frame,
-    write_csv,
 )
+from tests.support.data import seasonal_frame, write_csv
 
 NPROC = 2
 # Per launch three processes import torch (the launcher and two ranks), and two launches run at once.

@@ -20,7 +20,8 @@ from safetensors.torch import load_file
 from forecast.registry.store import PRODUCTION, Registry
 from forecast.serving.engine import Engine
 from forecast.settings import Settings
-from tests.conftest import (
+from tests.factories import Posted
+from tests.support.cli import (
     SMALL_MODEL_ARGS,
     CliResult,
     TrainedRegistry,
@@ -28,11 +29,9 @@ from tests.conftest import (
     manifest,
     read_json,
     run_forecast_many,
-    seasonal_frame,
     train,
-    write_csv,
 )
-from tests.factories import Posted
+from tests.support.data import seasonal_frame, write_csv
 
 BLOCKS = ("validation", "test")
 

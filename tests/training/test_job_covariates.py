@@ -18,8 +18,9 @@ import pytest
 from forecast.registry.store import Registry
 from forecast.serving.engine import Engine
 from forecast.settings import Settings
-from tests.conftest import SMALL_MODEL_ARGS, CliResult, manifest, read_json, run_forecast_many, write_csv
 from tests.factories import Posted, covariate_frame
+from tests.support.cli import SMALL_MODEL_ARGS, CliResult, manifest, read_json, run_forecast_many
+from tests.support.data import write_csv
 
 COVARIATE_FLAGS = ("--past-covariates", "load", "--future-covariates", "temperature", "--static-covariates", "region")
 HORIZON = 12

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from forecast.registry.store import PRODUCTION
-from tests.conftest import messy_frame, train, write_csv
+from tests.support.cli import train
+from tests.support.data import messy_frame, write_csv
 from tests.training.test_job import aliases, manifest, serve_once, version_dir
 
 

@@ -25,11 +25,11 @@ from forecast.errors import (
     InvalidInput,
     InvalidName,
     NotFound,
-    Overloaded,
     RateLimited,
     RegistryCorrupt,
     RequestTooLarge,
     Unauthorized,
+    Unavailable,
     excerpt,
 )
 
@@ -72,7 +72,7 @@ _STATUS: list[tuple[type[ForecastError], int, str]] = [
     (InvalidName, 422, "invalid_name"),
     (InvalidInput, 422, "invalid_input"),
     (NotFound, 404, "not_found"),
-    (Overloaded, 503, "overloaded"),
+    (Unavailable, 503, "overloaded"),
     (DeadlineExceeded, 504, "deadline_exceeded"),
     (RegistryCorrupt, 500, "registry_corrupt"),
     (ClientDisconnected, 499, "client_disconnected"),  # nginx's code; nobody is listening
@@ -99,7 +99,7 @@ def error_kind(exc: ForecastError) -> ErrorKind:
 def error_response(exc: ForecastError) -> JSONResponse:
     kind = error_kind(exc)
     headers = {}
-    if isinstance(exc, Overloaded):
+    if isinstance(exc, Unavailable):
         headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
     if isinstance(exc, AccessDenied):  # the Bearer challenge, or Retry-After and RateLimit-*
         headers.update(exc.headers)

@@ -121,27 +121,31 @@ class AliasMoved(RegistryConflict):
     """An alias no longer points where the caller saw it (another promotion got there first)."""
 
 
-class Overloaded(ForecastError):
-    """The batcher's queue is full: retry later."""
+class Unavailable(ForecastError):
+    """The service cannot take this work now, and says when to retry (503 + Retry-After)."""
 
     def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
         self.retry_after_s = retry_after_s
         super().__init__(message)
 
 
+class Overloaded(Unavailable):
+    """A queue is full (the model's, one client's share of it, or the requests in flight)."""
+
+
 class DeadlineExceeded(ForecastError):
     """A queued request waited longer than its deadline."""
 
 
-class ShuttingDown(Overloaded):
+class ShuttingDown(Unavailable):
     """The service is draining and takes no new work."""
 
 
-class InferenceUnavailable(Overloaded):
+class InferenceUnavailable(Unavailable):
     """The shared inference process of the device is restarting (or hung): retry shortly."""
 
 
-class VersionLoading(Overloaded):
+class VersionLoading(Unavailable):
     """The version an alias newly points at is still loading, and the alias served nothing before."""
 
 

@@ -24,7 +24,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from forecast.errors import DeadlineExceeded, Overloaded, ShuttingDown
+from forecast.errors import DeadlineExceeded, InferenceUnavailable, Overloaded, ShuttingDown
 from forecast.serving.telemetry import BATCH_SIZE, COMPUTE_TIME, QUEUE_DEPTH, QUEUE_WAIT, REJECTED
 
 logger = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ class DynamicBatcher(Generic[Item, Result]):
                 if len(outputs) != len(live):
                     raise RuntimeError(f"the model returned {len(outputs)} forecasts for {len(live)} series")
             except Exception as exc:
-                if isinstance(exc, Overloaded):  # the inference process is restarting: one line, expected
+                if isinstance(exc, InferenceUnavailable):  # the inference process is restarting: one line, expected
                     logger.warning("batch of %d series refused on %s: %s", len(live), self._labels, exc)
                 else:
                     logger.exception("batch of %d series failed on %s", len(live), self._labels)

@@ -89,7 +89,10 @@ def network_from_weights(config: NetworkConfig, layout: InputLayout | int, paylo
 
 
 @dataclass(slots=True)
-class LoadedVersion:
+class RebuiltVersion:
+    """A version rebuilt from its registry files (the serving engine holds these in
+    forecast/serving/versions.py's LoadedVersions, each behind its batcher)."""
+
     manifest: Manifest
     predictor: Predictor
 
@@ -125,7 +128,7 @@ def _check_weights_size(registry: Registry, name: str, version: int, manifest: M
     return most
 
 
-def load_predictor(registry: Registry, name: str, version: int, device: torch.device) -> LoadedVersion:
+def load_predictor(registry: Registry, name: str, version: int, device: torch.device) -> RebuiltVersion:
     """Rebuild a version from the registry: the manifest checked against its folder, the weights
     file's size against the manifest's network (before reading it), the weights against the
     manifest's sha256 and then against the network."""
@@ -143,7 +146,7 @@ def load_predictor(registry: Registry, name: str, version: int, device: torch.de
     except RegistryCorrupt as exc:
         folder = registry.version_location(name, version)
         raise RegistryCorrupt(f"model {name!r} version {version} in {folder}: {exc}") from exc
-    return LoadedVersion(
+    return RebuiltVersion(
         manifest=manifest,
         predictor=Predictor(
             network, manifest.scaling, device, manifest.intervals.scale, manifest.covariates, manifest.season_length

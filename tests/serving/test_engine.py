@@ -26,7 +26,7 @@ from forecast.errors import ModelNotFound, RegistryCorrupt, VersionLoading, Vers
 from forecast.model.predictor import Predictor
 from forecast.registry.manifest import MANIFEST_FILE, WEIGHTS_FILE, Manifest
 from forecast.registry.store import PRODUCTION, Registry
-from forecast.registry.weights import LoadedVersion
+from forecast.registry.weights import RebuiltVersion
 from forecast.serving.engine import Engine
 from forecast.serving.pipeline import Forward, network_forward
 from forecast.serving.telemetry import LOAD_FAILURES, REGISTRY_LAST_SCAN_OK, REGISTRY_SCAN_ERRORS
@@ -52,7 +52,7 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> Counter[tuple[str, int]]:
     counted: Counter[tuple[str, int]] = Counter()
     real = versions_module.load_predictor
 
-    def counting(registry: Registry, name: str, version: int, device: torch.device) -> LoadedVersion:
+    def counting(registry: Registry, name: str, version: int, device: torch.device) -> RebuiltVersion:
         counted[(name, version)] += 1
         return real(registry, name, version, device)
 

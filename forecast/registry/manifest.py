@@ -87,6 +87,8 @@ class Manifest(BaseModel):
     data: DataFingerprint
     metrics: Metrics
     intervals: Calibration
+    # The most epochs one member ran (so at most `training.max_epochs`); the report lists every
+    # member's. Versions written before this counted all members' epochs together.
     epochs_run: int
     best_epoch: int
     timings: dict[str, float]

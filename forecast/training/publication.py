@@ -4,6 +4,7 @@ move of `production` by the rules (the baseline gate, then promotion)."""
 from __future__ import annotations
 
 import platform
+from collections import Counter
 from datetime import UTC, datetime
 
 import numpy as np
@@ -52,7 +53,7 @@ def draft_manifest(
         ),
         metrics={"validation": evaluation.validation.metrics, "test": evaluation.test.metrics},
         intervals=calibration,
-        epochs_run=len(fitted.epochs),
+        epochs_run=max(Counter(record.member for record in fitted.epochs).values(), default=0),
         best_epoch=fitted.best_epoch,
         timings=timings,
         provenance=Provenance(

@@ -51,7 +51,7 @@ function renderHyperparameters(manifest) {
     ...fact("Batch size", training.batch_size),
     ...fact("Weight decay", training.weight_decay),
     ...fact("Gradient clip norm", training.clip_norm),
-    ...fact("Epochs run / max", `${manifest.epochs_run} / ${training.max_epochs}`),
+    ...fact("Epochs run / max (per member)", `${manifest.epochs_run} / ${training.max_epochs}`),
     ...fact("Best epoch", manifest.best_epoch),
     ...fact("Patience", training.patience),
     ...fact("Seed", training.seed),

@@ -24,6 +24,7 @@ combines their forecasts (mean or median) in one forward pass.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 import torch
@@ -267,6 +268,35 @@ class Ensemble(nn.Module):
 
 
 Network = Forecaster | Ensemble
+
+
+def member_state(state: Mapping[str, torch.Tensor], member: int) -> dict[str, torch.Tensor]:
+    """One member's weights out of an ensemble's state dict (an `Ensemble` holds them under
+    `members.N.`), as a lone `Forecaster` names them."""
+    prefix = f"members.{member}."
+    return {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+
+
+def input_width_of(state: Mapping[str, torch.Tensor], config: NetworkConfig) -> int | None:
+    """The values per time step the weights read, from the first layer that sees them: the
+    segment embedding (segment_length steps of C channels each) or the encoder's input matrix.
+    None when no weight depends on it (a network without the recurrent encoder reads the value
+    alone). Every ensemble member must agree."""
+    widths = set()
+    for key, tensor in state.items():
+        if key.endswith("embed.weight") and tensor.dim() == 2:
+            segment = config.segment_length or 1
+            widths.add(tensor.shape[1] // segment if tensor.shape[1] % segment == 0 else -1)
+        elif key.endswith("encoder.weight_ih_l0") and tensor.dim() == 2 and not _has_embed(state, key):
+            widths.add(tensor.shape[1])
+    if len(widths) > 1 or -1 in widths:
+        raise ValueError(f"the weights' first layers disagree on their input width ({sorted(widths)})")
+    return widths.pop() if widths else None
+
+
+def _has_embed(state: Mapping[str, torch.Tensor], encoder_key: str) -> bool:
+    """With a segment embedding the encoder reads the embedding, not the channels."""
+    return encoder_key.removesuffix("encoder.weight_ih_l0") + "embed.weight" in state
 
 
 def build_network(config: NetworkConfig, layout: InputLayout | int) -> Network:

@@ -17,7 +17,7 @@ from safetensors.torch import save as save_safetensors
 
 from forecast.errors import RegistryCorrupt
 from forecast.model.config import InputLayout, NetworkConfig
-from forecast.model.network import Network, build_network
+from forecast.model.network import Network, build_network, input_width_of
 from forecast.model.predictor import Predictor
 from forecast.registry.manifest import WEIGHTS_FILE, Manifest
 from forecast.registry.store import Registry
@@ -44,32 +44,13 @@ def read_state(payload: bytes) -> State:
         ) from exc
 
 
-def weights_input_channels(state: State, config: NetworkConfig) -> int | None:
-    """The values per time step the weights read, from the first layer that sees them: the
-    segment embedding (segment_length steps of C channels each) or the encoder's input matrix.
-    None when no weight depends on it (a network without the recurrent encoder reads the value
-    alone). Every ensemble member must agree."""
-    widths = set()
-    for key, tensor in state.items():
-        if key.endswith("embed.weight") and tensor.dim() == 2:
-            segment = config.segment_length or 1
-            widths.add(tensor.shape[1] // segment if tensor.shape[1] % segment == 0 else -1)
-        elif key.endswith("encoder.weight_ih_l0") and tensor.dim() == 2 and not _has_embed(state, key):
-            widths.add(tensor.shape[1])
-    if len(widths) > 1 or -1 in widths:
-        raise RegistryCorrupt(f"the weights' first layers disagree on their input width ({sorted(widths)})")
-    return widths.pop() if widths else None
-
-
-def _has_embed(state: State, encoder_key: str) -> bool:
-    """With a segment embedding the encoder reads the embedding, not the channels."""
-    return encoder_key.removesuffix("encoder.weight_ih_l0") + "embed.weight" in state
-
-
 def check_manifest_fits(manifest: Manifest, state: State) -> None:
     """Refuse a manifest whose features' width is not the weights' input width (the manifest
     itself refuses features the server cannot compute)."""
-    trained = weights_input_channels(state, manifest.network)
+    try:
+        trained = input_width_of(state, manifest.network)
+    except ValueError as exc:
+        raise RegistryCorrupt(str(exc)) from None
     if trained is not None and trained != manifest.input_channels:
         raise RegistryCorrupt(
             f"the manifest's features {manifest.features} and covariates {manifest.covariates.names} make "

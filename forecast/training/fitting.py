@@ -13,7 +13,7 @@ import torch
 from forecast.config.training import EpochRecord
 from forecast.model.config import NetworkConfig
 from forecast.model.missing import too_thin
-from forecast.model.network import Ensemble, Forecaster, Network
+from forecast.model.network import Ensemble, Forecaster, Network, member_state
 from forecast.model.predictor import Predictor
 from forecast.model.scaling import fit_scaling
 from forecast.series.frequency import cadence
@@ -139,5 +139,4 @@ def _member_state(
     or that member's part of them."""
     if state is None or (shape.ensemble or 1) == 1:
         return state
-    prefix = f"members.{member}."
-    return {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+    return member_state(state, member)

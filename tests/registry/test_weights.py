@@ -12,10 +12,10 @@ import torch
 
 from forecast.errors import RegistryCorrupt
 from forecast.model.config import NetworkConfig, input_channels
-from forecast.model.network import build_network
+from forecast.model.network import build_network, input_width_of
 from forecast.registry.manifest import MANIFEST_FILE, REPORT_FILE, WEIGHTS_FILE
 from forecast.registry.store import Registry
-from forecast.registry.weights import load_predictor, read_state, weights_bytes, weights_input_channels
+from forecast.registry.weights import load_predictor, read_state, weights_bytes
 from forecast.series.features import feature_width
 from tests.factories import make_manifest
 
@@ -94,13 +94,13 @@ def test_the_same_features_in_another_order_still_load(tmp_path: Path) -> None:
 def test_the_input_width_is_read_back_from_every_shape_of_network(config: NetworkConfig, features: list[str]) -> None:
     channels = input_channels(feature_width(features))
     state = read_state(weights_bytes(build_network(config, channels)))
-    assert weights_input_channels(state, config) == channels
+    assert input_width_of(state, config) == channels
 
 
 def test_a_network_that_reads_the_value_alone_has_no_width_to_check() -> None:
     config = NetworkConfig(arch="gru", input_size=24, horizon=6, recurrent=False)
     state = read_state(weights_bytes(build_network(config, 5)))
-    assert weights_input_channels(state, config) is None
+    assert input_width_of(state, config) is None
 
 
 def _rewrite_network(registry: Registry, version: int, **network: int) -> None:

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api.access.middleware import CALLER_HAS_KEY
-from api.errors import MAX_ID_CHARS, ErrorBody
+from api.errors import ErrorBody
 from api.http.schemas import MAX_TIMESTAMP_CHARS, BacktestRequest, ForecastRequest
 from forecast.errors import ForecastError
 from forecast.model.config import NETWORK_MAX_VALUE
@@ -119,7 +119,7 @@ def _with_models(
         variant
         for versions in served.values()
         for manifest, aliases in versions
-        for variant in _variants(manifest, aliases, settings)
+        for variant in _variants(manifest, aliases, settings, schemas)
     ]
     if variants:
         # The body is one of these: any other model name is a 404, whatever its fields.
@@ -133,13 +133,16 @@ def _with_models(
     return document
 
 
-def _variants(manifest: Manifest, aliases: list[str], settings: Settings) -> list[dict[str, Any]]:
+def _variants(
+    manifest: Manifest, aliases: list[str], settings: Settings, schemas: dict[str, Any]
+) -> list[dict[str, Any]]:
     """The request schemas of one served version: selected by its version number, or by an
-    alias pointing at it (no alias means production)."""
+    alias pointing at it (no alias means production). `schemas` are the generic document's,
+    derived from the pydantic models; each variant narrows them."""
     selectors: list[dict[str, Any]] = [{"version": {"const": manifest.version}}]
     if aliases:
         selectors.append({"alias": {"enum": aliases}})
-    fields = _request_fields(manifest, settings)
+    fields = _request_fields(manifest, settings, schemas)
     return [
         {
             "type": "object",
@@ -189,7 +192,7 @@ def _covariate_fields(manifest: Manifest) -> dict[str, Any]:
     return fields
 
 
-def _request_fields(manifest: Manifest, settings: Settings) -> dict[str, Any]:
+def _request_fields(manifest: Manifest, settings: Settings, schemas: dict[str, Any]) -> dict[str, Any]:
     # A subset of what is accepted (a shorter series is padded, a value may be null, a timestamp
     # left out): the series the version answers without filling, so generated requests that
     # follow the variant reach the network rather than the missing-data bound.
@@ -210,7 +213,7 @@ def _request_fields(manifest: Manifest, settings: Settings) -> dict[str, Any]:
         "description": "as many as the values, on the model's frequency's grid (a missing one may be left out)",
     }
     common = {
-        "id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+        "id": copy.deepcopy(schemas["SeriesIn"]["properties"]["id"]),
         "values": values,
         "freq": {"enum": [manifest.freq], "description": "or any other spelling of the same frequency"},
     }
@@ -232,12 +235,10 @@ def _request_fields(manifest: Manifest, settings: Settings) -> dict[str, Any]:
             for axis, schema in forms
         ]
     }
+    levels = copy.deepcopy(schemas["ForecastRequest"]["properties"]["levels"])  # count and range as parsed
+    levels["items"]["maximum"] = manifest.intervals.levels[-1]  # the highest level calibrated
     return {
         "horizon": {"type": "integer", "minimum": 1, "maximum": manifest.horizon},
-        "levels": {
-            "type": "array",
-            "maxItems": 20,
-            "items": {"type": "number", "exclusiveMinimum": 0, "maximum": manifest.intervals.levels[-1]},
-        },
+        "levels": levels,
         "series": {"type": "array", "minItems": 1, "maxItems": settings.max_series_per_request, "items": series},
     }

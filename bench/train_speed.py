@@ -41,7 +41,7 @@ from forecast.series.dataset import Dataset, Series
 from forecast.series.features import default_features, feature_width
 from forecast.series.tables import BUNDLED_SETS
 from forecast.series.windows import SeriesStore, block_origins, build_store, gather, split_blocks
-from forecast.training.loop import Objective, fit
+from forecast.training.loop import FitData, Objective, fit
 
 INPUT_SIZE, HORIZON = 168, 24
 # NeuralForecast's LSTM anchor: 2 layers x 128, windows batch 128 (about 250 windows/s here).
@@ -111,7 +111,8 @@ def run_ours(
     )
     objective = Objective(config.loss, ScalingParams(mode="window"))
     started = time.perf_counter()
-    result = fit(store, train, validation, channels(features), objective, config, torch.device("cpu"), progress=False)
+    data = FitData(store, train, validation, channels(features), objective)
+    result = fit(data, config, torch.device("cpu"), progress=False)
     seconds = time.perf_counter() - started
     trained = min(windows, len(train)) * len(result.epochs)
     return {

@@ -21,7 +21,7 @@ from forecast.series.windows import block_origins, origins_between, training_par
 from forecast.training.anchor_choice import choose_anchors
 from forecast.training.choices import anchor_candidates
 from forecast.training.distributed import SOLO, World
-from forecast.training.loop import FitResult, Objective, fit, refit
+from forecast.training.loop import FitData, FitResult, Objective, fit, refit
 from forecast.training.records import Fitted, PreparedJob
 
 
@@ -46,13 +46,10 @@ def fit_network(job: PreparedJob, *, progress: bool, world: World = SOLO) -> Fit
     results: list[FitResult] = []
     epochs: list[EpochRecord] = []
     best_epochs: list[int] = []
+    data = FitData(job.store, origins["train"], origins["validation"], job.layout, objective)
     for member in range(shape.ensemble or 1):  # each its own seed; the ensemble is calibrated as a whole
         result = fit(
-            job.store,
-            origins["train"],
-            origins["validation"],
-            job.layout,
-            objective,
+            data,
             job.config,
             job.device,
             seed=job.config.seed + member,

@@ -264,12 +264,20 @@ def _fit_linear_skip(
     return fit_linear(linear, equations, loss, best_loss)
 
 
+@dataclass(frozen=True, slots=True)
+class FitData:
+    """What a fit trains and validates on: the series, the origins of each block's windows,
+    their input layout and the objective that scores them."""
+
+    store: SeriesStore
+    train_origins: np.ndarray
+    validation_origins: np.ndarray
+    layout: InputLayout
+    objective: Objective
+
+
 def fit(
-    store: SeriesStore,
-    train_origins: np.ndarray,
-    validation_origins: np.ndarray,
-    layout: InputLayout,
-    objective: Objective,
+    data: FitData,
     config: TrainingConfig,
     device: torch.device,
     *,
@@ -282,6 +290,8 @@ def fit(
     ensemble's members each get their own). Every rank of `world` calls it with the same arguments.
     A fresh network's skip is solved first, in closed form; the epochs then train everything from
     there, and keep that start unless they beat it on validation, as the zero head keeps the anchor."""
+    store, train_origins, validation_origins = data.store, data.train_origins, data.validation_origins
+    layout, objective = data.layout, data.objective
     rng = seed_everything(config.seed if seed is None else seed)
     network = _initial_network(config, layout, initial_state).to(device)
     model = world.wrap(network, device)  # DDP also broadcasts rank 0's initial weights

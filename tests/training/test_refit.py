@@ -15,7 +15,7 @@ from forecast.model.config import ScalingParams
 from forecast.registry.store import Registry
 from forecast.registry.weights import load_predictor
 from forecast.training.job import run_training
-from forecast.training.loop import Objective, fit, refit
+from forecast.training.loop import FitData, Objective, fit, refit
 from tests.training.test_linear import HORIZON, INPUT, network_and_origins, seasonal_store
 
 
@@ -34,7 +34,8 @@ def test_a_refit_on_the_same_windows_is_the_fit() -> None:
         {"network": network.config, "max_epochs": 6, "patience": 6, "learning_rate": 1e-2, "device": "cpu"}
     )
     objective = Objective.of("mae", ScalingParams(mode="window"), np.ones(3))
-    fitted = fit(store, train, validation, network.layout, objective, config, torch.device("cpu"), progress=False)
+    data = FitData(store, train, validation, network.layout, objective)
+    fitted = fit(data, config, torch.device("cpu"), progress=False)
     assert fitted.best_epoch > 0, "the epochs improved on the solved skip"
     replay = fitted.replay(config.learning_rate)
     assert len(replay.learning_rates) == fitted.best_epoch

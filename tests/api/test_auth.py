@@ -181,7 +181,9 @@ def test_a_file_that_is_missing_empty_or_repeats_a_name_fails_the_start_up(
 ) -> None:
     with pytest.raises(InvalidSetting, match=r"cannot read the key file .*/absent.txt: No such file"):
         load_keys(str(tmp_path / "absent.txt"))
-    with pytest.raises(InvalidSetting, match=r"holds no keys; add one with `python -m api\.access\.keys hash NAME SCOPE`"):
+    with pytest.raises(
+        InvalidSetting, match=r"holds no keys; add one with `python -m api\.access\.keys hash NAME SCOPE`"
+    ):
         load_keys(str(key_file(tmp_path, "# nothing yet", "")))
     renamed = made["batch"][0].replace("batch ", "dashboard ", 1)
     with pytest.raises(InvalidSetting, match=r"the names \['dashboard'\] appear more than once"):

@@ -63,6 +63,10 @@ class Dataset:
     # series of the file left out, each with why (too little signal; with `leave_out_bad`, any
     # problem of the series alone): the rest still train or forecast
     left_out: list[InvalidInput] = field(default_factory=list)
+    # series of one point, left out together before parsing (training only): no window of any block
+    # (an observed point in its input and one in its targets); how many, and the first few ids
+    windowless: int = 0
+    windowless_ids: list[str] = field(default_factory=list)
 
     @property
     def n_points(self) -> int:
@@ -224,17 +228,27 @@ def validate_frame(
     return Dataset(series=series, freq=file_freq, source=source, covariates=covariates, left_out=left_out)
 
 
-def _check_longest(long: pd.DataFrame, needed_points: int, source: str) -> None:
-    """SeriesTooShort unless some series may span more than `needed_points` steps: a series of
-    n rows spans at most n / (1 - MAX_MISSING_FRACTION) steps (more missing is too little signal)."""
-    rows = long.groupby("series_id", sort=False).size()
+def _trainable(long: pd.DataFrame, needed_points: int, source: str) -> tuple[pd.DataFrame, pd.Index]:
+    """The rows of the series training can use, and how many series were left out, decided by
+    counting in one vectorised step before any series is parsed (a million one-point series
+    would take half an hour one by one). SeriesTooShort when no series may span more than
+    `needed_points` steps: n rows span at most n / (1 - MAX_MISSING_FRACTION) steps (more missing
+    is too little signal). A series of one point gives no window to any block (each needs an
+    observed point in its input and one in its targets): left out, returned by id. (Longer
+    series with too little signal are left out one by one, each named with why.)"""
+    series = long["series_id"]
+    rows = series.groupby(series, sort=False).size()
     most = int(rows.max()) if len(rows) else 0
-    if most / (1 - MAX_MISSING_FRACTION) <= needed_points:
+    if round(most / (1 - MAX_MISSING_FRACTION), 6) <= needed_points:  # 6 / 0.1 is 60.000000000000014
         raise SeriesTooShort(
             f"{source}: no series is long enough: the longest of its {len(rows):,} series has {most:,} rows, and a "
             f"series needs more than {needed_points:,} points to give a window to every block (the validation and "
             "test blocks together); lower --val-size and --test-size (each at least the horizon), or add history"
         )
+    windowless = rows.index[rows < 2]
+    if len(windowless) == 0:
+        return long, windowless
+    return long[~series.isin(windowless)], windowless
 
 
 def load_dataset(
@@ -248,21 +262,23 @@ def load_dataset(
     needed_points: int | None = None,
 ) -> Dataset:
     """The file's series, validated. Only the columns the format needs are read. With
-    `needed_points`, a file none of whose series can be longer than that is refused as soon as
-    its rows are counted, in one vectorised step, before any series is parsed (a million
-    one-point series would take half an hour to refuse one by one)."""
+    `needed_points` (training), the rows are counted in one vectorised step before any series is
+    parsed: a file none of whose series can be longer than that is refused, and series that can
+    give no window are left out (`_trainable`)."""
     columns = columns or Columns()
     covariates = covariates or CovariateColumns()
     header = read_header(path)
     frame = read_table(path, needed_columns(header, columns, target, covariates))
     long = to_long(frame, columns, target, covariates, header)
     del frame
+    windowless = pd.Index([])
     if needed_points is not None:
-        _check_longest(long.frame, needed_points, str(path))
+        long.frame, windowless = _trainable(long.frame, needed_points, str(path))
     long.frame = as_instants(long.frame, columns)
     static_table = None
     if covariates.static_data:
         static_table = read_static_table(covariates.static_data, columns.series_id, covariates.static_names)
     dataset = validate_frame(long.frame, freq, str(path), covariates, static_table, leave_out_bad=leave_out_bad)
     dataset.unused_columns = long.unused_columns
+    dataset.windowless, dataset.windowless_ids = len(windowless), [str(i) for i in windowless[:3]]
     return dataset

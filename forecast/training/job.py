@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from forecast.errors import InvalidInput, NotFound, SeriesTooShort
+from forecast.errors import InvalidInput, NotFound, SeriesTooShort, excerpt
 from forecast.model.config import AnchorKind, NetworkConfig
 from forecast.model.devices import resolve_device
 from forecast.model.intervals import Calibration, calibrate, conformity_scores, empirical_coverage
@@ -147,6 +147,12 @@ def _load(data: str | Path, config: TrainingConfig) -> Dataset:
         logger.warning(
             "columns not used: %s (name covariates with --past-covariates, --future-covariates or --static-covariates)",
             ", ".join(dataset.unused_columns[:20]) + (", ..." if len(dataset.unused_columns) > 20 else ""),
+        )
+    if dataset.windowless:
+        logger.warning(
+            "%d series of one point left out (no window to train, validate or test on), e.g. %s",
+            dataset.windowless,
+            ", ".join(excerpt(series_id) for series_id in dataset.windowless_ids),
         )
     if dataset.left_out:
         first = dataset.left_out[0]

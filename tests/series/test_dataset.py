@@ -16,6 +16,7 @@ from forecast.errors import (
     MissingColumns,
     NonFiniteValues,
     NonNumericValues,
+    SeriesTooShort,
     TooLittleSignal,
 )
 from forecast.series.dataset import Dataset, load_dataset
@@ -64,6 +65,21 @@ def _assert_long_dataset(dataset: Dataset) -> None:
 
 def test_long_csv_loads(tmp_path: Path) -> None:
     _assert_long_dataset(load_dataset(_write_csv(tmp_path, _long_frame())))
+
+
+def test_for_training_series_of_one_point_are_left_out_in_one_step(tmp_path: Path) -> None:
+    """A long export with 100,000 one-point series beside two real ones: the one-point series can
+    give no window (an observed point in the input and one in the targets), so training leaves
+    them out, counted, before any of them is parsed; the real series load as alone."""
+    many = pd.DataFrame({"series_id": [f"s{i}" for i in range(100_000)], "timestamp": "2024-03-01", "value": 1.0})
+    path = _write_csv(tmp_path, pd.concat([_long_frame(), many]))
+
+    dataset = load_dataset(path, needed_points=4)
+
+    _assert_long_dataset(dataset)
+    assert dataset.windowless == 100_000 and dataset.windowless_ids == ["s0", "s1", "s2"] and dataset.left_out == []
+    with pytest.raises(SeriesTooShort, match="no series is long enough: the longest of its 100,002 series has 6 rows"):
+        load_dataset(path, needed_points=60)
 
 
 def test_long_parquet_loads_the_same_as_csv(tmp_path: Path) -> None:

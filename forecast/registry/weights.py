@@ -1,13 +1,18 @@
 """Weights in and out of safetensors (no pickle), and a version rebuilt as a `Predictor`.
 
-Before a version is rebuilt its manifest is checked against the weights it describes: the width
-of its calendar features must be the input width the weights were trained on. A manifest that
-lies about it cannot serve a single request; torch's strict load would refuse it too, naming a
-tensor, so this says what is wrong in the manifest's own terms, with the folder named.
+Before a version is rebuilt its manifest is checked against the weights it describes, in the
+order that allocates least: the file's size against the network the manifest describes (built
+on torch's meta device), its sha256, then its safetensors header (every tensor's name, shape and
+byte range) against that network and the width of its calendar features and covariates against
+the input width the weights read. Only then are the tensors read. A manifest or file that lies
+is refused in the manifest's own terms, with the folder named, and costs no more memory than
+the file's real size.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +28,10 @@ from forecast.registry.manifest import WEIGHTS_FILE, Manifest
 from forecast.registry.store import Registry
 
 State = dict[str, torch.Tensor]
+
+# The dtypes a weights file may declare (the job writes float32), and their widths.
+_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+_DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8}
 
 
 def weights_bytes(network: Network) -> bytes:
@@ -109,21 +118,78 @@ def _check_weights_size(registry: Registry, name: str, version: int, manifest: M
     return most
 
 
-def load_predictor(registry: Registry, name: str, version: int, device: torch.device) -> RebuiltVersion:
-    """Rebuild a version from the registry: the manifest checked against its folder, the weights
-    file's size against the manifest's network (before reading it), the weights against the
-    manifest's sha256 and then against the network."""
+def header_state(payload: bytes) -> State:
+    """The tensors a safetensors payload declares, as meta tensors of their shapes: read from its
+    JSON header alone, allocating none of the data. RegistryCorrupt when the header is not one,
+    or a tensor's byte range does not fit its shape and the file."""
+    try:
+        length = int.from_bytes(payload[:8], "little")
+        if not 0 < length <= len(payload) - 8:
+            raise ValueError(f"a header of {length} bytes in a file of {len(payload)}")
+        header = json.loads(payload[8 : 8 + length])
+        state: State = {}
+        for key, entry in header.items():
+            if key == "__metadata__":
+                continue
+            shape, (start, end) = tuple(int(n) for n in entry["shape"]), entry["data_offsets"]
+            width = _DTYPE_BYTES[entry["dtype"]]
+            if end - start != width * math.prod(shape) or not 0 <= start <= end <= len(payload) - 8 - length:
+                raise ValueError(f"tensor {key!r}: its bytes do not fit its shape {list(shape)}")
+            state[key] = torch.empty(shape, device="meta", dtype=_DTYPES[entry["dtype"]])
+        return state
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RegistryCorrupt(
+            f"weights do not fit the manifest's network: not a readable safetensors file ({_first_lines(exc)})"
+        ) from exc
+
+
+def check_header(manifest: Manifest, payload: bytes) -> None:
+    """The weights file's header against the network the manifest describes, built on torch's
+    meta device: the same tensors, of the same shapes, and the manifest's input width. Nothing
+    is allocated: a file that lies is refused before its tensors are."""
+    declared = header_state(payload)
+    check_manifest_fits(manifest, declared)
+    with torch.device("meta"):
+        expected = build_network(manifest.network, manifest.layout).state_dict()
+    for key in sorted(set(expected) | set(declared)):
+        if key not in declared or key not in expected:
+            missing = "missing from the file" if key not in declared else "not in the manifest's network"
+            raise RegistryCorrupt(f"weights do not fit the manifest's network: tensor {key!r} is {missing}")
+        if declared[key].shape != expected[key].shape:
+            raise RegistryCorrupt(
+                f"weights do not fit the manifest's network: tensor {key!r} is {list(declared[key].shape)} in the "
+                f"file and {list(expected[key].shape)} in the network"
+            )
+
+
+def _verified_payload(registry: Registry, name: str, version: int) -> tuple[Manifest, bytes]:
+    """The manifest checked against its folder, the weights file's size against the manifest's
+    network (before reading it), the weights against the manifest's sha256 and their header
+    against the network (before any tensor is allocated)."""
     manifest = registry.manifest(name, version)
     try:
         most = _check_weights_size(registry, name, version, manifest)
+        payload = registry.read_file(name, version, WEIGHTS_FILE, manifest, limit_bytes=most)
+        check_header(manifest, payload)
     except RegistryCorrupt as exc:
         folder = registry.version_location(name, version)
+        if str(exc).startswith(f"model {name!r}"):
+            raise
         raise RegistryCorrupt(f"model {name!r} version {version} in {folder}: {exc}") from exc
-    payload = registry.read_file(name, version, WEIGHTS_FILE, manifest, limit_bytes=most)
+    return manifest, payload
+
+
+def verify_version(registry: Registry, name: str, version: int) -> Manifest:
+    """A version checked as `load_predictor` checks it, without building its network: what a
+    worker needs whose forward passes run in another process."""
+    return _verified_payload(registry, name, version)[0]
+
+
+def load_predictor(registry: Registry, name: str, version: int, device: torch.device) -> RebuiltVersion:
+    """Rebuild a version from the registry, verified as `_verified_payload` says."""
+    manifest, payload = _verified_payload(registry, name, version)
     try:
-        state = read_state(payload)
-        check_manifest_fits(manifest, state)
-        network = network_from_weights(manifest.network, manifest.layout, state)
+        network = network_from_weights(manifest.network, manifest.layout, read_state(payload))
     except RegistryCorrupt as exc:
         folder = registry.version_location(name, version)
         raise RegistryCorrupt(f"model {name!r} version {version} in {folder}: {exc}") from exc

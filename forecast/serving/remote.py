@@ -25,7 +25,7 @@ import numpy as np
 from forecast.errors import InferenceUnavailable
 from forecast.model.predictor import Predictor
 from forecast.registry.manifest import Manifest
-from forecast.serving.pipeline import Forward, ForwardFactory, WindowArrays, WindowForecast, stack_windows
+from forecast.serving.pipeline import Forward, WindowArrays, WindowForecast, stack_windows
 from forecast.serving.requests import Window
 from forecast.serving.scan import short_error
 from forecast.serving.wire import Message, WireError, decode, describe, encode
@@ -176,11 +176,20 @@ class RemoteForward:
             )
 
 
-def device_forward(client: DeviceClient) -> ForwardFactory:
-    """The forward factory of a worker whose forward passes run in the inference process (the
-    worker's own CPU copy of the weights, verified at load, serves as the manifest's check)."""
+class RemoteForwards:
+    """The forward factory of a worker whose forward passes run in the inference process: the
+    worker verifies each version (`forecast.registry.weights.verify_version`, no network built)
+    and sends its batches over the link; the inference process loads the network."""
 
-    def factory(manifest: Manifest, predictor: Predictor) -> Forward:
-        return RemoteForward(client, manifest.name, manifest.version)
+    def __init__(self, client: DeviceClient) -> None:
+        self.client = client
 
-    return factory
+    def forward(self, manifest: Manifest) -> Forward:
+        return RemoteForward(self.client, manifest.name, manifest.version)
+
+    def __call__(self, manifest: Manifest, predictor: Predictor) -> Forward:
+        return self.forward(manifest)
+
+
+def device_forward(client: DeviceClient) -> RemoteForwards:
+    return RemoteForwards(client)

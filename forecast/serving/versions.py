@@ -26,11 +26,12 @@ import torch
 from forecast.errors import ForecastError
 from forecast.registry.manifest import Manifest
 from forecast.registry.store import Registry, VersionFiles
-from forecast.registry.weights import load_predictor
+from forecast.registry.weights import load_predictor, verify_version
 from forecast.serving.batcher import DynamicBatcher
 from forecast.serving.eviction import versions_to_unload
 from forecast.serving.failures import LoadFailure, LoadFailures, VersionKey
 from forecast.serving.pipeline import ForecastPipeline, ForwardFactory, ReleasedOnUnload
+from forecast.serving.remote import RemoteForwards
 from forecast.serving.scan import short_error
 from forecast.serving.telemetry import LOAD_FAILURES, MODELS_LOADED
 from forecast.serving.warmup import warm_up
@@ -150,8 +151,13 @@ class LoadedVersions:
         return failure
 
     def _load(self, name: str, version: int) -> ServedModel:
-        loaded = load_predictor(self.registry, name, version, self.device)
-        forward = self._forward_factory(loaded.manifest, loaded.predictor)
+        factory = self._forward_factory
+        if isinstance(factory, RemoteForwards):  # the passes run in the inference process, which builds the network
+            manifest = verify_version(self.registry, name, version)
+            forward = factory.forward(manifest)
+        else:
+            loaded = load_predictor(self.registry, name, version, self.device)
+            manifest, forward = loaded.manifest, factory(loaded.manifest, loaded.predictor)
         batcher = DynamicBatcher(
             forward,
             self._executor,
@@ -161,7 +167,7 @@ class LoadedVersions:
             caller_limit=self.settings.queue_limit_per_client,
             labels=(name, str(version)),
         )
-        return ServedModel(pipeline=ForecastPipeline(loaded.manifest, batcher))
+        return ServedModel(pipeline=ForecastPipeline(manifest, batcher))
 
     # ---- unloading -------------------------------------------------------------------------
 

@@ -5,17 +5,20 @@ folder named; the width is read back right from every shape of network the train
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save as save_file_bytes
 
+import forecast.registry.weights as weights_module
 from forecast.errors import RegistryCorrupt
 from forecast.model.config import NetworkConfig, input_channels
 from forecast.model.network import build_network, input_width_of
 from forecast.registry.manifest import MANIFEST_FILE, REPORT_FILE, WEIGHTS_FILE
 from forecast.registry.store import Registry
-from forecast.registry.weights import load_predictor, read_state, weights_bytes
+from forecast.registry.weights import load_predictor, read_state, verify_version, weights_bytes
 from forecast.series.features import feature_width
 from tests.factories import make_manifest
 
@@ -157,3 +160,35 @@ def test_a_weights_file_larger_than_its_network_is_refused_unread(tmp_path: Path
         handle.truncate(weights.stat().st_size + 50_000_000)  # sparse: 50 MB claimed, nothing written
     with pytest.raises(RegistryCorrupt, match=r"is 5\d,\d{3},\d{3} bytes, but the manifest's network holds"):
         load_predictor(registry, "demo", version, torch.device("cpu"))
+
+
+def test_a_header_whose_shapes_are_not_the_networks_is_refused_before_any_tensor_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weights of the right size and checksum whose header declares a matrix transposed: refused
+    from the header alone, naming the tensor and both shapes; no tensor is read."""
+    registry = Registry(tmp_path)
+    manifest = make_manifest(features=FEATURES, input_size=8, horizon=4)
+    network = build_network(manifest.network, manifest.input_channels)
+    state = {key: tensor.detach().clone() for key, tensor in network.state_dict().items()}
+    key = next(  # not the first layer, whose width the input check reads
+        key
+        for key, tensor in state.items()
+        if tensor.dim() == 2
+        and tensor.shape[0] != tensor.shape[1]
+        and not key.endswith(("weight_ih_l0", "embed.weight"))
+    )
+    state[key] = state[key].t().contiguous()
+    version = registry.publish("demo", {WEIGHTS_FILE: save_file_bytes(state), REPORT_FILE: b"{}"}, manifest).version
+
+    def never(payload: bytes) -> dict[str, torch.Tensor]:
+        raise AssertionError("the tensors were read before the header was checked")
+
+    monkeypatch.setattr(weights_module, "read_state", never)
+    wrong, right = list(state[key].shape), list(network.state_dict()[key].shape)
+    with pytest.raises(
+        RegistryCorrupt, match=re.escape(f"tensor '{key}' is {wrong} in the file and {right} in the network")
+    ):
+        load_predictor(registry, "demo", version, torch.device("cpu"))
+    with pytest.raises(RegistryCorrupt, match=rf"tensor '{key}'"):
+        verify_version(registry, "demo", version)  # a per-device worker's check: the same refusal, no network

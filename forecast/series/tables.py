@@ -119,7 +119,7 @@ def needed_columns(
     if columns.series_id in header:
         needed = [columns.series_id, columns.timestamp, target or columns.value, *wanted]
     elif target is not None:
-        time_column = next((c for c in (columns.timestamp, "date", "timestamp", "ds") if c in header), None)
+        time_column = _time_column(columns, header)
         needed = [c for c in (time_column, target) if c is not None] + list(wanted)
     else:
         return None
@@ -138,27 +138,46 @@ def to_long(
 
     A table with the series-id column is long (`target`, if given, names its value column);
     otherwise it is wide: a timestamp column and one column per series (`target` picks one).
-    Wide tables may hold series of different lengths: leading and trailing empty cells are
-    dropped, empty cells inside a series are refused like any other missing value. In a wide
-    table of one series (`target`), the covariates are the columns beside it. `header` names
-    the file's columns when only some were read (`needed_columns`).
+    `header` names the file's columns when only some were read (`needed_columns`).
     """
     covariates = covariates or CovariateColumns()
     present = header if header is not None else [str(c) for c in frame.columns]
-    wanted = covariates.in_data_file
     if covariates.in_data_file:
         frame = frame.assign(**{ROW_COLUMN: np.arange(1, len(frame) + 1)})  # data rows, from 1
-    extra = [ROW_COLUMN] if wanted else []
     if columns.series_id in present:
-        value_column = target or columns.value
-        covariates.check_names([columns.series_id, columns.timestamp, value_column])
-        _require(present, [columns.timestamp, value_column], "long-format data")
-        _require(present, wanted, "the data", covariates=True)
-        long = frame[[columns.series_id, columns.timestamp, value_column, *wanted, *extra]]
-        long.columns = pd.Index(["series_id", "timestamp", "value", *wanted, *extra])
-        used = {columns.series_id, columns.timestamp, value_column, *wanted}
-        return LongTable(long.assign(series_id=long["series_id"].astype(str)), [c for c in present if c not in used])
-    time_column = next((c for c in (columns.timestamp, "date", "timestamp", "ds") if c in present), None)
+        return _from_long(frame, present, columns, target, covariates)
+    return _from_wide(frame, present, columns, target, covariates)
+
+
+def _time_column(columns: Columns, present: list[str]) -> str | None:
+    """A wide table's timestamp column: the configured name, else a usual one."""
+    return next((c for c in (columns.timestamp, "date", "timestamp", "ds") if c in present), None)
+
+
+def _from_long(
+    frame: pd.DataFrame, present: list[str], columns: Columns, target: str | None, covariates: CovariateColumns
+) -> LongTable:
+    wanted = covariates.in_data_file
+    extra = [ROW_COLUMN] if wanted else []
+    value_column = target or columns.value
+    covariates.check_names([columns.series_id, columns.timestamp, value_column])
+    _require(present, [columns.timestamp, value_column], "long-format data")
+    _require(present, wanted, "the data", covariates=True)
+    long = frame[[columns.series_id, columns.timestamp, value_column, *wanted, *extra]]
+    long.columns = pd.Index(["series_id", "timestamp", "value", *wanted, *extra])
+    used = {columns.series_id, columns.timestamp, value_column, *wanted}
+    return LongTable(long.assign(series_id=long["series_id"].astype(str)), [c for c in present if c not in used])
+
+
+def _from_wide(
+    frame: pd.DataFrame, present: list[str], columns: Columns, target: str | None, covariates: CovariateColumns
+) -> LongTable:
+    """One series per column beside the timestamp column (or, with `target`, one series with its
+    covariates beside it). Series may be of different lengths: leading and trailing empty cells
+    are dropped, empty cells inside a series are refused like any other missing value."""
+    wanted = covariates.in_data_file
+    extra = [ROW_COLUMN] if wanted else []
+    time_column = _time_column(columns, present)
     if time_column is None:
         raise MissingColumns(
             f"no series-id column {columns.series_id!r} (long format) and no timestamp column "

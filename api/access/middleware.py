@@ -128,8 +128,7 @@ class AccessMiddleware:
 
     async def _caller(self, scope: Scope, needed: KeyScope, state: dict[str, Any]) -> str:
         if self.keys is None:
-            client = scope.get("client")
-            return f"client {client[0] if client else 'unknown'}"
+            return address_caller(scope.get("client"))
         if sum(name == b"authorization" for name, _ in scope.get("headers", ())) > 1:
             raise AmbiguousCredentials("the request has more than one Authorization header; send exactly one")
         presented = bearer_token(scope)
@@ -154,14 +153,16 @@ class AccessMiddleware:
         return f"key {key.name!r}"
 
 
+def address_caller(client: tuple[str, int] | None) -> str:
+    """A caller known by its address alone (no keys): the ASGI scope's client."""
+    return f"client {client[0] if client else 'unknown'}"
+
+
 def caller_of(request: Request) -> str:
     """Who sent the request, as the rate limits and the batcher's turns count callers: the API
     key's name, else the client's address (the proxy's, unless it is trusted to forward)."""
     caller: str | None = request.scope.get("state", {}).get("rate_caller")
-    if caller is not None:
-        return caller
-    client = request.client
-    return f"client {client.host if client else 'unknown'}"
+    return caller if caller is not None else address_caller(request.scope.get("client"))
 
 
 async def limit_series(request: Request, series_count: int) -> None:

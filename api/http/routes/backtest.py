@@ -5,7 +5,6 @@ and the body."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from api.access.middleware import caller_of, limit_series
 from api.errors import ErrorBody, error_kind
 from api.http.deps import EngineDep, SettingsDep
-from api.http.jsonio import FastJSONResponse, large_answer
+from api.http.jsonio import FastJSONResponse, json_answer
 from api.http.routes.posting import check_limits, parsed, request_body, unless_disconnected
 from api.http.schemas import BacktestRequest, BacktestResponse
 from forecast.errors import ForecastError, RequestTooLarge
@@ -24,9 +23,6 @@ from forecast.serving.telemetry import BACKTEST_WINDOWS, BACKTESTS
 router = APIRouter(prefix="/v1", tags=["backtest"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 413, 422, 429, 503, 504)}
-
-# Answers with more numbers than this are built and serialised off the event loop.
-_RENDER_INLINE_VALUES = 100_000
 
 
 @router.post(
@@ -79,8 +75,5 @@ async def backtest_route(request: Request, engine: EngineDep, settings: Settings
         raise
     finally:
         BACKTESTS.labels(model_label, version_label, str(status)).inc()
-    if len(result.series) + (result.windows * result.horizon if body.return_forecasts else 0) <= _RENDER_INLINE_VALUES:
-        return FastJSONResponse(result_body(manifest, result))
-    # Many series, or the forecasts returned: built and serialised on a worker thread, as a
-    # large forecast answer is (api/http/routes/forecast.py).
-    return await asyncio.to_thread(lambda: large_answer(result_body(manifest, result)))
+    numbers = len(result.series) + (result.windows * result.horizon if body.return_forecasts else 0)
+    return await json_answer(lambda: result_body(manifest, result), numbers)

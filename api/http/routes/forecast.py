@@ -4,7 +4,6 @@ the client hanging up, the request metrics and the body."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -14,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from api.access.middleware import caller_of, limit_series
 from api.errors import ErrorBody, error_kind
 from api.http.deps import EngineDep, SettingsDep
-from api.http.jsonio import FastJSONResponse, large_answer
+from api.http.jsonio import FastJSONResponse, json_answer
 from api.http.routes.posting import check_answer_size, check_limits, parsed, request_body, unless_disconnected
 from api.http.schemas import ForecastRequest, ForecastResponse, forecast_body
 from forecast.errors import ForecastError
@@ -22,9 +21,6 @@ from forecast.serving.telemetry import REQUEST_LATENCY, REQUESTS
 
 router = APIRouter(prefix="/v1", tags=["forecast"])
 
-# Answers with more numbers than this are built and serialised off the event loop (about 10 ms
-# of orjson and list building per 100,000 numbers).
-_RENDER_INLINE_VALUES = 100_000
 
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 413, 422, 503, 504)}
 
@@ -63,8 +59,4 @@ async def forecast(request: Request, engine: EngineDep, settings: SettingsDep) -
     finally:
         REQUESTS.labels(model_label, version_label, str(status)).inc()
         REQUEST_LATENCY.labels(model_label).observe(time.perf_counter() - started)
-    if answer_values <= _RENDER_INLINE_VALUES:
-        return FastJSONResponse(forecast_body(manifest, result))
-    # A large answer is built and serialised on a worker thread: the event loop keeps answering
-    # /healthz and other clients meanwhile.
-    return await asyncio.to_thread(lambda: large_answer(forecast_body(manifest, result)))
+    return await json_answer(lambda: forecast_body(manifest, result), answer_values)

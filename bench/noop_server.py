@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from api.runtime.server import serve
-from forecast.model.predictor import Predictor
+from forecast.model.predictor import Prediction, Predictor
 from forecast.registry.manifest import Manifest
 from forecast.serving.pipeline import Forward, WindowForecast
 from forecast.serving.requests import Window
@@ -23,7 +23,8 @@ def last_value_forward(manifest: Manifest, predictor: Predictor) -> Forward:
     horizon = manifest.horizon
 
     def run(windows: Sequence[Window]) -> list[WindowForecast]:
-        return [WindowForecast(mean=np.full(horizon, float(window.history[-1])), spread=1.0) for window in windows]
+        last = np.array([float(window.history[-1]) for window in windows])
+        return Prediction(mean=np.repeat(last[:, None], horizon, axis=1), spread=np.ones(len(windows))).split()
 
     return run
 

@@ -6,7 +6,9 @@ registry rebuilds one exactly as it was trained (`forecast.registry.weights`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
@@ -18,19 +20,42 @@ from forecast.model.intervals import IntervalScale
 from forecast.model.missing import before_first_observed, too_thin
 from forecast.model.network import Network
 
-
-@dataclass(slots=True)
-class Prediction:
-    mean: np.ndarray  # (B, H) on the original scale
-    spread: np.ndarray  # (B,) each window's scale, which the conformal intervals multiply
+Values = TypeVar("Values", np.ndarray, torch.Tensor)
 
 
 @dataclass(slots=True)
-class DeviceForecast:
-    """One forward pass's result, still on the predictor's device."""
+class Prediction(Generic[Values]):
+    """Forecasts of a batch of windows: the one record from the device to the response.
 
-    mean: torch.Tensor  # (B, H) on the original scale
-    spread: torch.Tensor  # (B, 1)
+    On the device it holds tensors (`Predictor.forecast_on_device`); `predict` brings it to the
+    host as float64 arrays; the inference process sends its two arrays over the wire
+    (`arrays`); the batcher hands each window its own row (`split`), and a request or a backtest
+    joins its rows back into one block (`join`)."""
+
+    mean: Values  # (B, H) on the original scale
+    spread: Values  # (B,) each window's scale, which the conformal intervals multiply
+
+    def __len__(self) -> int:
+        return len(self.spread)
+
+    def rows(self, rows: slice) -> Prediction[Values]:
+        return Prediction(mean=self.mean[rows], spread=self.spread[rows])
+
+    def split(self) -> list[Prediction[Values]]:
+        """One single-row record per window (views, no copies)."""
+        return [self.rows(slice(i, i + 1)) for i in range(len(self))]
+
+    def arrays(self) -> tuple[Values, Values]:
+        return self.mean, self.spread
+
+    @staticmethod
+    def join(parts: Sequence[Prediction[np.ndarray]], horizon: int | None = None) -> Prediction[np.ndarray]:
+        """The parts' rows as one block, as float64, cut to the first `horizon` steps."""
+        if not parts:
+            return Prediction(mean=np.zeros((0, horizon or 0)), spread=np.zeros(0))
+        mean = np.concatenate([part.mean for part in parts]).astype(np.float64, copy=False)
+        spread = np.concatenate([part.spread for part in parts]).astype(np.float64, copy=False)
+        return Prediction(mean=mean[:, :horizon], spread=spread)
 
 
 class Predictor:
@@ -61,8 +86,8 @@ class Predictor:
         """Whether the anchor is fitted to each window (drift, Theta) rather than a value repeated."""
         return (self.config.anchor or "repeat") != "repeat"
 
-    def predict(self, windows: RawWindows, batch_size: int = 4096) -> Prediction:
-        """Raw windows on any device -> Prediction."""
+    def predict(self, windows: RawWindows, batch_size: int = 4096) -> Prediction[np.ndarray]:
+        """Raw windows on any device -> their forecasts on the host, as float64."""
         if self.device.type == "cuda" and not windows.history.is_cuda:  # pinned memory: asynchronous copies
             windows = windows.pin_memory()
         means, spreads = [], []
@@ -72,7 +97,7 @@ class Predictor:
                 means.append(forecast.mean.cpu())
                 spreads.append(forecast.spread.cpu())
         mean = torch.cat(means).double().numpy() if means else np.zeros((0, self.config.horizon))
-        spread = torch.cat(spreads).double().numpy()[:, 0] if spreads else np.zeros(0)
+        spread = torch.cat(spreads).double().numpy() if spreads else np.zeros(0)
         return Prediction(mean=mean, spread=spread)
 
     def _anchor_only(self, inputs: torch.Tensor, observed: torch.Tensor, forecast: torch.Tensor) -> torch.Tensor:
@@ -94,7 +119,7 @@ class Predictor:
             anchor = torch.where(padding > length - period, seasonal, anchor)
         return torch.where(fallback, anchor, forecast)
 
-    def forecast_on_device(self, windows: RawWindows) -> DeviceForecast:
+    def forecast_on_device(self, windows: RawWindows) -> Prediction[torch.Tensor]:
         """One forward pass on the predictor's device; the caller picks the grad mode."""
         encoded = encode(windows.to(self.device), self.scaling, self.covariates, gaps=self.config.gap_rule)
         spread = encoded.window_spread if self.interval_scale == "window" else encoded.spread
@@ -106,4 +131,4 @@ class Predictor:
                 observed_anchor = self.network.anchor(encoded.inputs, encoded.observed)
                 forecast = forecast - self.network.anchor(encoded.inputs) + observed_anchor
             forecast = self._anchor_only(encoded.inputs, encoded.observed, forecast)
-        return DeviceForecast(mean=decode(forecast, encoded), spread=spread)
+        return Prediction(mean=decode(forecast, encoded), spread=spread[:, 0])

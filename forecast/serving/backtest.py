@@ -25,6 +25,7 @@ from pandas.errors import OutOfBoundsDatetime
 
 from forecast.errors import InvalidRequest, RequestTooLarge, SeriesTooShort, ValueOutOfRange
 from forecast.model.intervals import interval_bounds
+from forecast.model.predictor import Prediction
 from forecast.registry.manifest import Manifest
 from forecast.scoring.baselines import History, filled_history, naive, seasonal_naive
 from forecast.scoring.metrics import denominators_before, forecast_metrics
@@ -285,16 +286,17 @@ def _score_arrays(
     firsts = np.array([int(plan.origins[0]) for plan in plans], dtype=np.int64)
     denominators = denominators_before(values, offsets, firsts, manifest.mase_period)
     ends = np.cumsum(counts)
+    model = Prediction.join(outputs, horizon)
     return _Scored(
         actual=values[origins[:, None] + np.arange(horizon)],
         forecasts={
-            "model": np.array([output.mean[:horizon] for output in outputs], dtype=np.float64),
+            "model": model.mean,
             "naive": naive(history, origins, horizon),
             "seasonal_naive": seasonal_naive(
                 history, origins, horizon, manifest.season_length, first_observed[series_index]
             ),
         },
-        spread=np.array([output.spread for output in outputs], dtype=np.float64),
+        spread=model.spread,
         denominators=denominators[series_index],
         rows=[slice(int(end - count), int(end)) for end, count in zip(ends, counts, strict=True)],
     )

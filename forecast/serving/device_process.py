@@ -185,7 +185,7 @@ class DeviceServer:
             start = 0
             for batch in merged:
                 rows = slice(start, start + batch.rows)
-                outputs = (prediction.mean[rows], prediction.spread[rows])
+                outputs = prediction.rows(rows).arrays()
                 batch.answer(encode(Message(op="result", id=batch.id, arrays=describe(outputs)), outputs))
                 start = rows.stop
 

@@ -15,19 +15,19 @@ import torch
 from forecast.errors import ValueOutOfRange
 from forecast.model.encoding import RawWindows
 from forecast.model.intervals import interval_bounds
-from forecast.model.predictor import Predictor
+from forecast.model.predictor import Prediction, Predictor
 from forecast.registry.manifest import Manifest
 from forecast.serving.batcher import ANYONE, DynamicBatcher
 from forecast.serving.covariates import PostedCovariates
 from forecast.serving.requests import PreparedSeries, Window, check_request, prepare_series
 
+# The network's answer for one window: a single row of its batch's `Prediction`.
+WindowForecast = Prediction[np.ndarray]
 
-@dataclass(slots=True)
-class WindowForecast:
-    """The network's answer for one window."""
 
-    mean: np.ndarray  # (H,) on the original scale
-    spread: float  # the window's scale, which the conformal intervals multiply
+def window_forecast(mean: np.ndarray, spread: float) -> WindowForecast:
+    """One window's forecast, (H,) and its scale, as the batcher hands it on (stand-in forwards)."""
+    return Prediction(mean=np.asarray(mean)[None, :], spread=np.array([spread]))
 
 
 # Runs on the inference thread: a batch of windows in, one forecast per window out.
@@ -78,10 +78,7 @@ def network_forward(manifest: Manifest, predictor: Predictor) -> Forward:
     """The version's network over a batch of windows, in one forward pass."""
 
     def run(windows: Sequence[Window]) -> list[WindowForecast]:
-        prediction = predictor.predict(raw_windows(stack_windows(windows)))
-        return [
-            WindowForecast(mean=prediction.mean[i], spread=float(prediction.spread[i])) for i in range(len(windows))
-        ]
+        return predictor.predict(raw_windows(stack_windows(windows))).split()
 
     return run
 
@@ -222,12 +219,12 @@ class ForecastPipeline:
     ) -> RequestForecast:
         """The request's forecasts as one (S, h) block, and every interval level computed for
         all of its series in one vectorised call."""
-        mean = np.array([output.mean[:horizon] for output in outputs], dtype=np.float64)  # (S, h)
+        forecast = Prediction.join(outputs, horizon)
+        mean = forecast.mean  # (S, h)
         intervals = {}
         if levels:  # most requests ask for none: this runs per request, on the event loop
-            spread = np.array([output.spread for output in outputs])  # (S,)
             for level in levels:
-                lower, upper = interval_bounds(mean, spread, self.manifest.intervals, level)
+                lower, upper = interval_bounds(mean, forecast.spread, self.manifest.intervals, level)
                 intervals[f"{level:g}"] = Bounds(lower=lower, upper=upper)
         _check_finite(prepared, mean, intervals)
         return RequestForecast(

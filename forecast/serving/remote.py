@@ -23,7 +23,7 @@ from multiprocessing.connection import Client, Connection
 import numpy as np
 
 from forecast.errors import InferenceUnavailable
-from forecast.model.predictor import Predictor
+from forecast.model.predictor import Prediction, Predictor
 from forecast.registry.manifest import Manifest
 from forecast.serving.pipeline import Forward, WindowArrays, WindowForecast, stack_windows
 from forecast.serving.requests import Window
@@ -165,7 +165,7 @@ class RemoteForward:
 
     def __call__(self, windows: Sequence[Window]) -> list[WindowForecast]:
         mean, spread = self.client.forward(self.name, self.version, stack_windows(windows))
-        return [WindowForecast(mean=mean[i], spread=float(spread[i])) for i in range(len(windows))]
+        return Prediction(mean=mean, spread=spread).split()
 
     def release(self) -> None:
         try:

@@ -57,7 +57,7 @@ def warm_up(pipeline: ForecastPipeline) -> None:
     outputs = pipeline.batcher.run_batch([p.window for p in prepared])
     if len(outputs) != len(prepared):
         raise RegistryCorrupt(f"the network answered {len(outputs)} forecasts for {len(prepared)} windows")
-    if not all(np.isfinite(output.mean).all() and np.isfinite(output.spread) for output in outputs):
+    if not all(np.isfinite(output.mean).all() and np.isfinite(output.spread).all() for output in outputs):
         raise RegistryCorrupt(
             "the forecast of a constant series is not finite (NaN or infinite weights or scaling parameters)"
         )

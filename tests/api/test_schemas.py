@@ -14,7 +14,7 @@ from api.errors import error_body
 from api.http.app import create_app
 from api.http.schemas import forecast_body
 from forecast.serving.backtest import BacktestResult, SeriesBacktest, result_body
-from forecast.serving.pipeline import ForecastPipeline, WindowForecast
+from forecast.serving.pipeline import ForecastPipeline, window_forecast
 from forecast.serving.requests import prepare_series
 from forecast.settings import Settings
 from tests.factories import make_manifest
@@ -42,7 +42,7 @@ def test_the_forecast_body_matches_the_declared_200_schema(levels: list[float]) 
         )
         for i in range(2)
     ]
-    outputs = [WindowForecast(mean=np.array([5.0, 6.0, 7.0]), spread=1.5)] * 2
+    outputs = [window_forecast(mean=np.array([5.0, 6.0, 7.0]), spread=1.5)] * 2
     result = ForecastPipeline(manifest, batcher=None).finish(prepared, outputs, 2, levels)  # type: ignore[arg-type]
     body = forecast_body(manifest, result)
     _validate(body, "200")

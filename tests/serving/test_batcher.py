@@ -25,7 +25,7 @@ import pytest
 import forecast.serving.batcher as batcher_module
 from forecast.errors import DeadlineExceeded, Overloaded, ShuttingDown
 from forecast.serving.batcher import DynamicBatcher
-from forecast.serving.pipeline import WindowForecast
+from forecast.serving.pipeline import WindowForecast, window_forecast
 from forecast.serving.requests import Window
 
 WAIT_S = 5.0  # bound on every wait; a correct batcher never comes near it
@@ -57,8 +57,9 @@ def ids_of(outputs: Sequence[WindowForecast]) -> list[int]:
     """The ids the fake echoed back, in the order the request received them."""
     ids = []
     for output in outputs:
-        assert np.all(output.mean == output.mean[0]), "one forecast mixes several series"
-        ids.append(int(output.mean[0]))
+        assert output.mean.shape == (1, HORIZON), "one window's answer is one row"
+        assert np.all(output.mean == output.mean[0, 0]), "one forecast mixes several series"
+        ids.append(int(output.mean[0, 0]))
     return ids
 
 
@@ -101,7 +102,7 @@ class FakeModel:
             raise TimeoutError("the test never opened the gate")
         if self.fail_on in ids:
             raise ModelCrash(f"poisoned batch {ids}")
-        outputs = [WindowForecast(mean=np.full(HORIZON, payload.history[0]), spread=1.0) for payload in inputs]
+        outputs = [window_forecast(mean=np.full(HORIZON, payload.history[0]), spread=1.0) for payload in inputs]
         if self.short_on in ids:
             outputs.pop()
         return outputs

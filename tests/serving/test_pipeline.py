@@ -23,7 +23,7 @@ from forecast.model.predictor import Predictor
 from forecast.registry.manifest import Manifest
 from forecast.series.features import feature_width
 from forecast.serving.batcher import DynamicBatcher
-from forecast.serving.pipeline import ForecastPipeline, WindowForecast, network_forward
+from forecast.serving.pipeline import ForecastPipeline, WindowForecast, network_forward, window_forecast
 from forecast.serving.requests import PreparedSeries
 from tests.factories import Posted, make_manifest
 from tests.support.requests import HORIZON, INPUT_SIZE, hourly_values, prepare
@@ -42,7 +42,7 @@ def _assembled(
 ) -> tuple[PreparedSeries, SimpleNamespace]:
     prepared = prepare(manifest, hourly_values(8), start="2024-01-01T00:00:00", horizon=horizon)
     mean = np.array([10.0, 11.0, 12.5, 9.0], dtype=np.float32)
-    return prepared, assemble(manifest, prepared, WindowForecast(mean=mean, spread=spread), levels)
+    return prepared, assemble(manifest, prepared, window_forecast(mean=mean, spread=spread), levels)
 
 
 def test_intervals_nest_around_the_mean(manifest: Manifest) -> None:
@@ -79,7 +79,7 @@ def test_timestamps_are_iso_strings_as_isoformat_writes_them(freq: str, start: s
     manifest = make_manifest(freq=freq, features=[], input_size=INPUT_SIZE, horizon=HORIZON)
     prepared = prepare(manifest, hourly_values(8), start=start)
     forecast = assemble(
-        manifest, prepared, WindowForecast(mean=np.zeros(HORIZON, dtype=np.float32), spread=1.0), [80.0]
+        manifest, prepared, window_forecast(mean=np.zeros(HORIZON, dtype=np.float32), spread=1.0), [80.0]
     )
     assert forecast.timestamps == [stamp.isoformat() for stamp in pd.DatetimeIndex(prepared.future)]
     assert all(isinstance(stamp, str) for stamp in forecast.timestamps)
@@ -91,7 +91,7 @@ def test_a_request_runs_through_the_batcher_and_keeps_its_order_and_per_series_i
     vectorised intervals equal each series' own."""
 
     def forward(windows: object) -> list[WindowForecast]:
-        return [WindowForecast(mean=w.history[-1] + np.arange(HORIZON), spread=1.0 + i) for i, w in enumerate(windows)]  # type: ignore[attr-defined]
+        return [window_forecast(mean=w.history[-1] + np.arange(HORIZON), spread=1.0 + i) for i, w in enumerate(windows)]  # type: ignore[attr-defined]
 
     async def run() -> tuple[object, list[float]]:
         with ThreadPoolExecutor(1) as executor:
@@ -148,7 +148,7 @@ def test_a_large_level_keeps_its_small_steps_through_the_pipeline(manifest: Mani
 def test_a_forecast_that_overflows_is_an_error_for_its_series(manifest: Manifest) -> None:
     """Values at float32's edge with a huge spread: the intervals overflow. Never a 200 with nulls."""
     prepared = prepare(manifest, hourly_values(8), start="2024-01-01T00:00:00")
-    output = WindowForecast(mean=np.full(HORIZON, 3e38), spread=float("inf"))
+    output = window_forecast(mean=np.full(HORIZON, 3e38), spread=float("inf"))
     with pytest.raises(ValueOutOfRange, match="not finite") as refused:
         ForecastPipeline(manifest, batcher=None).finish([prepared], [output], HORIZON, [80.0])  # type: ignore[arg-type]
     assert refused.value.series_id == "a"

@@ -9,7 +9,9 @@
   default and meaning (the field's `description=`: the one place a setting is explained);
 - reference/api.md and reference/openapi.json: the OpenAPI document of `api.http.app.create_app` on an
   empty registry (the served models add variants of the request schemas at run time);
-- reference/metrics.md: every `forecast_*` Prometheus metric the service registers.
+- reference/metrics.md: every `forecast_*` Prometheus metric the service registers;
+- reference/modules.md: every package and module of `forecast/` and `api/`, with the first
+  sentence of its docstring (a module without one stops the generator).
 
 tests/test_docs.py regenerates the pages in memory and compares them with the committed files.
 """
@@ -17,6 +19,7 @@ tests/test_docs.py regenerates the pages in memory and compares them with the co
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import json
 import logging
@@ -302,6 +305,50 @@ def metrics_page() -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- the module map ---------------------------------------------------------------------------
+
+PACKAGES = ("forecast", "api")
+
+
+def _summary(path: Path) -> str:
+    """The first sentence of a module's docstring, on one line."""
+    docstring = ast.get_docstring(ast.parse(path.read_text(), filename=str(path)))
+    if not docstring:
+        raise SystemExit(f"{path.relative_to(ROOT)} has no docstring: say in one sentence what it is for")
+    paragraph = " ".join(docstring.split("\n\n")[0].split())
+    end = paragraph.find(". ")
+    return paragraph if end < 0 else paragraph[: end + 1]
+
+
+def modules_page() -> str:
+    lines = [
+        "# Modules",
+        "",
+        GENERATED.format(source="the docstrings of forecast/ and api/"),
+        "",
+        "Every package and module, with the first sentence of its docstring. How they fit together,",
+        "and the layers the imports follow: [architecture](../architecture.md).",
+    ]
+    for top in PACKAGES:
+        for init in sorted((ROOT / top).rglob("__init__.py")):
+            package = init.parent
+            if "static" in package.relative_to(ROOT).parts:
+                continue
+            name = package.relative_to(ROOT).as_posix()
+            lines += ["", f"## `{name}/`", "", _cell(_summary(init)), "", "| module | what it is for |", "|---|---|"]
+            for path in sorted(package.glob("*.py")):
+                if path.name != "__init__.py":
+                    lines.append(f"| `{path.name}` | {_cell(_summary(path))} |")
+            for child in sorted(p for p in package.iterdir() if (p / "__init__.py").exists()):
+                lines.append(f"| `{child.name}/` | see [{name}/{child.name}/](#{_anchor(f'{name}/{child.name}/')}) |")
+    return "\n".join(lines) + "\n"
+
+
+def _anchor(heading: str) -> str:
+    """The id Python-Markdown's toc gives a heading made of one code span."""
+    return "".join(c for c in heading.lower() if c.isalnum() or c in "-_ ").replace(" ", "-")
+
+
 # --- all pages ------------------------------------------------------------------------------
 
 
@@ -314,6 +361,7 @@ def pages() -> dict[Path, str]:
         REFERENCE / "api.md": api_page(document),
         REFERENCE / "openapi.json": json.dumps(document, indent=2, ensure_ascii=False) + "\n",
         REFERENCE / "metrics.md": metrics_page(),
+        REFERENCE / "modules.md": modules_page(),
     }
 
 

@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "docs" / "reference"
-GENERATED = ["cli.md", "settings.md", "api.md", "openapi.json", "metrics.md"]
+GENERATED = ["cli.md", "settings.md", "api.md", "openapi.json", "metrics.md", "modules.md"]
 
 
 def _generator() -> ModuleType:
@@ -56,6 +56,19 @@ def test_the_reference_pages_cover_every_subcommand_and_setting(generated: dict[
     settings = generated[REFERENCE / "settings.md"]
     for field in Settings.model_fields:
         assert f"| `FORECAST_{field.upper()}` |" in settings, field
+
+
+def test_the_module_map_names_every_module_under_its_package(generated: dict[Path, str]) -> None:
+    """A reader finds any module of the library or the API, and what it is for, in one page."""
+    page = generated[REFERENCE / "modules.md"]
+    sections = dict(re.findall(r"^## `([\w/]+)/`\n(.*?)(?=^## |\Z)", page, flags=re.MULTILINE | re.DOTALL))
+    for top in ("forecast", "api"):
+        for path in (ROOT / top).rglob("*.py"):
+            package = path.parent.relative_to(ROOT).as_posix()
+            if path.name == "__init__.py":
+                assert package in sections, f"{package}/ has no section in the module map"
+            else:
+                assert f"| `{path.name}` |" in sections[package], f"{package}/{path.name} is not in the module map"
 
 
 def test_the_site_builds_strictly(tmp_path: Path) -> None:

@@ -12,31 +12,28 @@ import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
-from playwright.sync_api import Browser, Download, Locator, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Download, Page, Playwright, expect, sync_playwright
 
+from tests.support.browser import (
+    CHROMIUM_ARGS,
+    INKED_PIXELS_JS,
+    WAIT_MS,
+    open_dashboard,
+    shown_number,
+    snapshot,
+    watch,
+)
 from tests.support.servers import Server, free_port, run_cli, start_server, train
 
 STATIC = Path(__file__).resolve().parents[2] / "api" / "static"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WIDE = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 ALLOWED_ORIGIN = "http://example.test"
-WAIT_MS = 30_000
 # Training a version takes tens of seconds on two shared cores; the page then sees it within a
 # poll (3 s) after the server's reload (0.5 s here).
 NEW_VERSION_WAIT_MS = 60_000
@@ -50,43 +47,9 @@ BAND_PIXELS_JS = """(canvas) => {
   }
   return shaded;
 }"""
-INKED_PIXELS_JS = """(canvas) => {
-  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-  let inked = 0;
-  for (let i = 3; i < data.length; i += 4) if (data[i] > 0) inked++;
-  return inked;
-}"""
 
 
 # --- fixtures -------------------------------------------------------------------------------
-
-
-@dataclass
-class PageLog:
-    """What went wrong in the page: console errors, uncaught exceptions, failed or 4xx/5xx requests."""
-
-    console_errors: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-    failed_requests: list[str] = field(default_factory=list)
-    requested: list[str] = field(default_factory=list)
-
-    def problems(self) -> list[str]:
-        return self.console_errors + self.page_errors + self.failed_requests
-
-
-def watch(page: Page) -> PageLog:
-    log = PageLog()
-    page.on("console", lambda message: log.console_errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: log.page_errors.append(str(error)))
-    page.on("requestfailed", lambda request: log.failed_requests.append(f"{request.url}: {request.failure}"))
-    page.on("request", lambda request: log.requested.append(request.url))
-
-    def on_response(response) -> None:  # type: ignore[no-untyped-def]
-        if response.status >= 400:
-            log.failed_requests.append(f"{response.url}: HTTP {response.status}")
-
-    page.on("response", on_response)
-    return log
 
 
 @pytest.fixture(scope="module")
@@ -145,21 +108,6 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
-def open_dashboard(page: Page, url: str) -> None:
-    page.goto(f"{url}/dashboard/")
-    expect(page.locator("#models-body tr[data-model]").first).to_be_visible()
-    expect(page.locator("#loss-chart canvas")).to_have_count(1)
-
-
-def snapshot(target: Page | Locator, path: Path, copy_to: str | None = None) -> None:
-    if isinstance(target, Page):
-        target.screenshot(path=path, full_page=True)
-    else:
-        target.screenshot(path=path)
-    if copy_to:
-        shutil.copyfile(path, copy_to)
-
-
 def models(server: Server) -> dict[str, dict]:  # type: ignore[type-arg]
     with server.client() as client:
         return {m["name"]: m for m in client.get("/v1/models").json()["models"]}
@@ -199,11 +147,6 @@ def rows_of_response(body: dict) -> list[dict[str, object]]:  # type: ignore[typ
                 row[f"upper_{level}"] = interval["upper"][step]
             rows.append(row)
     return rows
-
-
-def shown_number(value: float) -> float:
-    """A metric as the table shows it: four significant digits."""
-    return float(f"{value:.4g}")
 
 
 # --- the page -------------------------------------------------------------------------------

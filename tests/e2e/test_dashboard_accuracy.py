@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
-from tests.e2e.test_dashboard import (
+from tests.support.browser import (
     CHROMIUM_ARGS,
     INKED_PIXELS_JS,
     WAIT_MS,

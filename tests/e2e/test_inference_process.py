@@ -16,8 +16,13 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.e2e.test_workers import started_inference_processes
-from tests.support.servers import Server, series_payload, start_server, wait_until
+from tests.support.servers import (
+    Server,
+    series_payload,
+    start_server,
+    started_inference_processes,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="module")

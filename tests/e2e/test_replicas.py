@@ -1,4 +1,4 @@
-"""Replicas on one registry, a local folder or S3 (moto's server over HTTP, tests/s3.py): two
+"""Replicas on one registry, a local folder or S3 (moto's server over HTTP, tests/support/s3.py): two
 `forecast serve` processes on the same registry, a client
 spreading load across both from threads, the real trainer publishing a better version with
 `--promote`, then an alias move back (`forecast models promote`). Both replicas converge on
@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.s3 import S3Server, s3_server
+from tests.support.s3 import S3Server, s3_server
 from tests.support.servers import Server, run_cli, series_payload, start_server, train, wait_until
 
 __all__ = ["s3_server"]  # the fixture, for the S3 case

@@ -1,4 +1,4 @@
-"""The real commands on an S3 registry (moto's S3 server over HTTP, tests/s3.py): `forecast train
+"""The real commands on an S3 registry (moto's S3 server over HTTP, tests/support/s3.py): `forecast train
 --registry s3://...` publishes, `forecast models` lists and promotes, and `forecast serve` with
 FORECAST_REGISTRY=s3://... answers forecasts and follows a moved alias. The processes get only the
 URL, the endpoint setting and credentials from the environment, as on AWS or MinIO."""
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.s3 import S3Server, s3_server, s3_url
 from tests.support.cli import run_forecast
+from tests.support.s3 import S3Server, s3_server, s3_url
 from tests.support.servers import TRAIN_ARGS, series_payload, start_server, wait_until
 
 __all__ = ["s3_server", "s3_url"]  # the fixtures

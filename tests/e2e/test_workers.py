@@ -19,7 +19,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.servers import Server, run_cli, series_payload, start_server, wait_until
+from tests.support.servers import (
+    Server,
+    run_cli,
+    series_payload,
+    start_server,
+    started_inference_processes,
+    started_workers,
+    wait_until,
+)
 
 WORKERS = 2
 RELOAD_S = 0.5
@@ -51,14 +59,6 @@ def two_workers(
 
 def registry_of(server: Server) -> Path:
     return server.log.parent / "registry"
-
-
-def started_workers(server: Server) -> list[int]:
-    return [int(pid) for pid in re.findall(r"started worker (\d+)", server.log_text())]
-
-
-def started_inference_processes(server: Server) -> list[int]:
-    return [int(pid) for pid in re.findall(r"started inference process (\d+)", server.log_text())]
 
 
 def send(server: Server, path: str, payload: dict[str, Any] | None, count: int) -> list[tuple[str, httpx.Response]]:

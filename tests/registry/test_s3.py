@@ -26,10 +26,9 @@ from forecast.registry.weights import load_predictor, weights_bytes
 from forecast.serving.engine import Engine
 from forecast.serving.scan import scan_registry
 from forecast.settings import Settings
-from tests.registry.test_store import Writers, kill_quietly, publish_network, publish_tagged, wait_for
-from tests.registry_writer import check_version
-from tests.s3 import S3Server
-from tests.support.registries import publish_network as publish_servable
+from tests.support.registries import Writers, kill_quietly, publish_network, publish_tagged, wait_for
+from tests.support.registry_writer import check_version
+from tests.support.s3 import S3Server
 
 
 def s3_registry(url: str) -> Registry:
@@ -306,7 +305,7 @@ def test_a_missing_bucket_or_an_unreachable_endpoint_is_an_error_not_an_empty_re
 
 def test_the_engine_serves_a_new_version_and_a_moved_alias_from_s3(s3_server: S3Server, s3_url: str) -> None:
     registry = s3_registry(s3_url)
-    first = publish_servable(registry, "demo")
+    first = publish_network(registry, "demo")
     registry.set_alias("demo", PRODUCTION, first)
 
     async def scenario() -> None:
@@ -314,7 +313,7 @@ def test_the_engine_serves_a_new_version_and_a_moved_alias_from_s3(s3_server: S3
         await engine.start()
         try:
             assert engine.ready and engine.served_aliases("demo") == {PRODUCTION: first}
-            second = publish_servable(registry, "demo")
+            second = publish_network(registry, "demo")
             registry.set_alias("demo", PRODUCTION, second)
             await engine.refresh()
             assert engine.served_aliases("demo") == {PRODUCTION: second}

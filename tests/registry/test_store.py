@@ -3,15 +3,12 @@ refusal of corrupt versions, and no half or clobbered version under SIGKILL or r
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,39 +17,11 @@ import pytest
 import torch
 
 from forecast.errors import InvalidName, ModelNotFound, RegistryCorrupt, VersionNotFound
-from forecast.model.network import Forecaster
 from forecast.registry.manifest import MANIFEST_FILE, REPORT_FILE, WEIGHTS_FILE
 from forecast.registry.store import PRODUCTION, Registry, check_name
 from forecast.registry.weights import load_predictor, weights_bytes
-from tests.registry_writer import SMALL_CHANNELS, SMALL_NETWORK, check_version, make_manifest, tagged_files
-from tests.support.cli import child_env
-
-WRITER = Path(__file__).resolve().parents[1] / "registry_writer.py"
-WAIT_S = 60.0
-
-
-def publish_tagged(registry: Registry, name: str, tag: str, size: int = 1000) -> int:
-    return registry.publish(name, tagged_files(tag, size), make_manifest(name, 0, {}, tag)).version
-
-
-def publish_network(registry: Registry, name: str) -> int:
-    torch.manual_seed(0)
-    network = Forecaster(SMALL_NETWORK, SMALL_CHANNELS)
-    for parameter in network.parameters():  # non-zero weights, so a flipped byte changes a number
-        torch.nn.init.normal_(parameter)
-    files = {WEIGHTS_FILE: weights_bytes(network), REPORT_FILE: b"{}"}
-    return registry.publish(name, files, make_manifest(name, 0, {})).version
-
-
-def wait_for(condition, what: str, timeout_s: float = WAIT_S):  # type: ignore[no-untyped-def]
-    """Poll a condition on files until it holds; bounded."""
-    deadline = time.monotonic() + timeout_s
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.0005)
-    return result
-
+from tests.support.registries import Writers, kill_quietly, publish_network, publish_tagged, wait_for
+from tests.support.registry_writer import SMALL_NETWORK, check_version
 
 # ---- versions and checksums ----------------------------------------------------------------
 
@@ -248,63 +217,6 @@ def test_an_unreadable_aliases_file_is_reported_as_corrupt(tmp_path: Path, conte
 
 
 # ---- real processes: SIGKILL and racing writers ------------------------------------------
-
-
-class Writers:
-    """tests/registry_writer.py: one parent process that forks `count` writers."""
-
-    def __init__(self, root: Path, name: str, workdir: Path, count: int, versions: int, size: int) -> None:
-        self.workdir = workdir
-        workdir.mkdir()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                str(WRITER),
-                str(root),
-                name,
-                str(workdir),
-                "--writers",
-                str(count),
-                "--versions",
-                str(versions),
-                "--size",
-                str(size),
-            ],
-            env=child_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        pids_file = workdir / "pids.json"
-        self.pids: list[int] = wait_for(lambda: pids_file.exists() and json.loads(pids_file.read_text()), "writers")
-
-    def go(self) -> None:
-        (self.workdir / "go").touch()
-
-    def published(self, index: int) -> list[int]:
-        log = self.workdir / f"published-{index}"
-        return [int(line) for line in log.read_text().split()] if log.exists() else []
-
-    def finish(self) -> list[int]:
-        """Each writer's exit status (negative: killed by that signal)."""
-        try:
-            stdout, stderr = self.process.communicate(timeout=WAIT_S)
-        finally:
-            self.stop()
-        assert self.process.returncode == 0, stderr
-        return json.loads(stdout)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            for pid in self.pids:
-                kill_quietly(pid)
-            self.process.kill()
-            self.process.wait()
-
-
-def kill_quietly(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
 
 
 def assert_only_complete_versions(registry: Registry, name: str, size: int) -> list[str]:

@@ -23,10 +23,10 @@ from forecast.registry.weights import load_predictor
 from forecast.serving.device_process import DeviceServer
 from forecast.serving.pipeline import WindowArrays, raw_windows
 from forecast.serving.wire import Message, decode, describe, encode
-from tests.registry_writer import SMALL_NETWORK
-from tests.serving.test_engine import NAME
 from tests.support.registries import publish_network
+from tests.support.registry_writer import SMALL_NETWORK
 
+NAME = "demo"
 WORKERS = 3
 
 

@@ -8,6 +8,7 @@ process per invocation, which then runs exactly what the `forecast` console scri
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -16,7 +17,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-# A good small configuration: trains in a few seconds on two cores and beats seasonal naive.
+from forecast.registry.store import Registry
+from forecast.serving.engine import Engine
+from forecast.settings import Settings
+from tests.factories import Posted
 
 # A good small configuration: trains in a few seconds on two cores and beats seasonal naive.
 SMALL_MODEL_ARGS: tuple[str, ...] = (
@@ -201,3 +205,28 @@ class TrainedRegistry:
         """A private copy for a test that adds versions or moves aliases."""
         shutil.copytree(self.root, target)
         return target
+
+
+def serve_once(registry_root: Path, name: str, timestamps: list[str], values: list[float]) -> list[float]:
+    """One series through the engine's loading and the version's serving pipeline (batcher and
+    network included), as a request would go."""
+
+    posted = Posted("s", values, start=None, freq=None, timestamps=timestamps)
+
+    async def run() -> list[float]:
+        engine = Engine(
+            Registry(registry_root), Settings(registry=str(registry_root), device="cpu", reload_seconds=3600)
+        )
+        await engine.start()
+        try:
+            async with engine.lease(name) as served:
+                answer = await served.pipeline.forecast([posted], horizon=None, levels=[], timeout_s=30.0)
+                return [float(v) for v in answer.mean[0]]
+        finally:
+            await engine.stop()
+
+    return asyncio.run(run())
+
+
+def version_dir(registry: Path, name: str, version: int) -> Path:
+    return registry / name / "versions" / str(version)

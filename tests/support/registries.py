@@ -1,7 +1,17 @@
 """Small registries written in process: a GRU of a few weights per version, published through
-the registry's own `publish`, for tests that need a servable model in milliseconds."""
+the registry's own `publish`, for tests that need a servable model in milliseconds; tagged
+versions of plain bytes; and the racing writer processes of tests/support/registry_writer.py."""
 
 from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,7 +21,11 @@ from forecast.model.network import Forecaster
 from forecast.registry.manifest import REPORT_FILE, WEIGHTS_FILE
 from forecast.registry.store import PRODUCTION, Registry
 from forecast.registry.weights import weights_bytes
-from tests.registry_writer import SMALL_CHANNELS, SMALL_NETWORK, make_manifest
+from tests.support.cli import child_env
+from tests.support.registry_writer import SMALL_CHANNELS, SMALL_NETWORK, make_manifest, tagged_files
+
+WRITER = Path(__file__).with_name("registry_writer.py")
+WAIT_S = 60.0
 
 
 def publish_network(registry: Registry, name: str, report: bytes = b"{}") -> int:
@@ -30,3 +44,74 @@ def publish_network(registry: Registry, name: str, report: bytes = b"{}") -> int
 def move_alias(registry: Registry, name: str, version: int, alias: str = PRODUCTION) -> None:
     with registry.locked(name):
         registry.set_alias(name, alias, version)
+
+
+def publish_tagged(registry: Registry, name: str, tag: str, size: int = 1000) -> int:
+    return registry.publish(name, tagged_files(tag, size), make_manifest(name, 0, {}, tag)).version
+
+
+def wait_for(condition, what: str, timeout_s: float = WAIT_S):  # type: ignore[no-untyped-def]
+    """Poll a condition on files until it holds; bounded."""
+    deadline = time.monotonic() + timeout_s
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.0005)
+    return result
+
+
+class Writers:
+    """tests/support/registry_writer.py: one parent process that forks `count` writers."""
+
+    def __init__(self, root: Path, name: str, workdir: Path, count: int, versions: int, size: int) -> None:
+        self.workdir = workdir
+        workdir.mkdir()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(WRITER),
+                str(root),
+                name,
+                str(workdir),
+                "--writers",
+                str(count),
+                "--versions",
+                str(versions),
+                "--size",
+                str(size),
+            ],
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        pids_file = workdir / "pids.json"
+        self.pids: list[int] = wait_for(lambda: pids_file.exists() and json.loads(pids_file.read_text()), "writers")
+
+    def go(self) -> None:
+        (self.workdir / "go").touch()
+
+    def published(self, index: int) -> list[int]:
+        log = self.workdir / f"published-{index}"
+        return [int(line) for line in log.read_text().split()] if log.exists() else []
+
+    def finish(self) -> list[int]:
+        """Each writer's exit status (negative: killed by that signal)."""
+        try:
+            stdout, stderr = self.process.communicate(timeout=WAIT_S)
+        finally:
+            self.stop()
+        assert self.process.returncode == 0, stderr
+        return json.loads(stdout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            for pid in self.pids:
+                kill_quietly(pid)
+            self.process.kill()
+            self.process.wait()
+
+
+def kill_quietly(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -161,3 +162,11 @@ def healthz_latencies(url: str) -> Iterator[list[float]]:
     finally:
         stop.set()
         watcher.join()
+
+
+def started_workers(server: Server) -> list[int]:
+    return [int(pid) for pid in re.findall(r"started worker (\d+)", server.log_text())]
+
+
+def started_inference_processes(server: Server) -> list[int]:
+    return [int(pid) for pid in re.findall(r"started inference process (\d+)", server.log_text())]

@@ -4,7 +4,6 @@ the rules (first version, --promote when better); --retrain and --warm-start reu
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import math
@@ -17,10 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from forecast.registry.store import PRODUCTION, Registry
-from forecast.serving.engine import Engine
-from forecast.settings import Settings
-from tests.factories import Posted
+from forecast.registry.store import PRODUCTION
 from tests.support.cli import (
     SMALL_MODEL_ARGS,
     CliResult,
@@ -29,40 +25,17 @@ from tests.support.cli import (
     manifest,
     read_json,
     run_forecast_many,
+    serve_once,
     train,
+    version_dir,
 )
 from tests.support.data import seasonal_frame, write_csv
 
 BLOCKS = ("validation", "test")
 
 
-def serve_once(registry_root: Path, name: str, timestamps: list[str], values: list[float]) -> list[float]:
-    """One series through the engine's loading and the version's serving pipeline (batcher and
-    network included), as a request would go."""
-
-    posted = Posted("s", values, start=None, freq=None, timestamps=timestamps)
-
-    async def run() -> list[float]:
-        engine = Engine(
-            Registry(registry_root), Settings(registry=str(registry_root), device="cpu", reload_seconds=3600)
-        )
-        await engine.start()
-        try:
-            async with engine.lease(name) as served:
-                answer = await served.pipeline.forecast([posted], horizon=None, levels=[], timeout_s=30.0)
-                return [float(v) for v in answer.mean[0]]
-        finally:
-            await engine.stop()
-
-    return asyncio.run(run())
-
-
 METHODS = ("model", "naive", "seasonal_naive")
 METRICS = ("mae", "mse", "rmse", "smape", "mase")
-
-
-def version_dir(registry: Path, name: str, version: int) -> Path:
-    return registry / name / "versions" / str(version)
 
 
 def test_a_small_train_beats_seasonal_naive_on_test(trained_registry: TrainedRegistry) -> None:

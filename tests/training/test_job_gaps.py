@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 
 from forecast.registry.store import PRODUCTION
-from tests.support.cli import train
+from tests.support.cli import aliases, manifest, serve_once, train, version_dir
 from tests.support.data import messy_frame, write_csv
-from tests.training.test_job import aliases, manifest, serve_once, version_dir
 
 
 def test_a_file_with_gaps_and_short_series_trains_and_serves_what_it_evaluated(tmp_path: Path) -> None:

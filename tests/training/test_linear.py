@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -13,35 +12,13 @@ from forecast.model.config import NetworkConfig, ScalingParams
 from forecast.model.network import Forecaster
 from forecast.model.scaling import fit_scaling
 from forecast.series.covariates import CovariateColumns
-from forecast.series.dataset import Dataset, Series, load_dataset
+from forecast.series.dataset import load_dataset
 from forecast.series.windows import SeriesStore, block_origins, build_store, split_blocks, training_parts
 from forecast.training.covariates import fit_covariates, static_rows
 from forecast.training.linear import accumulate, fit_linear
 from forecast.training.loop import Objective, validation_loss
 from tests.factories import TEMPERATURE_EFFECT, covariate_frame
-
-INPUT, HORIZON = 48, 12
-
-
-def seasonal_store(series_count: int = 3, length: int = 600) -> SeriesStore:
-    """Daily cycles of different sizes and phases, noise-free: each window's continuation is an
-    exact linear function of the window (the value a day back)."""
-    series = []
-    for index in range(series_count):
-        steps = np.arange(length)
-        values = 10.0 * (index + 1) + (index + 2) * np.sin(2 * np.pi * (steps + 5 * index) / 24)
-        stamps = pd.date_range("2024-01-01", periods=length, freq="h")
-        series.append(Series(series_id=f"s{index}", timestamps=stamps, values=values))
-    return build_store(Dataset(series=series, freq="h", source="test"), [])
-
-
-def network_and_origins(store: SeriesStore) -> tuple[Forecaster, np.ndarray, np.ndarray]:
-    config = NetworkConfig(arch="lstm", input_size=INPUT, horizon=HORIZON, hidden_size=8, anchor_period=1)
-    blocks = split_blocks(store, input_size=INPUT, horizon=HORIZON, val_size=48, test_size=48)
-    train, validation = (
-        block_origins(store, blocks, b, input_size=INPUT, horizon=HORIZON) for b in ("train", "validation")
-    )
-    return Forecaster(config, 1), train, validation
+from tests.support.stores import HORIZON, INPUT, network_and_origins, seasonal_store
 
 
 def solve(store: SeriesStore, network: Forecaster, train: np.ndarray, validation: np.ndarray, best_loss: float | None):

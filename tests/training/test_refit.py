@@ -16,7 +16,7 @@ from forecast.registry.store import Registry
 from forecast.registry.weights import load_predictor
 from forecast.training.job import run_training
 from forecast.training.loop import FitData, Objective, fit, refit
-from tests.training.test_linear import HORIZON, INPUT, network_and_origins, seasonal_store
+from tests.support.stores import HORIZON, INPUT, network_and_origins, seasonal_store
 
 
 def _noisy_store():  # type: ignore[no-untyped-def]

@@ -1,5 +1,5 @@
-"""An S3 API over HTTP for the tests: moto's server (tests/s3_server.py) in its own process on a
-free port, started once per session, with a fresh bucket for each test.
+"""An S3 API over HTTP for the tests: moto's server (tests/support/s3_server.py) in its own
+process on a free port, started once per session, with a fresh bucket for each test.
 
 The session's environment gets fake credentials and FORECAST_S3_ENDPOINT_URL, so the product
 (and every child process a test starts) finds the endpoint through its ordinary settings and

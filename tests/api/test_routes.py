@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from api.http.app import create_app
 from forecast.registry.store import Registry
@@ -180,3 +181,39 @@ def test_a_backtest_reports_the_model_beside_both_baselines(registry_root: Path)
         assert refused.status_code == 422 and refused.json()["error"] == "invalid_request"
 
     run(registry_root, scenario)
+
+
+def _counted(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_each_request_is_counted_under_the_served_model_and_its_final_status(registry_root: Path) -> None:
+    """The request counters label by the model that served (never a made-up name from the
+    request: it would create a Prometheus series per name) and by the status the client got."""
+    long = {"id": "a", "start": "2024-01-01", "freq": "h", "values": [float(hour % 6) for hour in range(60)]}
+    forecasts = "forecast_requests_total"
+    backtests = "forecast_backtests_total"
+    before = {
+        "ok": _counted(forecasts, model="alpha", version="1", status="200"),
+        "unknown": _counted(forecasts, model="-", version="", status="404"),
+        "invalid": _counted(forecasts, model="-", version="", status="422"),
+        "backtest": _counted(backtests, model="alpha", version="1", status="200"),
+        "backtest_invalid": _counted(backtests, model="alpha", version="1", status="422"),
+    }
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        assert (await client.post("/v1/forecast", json={"model": "alpha", "series": [SERIES]})).status_code == 200
+        assert (await client.post("/v1/forecast", json={"model": "made-up", "series": [SERIES]})).status_code == 404
+        assert (await client.post("/v1/forecast", json={"model": "alpha"})).status_code == 422
+        backtest = {"model": "alpha", "origins": 3, "series": [long]}
+        assert (await client.post("/v1/backtest", json=backtest)).status_code == 200
+        too_far = {**backtest, "horizon": 99}  # refused by the served version, once leased
+        assert (await client.post("/v1/backtest", json=too_far)).status_code == 422
+
+    run(registry_root, scenario)
+    assert _counted(forecasts, model="alpha", version="1", status="200") == before["ok"] + 1
+    assert _counted(forecasts, model="-", version="", status="404") == before["unknown"] + 1
+    assert _counted(forecasts, model="-", version="", status="422") == before["invalid"] + 1
+    assert _counted(forecasts, model="made-up", version="", status="404") == 0.0
+    assert _counted(backtests, model="alpha", version="1", status="200") == before["backtest"] + 1
+    assert _counted(backtests, model="alpha", version="1", status="422") == before["backtest_invalid"] + 1

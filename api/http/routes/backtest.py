@@ -8,15 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
 
 from api.access.middleware import caller_of, limit_series
-from api.errors import ErrorBody, error_kind
+from api.errors import ErrorBody
 from api.http.deps import EngineDep, SettingsDep
 from api.http.jsonio import FastJSONResponse, json_answer
-from api.http.routes.posting import check_limits, parsed, request_body, unless_disconnected
+from api.http.routes.posting import check_limits, counted, parsed, request_body, unless_disconnected
 from api.http.schemas import BacktestRequest, BacktestResponse
-from forecast.errors import ForecastError, RequestTooLarge
+from forecast.errors import RequestTooLarge
 from forecast.serving.backtest import BacktestLimits, BacktestSpec, backtest, result_body
 from forecast.serving.telemetry import BACKTEST_WINDOWS, BACKTESTS
 
@@ -29,8 +28,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code 
     "/backtest", response_model=BacktestResponse, responses=_ERRORS, openapi_extra=request_body("BacktestRequest")
 )
 async def backtest_route(request: Request, engine: EngineDep, settings: SettingsDep) -> FastJSONResponse:
-    model_label, version_label, status = "-", "", 500
-    try:
+    with counted(BACKTESTS) as outcome:
         body = await parsed(request, BacktestRequest)
         check_limits(body, settings)
         spec = BacktestSpec(
@@ -54,7 +52,7 @@ async def backtest_route(request: Request, engine: EngineDep, settings: Settings
 
         async with engine.lease(body.model, body.version, body.alias) as served:
             manifest = served.manifest
-            model_label, version_label = manifest.name, str(manifest.version)
+            outcome.served(manifest)
             work = backtest(
                 served.pipeline,
                 body.series,
@@ -65,15 +63,6 @@ async def backtest_route(request: Request, engine: EngineDep, settings: Settings
                 caller=caller_of(request),
             )
             result = await unless_disconnected(request, work)
-        BACKTEST_WINDOWS.labels(model_label, version_label).inc(result.windows)
-        status = 200
-    except ForecastError as exc:
-        status = error_kind(exc).status
-        raise
-    except RequestValidationError:
-        status = 422
-        raise
-    finally:
-        BACKTESTS.labels(model_label, version_label, str(status)).inc()
+        BACKTEST_WINDOWS.labels(outcome.model, outcome.version).inc(result.windows)
     numbers = len(result.series) + (result.windows * result.horizon if body.return_forecasts else 0)
     return await json_answer(lambda: result_body(manifest, result), numbers)

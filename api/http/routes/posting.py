@@ -1,22 +1,28 @@
 """What the POST routes (forecast, backtest) share: the body parsed straight into its typed
-request (off the event loop when large), the request limits, and giving up when the client
-hangs up."""
+request (off the event loop when large), the request limits, giving up when the client hangs
+up, and the labels and status their metrics count each request under."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
+import prometheus_client
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
+from api.errors import error_kind
 from api.http.schemas import ForecastRequest
-from forecast.errors import ClientDisconnected, InvalidRequest, RequestTooLarge
+from forecast.errors import ClientDisconnected, ForecastError, InvalidRequest, RequestTooLarge
+from forecast.registry.manifest import Manifest
 from forecast.settings import Settings
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -127,3 +133,41 @@ def request_body(schema: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
         }
     }
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a request's metrics are labelled with: the served model's name and version, never
+    the request's text (made-up model names must not create new Prometheus series; "-" until a
+    model is resolved), and the status it ended with."""
+
+    model: str = "-"
+    version: str = ""
+    status: int = 500
+
+    def served(self, manifest: Manifest) -> None:
+        self.model, self.version = manifest.name, str(manifest.version)
+
+
+@contextmanager
+def counted(
+    requests: prometheus_client.Counter, latency: prometheus_client.Histogram | None = None
+) -> Iterator[Outcome]:
+    """Counts the request in `requests` by model, version and status however it ends (and its
+    time in `latency` by model): 200, the status of the library error it raised, 422 for a body
+    that failed validation, 500 for anything else."""
+    started = time.perf_counter()
+    outcome = Outcome()
+    try:
+        yield outcome
+        outcome.status = 200
+    except ForecastError as exc:
+        outcome.status = error_kind(exc).status
+        raise
+    except RequestValidationError:
+        outcome.status = 422
+        raise
+    finally:
+        requests.labels(outcome.model, outcome.version, str(outcome.status)).inc()
+        if latency is not None:
+            latency.labels(outcome.model).observe(time.perf_counter() - started)

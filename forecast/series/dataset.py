@@ -26,7 +26,7 @@ from forecast.series.covariates import CovariateColumns, read_static_table, seri
 from forecast.series.frequency import normalize_freq
 from forecast.series.parsing import parse_timestamps, parse_values
 from forecast.series.spacing import MAX_MISSING_FRACTION, check_signal, grid_positions, infer_freq
-from forecast.series.tables import Columns, as_instants, needed_columns, read_header, read_table, to_long
+from forecast.series.tables import Columns, as_instants, needed_columns, open_data_file, read_table, to_long
 
 logger = logging.getLogger(__name__)
 
@@ -267,9 +267,9 @@ def load_dataset(
     give no window are left out (`_trainable`)."""
     columns = columns or Columns()
     covariates = covariates or CovariateColumns()
-    header = read_header(path)
-    frame = read_table(path, needed_columns(header, columns, target, covariates))
-    long = to_long(frame, columns, target, covariates, header)
+    data = open_data_file(path)
+    frame = read_table(data, needed_columns(data.header, columns, target, covariates))
+    long = to_long(frame, columns, target, covariates, data.header)
     del frame
     windowless = pd.Index([])
     if needed_points is not None:

@@ -84,28 +84,39 @@ def _unreadable(path: str | Path, exc: Exception) -> InvalidInput:
     return InvalidInput(f"cannot read {str(path)!r}: {first_line}")
 
 
-def read_header(path: str | Path) -> list[str]:
-    """The file's column names, read without its rows (a CSV's first line, Parquet's schema)."""
+@dataclass(frozen=True, slots=True)
+class DataFile:
+    """A data file opened for reading: where it is, its format, and its header (checked)."""
+
+    shown: str  # as the user named it, for messages
+    source: Path
+    kind: str  # "csv" or "parquet"
+    header: list[str]
+
+
+def open_data_file(path: str | Path) -> DataFile:
+    """The file's format and column names, read without its rows (a CSV's first line, checked
+    before anything is parsed; Parquet's schema); `etth1` names the bundled ETTh1 data."""
     source = _source(path)
+    kind = _kind(source, path)
     try:
-        if _kind(source, path) == "parquet":
-            return [str(name) for name in pq.read_schema(source).names]
-        return _csv_header(source, str(path))
+        if kind == "parquet":
+            header = [str(name) for name in pq.read_schema(source).names]
+        else:
+            header = _csv_header(source, str(path))
     except (ValueError, OSError, pa.ArrowException) as exc:
         raise _unreadable(path, exc) from exc
+    return DataFile(shown=str(path), source=source, kind=kind, header=header)
 
 
-def read_table(path: str | Path, only: list[str] | None = None) -> pd.DataFrame:
-    """Read a CSV or Parquet file (`only`: just these of its columns); `etth1` names the bundled
-    ETTh1 data."""
-    source = _source(path)
+def read_table(data: DataFile, only: list[str] | None = None) -> pd.DataFrame:
+    """The file's rows (`only`: just these of its columns)."""
     try:
-        if _kind(source, path) == "parquet":
-            return pd.read_parquet(source, columns=only)
-        _csv_header(source, str(path))
-        return pd.read_csv(source, usecols=only)
+        if data.kind == "parquet":
+            return pd.read_parquet(data.source, columns=only)
+        return pd.read_csv(data.source, usecols=only)
     except (ValueError, OSError, pd.errors.ParserError, pa.ArrowException) as exc:
-        raise _unreadable(path, exc) from exc
+        raise _unreadable(data.shown, exc) from exc
 
 
 def needed_columns(

@@ -40,8 +40,6 @@ from forecast.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-_STILL_LOADING = "loading"  # an alias whose version is still loading keeps what it serves, silently
-
 
 class Engine:
     def __init__(
@@ -196,7 +194,7 @@ class Engine:
         """Each wanted alias on its wanted version once that is loaded, else on the version it
         serves today; why each alias that is not as wanted is not; and which wait for a version
         still loading (not a problem yet)."""
-        outcomes = await self._load_targets(scan)
+        problems, still_loading = await self._load_targets(scan)
         served: dict[str, dict[str, int]] = {}
         alias_errors: dict[tuple[str, str], str] = {}
         loading: dict[tuple[str, str], int] = {}
@@ -207,22 +205,24 @@ class Engine:
                 continue
             served[name] = {}
             for alias, version in targets.items():
-                if (outcome := outcomes.get((name, version))) is None:
+                key = (name, version)
+                if key in still_loading:  # not a problem yet: the alias keeps what it serves, silently
+                    loading[(name, alias)] = version
+                elif key in problems:
+                    alias_errors[(name, alias)] = problems[key]
+                else:
                     served[name][alias] = version
                     continue
-                if outcome is _STILL_LOADING:
-                    loading[(name, alias)] = version
-                else:
-                    alias_errors[(name, alias)] = outcome
                 if alias in current:
                     served[name][alias] = current[alias]  # keep serving the version that works
         return served, alias_errors, loading
 
-    async def _load_targets(self, scan: RegistryScan) -> dict[VersionKey, str]:
-        """Load every wanted version side by side; for each that is not served, why, or that it
-        is still loading. Waits up to `reload_seconds` (at start-up, for all): a slow load goes
-        on in the background, and its end wakes the watcher."""
+    async def _load_targets(self, scan: RegistryScan) -> tuple[dict[VersionKey, str], set[VersionKey]]:
+        """Load every wanted version side by side; for each that cannot be served, why; and
+        which are still loading. Waits up to `reload_seconds` (at start-up, for all): a slow load
+        goes on in the background, and its end wakes the watcher."""
         problems: dict[VersionKey, str] = {}
+        still_loading: set[VersionKey] = set()
         loads: dict[VersionKey, asyncio.Task[ServedModel | LoadFailure]] = {}
         for name, targets in self._wanted.items():
             if name in self._model_errors:
@@ -241,13 +241,13 @@ class Engine:
         for key, task in loads.items():
             outcome = task.result() if task.done() else None
             if outcome is None:
-                problems[key] = _STILL_LOADING
+                still_loading.add(key)
                 self._left_loading.add(key)
             elif isinstance(outcome, LoadFailure):
                 problems[key] = outcome.error
             else:
                 self._pending.add(key)
-        return problems
+        return problems, still_loading
 
     def _publish_health(self) -> None:
         publish_problems(self.health().problems)

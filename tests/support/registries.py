@@ -24,7 +24,8 @@ from forecast.registry.weights import weights_bytes
 from tests.support.cli import child_env
 from tests.support.registry_writer import SMALL_CHANNELS, SMALL_NETWORK, make_manifest, tagged_files
 
-WRITER = Path(__file__).with_name("registry_writer.py")
+# Started as a module from the repository root, as tests/support/s3.py starts its server.
+ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 60.0
 
 
@@ -69,7 +70,8 @@ class Writers:
         self.process = subprocess.Popen(
             [
                 sys.executable,
-                str(WRITER),
+                "-m",
+                "tests.support.registry_writer",
                 str(root),
                 name,
                 str(workdir),
@@ -81,6 +83,7 @@ class Writers:
                 str(size),
             ],
             env=child_env(),
+            cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -1,6 +1,6 @@
-"""Registry writers in real processes, for the SIGKILL and concurrency tests of test_registry.py.
+"""Registry writers in real processes, for the SIGKILL and concurrency tests of tests/registry/test_store.py and test_s3.py.
 
-    python tests/support/registry_writer.py ROOT NAME WORKDIR --writers N [--versions K] [--size BYTES]
+    python -m tests.support.registry_writer ROOT NAME WORKDIR --writers N [--versions K] [--size BYTES]
 
 ROOT is a path or an s3://bucket/prefix URL (its endpoint from FORECAST_S3_ENDPOINT_URL).
 

@@ -22,7 +22,9 @@ from typing import Any
 
 import pytest
 
-SERVER = Path(__file__).with_name("s3_server.py")
+# Started as a module from the repository root: run as a script from tests/support/, its
+# folder would come first on sys.path and tests/support/requests.py would shadow `requests`.
+ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0
 ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -87,7 +89,9 @@ def start_s3_server() -> S3Server:
     port = _free_port()
     # A file, not a pipe: the server logs every request, and a full pipe would stall it.
     log = tempfile.TemporaryFile()  # noqa: SIM115 (the server writes it until it exits)
-    process = subprocess.Popen([sys.executable, str(SERVER), str(port)], stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.s3_server", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+    )
     server = S3Server(endpoint_url=f"http://127.0.0.1:{port}", process=process)
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:

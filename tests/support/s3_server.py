@@ -1,6 +1,6 @@
 """moto's S3 API as a standalone HTTP server, one request at a time, for the registry's tests.
 
-    python tests/support/s3_server.py PORT
+    python -m tests.support.s3_server PORT   (from the repository root)
 
 This is what `python -m moto.server` runs, less its reloader and debugger, with one change:
 moto checks a conditional put's If-None-Match / If-Match and then stores the object in a later

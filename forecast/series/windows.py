@@ -195,17 +195,41 @@ def gather(
     store: SeriesStore, origins: np.ndarray | torch.Tensor, *, input_size: int, horizon: int, known_steps: int = 0
 ) -> WindowBatch:
     """The windows at `origins`; `known_steps` of the horizon (0 or H) come with their
-    future-known inputs, for a network that reads them."""
+    future-known inputs, for a network that reads them.
+
+    A window that reaches back before its series' first point (a version that reads further back
+    than the job's padding, scored on the job's origins) reads those points as missing, as a
+    posted series shorter than the window is padded: never the series before it in the store."""
     origin = torch.as_tensor(origins, dtype=torch.int64)[:, None]  # (B, 1)
     window = origin + torch.arange(-input_size, 0)  # (B, L)
     ahead = origin + torch.arange(horizon)  # (B, H)
     known = origin + torch.arange(-input_size, known_steps)  # (B, L + K)
-    series = torch.as_tensor(series_of_origins(store, np.asarray(origins)), dtype=torch.int64)  # (B,)
+    series_index = series_of_origins(store, np.asarray(origins))
+    series = torch.as_tensor(series_index, dtype=torch.int64)  # (B,)
+    first = torch.as_tensor(store.offsets[:-1][series_index], dtype=torch.int64)[:, None]  # (B, 1)
+    before = window < first  # (B, L)
+    if not bool(before.any()):
+        return WindowBatch(
+            history=store.values[window],
+            features=store.features[known],
+            target=store.values[ahead],
+            past=store.past[window],
+            future=store.future[known],
+            static=store.static[series.to(store.static.device)],
+        )
+    window, known = torch.maximum(window, first), torch.maximum(known, first)
+    known_before = torch.cat([before, before.new_zeros((len(before), known_steps))], dim=1)  # (B, L + K)
     return WindowBatch(
-        history=store.values[window],
-        features=store.features[known],
+        history=_missing_where(store.values[window], before),
+        features=store.features[known],  # the first point's calendar: what padding reads is never fitted
         target=store.values[ahead],
-        past=store.past[window],
-        future=store.future[known],
+        past=_missing_where(store.past[window], before),
+        future=_missing_where(store.future[known], known_before),
         static=store.static[series.to(store.static.device)],
     )
+
+
+def _missing_where(values: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
+    """NaN at the (B, T) positions `before`, over any trailing columns."""
+    mask = before.to(values.device).reshape(*before.shape, *([1] * (values.dim() - 2)))
+    return values.masked_fill(mask, float("nan"))

@@ -5,10 +5,12 @@ The network forecasts its anchor plus the ridge-solved skip plus what the encode
 the encoder adds nothing (short data: validation keeps the solved start) the anchor and the skip
 are the whole model. So the network's candidates are compared as that linear part, not as bare
 baselines. The one that stands in for a losing network is served alone, so it is chosen alone,
-among every candidate (drift and Theta included). The skip is solved on the windows whose
-targets end `CHOICE_HORIZONS` horizons before the validation block and scored on every origin
-after them (that stretch of training data and the validation block): several origins per
-series, where the validation block alone may hold one.
+among every candidate (drift and Theta included, also reading further back than the network:
+`stand_in_candidates`), in MASE units, so that anchors reading windows of different lengths
+(and scales) compare. The skip is solved on the windows whose targets end `CHOICE_HORIZONS`
+horizons before the validation block and scored on every origin after them (that stretch of
+training data and the validation block): several origins per series, where the validation
+block alone may hold one.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from forecast.model.config import AnchorKind, InputLayout, NetworkConfig
-from forecast.model.network import Forecaster
+from forecast.model.encoding import encode
+from forecast.model.network import Forecaster, forecast_loss
+from forecast.model.scaling import to_scaled
 from forecast.series.windows import SeriesStore, origins_between
+from forecast.training.batches import gather_windows
 from forecast.training.choices import CHOICE_HORIZONS, AnchorChoice
 from forecast.training.evaluate import EvaluationSet
 from forecast.training.linear import fit_linear
@@ -31,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 
 Origins = Callable[[np.ndarray], np.ndarray]
+
+_CHUNK = 4096  # windows scored at once
 
 # The anchors a network is built on when the user leaves the kind open. On a Theta anchor the
 # epochs almost never improved on the solved start (bench/collection.py, "Theta anchor"), and the
@@ -51,10 +59,33 @@ def choice_origins(evaluation: EvaluationSet, network: NetworkConfig, keep: Orig
     return keep(fit_on), keep(scored)
 
 
+def stand_in_loss(
+    network: NetworkConfig, layout: InputLayout, store: SeriesStore, scored: np.ndarray, objective: Objective
+) -> float:
+    """The scored origins' loss of the network's anchor alone, as the predictor serves it: fitted
+    to the observed points only (a window that reaches back before its series' start reads those
+    points as missing)."""
+    forecaster = Forecaster(network.model_copy(update={"recurrent": False, "ensemble": 1}), layout)
+    config = forecaster.config
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(scored), _CHUNK):
+            chunk = scored[start : start + _CHUNK]
+            batch = gather_windows(store, chunk, config)
+            encoded = encode(batch.windows, objective.scaling, objective.covariates, gaps=config.gap_rule)
+            target = to_scaled(batch.target, encoded.loc, encoded.spread)
+            anchor = forecaster.anchor(encoded.inputs, encoded.observed)
+            weights = objective.weights(store, chunk, encoded.spread)
+            total += float(forecast_loss(anchor, target, objective.loss, weights)) * len(chunk)
+            count += len(chunk)
+    return total / max(count, 1)
+
+
 def anchor_loss(
     network: NetworkConfig, layout: InputLayout, store: SeriesStore, scored: np.ndarray, objective: Objective
 ) -> float:
-    """The scored origins' loss of the network's anchor alone."""
+    """The scored origins' loss of the network's anchor alone, in the job's objective: what the
+    linear part must beat."""
     forecaster = Forecaster(network.model_copy(update={"recurrent": False, "ensemble": 1}), layout)
     return validation_loss(forecaster, store, scored, objective)
 
@@ -98,24 +129,32 @@ def choose_anchors(
     seed: int,
     keep: Origins,
 ) -> AnchorChoices:
-    """The network's anchor: of the `repeat` candidates (or of the kind the user asked for), the
-    one whose linear part scores best; and the candidate that scores best alone. The first
-    candidate for both when no origin can score them."""
+    """The network's anchor: of the `repeat` candidates (or of the kind the user asked for) that
+    read the network's window, the one whose linear part scores best; and the candidate that
+    scores best alone. The first candidate for both when no origin can score them."""
     origins = choice_origins(evaluation, network, keep)
     kinds = {network.anchor} if network.anchor is not None else NETWORK_ANCHORS
-    for_network = [c for c in candidates if c.kind in kinds] or candidates
+    own_window = [c for c in candidates if c.lookback is None]
+    for_network = [c for c in own_window if c.kind in kinds] or own_window
     if len(origins[1]) == 0:
         return AnchorChoices(for_network[0], candidates[0])
+    # Alone, in MASE units: each window's error over its series' in-sample seasonal MAE.
+    in_mase = Objective.of("mase", objective.scaling, evaluation.denominators["train"], objective.covariates)
     alone, linear = {}, {}
     for candidate in candidates:
         shaped = network.model_copy(update={"anchor": candidate.kind, "anchor_period": candidate.period})
-        alone[candidate] = anchor_loss(shaped, layout, evaluation.store, origins[1], objective)
+        reading = shaped.model_copy(update={"input_size": candidate.lookback or network.input_size})
+        alone[candidate] = stand_in_loss(reading, layout, evaluation.store, origins[1], in_mase)
         if candidate in for_network:
-            loss_alone = alone[candidate]
+            loss_alone = anchor_loss(shaped, layout, evaluation.store, origins[1], objective)
             linear[candidate] = linear_part_loss(shaped, layout, evaluation.store, origins, objective, seed, loss_alone)
     chosen = AnchorChoices(min(linear, key=linear.__getitem__), min(alone, key=alone.__getitem__))
-    shown = {f"{c.kind}({c.period})": (round(alone[c], 5), round(linear.get(c, float("nan")), 5)) for c in candidates}
-    message = "anchor: loss alone and with the skip on %d origins by candidate %s; chose %s, alone %s"
-    names = [f"{c.kind}({c.period})" for c in (chosen.network, chosen.alone)]
-    logger.info(message, len(origins[1]), shown, *names)
+    shown = {_name(c): (round(alone[c], 5), round(linear.get(c, float("nan")), 5)) for c in candidates}
+    message = "anchor: MASE alone and loss with the skip on %d origins by candidate %s; chose %s, alone %s"
+    logger.info(message, len(origins[1]), shown, _name(chosen.network), _name(chosen.alone))
     return chosen
+
+
+def _name(candidate: AnchorChoice) -> str:
+    reads = f" on {candidate.lookback}" if candidate.lookback else ""
+    return f"{candidate.kind}({candidate.period}){reads}"

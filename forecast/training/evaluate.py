@@ -44,6 +44,9 @@ class EvaluationSet:
     # (`forecast.model.missing`): what the naive and seasonal-naive baselines repeat
     filled: History
     first_observed: np.ndarray  # (S,) absolute position of each series' first observed point
+    # The job's input window: the origins every version is scored at, whatever it reads (one that
+    # reads further back than a series holds reads the points before its start as missing).
+    input_size: int
 
 
 def mase_denominators(store: SeriesStore, blocks: Blocks, period: int) -> dict[str, np.ndarray]:
@@ -56,13 +59,15 @@ def mase_denominators(store: SeriesStore, blocks: Blocks, period: int) -> dict[s
     }
 
 
-def evaluation_set(store: SeriesStore, blocks: Blocks, *, season_length: int, mase_period: int) -> EvaluationSet:
+def evaluation_set(
+    store: SeriesStore, blocks: Blocks, *, season_length: int, mase_period: int, input_size: int
+) -> EvaluationSet:
     values = store.values.numpy().astype(np.float64)
     filled, first_observed = History.complete(values), store.offsets[:-1]
     if store.observed_before is not None:
         filled, first_observed = filled_history(values, store.offsets)
     denominators = mase_denominators(store, blocks, mase_period)
-    return EvaluationSet(store, blocks, values, denominators, season_length, filled, first_observed)
+    return EvaluationSet(store, blocks, values, denominators, season_length, filled, first_observed, input_size)
 
 
 def predict_origins(predictor: Predictor, store: SeriesStore, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +106,7 @@ def block_windows(evaluation: EvaluationSet, block: str, *, input_size: int, hor
 
 def evaluate_block(predictor: Predictor, evaluation: EvaluationSet, block: str) -> BlockResult:
     config, values = predictor.config, evaluation.filled
-    windows = block_windows(evaluation, block, input_size=config.input_size, horizon=config.horizon)
+    windows = block_windows(evaluation, block, input_size=evaluation.input_size, horizon=config.horizon)
     origins = windows.origins
     forecast, spread = predict_origins(predictor, evaluation.store, origins)
     methods = {

@@ -19,7 +19,7 @@ from forecast.model.scaling import fit_scaling
 from forecast.series.frequency import cadence
 from forecast.series.windows import block_origins, origins_between, training_parts, window_counts
 from forecast.training.anchor_choice import choose_anchors
-from forecast.training.choices import anchor_candidates
+from forecast.training.choices import anchor_candidates, stand_in_candidates
 from forecast.training.distributed import SOLO, World
 from forecast.training.loop import FitData, FitResult, Objective, fit, refit
 from forecast.training.records import Fitted, PreparedJob
@@ -74,6 +74,8 @@ def _choose_anchors(job: PreparedJob, objective: Objective) -> NetworkConfig:
     the network's, written into the job's config, and the one that stands in for it alone."""
     shape = job.config.network
     candidates = [c for c in anchor_candidates(job.dataset.freq, shape.input_size) if shape.anchor in (None, c.kind)]
+    history = int(np.median([len(s) - s.padding for s in job.dataset.series]))
+    candidates = stand_in_candidates(candidates, shape.input_size, history)
     keep = functools.partial(fitting_origins, job)
     choices = choose_anchors(shape, candidates, job.layout, job.evaluation, objective, job.config.seed, keep)
     shape = shape.model_copy(update={"anchor": choices.network.kind, "anchor_period": choices.network.period})

@@ -108,7 +108,9 @@ def prepare(
     covariates = fit_covariates(dataset, store, blocks)  # on the training parts only
     store.static = static_rows(dataset, covariates)
     cycle = cadence(dataset.freq)
-    evaluation = evaluation_set(store, blocks, season_length=cycle.season_length, mase_period=cycle.mase_period)
+    evaluation = evaluation_set(
+        store, blocks, season_length=cycle.season_length, mase_period=cycle.mase_period, input_size=sizes["input_size"]
+    )
     network = resolve_network(
         config.network,
         evaluation,
@@ -239,9 +241,9 @@ def anchor_in_place(job: PreparedJob, fitted: Fitted) -> tuple[TrainingConfig, F
     same inputs (covariates and all, so the requests that fit the network fit it), no recurrent
     encoder, and a linear skip at zero, which forecasts its anchor exactly
     (forecast.model.network). The best anchor alone on the origins the job chose the network's
-    on (or the network's own, when the user fixed it) when it beats the seasonal naive on the
-    test block too; else the seasonal naive (the last season when the window holds one, else
-    the chosen period repeated)."""
+    on (or the network's own, when the user fixed it), reading as far back as it was chosen to,
+    when it beats the seasonal naive on the test block too; else the seasonal naive (the last
+    season when the window holds one, else the chosen period repeated)."""
     shape = job.config.network
     season = cadence(job.dataset.freq).season_length
     seasonal: tuple[AnchorKind, int | None] = ("repeat", season if season <= shape.input_size else shape.anchor_period)
@@ -249,10 +251,12 @@ def anchor_in_place(job: PreparedJob, fitted: Fitted) -> tuple[TrainingConfig, F
     chosen: tuple[AnchorKind, int | None] = (
         (fallback.kind, fallback.period) if fallback is not None else (shape.anchor or "repeat", shape.anchor_period)
     )
+    lookback = fallback.lookback if fallback is not None and fallback.lookback else shape.input_size
     for kind, period in dict.fromkeys([chosen, seasonal]):
         anchor = NetworkConfig(
             arch=shape.arch,
-            input_size=shape.input_size,
+            # a fitted anchor may read further back than the network did (`stand_in_candidates`)
+            input_size=lookback if (kind, period) == chosen else shape.input_size,
             horizon=shape.horizon,
             hidden_size=shape.hidden_size,
             anchor=kind,
@@ -283,20 +287,19 @@ def calibrate_intervals(evaluation: Evaluation) -> Calibration:
 
 
 def score_production(job: PreparedJob, registry: Registry) -> Comparison | None:
-    """The production version's test error on this job's evaluation set, or None when it cannot
-    be scored there (different horizon, frequency or features, series too short for its input, or
-    covariates this data does not hold). Production may read fewer covariates than the new
+    """The production version's test error on this job's evaluation set, at the same origins
+    whatever its input size, or None when it cannot be scored there (different horizon,
+    frequency or features, or covariates this data does not hold). Production may read fewer covariates than the new
     version, or none: a version that adds covariates is compared with one without them."""
     try:
         version = registry.resolve(job.name, alias=PRODUCTION)
     except NotFound:
         return None
     production = load_predictor(registry, job.name, version, job.device)
-    manifest, lengths = production.manifest, job.store.lengths
-    needed = manifest.input_size + manifest.horizon + job.config.val_block_size + job.config.test_block_size
+    manifest = production.manifest
     if manifest.horizon != job.config.network.horizon or manifest.freq != job.dataset.freq:
         return None
-    if manifest.features != job.features or (lengths < needed).any():
+    if manifest.features != job.features:
         return None
     # Its own covariates from this data, and its own codes for the static ones: its categories
     # may differ from this job's.

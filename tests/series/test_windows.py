@@ -162,6 +162,21 @@ def test_gather_carries_the_calendar_features_of_the_input_points() -> None:
         assert np.allclose(batch.features[row, :, 1].numpy(), np.cos(angle), atol=1e-6)
 
 
+def test_a_window_reaching_before_its_series_reads_missing_points_never_the_series_before() -> None:
+    """A version that reads further back than a series holds (a stand-in anchor reading several
+    windows, scored at the job's origins) sees that stretch as missing, as a short posted series
+    is padded."""
+    dataset = make_dataset([40, 50])
+    store = build_store(dataset, ["hour_of_day"])
+    values = store.values.numpy()
+    batch = gather(store, np.array([45, 70]), input_size=10, horizon=3)  # 5 and 30 points into the second
+    np.testing.assert_array_equal(batch.history[0, :5].numpy(), np.full(5, np.nan))
+    np.testing.assert_array_equal(batch.history[0, 5:].numpy(), values[40:45])
+    np.testing.assert_array_equal(batch.history[1].numpy(), values[60:70])
+    np.testing.assert_array_equal(batch.target[0].numpy(), values[45:48])
+    assert bool(torch.isfinite(batch.features).all()), "the calendar stays finite: what padding reads is never fitted"
+
+
 def test_a_series_too_short_for_the_split_is_named() -> None:
     store = build_store(make_dataset([60, 29, 60]), [])
     with pytest.raises(SeriesTooShort, match="'s1'") as caught:

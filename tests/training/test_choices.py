@@ -19,6 +19,7 @@ from forecast.training.choices import (
     default_input_size,
     default_segment_length,
     resolve_network,
+    stand_in_candidates,
 )
 from forecast.training.evaluate import EvaluationSet, evaluation_set
 from forecast.training.loop import Objective
@@ -31,7 +32,7 @@ def _evaluation(values: list[np.ndarray]):  # type: ignore[no-untyped-def]
     dataset = Dataset([Series(f"s{i}", s, v) for i, (s, v) in enumerate(zip(stamps, values, strict=True))], "h", "t")
     store = build_store(dataset, [])
     blocks = split_blocks(store, input_size=INPUT_SIZE, horizon=HORIZON, val_size=96, test_size=48)
-    return evaluation_set(store, blocks, season_length=24, mase_period=24)
+    return evaluation_set(store, blocks, season_length=24, mase_period=24, input_size=INPUT_SIZE)
 
 
 NETWORK = NetworkConfig(arch="gru", input_size=INPUT_SIZE, horizon=HORIZON)
@@ -84,6 +85,26 @@ def test_a_trend_is_followed_by_the_anchor_that_stands_in_for_the_network() -> N
     chosen = choose(_evaluation(values), NETWORK, "h")
     assert chosen.alone.kind in ("drift", "theta") and chosen.alone.period == 24
     assert chosen.network.kind == "repeat"
+
+
+def test_a_stand_in_reads_further_back_where_a_short_window_cannot_estimate_the_season() -> None:
+    """A noisy daily cycle, and a network window of two days: a fitted anchor cannot take the
+    season out of two days (the centred moving average leaves one), out of four it can, and
+    then beats repeating yesterday's noise. The anchor that stands in alone reads further back
+    than the network, where the history reaches."""
+    rng = np.random.default_rng(6)
+    steps = np.arange(900)
+    values = [20 + 5 * np.sin(2 * np.pi * steps / 24 + k) + rng.normal(0, 1, 900) for k in range(3)]
+    network = NETWORK.model_copy(update={"input_size": 48})
+    evaluation = _evaluation(values)
+    candidates = stand_in_candidates(anchor_candidates("h", 48), 48, history=900)
+    assert {c.lookback for c in candidates} == {None, 96}
+    assert {c.lookback for c in stand_in_candidates(anchor_candidates("h", 48), 48, history=80)} == {None}
+    assert {c.lookback for c in stand_in_candidates(anchor_candidates("YS", 12), 12, history=80)} == {None}
+    objective = Objective.of("mae", ScalingParams(mode="window"), evaluation.denominators["train"])
+    chosen = choose_anchors(network, candidates, InputLayout(), evaluation, objective, 0, lambda o: o)
+    assert chosen.alone.kind in ("drift", "theta") and chosen.alone.lookback == 96
+    assert chosen.network.lookback is None, "the network reads its own window"
 
 
 def test_a_given_anchor_kind_gets_its_best_period() -> None:

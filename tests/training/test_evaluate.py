@@ -50,7 +50,7 @@ def _predictor(network: Forecaster) -> Predictor:
 
 
 def _evaluate(network: Forecaster, store: SeriesStore, blocks: Blocks, block: str) -> BlockResult:
-    evaluation = evaluation_set(store, blocks, season_length=SEASON, mase_period=SEASON)
+    evaluation = evaluation_set(store, blocks, season_length=SEASON, mase_period=SEASON, input_size=INPUT_SIZE)
     return evaluate_block(_predictor(network), evaluation, block)
 
 

@@ -76,6 +76,7 @@ from starlette.types import ASGIApp
 from api.http.app import create_app
 from api.runtime.gc_tuning import tune_gc
 from api.runtime.plan import plan_serving
+from api.runtime.server import configure_logging
 from api.runtime.transport import InFlightLimit
 from bench.common import emit, machine
 from bench.noop_server import last_value_forward
@@ -133,6 +134,9 @@ def asgi_app() -> ASGIApp:
     """The app `forecast serve` builds for one worker (api/runtime/server.py, build_server and
     run_worker), for the servers that take an import path: FORECAST_* settings, the no-op
     forward, the in-flight cap, the collector tuned before the models load."""
+    # Logging as a worker of `forecast serve` configures it: every answered request writes its
+    # access line (forecast.access) on every server, so that the app's work is the same.
+    configure_logging()
     plan = plan_serving(get_settings(), workers=1, stand_in=last_value_forward)
     settings = plan.worker_settings
     app = InFlightLimit(create_app(settings, plan.forward_factory), settings.max_concurrent_requests)

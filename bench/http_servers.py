@@ -80,7 +80,7 @@ from api.runtime.server import configure_logging
 from api.runtime.transport import InFlightLimit
 from bench.common import emit, machine
 from bench.noop_server import last_value_forward
-from bench.serve import HORIZON, MODELS, free_port, request_body
+from bench.serve import MODELS, free_port, request_body, short_training
 from forecast.config.training import TrainingConfig
 from forecast.registry.store import Registry
 from forecast.series.tables import BUNDLED_SETS
@@ -93,16 +93,7 @@ APP_TARGET = "bench.http_servers:asgi_app"  # the factory below, for the servers
 DEMO_MODEL = "ett-lstm"  # what `make demo` trains into ./models for `make run`
 # The fallback when ./models lacks it: bench/serve.py's small model, one short epoch as there.
 SMALL = "small"
-TRAINING = {
-    "arch": "lstm",
-    "horizon": HORIZON,
-    "max_epochs": 1,
-    "windows_per_epoch": 1024,
-    "val_size": HORIZON * 4,
-    "test_size": HORIZON * 4,
-    "device": "cpu",
-    **MODELS[SMALL],
-}
+TRAINING = short_training(SMALL)
 SERVERS = ("uvicorn_transport", "uvicorn", "granian", "hypercorn")
 PARTS = ("limits", "throughput")
 IDLE_CONNECTIONS = 300

@@ -88,21 +88,24 @@ def worker_modes(workers: int) -> dict[str, tuple[str, dict[str, str]]]:
     }
 
 
+def short_training(model: str) -> dict[str, Any]:
+    """The training settings of one of `MODELS` for the serving benchmarks: serving speed does not
+    depend on accuracy, so one short epoch."""
+    return {
+        "arch": "lstm",
+        "horizon": HORIZON,
+        "max_epochs": 1,
+        "windows_per_epoch": 1024,
+        "val_size": HORIZON * 4,
+        "test_size": HORIZON * 4,
+        "device": "cpu",
+        **MODELS[model],
+    }
+
+
 def train_models(registry: Registry, data: Path) -> None:
-    """Serving speed does not depend on accuracy: one short epoch each."""
-    for name, shape in MODELS.items():
-        config = TrainingConfig.model_validate(
-            {
-                "arch": "lstm",
-                "horizon": HORIZON,
-                "max_epochs": 1,
-                "windows_per_epoch": 1024,
-                "val_size": HORIZON * 4,
-                "test_size": HORIZON * 4,
-                "device": "cpu",
-                **shape,
-            }
-        )
+    for name in MODELS:
+        config = TrainingConfig.model_validate(short_training(name))
         run_training(data, name, config, registry, progress=False, force=True)  # one short epoch: past the gate
 
 

@@ -43,22 +43,13 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, machine
-from bench.serve import HORIZON, MODELS, Server, request_body, wrk
+from bench.serve import MODELS, Server, request_body, short_training, wrk
 from forecast.series.tables import BUNDLED_SETS
 
 MODEL = "small"
 CLI = [sys.executable, "-m", "forecast.cli"]
 # One short epoch, as the serving benchmark trains: serving speed does not depend on accuracy.
-TRAINING = {
-    "arch": "lstm",
-    "horizon": HORIZON,
-    "max_epochs": 1,
-    "windows_per_epoch": 1024,
-    "val_size": HORIZON * 4,
-    "test_size": HORIZON * 4,
-    "device": "cpu",
-    **MODELS[MODEL],
-}
+TRAINING = short_training(MODEL)
 _SAMPLE = re.compile(r"^forecast_requests_total\{(?P<labels>[^}]*)\} (?P<count>\S+)$", re.M)
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 

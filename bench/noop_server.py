@@ -13,13 +13,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from api.runtime.server import serve
-from forecast.model.predictor import Prediction, Predictor
+from forecast.model.predictor import Prediction
 from forecast.registry.manifest import Manifest
-from forecast.serving.pipeline import Forward, WindowForecast
+from forecast.serving.pipeline import BuildNetwork, Forward, WindowForecast
 from forecast.serving.requests import Window
 
 
-def last_value_forward(manifest: Manifest, predictor: Predictor) -> Forward:
+def last_value_forward(manifest: Manifest, build: BuildNetwork) -> Forward:
     horizon = manifest.horizon
 
     def run(windows: Sequence[Window]) -> list[WindowForecast]:

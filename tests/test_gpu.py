@@ -48,7 +48,7 @@ def test_network_forward_uses_pinned_copies_and_returns_one_output_per_series(cu
         Window(history=np.full(24, float(i), dtype=np.float32), features=np.zeros((24, 2), dtype=np.float32))
         for i in range(10)
     ]
-    outputs = network_forward(None, predictor)(inputs)  # type: ignore[arg-type]
+    outputs = network_forward(None, lambda: predictor)(inputs)  # type: ignore[arg-type]
     assert len(outputs) == 10
     # An untrained forecaster is the naive forecast: each series gets its own last value back.
     for i, output in enumerate(outputs):

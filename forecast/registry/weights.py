@@ -95,20 +95,17 @@ _HEADER_BYTES_PER_TENSOR = 512
 _HEADER_SLACK_BYTES = 64 * 1024
 
 
-def expected_weights_bytes(manifest: Manifest) -> tuple[int, int]:
-    """(the tensors' bytes, the most the file may hold) for the manifest's network, built on the
-    meta device: shapes without memory."""
+def expected_state(manifest: Manifest) -> State:
+    """The tensors of the manifest's network, built on the meta device: shapes without memory."""
     with torch.device("meta"):
-        network = build_network(manifest.network, manifest.layout)
-    state = network.state_dict()
-    data = sum(tensor.numel() * tensor.element_size() for tensor in state.values())
-    return data, data + 8 + _HEADER_SLACK_BYTES + _HEADER_BYTES_PER_TENSOR * len(state)
+        return build_network(manifest.network, manifest.layout).state_dict()
 
 
-def _check_weights_size(registry: Registry, name: str, version: int, manifest: Manifest) -> int:
+def _check_weights_size(registry: Registry, name: str, version: int, expected: State) -> int:
     """The most bytes the weights file may hold; RegistryCorrupt when its size cannot be the
-    manifest's network's."""
-    data, most = expected_weights_bytes(manifest)
+    manifest's network's (`expected`)."""
+    data = sum(tensor.numel() * tensor.element_size() for tensor in expected.values())
+    most = data + 8 + _HEADER_SLACK_BYTES + _HEADER_BYTES_PER_TENSOR * len(expected)
     size = registry.file_size(name, version, WEIGHTS_FILE)
     if size is not None and not data < size <= most:
         raise RegistryCorrupt(
@@ -143,14 +140,12 @@ def header_state(payload: bytes) -> State:
         ) from exc
 
 
-def check_header(manifest: Manifest, payload: bytes) -> None:
-    """The weights file's header against the network the manifest describes, built on torch's
-    meta device: the same tensors, of the same shapes, and the manifest's input width. Nothing
-    is allocated: a file that lies is refused before its tensors are."""
+def check_header(manifest: Manifest, expected: State, payload: bytes) -> None:
+    """The weights file's header against the manifest's network (`expected`, on the meta
+    device): the same tensors, of the same shapes, and the manifest's input width. Nothing is
+    allocated: a file that lies is refused before its tensors are."""
     declared = header_state(payload)
     check_manifest_fits(manifest, declared)
-    with torch.device("meta"):
-        expected = build_network(manifest.network, manifest.layout).state_dict()
     for key in sorted(set(expected) | set(declared)):
         if key not in declared or key not in expected:
             missing = "missing from the file" if key not in declared else "not in the manifest's network"
@@ -162,40 +157,54 @@ def check_header(manifest: Manifest, payload: bytes) -> None:
             )
 
 
-def _verified_payload(registry: Registry, name: str, version: int) -> tuple[Manifest, bytes]:
+@dataclass(frozen=True, slots=True)
+class VerifiedWeights:
+    """A version's manifest and its weights file, checked against each other, not yet read into
+    tensors: what a worker whose forward passes run elsewhere needs, and what `rebuild` reads."""
+
+    name: str
+    version: int
+    manifest: Manifest
+    payload: bytes
+
+
+def verified_weights(registry: Registry, name: str, version: int) -> VerifiedWeights:
     """The manifest checked against its folder, the weights file's size against the manifest's
-    network (before reading it), the weights against the manifest's sha256 and their header
-    against the network (before any tensor is allocated)."""
+    network (before reading it), the weights against the manifest's sha256 (`read_file`) and
+    their header against the network (before any tensor is allocated)."""
     manifest = registry.manifest(name, version)
+    expected = expected_state(manifest)
     try:
-        most = _check_weights_size(registry, name, version, manifest)
-        payload = registry.read_file(name, version, WEIGHTS_FILE, manifest, limit_bytes=most)
-        check_header(manifest, payload)
+        most = _check_weights_size(registry, name, version, expected)
     except RegistryCorrupt as exc:
-        folder = registry.version_location(name, version)
-        if str(exc).startswith(f"model {name!r}"):
-            raise
-        raise RegistryCorrupt(f"model {name!r} version {version} in {folder}: {exc}") from exc
-    return manifest, payload
-
-
-def verify_version(registry: Registry, name: str, version: int) -> Manifest:
-    """A version checked as `load_predictor` checks it, without building its network: what a
-    worker needs whose forward passes run in another process."""
-    return _verified_payload(registry, name, version)[0]
-
-
-def load_predictor(registry: Registry, name: str, version: int, device: torch.device) -> RebuiltVersion:
-    """Rebuild a version from the registry, verified as `_verified_payload` says."""
-    manifest, payload = _verified_payload(registry, name, version)
+        raise _in_folder(registry, name, version, exc) from exc
+    payload = registry.read_file(name, version, WEIGHTS_FILE, manifest, limit_bytes=most)
     try:
-        network = network_from_weights(manifest.network, manifest.layout, read_state(payload))
+        check_header(manifest, expected, payload)
     except RegistryCorrupt as exc:
-        folder = registry.version_location(name, version)
-        raise RegistryCorrupt(f"model {name!r} version {version} in {folder}: {exc}") from exc
+        raise _in_folder(registry, name, version, exc) from exc
+    return VerifiedWeights(name, version, manifest, payload)
+
+
+def _in_folder(registry: Registry, name: str, version: int, exc: RegistryCorrupt) -> RegistryCorrupt:
+    return RegistryCorrupt(f"model {name!r} version {version} in {registry.version_location(name, version)}: {exc}")
+
+
+def rebuild(registry: Registry, weights: VerifiedWeights, device: torch.device) -> RebuiltVersion:
+    """The verified version's network and preprocessing, as a `Predictor` on `device`."""
+    manifest = weights.manifest
+    try:
+        network = network_from_weights(manifest.network, manifest.layout, read_state(weights.payload))
+    except RegistryCorrupt as exc:
+        raise _in_folder(registry, weights.name, weights.version, exc) from exc
     return RebuiltVersion(
         manifest=manifest,
         predictor=Predictor(
             network, manifest.scaling, device, manifest.intervals.scale, manifest.covariates, manifest.season_length
         ),
     )
+
+
+def load_predictor(registry: Registry, name: str, version: int, device: torch.device) -> RebuiltVersion:
+    """Rebuild a version from the registry, verified as `verified_weights` says."""
+    return rebuild(registry, verified_weights(registry, name, version), device)

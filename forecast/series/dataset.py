@@ -69,6 +69,11 @@ class Dataset:
     windowless_ids: list[str] = field(default_factory=list)
 
     @property
+    def median_history(self) -> int:
+        """The median series' length, its padding not counted."""
+        return int(np.median([len(s) - s.padding for s in self.series]))
+
+    @property
     def n_points(self) -> int:
         """Points of the data (padding is not data)."""
         return sum(len(s) - s.padding for s in self.series)

@@ -208,25 +208,23 @@ def gather(
     series = torch.as_tensor(series_index, dtype=torch.int64)  # (B,)
     first = torch.as_tensor(store.offsets[:-1][series_index], dtype=torch.int64)[:, None]  # (B, 1)
     before = window < first  # (B, L)
-    if not bool(before.any()):
-        return WindowBatch(
-            history=store.values[window],
-            features=store.features[known],
-            target=store.values[ahead],
-            past=store.past[window],
-            future=store.future[known],
-            static=store.static[series.to(store.static.device)],
-        )
-    window, known = torch.maximum(window, first), torch.maximum(known, first)
-    known_before = torch.cat([before, before.new_zeros((len(before), known_steps))], dim=1)  # (B, L + K)
-    return WindowBatch(
-        history=_missing_where(store.values[window], before),
-        features=store.features[known],  # the first point's calendar: what padding reads is never fitted
+    reaches_before = bool(before.any())
+    if reaches_before:
+        window, known = torch.maximum(window, first), torch.maximum(known, first)
+    batch = WindowBatch(
+        history=store.values[window],
+        features=store.features[known],  # before the start: the first point's calendar, never fitted
         target=store.values[ahead],
-        past=_missing_where(store.past[window], before),
-        future=_missing_where(store.future[known], known_before),
+        past=store.past[window],
+        future=store.future[known],
         static=store.static[series.to(store.static.device)],
     )
+    if reaches_before:
+        known_before = torch.cat([before, before.new_zeros((len(before), known_steps))], dim=1)  # (B, L + K)
+        batch.history = _missing_where(batch.history, before)
+        batch.past = _missing_where(batch.past, before)
+        batch.future = _missing_where(batch.future, known_before)
+    return batch
 
 
 def _missing_where(values: torch.Tensor, before: torch.Tensor) -> torch.Tensor:

@@ -32,8 +32,12 @@ def window_forecast(mean: np.ndarray, spread: float) -> WindowForecast:
 
 # Runs on the inference thread: a batch of windows in, one forecast per window out.
 Forward = Callable[[Sequence[Window]], Sequence[WindowForecast]]
-# Builds the forward pass of a loaded version: the network's (`network_forward`) in production.
-ForwardFactory = Callable[[Manifest, Predictor], Forward]
+# Builds a version's network on this process's device, from its verified weights.
+BuildNetwork = Callable[[], Predictor]
+# Builds the forward pass of a loaded version from its manifest: the network's (`network_forward`)
+# in production. Only a forward that runs the network here calls `BuildNetwork`; one that runs
+# in the inference process (`forecast.serving.remote`), or a benchmark's stand-in, never does.
+ForwardFactory = Callable[[Manifest, BuildNetwork], Forward]
 
 
 @runtime_checkable
@@ -74,8 +78,9 @@ def raw_windows(arrays: Sequence[np.ndarray]) -> RawWindows:
     return RawWindows(history=history, calendar=calendar, past=past, future=future, static=static)
 
 
-def network_forward(manifest: Manifest, predictor: Predictor) -> Forward:
+def network_forward(manifest: Manifest, build: BuildNetwork) -> Forward:
     """The version's network over a batch of windows, in one forward pass."""
+    predictor = build()
 
     def run(windows: Sequence[Window]) -> list[WindowForecast]:
         return predictor.predict(raw_windows(stack_windows(windows))).split()

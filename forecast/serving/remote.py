@@ -23,9 +23,9 @@ from multiprocessing.connection import Client, Connection
 import numpy as np
 
 from forecast.errors import InferenceUnavailable
-from forecast.model.predictor import Prediction, Predictor
+from forecast.model.predictor import Prediction
 from forecast.registry.manifest import Manifest
-from forecast.serving.pipeline import Forward, WindowArrays, WindowForecast, stack_windows
+from forecast.serving.pipeline import BuildNetwork, Forward, ForwardFactory, WindowArrays, WindowForecast, stack_windows
 from forecast.serving.requests import Window
 from forecast.serving.scan import short_error
 from forecast.serving.wire import Message, WireError, decode, describe, encode
@@ -176,20 +176,12 @@ class RemoteForward:
             )
 
 
-class RemoteForwards:
+def device_forward(client: DeviceClient) -> ForwardFactory:
     """The forward factory of a worker whose forward passes run in the inference process: the
-    worker verifies each version (`forecast.registry.weights.verify_version`, no network built)
-    and sends its batches over the link; the inference process loads the network."""
+    worker verifies each version (`forecast.registry.weights.verified_weights`) and builds no
+    network of its own; the inference process loads it."""
 
-    def __init__(self, client: DeviceClient) -> None:
-        self.client = client
+    def factory(manifest: Manifest, build: BuildNetwork) -> Forward:
+        return RemoteForward(client, manifest.name, manifest.version)
 
-    def forward(self, manifest: Manifest) -> Forward:
-        return RemoteForward(self.client, manifest.name, manifest.version)
-
-    def __call__(self, manifest: Manifest, predictor: Predictor) -> Forward:
-        return self.forward(manifest)
-
-
-def device_forward(client: DeviceClient) -> RemoteForwards:
-    return RemoteForwards(client)
+    return factory

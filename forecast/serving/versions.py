@@ -26,12 +26,11 @@ import torch
 from forecast.errors import ForecastError
 from forecast.registry.manifest import Manifest
 from forecast.registry.store import Registry, VersionFiles
-from forecast.registry.weights import load_predictor, verify_version
+from forecast.registry.weights import rebuild, verified_weights
 from forecast.serving.batcher import DynamicBatcher
 from forecast.serving.eviction import versions_to_unload
 from forecast.serving.failures import LoadFailure, LoadFailures, VersionKey
 from forecast.serving.pipeline import ForecastPipeline, ForwardFactory, ReleasedOnUnload
-from forecast.serving.remote import RemoteForwards
 from forecast.serving.scan import short_error
 from forecast.serving.telemetry import LOAD_FAILURES, MODELS_LOADED
 from forecast.serving.warmup import warm_up
@@ -151,13 +150,9 @@ class LoadedVersions:
         return failure
 
     def _load(self, name: str, version: int) -> ServedModel:
-        factory = self._forward_factory
-        if isinstance(factory, RemoteForwards):  # the passes run in the inference process, which builds the network
-            manifest = verify_version(self.registry, name, version)
-            forward = factory.forward(manifest)
-        else:
-            loaded = load_predictor(self.registry, name, version, self.device)
-            manifest, forward = loaded.manifest, factory(loaded.manifest, loaded.predictor)
+        weights = verified_weights(self.registry, name, version)
+        manifest = weights.manifest
+        forward = self._forward_factory(manifest, lambda: rebuild(self.registry, weights, self.device).predictor)
         batcher = DynamicBatcher(
             forward,
             self._executor,

@@ -74,8 +74,7 @@ def _choose_anchors(job: PreparedJob, objective: Objective) -> NetworkConfig:
     the network's, written into the job's config, and the one that stands in for it alone."""
     shape = job.config.network
     candidates = [c for c in anchor_candidates(job.dataset.freq, shape.input_size) if shape.anchor in (None, c.kind)]
-    history = int(np.median([len(s) - s.padding for s in job.dataset.series]))
-    candidates = stand_in_candidates(candidates, shape.input_size, history)
+    candidates = stand_in_candidates(candidates, shape.input_size, job.dataset.median_history)
     keep = functools.partial(fitting_origins, job)
     choices = choose_anchors(shape, candidates, job.layout, job.evaluation, objective, job.config.seed, keep)
     shape = shape.model_copy(update={"anchor": choices.network.kind, "anchor_period": choices.network.period})

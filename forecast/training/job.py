@@ -177,7 +177,7 @@ def _start_from_production(job: PreparedJob, registry: Registry) -> None:
 
 def _with_input_size(config: TrainingConfig, dataset: Dataset) -> TrainingConfig:
     """The config with the input size the job picks for this data (`default_input_size`), logged."""
-    history = int(np.median([len(s) - s.padding for s in dataset.series]))
+    history = dataset.median_history
     size = default_input_size(
         dataset.freq,
         config.network.horizon,
@@ -289,8 +289,9 @@ def calibrate_intervals(evaluation: Evaluation) -> Calibration:
 def score_production(job: PreparedJob, registry: Registry) -> Comparison | None:
     """The production version's test error on this job's evaluation set, at the same origins
     whatever its input size, or None when it cannot be scored there (different horizon,
-    frequency or features, or covariates this data does not hold). Production may read fewer covariates than the new
-    version, or none: a version that adds covariates is compared with one without them."""
+    frequency or features, or covariates this data does not hold). Production may read fewer
+    covariates than the new version, or none: a version that adds covariates is compared with
+    one without them."""
     try:
         version = registry.resolve(job.name, alias=PRODUCTION)
     except NotFound:

@@ -12,14 +12,13 @@ from collections.abc import Sequence
 
 from api.runtime.server import serve
 from bench.noop_server import last_value_forward
-from forecast.model.predictor import Predictor
 from forecast.registry.manifest import Manifest
-from forecast.serving.pipeline import Forward, WindowForecast
+from forecast.serving.pipeline import BuildNetwork, Forward, WindowForecast
 from forecast.serving.requests import Window
 
 
-def failing_forward(manifest: Manifest, predictor: Predictor) -> Forward:
-    warm_up = last_value_forward(manifest, predictor)
+def failing_forward(manifest: Manifest, build: BuildNetwork) -> Forward:
+    warm_up = last_value_forward(manifest, build)
 
     def run(windows: Sequence[Window]) -> Sequence[WindowForecast]:
         if all(not window.history.any() for window in windows):  # the warm-up's zero window

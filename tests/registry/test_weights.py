@@ -18,7 +18,7 @@ from forecast.model.config import NetworkConfig, input_channels
 from forecast.model.network import build_network, input_width_of
 from forecast.registry.manifest import MANIFEST_FILE, REPORT_FILE, WEIGHTS_FILE
 from forecast.registry.store import Registry
-from forecast.registry.weights import load_predictor, read_state, verify_version, weights_bytes
+from forecast.registry.weights import load_predictor, read_state, verified_weights, weights_bytes
 from forecast.series.features import feature_width
 from tests.factories import make_manifest
 
@@ -191,4 +191,4 @@ def test_a_header_whose_shapes_are_not_the_networks_is_refused_before_any_tensor
     ):
         load_predictor(registry, "demo", version, torch.device("cpu"))
     with pytest.raises(RegistryCorrupt, match=rf"tensor '{key}'"):
-        verify_version(registry, "demo", version)  # a per-device worker's check: the same refusal, no network
+        verified_weights(registry, "demo", version)  # a per-device worker's check: the same refusal, no network

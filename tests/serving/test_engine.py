@@ -19,16 +19,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-import torch
 
 import forecast.serving.versions as versions_module
 from forecast.errors import ModelNotFound, RegistryCorrupt, VersionLoading, VersionNotFound
-from forecast.model.predictor import Predictor
 from forecast.registry.manifest import MANIFEST_FILE, WEIGHTS_FILE, Manifest
 from forecast.registry.store import PRODUCTION, Registry
-from forecast.registry.weights import RebuiltVersion
+from forecast.registry.weights import VerifiedWeights
 from forecast.serving.engine import Engine
-from forecast.serving.pipeline import Forward, network_forward
+from forecast.serving.pipeline import BuildNetwork, Forward, ForwardFactory, network_forward
 from forecast.serving.telemetry import LOAD_FAILURES, REGISTRY_LAST_SCAN_OK, REGISTRY_SCAN_ERRORS
 from forecast.settings import Settings
 from tests.factories import Posted
@@ -50,20 +48,20 @@ def registry(tmp_path: Path) -> Registry:
 def loads(monkeypatch: pytest.MonkeyPatch) -> Counter[tuple[str, int]]:
     """How many times each version was read and rebuilt from the registry (weights hashed)."""
     counted: Counter[tuple[str, int]] = Counter()
-    real = versions_module.load_predictor
+    real = versions_module.verified_weights
 
-    def counting(registry: Registry, name: str, version: int, device: torch.device) -> RebuiltVersion:
+    def counting(registry: Registry, name: str, version: int) -> VerifiedWeights:
         counted[(name, version)] += 1
-        return real(registry, name, version, device)
+        return real(registry, name, version)
 
-    monkeypatch.setattr(versions_module, "load_predictor", counting)
+    monkeypatch.setattr(versions_module, "verified_weights", counting)
     return counted
 
 
 def with_engine(
     registry: Registry,
     scenario: Callable[[Engine], Awaitable[None]],
-    forward_factory: Callable[[Manifest, Predictor], Forward] = network_forward,
+    forward_factory: ForwardFactory = network_forward,
     **settings: object,
 ) -> None:
     """Run a scenario against a started engine, in a fresh event loop. The watcher would refresh
@@ -135,10 +133,10 @@ def test_a_slow_load_delays_no_other_models_reload_and_is_served_once_it_ends(re
     soon as it is loaded, without waiting for the next poll."""
     release = threading.Event()
 
-    def factory(manifest: Manifest, predictor: Predictor) -> Forward:
+    def factory(manifest: Manifest, build: BuildNetwork) -> Forward:
         if manifest.name == "slow":  # runs inside the version's load, on a worker thread
             assert release.wait(30), "the test never released the slow load"
-        return network_forward(manifest, predictor)
+        return network_forward(manifest, build)
 
     async def scenario(engine: Engine) -> None:
         try:
@@ -318,10 +316,10 @@ def test_any_exception_loading_a_version_is_confined_to_it_at_start_up_and_on_re
     move_alias(registry, 1, name="other")
     broken = {("other", 1)}
 
-    def factory(manifest: Manifest, predictor: Predictor) -> Forward:
+    def factory(manifest: Manifest, build: BuildNetwork) -> Forward:
         if (manifest.name, manifest.version) in broken:
             raise error
-        return network_forward(manifest, predictor)
+        return network_forward(manifest, build)
 
     async def scenario(engine: Engine) -> None:
         assert engine.ready, "a version that raises at start-up stopped the server"

@@ -118,7 +118,7 @@ def test_a_request_runs_through_the_batcher_and_keeps_its_order_and_per_series_i
 def _naive_pipeline(manifest: Manifest) -> ForecastPipeline:
     """The version's untrained network, which is exactly the naive forecast, behind a batcher."""
     network = build_network(manifest.network, input_channels(feature_width(manifest.features)))
-    forward = network_forward(manifest, Predictor(network, manifest.scaling, torch.device("cpu")))
+    forward = network_forward(manifest, lambda: Predictor(network, manifest.scaling, torch.device("cpu")))
     batcher = DynamicBatcher(
         forward, ThreadPoolExecutor(max_workers=1), max_batch_size=8, max_wait_ms=0.0, queue_limit=64
     )

@@ -8,8 +8,13 @@
   errors, plus half the window's linear trend. The M3 winner and the M4 benchmark that carries
   trends and levels on short yearly, quarterly and monthly series, where repeating a value does
   not.
+- `ar` and `ari`: an autoregression fitted to each window by least squares, on its values (`ar`,
+  with a mean) or on its steps (`ari`, ARIMA(p,1,0), with a drift), the order chosen per window by
+  AICc, continued step by step. Per-series cycles that no calendar names (sunspots' eleven years,
+  lynx's ten) and the persistence of a level are what AutoARIMA wins yearly and quarterly data
+  with; the window's own autoregression carries them (bench/collection.py, docs/benchmarks.md).
 
-`drift` and `theta` read the window with its season taken out when the window covers two
+`drift`, `theta`, `ar` and `ari` read the window with its season taken out when the window covers two
 seasons and its autocorrelation at the season passes M4's 90% test (as M4's Theta and Naive2 do);
 the season is added back to the forecast. Seasons and trends are fitted to each window, so the
 anchor is each series' own (as ES-RNN's per-series smoothing is) and any series, seen in
@@ -33,6 +38,13 @@ from forecast.model.missing import before_first_observed
 _ALPHAS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # M4's seasonality test: the autocorrelation at the season beyond 1.645 of its standard error.
 _SEASONALITY_Z = 1.645
+# The autoregressions' longest order, and the fewest fitted rows per coefficient an order needs. Without
+# moving-average terms a few more lags than AutoARIMA's five carry the same cycles; an order is
+# tried only where the window holds enough steps to estimate it.
+_MAX_ORDER = 8
+_ROWS_PER_COEFFICIENT = 3
+# The anchors `combined` averages.
+_COMBINED: tuple[AnchorKind, ...] = ("theta", "ar", "ari")
 
 
 def repeat_source(input_size: int, horizon: int, period: int) -> torch.Tensor:
@@ -77,10 +89,20 @@ class Anchor(nn.Module):
         fitted = ~before_first_observed(observed) if observed is not None else torch.ones_like(values, dtype=torch.bool)
         season, ahead = _season(values, fitted, self.period, self.horizon) if self.seasonal else (None, None)
         adjusted = values if season is None else values - season
-        forecast = (
-            _drift(adjusted, fitted, self.horizon) if self.kind == "drift" else _theta(adjusted, fitted, self.horizon)
-        )
+        forecast = _fitted_forecast(self.kind, adjusted, fitted, self.horizon)
         return forecast if ahead is None else forecast + ahead
+
+
+def _fitted_forecast(kind: AnchorKind, values: torch.Tensor, fitted: torch.Tensor, horizon: int) -> torch.Tensor:
+    """One fitted anchor's forecast of windows with the season already taken out."""
+    if kind == "drift":
+        return _drift(values, fitted, horizon)
+    if kind == "theta":
+        return _theta(values, fitted, horizon)
+    if kind == "combined":  # the mean of three, as M4's combination benchmark: each one's errors partly cancel
+        parts = [_fitted_forecast(part, values, fitted, horizon) for part in _COMBINED]
+        return torch.stack(parts).mean(dim=0)
+    return _autoregression(values, fitted, horizon, differenced=kind == "ari")
 
 
 def _trend(values: torch.Tensor, fitted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,3 +188,66 @@ def _theta(values: torch.Tensor, fitted: torch.Tensor, horizon: int) -> torch.Te
     steps = torch.arange(1, horizon + 1, device=values.device, dtype=values.dtype)
     damping = (1 - alpha) ** points
     return level_n + 0.5 * slope * (steps - 1 + 1 / alpha - damping / alpha)
+
+
+def _autoregression(values: torch.Tensor, fitted: torch.Tensor, horizon: int, *, differenced: bool) -> torch.Tensor:
+    """Each window's AR(p) with an intercept, on its values or on its steps, p in 1.._MAX_ORDER by
+    AICc on the same rows (so orders compare), fitted by least squares on the rows whose lags are
+    all fitted points, continued step by step; the naive forecast where no order has the rows.
+
+    In float64: the lags of a slowly moving series are nearly collinear, and their normal
+    equations lose in float32 what the fit needs. The forecast is held within the fitted points'
+    range widened by that range (by the horizon's share of it, where longer): an estimated root
+    outside the unit circle must not throw a forecast to infinity."""
+    started, _ = _started(values.double(), fitted)
+    series, usable = (started.diff(dim=1), fitted[:, 1:] & fitted[:, :-1]) if differenced else (started, fitted)
+    order = min(_MAX_ORDER, (series.shape[1] - _ROWS_PER_COEFFICIENT) // (_ROWS_PER_COEFFICIENT + 1))  # rows >= 3 terms
+    if order < 1:
+        return started[:, -1:].expand(-1, horizon).to(values.dtype)
+    # Each window's own longest order, from its fitted points, and its rows: those whose target has
+    # that many fitted points before it (a short series in a long window is fitted as it is alone).
+    points = usable.sum(dim=1)
+    reach = ((points - _ROWS_PER_COEFFICIENT) // (_ROWS_PER_COEFFICIENT + 1)).clamp(max=order)  # (B,)
+    first = usable.to(torch.int64).argmax(dim=1)
+    targets = torch.arange(order, series.shape[1], device=series.device)  # each row's target position
+    rows = series.unfold(1, order + 1, 1)  # (B, T, order + 1): the lags, oldest first, then the target
+    weight = (targets[None, :] - first[:, None] >= reach[:, None]).double()  # (B, T)
+    count = weight.sum(dim=1)
+    # Centred on the rows' means, the intercept drops out of the solve and comes back from them:
+    # with a ridge in proportion to each lag's own spread, the fit is the same on any scale and offset.
+    means = (rows * weight[..., None]).sum(dim=1, keepdim=True) / count.clamp(min=1.0)[:, None, None]
+    centred = (rows - means) * weight[..., None]
+    target, lags = centred[:, :, -1], centred[:, :, :-1].flip(2)  # lag 1 first
+    best = torch.full_like(count, float("inf"))
+    coefficients = torch.zeros(series.shape[0], order + 1, dtype=series.dtype, device=series.device)
+    for terms in range(1, order + 1):
+        x = lags[:, :, :terms]
+        gram = x.transpose(1, 2) @ x
+        gram = gram + torch.diag_embed(1e-9 * gram.diagonal(dim1=1, dim2=2) + 1e-300)  # a constant window: no slope
+        beta = torch.linalg.solve(gram, x.transpose(1, 2) @ target[..., None])[..., 0]
+        rss = ((x @ beta[..., None])[..., 0] - target).square().sum(dim=1).clamp(min=1e-300)
+        k = terms + 1  # with the intercept
+        aicc = count * torch.log(rss / count.clamp(min=1.0)) + 2 * k + 2 * k * (k + 1) / (count - k - 1)
+        aicc = torch.where(terms <= reach, aicc, torch.full_like(aicc, float("inf")))
+        better = aicc < best
+        best = torch.where(better, aicc, best)
+        lag_means = means[:, 0, :-1].flip(1)[:, :terms]
+        intercept = means[:, 0, -1] - (beta * lag_means).sum(dim=1)
+        fitted_terms = nn.functional.pad(torch.cat([intercept[:, None], beta], dim=1), (0, order - terms))
+        coefficients = torch.where(better[:, None], fitted_terms, coefficients)
+    if not differenced:  # no order fitted: the last value (lag 1 at one); on the steps, no step is that already
+        naive = torch.zeros_like(coefficients)
+        naive[:, 1] = 1.0
+        coefficients = torch.where(torch.isinf(best)[:, None], naive, coefficients)
+    recent = series[:, -order:].flip(1)  # lag 1 first
+    ahead = []
+    for _ in range(horizon):
+        step = coefficients[:, :1] + (coefficients[:, 1:] * recent).sum(dim=1, keepdim=True)
+        ahead.append(step)
+        recent = torch.cat([step, recent[:, :-1]], dim=1)
+    forecast = torch.cat(ahead, dim=1)
+    if differenced:
+        forecast = started[:, -1:] + forecast.cumsum(dim=1)
+    low, high = started.min(dim=1, keepdim=True).values, started.max(dim=1, keepdim=True).values
+    margin = (high - low) * max(1.0, 2.0 * horizon / started.shape[1])
+    return torch.minimum(torch.maximum(forecast, low - margin), high + margin).to(values.dtype)

@@ -20,9 +20,10 @@ Architecture = Literal["rnn", "lstm", "gru"]
 # between them, or the value before it carried forward.
 GapFill = Literal["linear", "previous"]
 # The baseline a network corrects (forecast.model.anchors): a value repeated `anchor_period` steps
-# back, the random walk with drift, or the Theta method, the last two on the window with its
-# season (`anchor_period`) taken out.
-AnchorKind = Literal["repeat", "drift", "theta"]
+# back, the random walk with drift, the Theta method, or an autoregression fitted to the window's
+# values (`ar`) or to its steps (`ari`, ARIMA(p,1,0)), the last four on the window with its season
+# (`anchor_period`) taken out.
+AnchorKind = Literal["repeat", "drift", "theta", "ar", "ari", "combined"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +68,8 @@ class NetworkConfig(BaseModel):
     # repeats the value `anchor_period` steps before it, so 1 is the naive forecast and a season
     # (24 for hourly data) the seasonal naive. None: the training job picks it on validation.
     anchor_period: int | None = Field(default=None, ge=1)
-    # Which baseline: `repeat` (the value `anchor_period` back), `drift` or `theta` (each window's
-    # trend and level, its season `anchor_period` taken out). None: `repeat` in versions written
+    # Which baseline: `repeat` (the value `anchor_period` back), `drift`, `theta`, `ar` or `ari`
+    # (each window's trend and level, or its own autoregression, its season `anchor_period` taken out). None: `repeat` in versions written
     # before the other anchors existed; the training job picks it on validation with the period.
     anchor: AnchorKind | None = None
     # Points the recurrent encoder reads per step (SegRNN): 24 reads a week of hourly data in 7

@@ -66,7 +66,10 @@ def test_a_season_is_taken_out_and_put_back(kind: str) -> None:
     assert torch.allclose(Anchor(kind, LENGTH, HORIZON, 4)(noise), Anchor(kind, LENGTH, HORIZON, 1)(noise))
 
 
-@pytest.mark.parametrize(("kind", "period"), [("repeat", 1), ("repeat", 4), ("drift", 4), ("theta", 4), ("theta", 1)])
+@pytest.mark.parametrize(
+    ("kind", "period"),
+    [("repeat", 1), ("repeat", 4), ("drift", 4), ("theta", 4), ("theta", 1), ("ar", 1), ("ari", 4), ("combined", 4)],
+)
 def test_anchors_are_the_same_on_raw_and_scaled_values(kind: str, period: int) -> None:
     windows = torch.from_numpy(np.random.default_rng(2).normal(50, 10, (8, LENGTH)).cumsum(axis=1))
     anchor = Anchor(kind, LENGTH, HORIZON, period)  # type: ignore[arg-type]
@@ -105,3 +108,62 @@ def test_a_network_without_the_mask_channel_fits_its_theta_on_the_observed_point
     alone = Anchor("theta", 10, 3, 1)(rising[None, :].double())[0].numpy()
     np.testing.assert_allclose(forecast, alone, rtol=1e-5)
     assert (np.diff(forecast) > 0).all()
+
+
+def _cycle(length: int, period: float = 10.7, level: float = 10.0) -> torch.Tensor:
+    """A cycle no calendar names (a sunspot-like period of 10.7 steps)."""
+    time = torch.arange(length, dtype=torch.float64)
+    return (level + 5 * torch.sin(2 * torch.pi * time / period))[None, :]
+
+
+@pytest.mark.parametrize("kind", ["ar", "ari"])
+def test_an_autoregression_continues_a_cycle_that_theta_flattens(kind: str) -> None:
+    series = _cycle(60)
+    window, ahead = series[:, :48], series[0, 48:]
+    continued = Anchor(kind, 48, 12, 1)(window)[0]  # type: ignore[arg-type]
+    flattened = Anchor("theta", 48, 12, 1)(window)[0]
+    assert (continued - ahead).abs().max() < 1e-4
+    assert (flattened - ahead).abs().max() > 3
+
+
+def test_the_autoregression_on_the_steps_continues_a_line_and_the_one_on_the_values_holds_a_level() -> None:
+    line = _line()
+    expected = 3.0 + 0.5 * torch.arange(LENGTH, LENGTH + HORIZON, dtype=torch.float64)
+    assert torch.allclose(Anchor("ari", LENGTH, HORIZON, 1)(line)[0], expected)
+    constant = torch.full((1, LENGTH), 7.0, dtype=torch.float64)
+    for kind in ("ar", "ari", "combined"):
+        assert torch.allclose(Anchor(kind, LENGTH, HORIZON, 1)(constant)[0], constant[0, :HORIZON])  # type: ignore[arg-type]
+
+
+def test_the_combination_is_the_mean_of_theta_and_both_autoregressions() -> None:
+    windows = torch.from_numpy(np.random.default_rng(7).normal(0, 1, (6, 40)).cumsum(axis=1))
+    parts = [Anchor(kind, 40, HORIZON, 4)(windows) for kind in ("theta", "ar", "ari")]  # type: ignore[arg-type]
+    assert torch.allclose(Anchor("combined", 40, HORIZON, 4)(windows), torch.stack(parts).mean(dim=0))
+
+
+@pytest.mark.parametrize("kind", ["ar", "ari"])
+def test_an_autoregression_reads_a_short_series_alone_and_never_runs_away(kind: str) -> None:
+    """A short series in a long window: the fit skips the padding. An explosive fit (a window
+    that doubles each step) is held within the window's range widened by that range, not sent to
+    infinity; a window too short for any order forecasts its last value."""
+    rng = np.random.default_rng(8)
+    short = torch.from_numpy(20 + rng.normal(0, 1, 30).cumsum())[None, :]
+    padded = torch.cat([short[:, :1].expand(-1, 18), short], dim=1)
+    observed = torch.arange(48)[None, :] >= 18
+    alone = Anchor(kind, 30, HORIZON, 1)(short)  # type: ignore[arg-type]
+    assert torch.allclose(Anchor(kind, 48, HORIZON, 1)(padded, observed), alone)  # type: ignore[arg-type]
+    doubling = (2.0 ** torch.arange(LENGTH, dtype=torch.float64))[None, :]
+    bounded = Anchor(kind, LENGTH, 12, 1)(doubling)[0]  # type: ignore[arg-type]
+    top = 2 * doubling.max() - doubling.min()  # the top of the widened range
+    assert bounded.max() <= top and bounded[-1] == top
+    tiny = torch.tensor([[1.0, 2.0, 4.0]], dtype=torch.float64)
+    assert torch.equal(Anchor(kind, 3, 2, 1)(tiny), torch.tensor([[4.0, 4.0]], dtype=torch.float64))  # type: ignore[arg-type]
+
+
+def test_an_autoregression_is_computed_in_float64_and_returned_in_the_window_dtype() -> None:
+    """The lags of a slow series are nearly collinear: in float32 the normal equations would lose
+    the cycle; the anchor solves them in float64 and returns float32 for float32 windows."""
+    series = _cycle(60, level=1000.0).float()
+    continued = Anchor("ar", 48, 12, 1)(series[:, :48])
+    assert continued.dtype == torch.float32
+    assert (continued[0] - series[0, 48:]).abs().max() < 1e-2

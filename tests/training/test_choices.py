@@ -27,12 +27,12 @@ from forecast.training.loop import Objective
 INPUT_SIZE, HORIZON = 168, 24
 
 
-def _evaluation(values: list[np.ndarray]):  # type: ignore[no-untyped-def]
+def _evaluation(values: list[np.ndarray], input_size: int = INPUT_SIZE):  # type: ignore[no-untyped-def]
     stamps = [pd.date_range("2024-01-01", periods=len(v), freq="h") for v in values]
     dataset = Dataset([Series(f"s{i}", s, v) for i, (s, v) in enumerate(zip(stamps, values, strict=True))], "h", "t")
     store = build_store(dataset, [])
-    blocks = split_blocks(store, input_size=INPUT_SIZE, horizon=HORIZON, val_size=96, test_size=48)
-    return evaluation_set(store, blocks, season_length=24, mase_period=24, input_size=INPUT_SIZE)
+    blocks = split_blocks(store, input_size=input_size, horizon=HORIZON, val_size=96, test_size=48)
+    return evaluation_set(store, blocks, season_length=24, mase_period=24, input_size=input_size)
 
 
 NETWORK = NetworkConfig(arch="gru", input_size=INPUT_SIZE, horizon=HORIZON)
@@ -77,13 +77,13 @@ def test_a_random_walk_anchors_on_the_last_value() -> None:
 
 def test_a_trend_is_followed_by_the_anchor_that_stands_in_for_the_network() -> None:
     """Trending series (a noisy line under a daily cycle): alone, repeating any value falls
-    behind, and the drift or the Theta is the best baseline; the network's anchor repeats a value
-    (its skip carries the trend)."""
+    behind, and a baseline with a trend (the drift, the Theta, their combination with the
+    autoregressions) is the best; the network's anchor repeats a value (its skip carries the trend)."""
     rng = np.random.default_rng(4)
     steps = np.arange(900)
     values = [50 + 0.2 * k * steps + 3 * np.sin(2 * np.pi * steps / 24) + rng.normal(0, 0.5, 900) for k in (1, 2, 3)]
     chosen = choose(_evaluation(values), NETWORK, "h")
-    assert chosen.alone.kind in ("drift", "theta") and chosen.alone.period == 24
+    assert chosen.alone.kind in ("drift", "theta", "combined") and chosen.alone.period == 24
     assert chosen.network.kind == "repeat"
 
 
@@ -98,13 +98,32 @@ def test_a_stand_in_reads_further_back_where_a_short_window_cannot_estimate_the_
     network = NETWORK.model_copy(update={"input_size": 48})
     evaluation = _evaluation(values)
     candidates = stand_in_candidates(anchor_candidates("h", 48), 48, history=900)
-    assert {c.lookback for c in candidates} == {None, 96}
+    reading = {(c.kind, c.lookback) for c in candidates}
+    assert {lookback for kind, lookback in reading if kind in ("drift", "theta")} == {None, 96}
+    assert {lookback for kind, lookback in reading if kind == "combined"} == {None, 96, 192}
     assert {c.lookback for c in stand_in_candidates(anchor_candidates("h", 48), 48, history=80)} == {None}
-    assert {c.lookback for c in stand_in_candidates(anchor_candidates("YS", 12), 12, history=80)} == {None}
+    # without a season only the autoregressions read further back (their lags need the points)
+    yearly = stand_in_candidates(anchor_candidates("YS", 12), 12, history=80)
+    assert {(c.kind, c.lookback) for c in yearly if c.lookback} == {("combined", 24), ("combined", 48)}
     objective = Objective.of("mae", ScalingParams(mode="window"), evaluation.denominators["train"])
     chosen = choose_anchors(network, candidates, InputLayout(), evaluation, objective, 0, lambda o: o)
-    assert chosen.alone.kind in ("drift", "theta") and chosen.alone.lookback == 96
+    assert chosen.alone.kind != "repeat" and chosen.alone.lookback in (96, 192), chosen
     assert chosen.network.lookback is None, "the network reads its own window"
+
+
+def test_a_cycle_no_calendar_names_is_followed_by_the_combination_that_stands_in() -> None:
+    """Cycles of 10.7 steps (sunspots' kind of cycle, which no calendar names) under noise: the
+    seasonal naive of the day is off phase and the Theta flattens them; the combination with
+    the window's own autoregressions continues them, reading further back than the network."""
+    rng = np.random.default_rng(9)
+    steps = np.arange(900)
+    values = [20 + 5 * np.sin(2 * np.pi * steps / 10.7 + k) + rng.normal(0, 0.5, 900) for k in range(3)]
+    network = NETWORK.model_copy(update={"input_size": 24})
+    evaluation = _evaluation(values, input_size=24)
+    candidates = stand_in_candidates(anchor_candidates("h", 24), 24, history=900)
+    objective = Objective.of("mae", ScalingParams(mode="window"), evaluation.denominators["train"])
+    chosen = choose_anchors(network, candidates, InputLayout(), evaluation, objective, 0, lambda o: o)
+    assert chosen.alone.kind == "combined" and chosen.alone.lookback in (48, 96), chosen
 
 
 def test_a_given_anchor_kind_gets_its_best_period() -> None:

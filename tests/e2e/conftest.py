@@ -25,7 +25,9 @@ def registry_template(tmp_path_factory: pytest.TempPathFactory, history_csv: Pat
     """demo-lstm versions 1 (production) and 2 (alias staging), demo-gru version 1.
 
     demo-gru is a deliberately weak production version (its skip fitted by 3 epochs from zero, not
-    solved first): past the gate, but one that a normal training beats (tests/e2e/test_replicas.py).
+    solved first): its network loses the gate, so the version is the anchor that stands in (it may
+    read more points than the network's 48: read its input size from the API), one that a normal
+    training beats (tests/e2e/test_replicas.py).
     demo-lstm version 2 is weak alike, so that its forecasts surely differ from version 1's: a seed
     alone may not change them, as 3 epochs on this data need not beat the solved start."""
     registry = tmp_path_factory.mktemp("registry-template")

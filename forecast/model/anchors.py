@@ -220,12 +220,16 @@ def _autoregression(values: torch.Tensor, fitted: torch.Tensor, horizon: int, *,
     target, lags = centred[:, :, -1], centred[:, :, :-1].flip(2)  # lag 1 first
     best = torch.full_like(count, float("inf"))
     coefficients = torch.zeros(series.shape[0], order + 1, dtype=series.dtype, device=series.device)
+    # Each order's normal equations are the leading block of the longest order's: built once.
+    gram = lags.transpose(1, 2) @ lags  # (B, order, order)
+    moments = (lags.transpose(1, 2) @ target[..., None])[..., 0]  # (B, order)
+    total = target.square().sum(dim=1)
     for terms in range(1, order + 1):
-        x = lags[:, :, :terms]
-        gram = x.transpose(1, 2) @ x
-        gram = gram + torch.diag_embed(1e-9 * gram.diagonal(dim1=1, dim2=2) + 1e-300)  # a constant window: no slope
-        beta = torch.linalg.solve(gram, x.transpose(1, 2) @ target[..., None])[..., 0]
-        rss = ((x @ beta[..., None])[..., 0] - target).square().sum(dim=1).clamp(min=1e-300)
+        block, right = gram[:, :terms, :terms], moments[:, :terms]
+        ridged = block + torch.diag_embed(1e-9 * block.diagonal(dim1=1, dim2=2) + 1e-300)  # a constant window: no slope
+        beta = torch.linalg.solve(ridged, right[..., None])[..., 0]
+        explained = 2 * (beta * right).sum(dim=1) - (beta[:, None, :] @ block @ beta[..., None])[:, 0, 0]
+        rss = (total - explained).clamp(min=1e-300)
         k = terms + 1  # with the intercept
         aicc = count * torch.log(rss / count.clamp(min=1.0)) + 2 * k + 2 * k * (k + 1) / (count - k - 1)
         aicc = torch.where(terms <= reach, aicc, torch.full_like(aicc, float("inf")))

@@ -18,7 +18,7 @@ from forecast.model.predictor import Predictor
 from forecast.model.scaling import fit_scaling
 from forecast.series.frequency import cadence
 from forecast.series.windows import block_origins, origins_between, training_parts, window_counts
-from forecast.training.anchor_choice import choose_anchors
+from forecast.training.anchor_choice import choose_network_anchor
 from forecast.training.choices import anchor_candidates, stand_in_candidates
 from forecast.training.distributed import SOLO, World
 from forecast.training.loop import FitData, FitResult, Objective, fit, refit
@@ -71,15 +71,15 @@ def fit_network(job: PreparedJob, *, progress: bool, world: World = SOLO) -> Fit
 
 def _choose_anchors(job: PreparedJob, objective: Objective) -> NetworkConfig:
     """The anchor left open, chosen now that the scaling is fitted (forecast.training.anchor_choice):
-    the network's, written into the job's config, and the one that stands in for it alone."""
+    the network's, written into the job's config; the candidates to stand in for it alone are
+    kept for the job to choose among if the network loses the gate."""
     shape = job.config.network
     candidates = [c for c in anchor_candidates(job.dataset.freq, shape.input_size) if shape.anchor in (None, c.kind)]
-    candidates = stand_in_candidates(candidates, shape.input_size, job.dataset.median_history)
     keep = functools.partial(fitting_origins, job)
-    choices = choose_anchors(shape, candidates, job.layout, job.evaluation, objective, job.config.seed, keep)
-    shape = shape.model_copy(update={"anchor": choices.network.kind, "anchor_period": choices.network.period})
+    chosen = choose_network_anchor(shape, candidates, job.layout, job.evaluation, objective, job.config.seed, keep)
+    job.stand_ins = stand_in_candidates(candidates, shape.input_size, job.dataset.median_history)
+    shape = shape.model_copy(update={"anchor": chosen.kind, "anchor_period": chosen.period})
     job.config = job.config.model_copy(update={"network": shape})
-    job.fallback_anchor = choices.alone
     return shape
 
 

@@ -9,6 +9,7 @@ goes on to evaluate, calibrate, publish and promote, so one version appears.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -45,11 +46,13 @@ from forecast.series.windows import (
     series_of_origins,
     split_blocks,
 )
-from forecast.training.choices import default_input_size, default_scaling, resolve_network
+from forecast.training.anchor_choice import choose_stand_in
+from forecast.training.choices import AnchorChoice, default_input_size, default_scaling, resolve_network
 from forecast.training.covariates import fit_covariates, static_rows, store_for
 from forecast.training.distributed import SOLO, World, check_world
 from forecast.training.evaluate import evaluate_block, evaluation_set, report_samples
 from forecast.training.fitting import fit_network, fitting_origins, refit_network
+from forecast.training.loop import Objective
 from forecast.training.promotion import (
     Comparison,
     anchor_verdict,
@@ -247,7 +250,7 @@ def anchor_in_place(job: PreparedJob, fitted: Fitted) -> tuple[TrainingConfig, F
     shape = job.config.network
     season = cadence(job.dataset.freq).season_length
     seasonal: tuple[AnchorKind, int | None] = ("repeat", season if season <= shape.input_size else shape.anchor_period)
-    fallback = job.fallback_anchor
+    fallback = _stand_in(job, fitted) if job.stand_ins else None
     chosen: tuple[AnchorKind, int | None] = (
         (fallback.kind, fallback.period) if fallback is not None else (shape.anchor or "repeat", shape.anchor_period)
     )
@@ -276,6 +279,14 @@ def anchor_in_place(job: PreparedJob, fitted: Fitted) -> tuple[TrainingConfig, F
             break
     config = job.config.model_copy(update={"network": anchor})
     return config, replace(fitted, predictor=predictor), evaluation
+
+
+def _stand_in(job: PreparedJob, fitted: Fitted) -> AnchorChoice:
+    """The best of the job's stand-in candidates alone, chosen now that the network has lost."""
+    scaling = fitted.predictor.scaling
+    objective = Objective.of(job.config.loss, scaling, job.evaluation.denominators["train"], job.covariates)
+    keep = functools.partial(fitting_origins, job)
+    return choose_stand_in(job.config.network, job.stand_ins, job.layout, job.evaluation, objective, keep)
 
 
 def calibrate_intervals(evaluation: Evaluation) -> Calibration:

@@ -37,9 +37,9 @@ class PreparedJob:
     initial_state: dict[str, torch.Tensor] | None = None
     parent_version: int | None = None
     series_per_block: dict[str, int] = field(default_factory=dict)  # series giving a window to each block
-    # The best anchor alone on the job's choice origins: what stands in for a network that loses
-    # the gate (None: the user fixed the anchor, which stands in).
-    fallback_anchor: AnchorChoice | None = None
+    # The anchors that may stand in for a network that loses the gate, chosen among only then
+    # (forecast.training.anchor_choice.choose_stand_in); empty: the user fixed the anchor, which stands in.
+    stand_ins: list[AnchorChoice] = field(default_factory=list)
 
     @property
     def layout(self) -> InputLayout:

@@ -272,7 +272,9 @@ def test_a_pasted_csv_gives_charts_with_intervals_and_a_csv_equal_to_the_api(
         expect(chart).to_have_attribute("data-bands", "2")
         expect(chart).to_have_attribute("data-forecast-points", "6")
         expect(chart).to_have_attribute("data-history-points", str(shown))
-        assert chart.locator("canvas").evaluate(BAND_PIXELS_JS) > 200  # the intervals are shaded (a chart without them has none)
+        assert (
+            chart.locator("canvas").evaluate(BAND_PIXELS_JS) > 200
+        )  # the intervals are shaded (a chart without them has none)
 
     with page.expect_download() as downloading:
         panel.get_by_role("link", name="Download forecast CSV").click()

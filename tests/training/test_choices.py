@@ -4,6 +4,8 @@ drift or Theta), and the segment length is the season when it divides the window
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +14,7 @@ from forecast.config.training import TrainingConfig
 from forecast.model.config import InputLayout, NetworkConfig, ScalingParams
 from forecast.series.dataset import Dataset, Series
 from forecast.series.windows import build_store, split_blocks
-from forecast.training.anchor_choice import AnchorChoices, choose_anchors
+from forecast.training.anchor_choice import choose_network_anchor, choose_stand_in
 from forecast.training.choices import (
     AnchorChoice,
     anchor_candidates,
@@ -38,12 +40,30 @@ def _evaluation(values: list[np.ndarray], input_size: int = INPUT_SIZE):  # type
 NETWORK = NetworkConfig(arch="gru", input_size=INPUT_SIZE, horizon=HORIZON)
 
 
-def choose(evaluation: EvaluationSet, network: NetworkConfig, freq: str) -> AnchorChoices:
-    """The job's choices on the last origins: the network's anchor (its linear part's loss) and
-    the best anchor alone."""
-    candidates = [c for c in anchor_candidates(freq, network.input_size) if network.anchor in (None, c.kind)]
+def _every(origins: np.ndarray) -> np.ndarray:
+    return origins
+
+
+@dataclass(frozen=True)
+class Choices:
+    network: AnchorChoice  # the network's anchor
+    alone: AnchorChoice  # the one that would stand in for a network that loses the gate
+
+
+def choose_anchors(network: NetworkConfig, candidates: list[AnchorChoice], evaluation: EvaluationSet) -> Choices:
+    """The job's two choices on the last origins: the network's anchor (its linear part's loss)
+    and the best anchor alone."""
     objective = Objective.of("mae", ScalingParams(mode="window"), evaluation.denominators["train"])
-    return choose_anchors(network, candidates, InputLayout(), evaluation, objective, 0, lambda o: o)
+    own = [c for c in candidates if c.lookback is None]
+    return Choices(
+        choose_network_anchor(network, own, InputLayout(), evaluation, objective, 0, _every),
+        choose_stand_in(network, candidates, InputLayout(), evaluation, objective, _every),
+    )
+
+
+def choose(evaluation: EvaluationSet, network: NetworkConfig, freq: str) -> Choices:
+    candidates = [c for c in anchor_candidates(freq, network.input_size) if network.anchor in (None, c.kind)]
+    return choose_anchors(network, candidates, evaluation)
 
 
 def choose_anchor(evaluation: EvaluationSet, network: NetworkConfig, freq: str) -> AnchorChoice:
@@ -105,8 +125,7 @@ def test_a_stand_in_reads_further_back_where_a_short_window_cannot_estimate_the_
     # without a season only the autoregressions read further back (their lags need the points)
     yearly = stand_in_candidates(anchor_candidates("YS", 12), 12, history=80)
     assert {(c.kind, c.lookback) for c in yearly if c.lookback} == {("combined", 24), ("combined", 48)}
-    objective = Objective.of("mae", ScalingParams(mode="window"), evaluation.denominators["train"])
-    chosen = choose_anchors(network, candidates, InputLayout(), evaluation, objective, 0, lambda o: o)
+    chosen = choose_anchors(network, candidates, evaluation)
     assert chosen.alone.kind != "repeat" and chosen.alone.lookback in (96, 192), chosen
     assert chosen.network.lookback is None, "the network reads its own window"
 
@@ -121,8 +140,7 @@ def test_a_cycle_no_calendar_names_is_followed_by_the_combination_that_stands_in
     network = NETWORK.model_copy(update={"input_size": 24})
     evaluation = _evaluation(values, input_size=24)
     candidates = stand_in_candidates(anchor_candidates("h", 24), 24, history=900)
-    objective = Objective.of("mae", ScalingParams(mode="window"), evaluation.denominators["train"])
-    chosen = choose_anchors(network, candidates, InputLayout(), evaluation, objective, 0, lambda o: o)
+    chosen = choose_anchors(network, candidates, evaluation)
     assert chosen.alone.kind == "combined" and chosen.alone.lookback in (48, 96), chosen
 
 

@@ -191,9 +191,10 @@ def _theta(values: torch.Tensor, fitted: torch.Tensor, horizon: int) -> torch.Te
 
 
 def _autoregression(values: torch.Tensor, fitted: torch.Tensor, horizon: int, *, differenced: bool) -> torch.Tensor:
-    """Each window's AR(p) with an intercept, on its values or on its steps, p in 1.._MAX_ORDER by
-    AICc on the same rows (so orders compare), fitted by least squares on the rows whose lags are
-    all fitted points, continued step by step; the naive forecast where no order has the rows.
+    """Each window's AR(p) with an intercept, on its values or on its steps, p up to the longest
+    order its fitted points allow (at most _MAX_ORDER) by AICc, every order fitted by least squares
+    on the same rows (those with that longest order of fitted points before them, so the orders
+    compare), continued step by step; the naive forecast where no order has the rows.
 
     In float64: the lags of a slowly moving series are nearly collinear, and their normal
     equations lose in float32 what the fit needs. The forecast is held within the fitted points'

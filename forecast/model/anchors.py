@@ -198,8 +198,9 @@ def _autoregression(values: torch.Tensor, fitted: torch.Tensor, horizon: int, *,
 
     In float64: the lags of a slowly moving series are nearly collinear, and their normal
     equations lose in float32 what the fit needs. The forecast is held within the fitted points'
-    range widened by that range (by the horizon's share of it, where longer): an estimated root
-    outside the unit circle must not throw a forecast to infinity."""
+    range widened by that range (by the horizon's share of the series, where longer), at every
+    step: an estimated root outside the unit circle (a spike at the end of a quiet window) must
+    not throw a forecast to infinity."""
     started, _ = _started(values.double(), fitted)
     series, usable = (started.diff(dim=1), fitted[:, 1:] & fitted[:, :-1]) if differenced else (started, fitted)
     order = min(_MAX_ORDER, (series.shape[1] - _ROWS_PER_COEFFICIENT) // (_ROWS_PER_COEFFICIENT + 1))  # rows >= 3 terms
@@ -244,15 +245,23 @@ def _autoregression(values: torch.Tensor, fitted: torch.Tensor, horizon: int, *,
         naive = torch.zeros_like(coefficients)
         naive[:, 1] = 1.0
         coefficients = torch.where(torch.isinf(best)[:, None], naive, coefficients)
+    # Held within the fitted points' range widened by that range (by the horizon's share of the
+    # series, where longer) at every step, so an explosive fit cannot overflow on the way.
+    low, high = started.min(dim=1, keepdim=True).values, started.max(dim=1, keepdim=True).values
+    span = high - low
+    margin = span * (2.0 * horizon / fitted.sum(dim=1, keepdim=True).clamp(min=1)).clamp(min=1.0)
+    step_low, step_high = (-span - margin, span + margin) if differenced else (low - margin, high + margin)
     recent = series[:, -order:].flip(1)  # lag 1 first
     ahead = []
     for _ in range(horizon):
         step = coefficients[:, :1] + (coefficients[:, 1:] * recent).sum(dim=1, keepdim=True)
+        step = torch.minimum(torch.maximum(step, step_low), step_high)
         ahead.append(step)
         recent = torch.cat([step, recent[:, :-1]], dim=1)
     forecast = torch.cat(ahead, dim=1)
     if differenced:
         forecast = started[:, -1:] + forecast.cumsum(dim=1)
-    low, high = started.min(dim=1, keepdim=True).values, started.max(dim=1, keepdim=True).values
-    margin = (high - low) * max(1.0, 2.0 * horizon / started.shape[1])
-    return torch.minimum(torch.maximum(forecast, low - margin), high + margin).to(values.dtype)
+    forecast = torch.minimum(torch.maximum(forecast, low - margin), high + margin)
+    # A fit no order could make finite (coefficients beyond float64) falls back to the last value.
+    finite = torch.isfinite(forecast).all(dim=1, keepdim=True)
+    return torch.where(finite, forecast, started[:, -1:]).to(values.dtype)

@@ -116,19 +116,24 @@ def _lookbacks(candidate: AnchorChoice) -> tuple[int, ...]:
     return _STAND_IN_LOOKBACKS if candidate.kind != "repeat" and candidate.period > 1 else ()
 
 
-def anchor_candidates(freq: str, input_size: int) -> list[AnchorChoice]:
+def anchor_candidates(freq: str, input_size: int, kind: AnchorKind | None = None) -> list[AnchorChoice]:
     """The naive forecast, a seasonal naive for each natural cycle the window covers (hourly data
     with a week of input: a day and a week), and the drift, the Theta and the combination of Theta
-    and autoregressions, with the season taken out where the window covers two of them."""
+    and autoregressions, with the season taken out where the window covers two of them; of one
+    `kind` when the user fixed it (an autoregression alone, which is not offered otherwise,
+    included)."""
     cycle = cadence(freq)
     repeats = dict.fromkeys([1, *(c for c in cycle.cycles if c <= input_size)])
     season = cycle.season_length if 1 < cycle.season_length <= input_size // 2 else 1
-    return [
+    offered = [
         *(AnchorChoice("repeat", period) for period in repeats),
         AnchorChoice("drift", season),
         AnchorChoice("theta", season),
-        *(AnchorChoice(kind, season) for kind in STAND_IN_AUTOREGRESSIONS),
+        *(AnchorChoice(fitted, season) for fitted in STAND_IN_AUTOREGRESSIONS),
     ]
+    if kind is None:
+        return offered
+    return [c for c in offered if c.kind == kind] or [AnchorChoice(kind, season)]
 
 
 def default_horizon_inputs(has_future_covariates: bool) -> bool:

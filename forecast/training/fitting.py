@@ -74,7 +74,7 @@ def _choose_anchors(job: PreparedJob, objective: Objective) -> NetworkConfig:
     the network's, written into the job's config; the candidates to stand in for it alone are
     kept for the job to choose among if the network loses the gate."""
     shape = job.config.network
-    candidates = [c for c in anchor_candidates(job.dataset.freq, shape.input_size) if shape.anchor in (None, c.kind)]
+    candidates = anchor_candidates(job.dataset.freq, shape.input_size, shape.anchor)
     keep = functools.partial(fitting_origins, job)
     chosen = choose_network_anchor(shape, candidates, job.layout, job.evaluation, objective, job.config.seed, keep)
     job.stand_ins = stand_in_candidates(candidates, shape.input_size, job.dataset.median_history)

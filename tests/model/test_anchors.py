@@ -167,3 +167,26 @@ def test_an_autoregression_is_computed_in_float64_and_returned_in_the_window_dty
     continued = Anchor("ar", 48, 12, 1)(series[:, :48])
     assert continued.dtype == torch.float32
     assert (continued[0] - series[0, 48:]).abs().max() < 1e-2
+
+
+@pytest.mark.parametrize("kind", ["ar", "ari", "combined"])
+def test_a_spike_after_a_quiet_window_gives_a_finite_forecast_far_ahead(kind: str) -> None:
+    """Intermittent demand: near-zero noise, then one spike. The fitted roots are explosive; the
+    forecast stays finite and within the widened range at every step, however far ahead."""
+    windows = np.abs(np.random.default_rng(0).normal(0, 1e-8, (8, 48)))
+    windows[:, -1] = 1.0
+    forecast = Anchor(kind, 48, 720, 1)(torch.from_numpy(windows))  # type: ignore[arg-type]
+    assert (
+        torch.isfinite(forecast).all() and forecast.abs().max() <= 1 + 30
+    )  # the range (1) widened by 2 x 720 / 48 ranges
+
+
+@pytest.mark.parametrize("kind", ["ar", "ari"])
+def test_a_short_series_is_bounded_as_it_is_alone(kind: str) -> None:
+    """The bound on an autoregression's forecast comes from the series' own points, not from the
+    window it is padded into."""
+    doubling = 2.0 ** torch.arange(10, dtype=torch.float64)[None, :]
+    padded = torch.cat([doubling[:, :1].expand(-1, 50), doubling], dim=1)
+    observed = torch.arange(60)[None, :] >= 50
+    alone = Anchor(kind, 10, 12, 1)(doubling)  # type: ignore[arg-type]
+    assert torch.allclose(Anchor(kind, 60, 12, 1)(padded, observed), alone)  # type: ignore[arg-type]

@@ -62,8 +62,7 @@ def choose_anchors(network: NetworkConfig, candidates: list[AnchorChoice], evalu
 
 
 def choose(evaluation: EvaluationSet, network: NetworkConfig, freq: str) -> Choices:
-    candidates = [c for c in anchor_candidates(freq, network.input_size) if network.anchor in (None, c.kind)]
-    return choose_anchors(network, candidates, evaluation)
+    return choose_anchors(network, anchor_candidates(freq, network.input_size, network.anchor), evaluation)
 
 
 def choose_anchor(evaluation: EvaluationSet, network: NetworkConfig, freq: str) -> AnchorChoice:
@@ -142,6 +141,15 @@ def test_a_cycle_no_calendar_names_is_followed_by_the_combination_that_stands_in
     candidates = stand_in_candidates(anchor_candidates("h", 24), 24, history=900)
     chosen = choose_anchors(network, candidates, evaluation)
     assert chosen.alone.kind == "combined" and chosen.alone.lookback in (48, 96), chosen
+
+
+@pytest.mark.parametrize("kind", ["ar", "ari"])
+def test_an_autoregression_the_user_fixes_is_the_networks_anchor_and_its_stand_in(kind: str) -> None:
+    """Not offered when the anchor is left open, an autoregression is still the user's to fix."""
+    rng = np.random.default_rng(10)
+    values = [10 + rng.normal(0, 1, 900).cumsum() for _ in range(2)]
+    chosen = choose(_evaluation(values), NETWORK.model_copy(update={"anchor": kind}), "h")
+    assert chosen.network.kind == kind and chosen.alone.kind == kind
 
 
 def test_a_given_anchor_kind_gets_its_best_period() -> None:

@@ -191,62 +191,22 @@ def _theta(values: torch.Tensor, fitted: torch.Tensor, horizon: int) -> torch.Te
 
 
 def _autoregression(values: torch.Tensor, fitted: torch.Tensor, horizon: int, *, differenced: bool) -> torch.Tensor:
-    """Each window's AR(p) with an intercept, on its values or on its steps, p up to the longest
-    order its fitted points allow (at most _MAX_ORDER) by AICc, every order fitted by least squares
-    on the same rows (those with that longest order of fitted points before them, so the orders
-    compare), continued step by step; the naive forecast where no order has the rows.
+    """Each window's AR(p) with an intercept, on its values or on its steps (`_fit_autoregression`),
+    continued step by step and held within the fitted points' range widened by that range (by
+    the horizon's share of the series, where longer) at every step: an estimated root outside
+    the unit circle (a spike at the end of a quiet window) must not throw a forecast to infinity.
 
     In float64: the lags of a slowly moving series are nearly collinear, and their normal
-    equations lose in float32 what the fit needs. The forecast is held within the fitted points'
-    range widened by that range (by the horizon's share of the series, where longer), at every
-    step: an estimated root outside the unit circle (a spike at the end of a quiet window) must
-    not throw a forecast to infinity."""
+    equations lose in float32 what the fit needs."""
     started, _ = _started(values.double(), fitted)
     series, usable = (started.diff(dim=1), fitted[:, 1:] & fitted[:, :-1]) if differenced else (started, fitted)
     order = min(_MAX_ORDER, (series.shape[1] - _ROWS_PER_COEFFICIENT) // (_ROWS_PER_COEFFICIENT + 1))  # rows >= 3 terms
     if order < 1:
         return started[:, -1:].expand(-1, horizon).to(values.dtype)
-    # Each window's own longest order, from its fitted points, and its rows: those whose target has
-    # that many fitted points before it (a short series in a long window is fitted as it is alone).
-    points = usable.sum(dim=1)
-    reach = ((points - _ROWS_PER_COEFFICIENT) // (_ROWS_PER_COEFFICIENT + 1)).clamp(max=order)  # (B,)
-    first = usable.to(torch.int64).argmax(dim=1)
-    targets = torch.arange(order, series.shape[1], device=series.device)  # each row's target position
-    rows = series.unfold(1, order + 1, 1)  # (B, T, order + 1): the lags, oldest first, then the target
-    weight = (targets[None, :] - first[:, None] >= reach[:, None]).double()  # (B, T)
-    count = weight.sum(dim=1)
-    # Centred on the rows' means, the intercept drops out of the solve and comes back from them:
-    # with a ridge in proportion to each lag's own spread, the fit is the same on any scale and offset.
-    means = (rows * weight[..., None]).sum(dim=1, keepdim=True) / count.clamp(min=1.0)[:, None, None]
-    centred = (rows - means) * weight[..., None]
-    target, lags = centred[:, :, -1], centred[:, :, :-1].flip(2)  # lag 1 first
-    best = torch.full_like(count, float("inf"))
-    coefficients = torch.zeros(series.shape[0], order + 1, dtype=series.dtype, device=series.device)
-    # Each order's normal equations are the leading block of the longest order's: built once.
-    gram = lags.transpose(1, 2) @ lags  # (B, order, order)
-    moments = (lags.transpose(1, 2) @ target[..., None])[..., 0]  # (B, order)
-    total = target.square().sum(dim=1)
-    for terms in range(1, order + 1):
-        block, right = gram[:, :terms, :terms], moments[:, :terms]
-        ridged = block + torch.diag_embed(1e-9 * block.diagonal(dim1=1, dim2=2) + 1e-300)  # a constant window: no slope
-        beta = torch.linalg.solve(ridged, right[..., None])[..., 0]
-        explained = 2 * (beta * right).sum(dim=1) - (beta[:, None, :] @ block @ beta[..., None])[:, 0, 0]
-        rss = (total - explained).clamp(min=1e-300)
-        k = terms + 1  # with the intercept
-        aicc = count * torch.log(rss / count.clamp(min=1.0)) + 2 * k + 2 * k * (k + 1) / (count - k - 1)
-        aicc = torch.where(terms <= reach, aicc, torch.full_like(aicc, float("inf")))
-        better = aicc < best
-        best = torch.where(better, aicc, best)
-        lag_means = means[:, 0, :-1].flip(1)[:, :terms]
-        intercept = means[:, 0, -1] - (beta * lag_means).sum(dim=1)
-        fitted_terms = nn.functional.pad(torch.cat([intercept[:, None], beta], dim=1), (0, order - terms))
-        coefficients = torch.where(better[:, None], fitted_terms, coefficients)
-    if not differenced:  # no order fitted: the last value (lag 1 at one); on the steps, no step is that already
-        naive = torch.zeros_like(coefficients)
-        naive[:, 1] = 1.0
-        coefficients = torch.where(torch.isinf(best)[:, None], naive, coefficients)
-    # Held within the fitted points' range widened by that range (by the horizon's share of the
-    # series, where longer) at every step, so an explosive fit cannot overflow on the way.
+    coefficients, has_order = _fit_autoregression(series, usable, order)
+    if not differenced:  # no order fitted: the last value (lag 1 at one); on the steps, no step (zero) is that already
+        naive = nn.functional.one_hot(torch.tensor(1), order + 1).to(coefficients)
+        coefficients = torch.where(has_order[:, None], coefficients, naive)
     low, high = started.min(dim=1, keepdim=True).values, started.max(dim=1, keepdim=True).values
     span = high - low
     margin = span * (2.0 * horizon / fitted.sum(dim=1, keepdim=True).clamp(min=1)).clamp(min=1.0)
@@ -265,3 +225,46 @@ def _autoregression(values: torch.Tensor, fitted: torch.Tensor, horizon: int, *,
     # A fit no order could make finite (coefficients beyond float64) falls back to the last value.
     finite = torch.isfinite(forecast).all(dim=1, keepdim=True)
     return torch.where(finite, forecast, started[:, -1:]).to(values.dtype)
+
+
+def _fit_autoregression(series: torch.Tensor, usable: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each window's intercept and lag coefficients (B, order + 1; lag 1 first, zero beyond its
+    order), and whether any order had the rows (B,); p up to the longest order its fitted points
+    allow by AICc, every order fitted by least squares on the same rows (those with that longest
+    order of fitted points before them, so the orders compare)."""
+    # Each window's own longest order, from its fitted points, and its rows: those whose target has
+    # that many fitted points before it (a short series in a long window is fitted as it is alone).
+    points = usable.sum(dim=1)
+    reach = ((points - _ROWS_PER_COEFFICIENT) // (_ROWS_PER_COEFFICIENT + 1)).clamp(max=order)  # (B,)
+    first = usable.to(torch.int64).argmax(dim=1)
+    targets = torch.arange(order, series.shape[1], device=series.device)  # each row's target position
+    rows = series.unfold(1, order + 1, 1)  # (B, T, order + 1): the lags, oldest first, then the target
+    weight = (targets[None, :] - first[:, None] >= reach[:, None]).double()  # (B, T)
+    count = weight.sum(dim=1)
+    # Centred on the rows' means, the intercept drops out of the solve and comes back from them:
+    # with a ridge in proportion to each lag's own spread, the fit is the same on any scale and offset.
+    means = (rows * weight[..., None]).sum(dim=1, keepdim=True) / count.clamp(min=1.0)[:, None, None]
+    centred = (rows - means) * weight[..., None]
+    target, lags = centred[:, :, -1], centred[:, :, :-1].flip(2)  # lag 1 first
+    lag_means, target_mean = means[:, 0, :-1].flip(1), means[:, 0, -1]
+    # Each order's normal equations are the leading block of the longest order's: built once.
+    gram = lags.transpose(1, 2) @ lags  # (B, order, order)
+    moments = (lags.transpose(1, 2) @ target[..., None])[..., 0]  # (B, order)
+    total = target.square().sum(dim=1)
+    best = torch.full_like(count, float("inf"))
+    coefficients = torch.zeros(series.shape[0], order + 1, dtype=series.dtype, device=series.device)
+    for terms in range(1, order + 1):
+        block, right = gram[:, :terms, :terms], moments[:, :terms]
+        ridged = block + torch.diag_embed(1e-9 * block.diagonal(dim1=1, dim2=2) + 1e-300)  # a constant window: no slope
+        beta = torch.linalg.solve(ridged, right[..., None])[..., 0]
+        explained = 2 * (beta * right).sum(dim=1) - (beta[:, None, :] @ block @ beta[..., None])[:, 0, 0]
+        rss = (total - explained).clamp(min=1e-300)
+        k = terms + 1  # with the intercept
+        aicc = count * torch.log(rss / count.clamp(min=1.0)) + 2 * k + 2 * k * (k + 1) / (count - k - 1)
+        aicc = torch.where(terms <= reach, aicc, torch.full_like(aicc, float("inf")))
+        better = aicc < best
+        best = torch.where(better, aicc, best)
+        intercept = target_mean - (beta * lag_means[:, :terms]).sum(dim=1)
+        fitted_terms = nn.functional.pad(torch.cat([intercept[:, None], beta], dim=1), (0, order - terms))
+        coefficients = torch.where(better[:, None], fitted_terms, coefficients)
+    return coefficients, torch.isfinite(best)

@@ -19,14 +19,10 @@ import logging
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
 from forecast.model.config import AnchorKind, InputLayout, NetworkConfig
-from forecast.model.encoding import encode
-from forecast.model.network import Forecaster, forecast_loss
-from forecast.model.scaling import to_scaled
+from forecast.model.network import Forecaster
 from forecast.series.windows import SeriesStore, origins_between
-from forecast.training.batches import gather_windows
 from forecast.training.choices import CHOICE_HORIZONS, AnchorChoice
 from forecast.training.evaluate import EvaluationSet
 from forecast.training.linear import fit_linear
@@ -36,8 +32,6 @@ logger = logging.getLogger(__name__)
 
 
 Origins = Callable[[np.ndarray], np.ndarray]
-
-_CHUNK = 4096  # windows scored at once
 
 # The anchors a network is built on when the user leaves the kind open. On a Theta anchor the
 # epochs almost never improved on the solved start (bench/collection.py, "Theta anchor"), and the
@@ -63,21 +57,15 @@ def stand_in_loss(
 ) -> float:
     """The scored origins' loss of the network's anchor alone, as the predictor serves it: fitted
     to the observed points only (a window that reaches back before its series' start reads those
-    points as missing)."""
+    points as missing, whether or not the network reads the mask channel)."""
     forecaster = Forecaster(network.model_copy(update={"recurrent": False, "ensemble": 1}), layout)
-    config = forecaster.config
-    total, count = 0.0, 0
-    with torch.inference_mode():
-        for start in range(0, len(scored), _CHUNK):
-            chunk = scored[start : start + _CHUNK]
-            batch = gather_windows(store, chunk, config)
-            encoded = encode(batch.windows, objective.scaling, objective.covariates, gaps=config.gap_rule)
-            target = to_scaled(batch.target, encoded.loc, encoded.spread)
-            anchor = forecaster.anchor(encoded.inputs, encoded.observed)
-            weights = objective.weights(store, chunk, encoded.spread)
-            total += float(forecast_loss(anchor, target, objective.loss, weights)) * len(chunk)
-            count += len(chunk)
-    return total / max(count, 1)
+    return validation_loss(
+        forecaster,
+        store,
+        scored,
+        objective,
+        forecasting=lambda encoded: forecaster.anchor(encoded.inputs, encoded.observed),
+    )
 
 
 def anchor_loss(

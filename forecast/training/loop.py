@@ -13,6 +13,7 @@ import copy
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,7 +25,7 @@ from tqdm import tqdm
 from forecast.config.training import EpochRecord, TrainingConfig
 from forecast.model.config import InputLayout, LossName, NetworkConfig, ScalingParams
 from forecast.model.covariates import NO_COVARIATES, Covariates
-from forecast.model.encoding import encode
+from forecast.model.encoding import Encoded, encode
 from forecast.model.network import SERIES_SCALED_LOSSES, Forecaster, forecast_loss
 from forecast.model.scaling import to_scaled
 from forecast.model.skip import LinearPart
@@ -95,30 +96,48 @@ class Objective:
         return torch.nan_to_num(spread * inverse, nan=1.0)
 
 
+# How a batch's encoded windows become forecasts: the network (or DDP's wrapper of it) by default.
+Forecasting = Callable[[Encoded], torch.Tensor]
+
+
 def _batch_loss(
-    model: nn.Module, config: NetworkConfig, store: SeriesStore, origins: np.ndarray, objective: Objective
+    model: nn.Module,
+    config: NetworkConfig,
+    store: SeriesStore,
+    origins: np.ndarray,
+    objective: Objective,
+    forecasting: Forecasting | None = None,
 ) -> torch.Tensor:
     """The loss of the windows at `origins`, through `model`: the forecaster, or DDP's wrapper of it
-    (only a forward through the wrapper has the backward average the gradients over the ranks)."""
+    (only a forward through the wrapper has the backward average the gradients over the ranks),
+    or through `forecasting` where given."""
     batch = gather_windows(store, origins, config)
     encoded = encode(batch.windows, objective.scaling, objective.covariates, gaps=config.gap_rule)
     target = to_scaled(batch.target, encoded.loc, encoded.spread)  # (B, H); NaN where missing
-    forecast = model(encoded.inputs, encoded.known, encoded.static)  # (B, H)
+    forecast = (
+        forecasting(encoded) if forecasting is not None else model(encoded.inputs, encoded.known, encoded.static)
+    )  # (B, H)
     return forecast_loss(forecast, target, objective.loss, objective.weights(store, origins, encoded.spread))
 
 
 def validation_loss(
-    network: Forecaster, store: SeriesStore, origins: np.ndarray, objective: Objective, world: World = SOLO
+    network: Forecaster,
+    store: SeriesStore,
+    origins: np.ndarray,
+    objective: Objective,
+    world: World = SOLO,
+    forecasting: Forecasting | None = None,
 ) -> float:
-    """The mean loss over `origins`; distributed, each rank takes its share and the sums are
-    all-reduced, so every rank gets the loss over all of them."""
+    """The mean loss over `origins` (of `forecasting`, where given, instead of the network's
+    forward); distributed, each rank takes its share and the sums are all-reduced, so every rank
+    gets the loss over all of them."""
     network.eval()
     total, count = 0.0, 0
     shard = world.share(origins)
     with torch.inference_mode():  # the bare network: no collective per chunk, whose count differs by rank
         for start in range(0, len(shard), _EVAL_BATCH):
             chunk = shard[start : start + _EVAL_BATCH]
-            total += float(_batch_loss(network, network.config, store, chunk, objective)) * len(chunk)
+            total += float(_batch_loss(network, network.config, store, chunk, objective, forecasting)) * len(chunk)
             count += len(chunk)
     everywhere_total, everywhere_count = world.sum(total, count)
     return everywhere_total / max(everywhere_count, 1)
